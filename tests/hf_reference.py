@@ -1,0 +1,47 @@
+"""The parity oracle for knockouts: the HF model itself, with a custom attention function
+(registered through transformers.AttentionInterface) that adds the knockout mask in the chosen
+layers only (by module.layer_idx); every other computation is HF's own."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from transformers import AttentionInterface
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+_ACTIVE: dict = {}
+
+
+def _knockout_attention(module, query, key, value, attention_mask, **kwargs):
+    blocked = _ACTIVE.get("by_layer", {}).get(module.layer_idx)
+    if blocked is not None:
+        B, _, Q, K = query.shape[0], None, query.shape[2], key.shape[2]
+        if attention_mask is None:  # HF dropped the mask (no padding): make the causal one explicit
+            attention_mask = torch.ones(Q, K, dtype=torch.bool, device=query.device).tril(K - Q)[None, None]
+        if attention_mask.dtype == torch.bool:
+            attention_mask = attention_mask & ~blocked[:, None, -Q:, :K].to(query.device)
+        else:
+            attention_mask = attention_mask.masked_fill(blocked[:, None, -Q:, :K].to(query.device), float("-inf"))
+        kwargs["is_causal"] = False
+    return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+
+
+AttentionInterface.register("vlens_knockout_reference", _knockout_attention)
+# The 4-D float mask HF builds for eager attention (causal + padding), so padding is honoured.
+ALL_MASK_ATTENTION_FUNCTIONS.register("vlens_knockout_reference", eager_mask)
+
+
+@contextlib.contextmanager
+def hf_knockout(hf_model, blocked_by_layer: dict[int, torch.Tensor]):
+    """Run `hf_model` with bool masks [batch, pos, pos] of removed edges added in given layers."""
+    lm_cfg = hf_model.model.language_model.config
+    old = lm_cfg._attn_implementation
+    _ACTIVE["by_layer"] = blocked_by_layer
+    lm_cfg._attn_implementation = "vlens_knockout_reference"
+    try:
+        yield
+    finally:
+        lm_cfg._attn_implementation = old
+        _ACTIVE.clear()

@@ -1,0 +1,65 @@
+"""VideoInputs: the HF model's kwargs for a batch, plus the layout of every row.
+
+It *is* a dict of exactly what the checkpoint's processor returned, so `hf_model(**inputs)` runs
+the HF model on the same tensors as `model(inputs)`; the extra attributes say what each position
+is (`layouts`), which frames were sampled (`videos`) and the prompt text (`prompts`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from vlens.layout import VideoLayout
+from vlens.video import SampledVideo
+
+
+class VideoInputs(dict):
+    def __init__(
+        self,
+        tensors: dict,
+        layouts: Sequence[VideoLayout],
+        videos: Sequence[SampledVideo | None] = (),
+        prompts: Sequence[str] = (),
+    ):
+        super().__init__(tensors)
+        self.layouts: list[VideoLayout] = list(layouts)
+        self.videos = list(videos)
+        self.prompts = list(prompts)
+        n = self["input_ids"].shape[0]
+        if len(self.layouts) != n:
+            raise ValueError(f"{len(self.layouts)} layouts for a batch of {n} rows; give one layout per row")
+
+    @property
+    def layout(self) -> VideoLayout:
+        """The layout of a batch of one (use `.layouts[i]` for row i of a batch)."""
+        if len(self.layouts) != 1:
+            raise ValueError(
+                f"inputs.layout is for a batch of one, this batch has {len(self.layouts)} rows: "
+                "use inputs.layouts[i]"
+            )
+        return self.layouts[0]
+
+    @property
+    def batch_size(self) -> int:
+        return int(self["input_ids"].shape[0])
+
+    @property
+    def seq_len(self) -> int:
+        return int(self["input_ids"].shape[1])
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> VideoInputs:
+        """Move tensors to `device`; cast floating tensors (pixel values) to `dtype`."""
+        moved = {}
+        for k, v in self.items():
+            if isinstance(v, torch.Tensor):
+                v = v.to(device) if device is not None else v
+                if dtype is not None and v.is_floating_point():
+                    v = v.to(dtype)
+            moved[k] = v
+        return VideoInputs(moved, self.layouts, self.videos, self.prompts)
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{k}: {tuple(v.shape)}" for k, v in self.items() if isinstance(v, torch.Tensor))
+        return f"VideoInputs({shapes}; layouts={self.layouts})"

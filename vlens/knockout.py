@@ -1,0 +1,357 @@
+"""Attention knockouts: which attention edges to remove, in which layers.
+
+Causal attention is softmax(QKᵀ/√d + M)V; a knockout sets entries of M to −∞ (DESIGN.md):
+
+| knockout | query                                                       | key                     |
+|----------|-------------------------------------------------------------|-------------------------|
+| LV-K     | non-vision position after the last vision position          | vision (video, separator) |
+| VT-K     | `video` position of frame i                                 | `video` of frame j ≠ i  |
+| VS-K     | `video` position of frame i                                 | other `video` of frame i |
+
+`spec.blocked(layout)` is exactly the removed edges, all strictly below the diagonal, so no row
+is ever empty and no NaN can appear. Specs compose with `|` (union of removed edges). Frames that
+share tokens (a temporal group) are one frame: the layout's `frame` is the group index.
+
+    hooks = (ko.LV() | ko.VT()).hooks(inputs, layers=ko.from_layer(14))
+    logits = model.run_with_hooks(inputs, fwd_hooks=hooks)
+
+On `hook_pattern` a knockout zeroes the removed weights and renormalises the row; on
+`hook_attn_scores` it writes −∞ — the same logits. Given to a HookedVideoLLM, knockout hooks are
+folded into the SDPA mask (no N×N pattern) unless something else hooks that layer's attention.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor
+
+from vlens.layout import VideoLayout
+
+HookSite = Literal["pattern", "attn_scores"]
+
+
+class KnockoutError(ValueError):
+    """A knockout was asked for something it cannot do (bad layers, no video, wrong inputs)."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Specs: which edges
+# ------------------------------------------------------------------------------------------------
+def _strictly_below(n: int) -> Bool[Tensor, "q k"]:
+    return torch.ones(n, n, dtype=torch.bool).tril(-1)
+
+
+class Spec:
+    """A set of attention edges to remove, as a function of the layout."""
+
+    label = "?"
+
+    def blocked(self, layout: VideoLayout) -> Bool[Tensor, "q k"]:
+        raise NotImplementedError
+
+    def __or__(self, other: Spec) -> Spec:
+        if not isinstance(other, Spec):
+            return NotImplemented
+        return Union((*_parts(self), *_parts(other)))
+
+    def __repr__(self) -> str:
+        return self.label
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Spec) and repr(self) == repr(other)
+
+    def __hash__(self) -> int:
+        return hash(repr(self))
+
+    def hooks(
+        self,
+        inputs,
+        layers: LayerSelection | int | Iterable[int] | None = None,
+        on: HookSite = "pattern",
+    ) -> list[tuple[Callable[[str], bool], KnockoutHook]]:
+        """fwd_hooks for `model.run_with_hooks`: this knockout in `layers` (all by default),
+        applied on `hook_pattern` (zero + renormalise) or `hook_attn_scores` (−∞)."""
+        hook = KnockoutHook(self, as_selection(layers), _layouts_of(inputs), on)
+        return [(hook.name_filter, hook)]
+
+
+def _parts(spec: Spec) -> tuple[Spec, ...]:
+    return spec.parts if isinstance(spec, Union) else (spec,)
+
+
+class LV(Spec):
+    """Language → video: text after the video cannot see any vision position."""
+
+    label = "LV-K"
+
+    def blocked(self, layout: VideoLayout) -> Bool[Tensor, "q k"]:
+        n = len(layout)
+        pos = torch.arange(n)
+        vision = layout.is_vision
+        query = ~vision & ~layout.mask("pad") & (pos > layout.last_vision)
+        if layout.last_vision < 0:
+            query = torch.zeros(n, dtype=torch.bool)
+        return query[:, None] & vision[None, :] & _strictly_below(n)
+
+
+class VT(Spec):
+    """Video temporal: a video position of frame i cannot see video positions of frames j ≠ i."""
+
+    label = "VT-K"
+
+    def blocked(self, layout: VideoLayout) -> Bool[Tensor, "q k"]:
+        video, f = layout.is_video, layout.frame
+        return video[:, None] & video[None, :] & (f[:, None] != f[None, :]) & _strictly_below(len(layout))
+
+
+class VS(Spec):
+    """Video spatial: a video position cannot see other video positions of its own frame."""
+
+    label = "VS-K"
+
+    def blocked(self, layout: VideoLayout) -> Bool[Tensor, "q k"]:
+        video, f = layout.is_video, layout.frame
+        return video[:, None] & video[None, :] & (f[:, None] == f[None, :]) & _strictly_below(len(layout))
+
+
+class Custom(Spec):
+    """Any edges: `fn(layout) -> bool [q, k]`. Entries above the diagonal are future positions,
+    already masked, and are ignored; marking the diagonal is an error (a row could go empty)."""
+
+    def __init__(self, fn: Callable[[VideoLayout], Tensor], name: str = "custom"):
+        self.fn = fn
+        self.label = f"Custom({name})"
+
+    def blocked(self, layout: VideoLayout) -> Bool[Tensor, "q k"]:
+        n = len(layout)
+        out = torch.as_tensor(self.fn(layout))
+        if out.shape != (n, n) or out.dtype != torch.bool:
+            raise KnockoutError(f"{self.label}: fn must return a bool tensor of shape ({n}, {n}), got {out.dtype} {tuple(out.shape)}")
+        if out.diagonal().any():
+            raise KnockoutError(f"{self.label} blocks the diagonal (a position from itself); that can empty a row")
+        return out & _strictly_below(n)
+
+
+class Union(Spec):
+    def __init__(self, parts: Sequence[Spec]):
+        # dedupe, keep order: LV | LV is LV
+        seen: list[Spec] = []
+        for p in parts:
+            if p not in seen:
+                seen.append(p)
+        self.parts = tuple(seen)
+        self.label = " | ".join(p.label for p in self.parts)
+
+    def blocked(self, layout: VideoLayout) -> Bool[Tensor, "q k"]:
+        out = self.parts[0].blocked(layout)
+        for p in self.parts[1:]:
+            out = out | p.blocked(layout)
+        return out
+
+
+SPECS: dict[str, Callable[[], Spec]] = {"lv": LV, "vt": VT, "vs": VS}
+
+
+def from_name(name: str) -> Spec:
+    """'lv', 'vt', 'vs', 'lv+vt+vs' (or 'all') → a spec; used by the CLI and configs."""
+    key = name.strip().lower().replace("-k", "")
+    if key == "all":
+        key = "lv+vt+vs"
+    parts = [p.strip() for p in key.replace("|", "+").split("+")]
+    unknown = [p for p in parts if p not in SPECS]
+    if unknown:
+        raise KnockoutError(f"unknown knockout {name!r}; known: {', '.join(SPECS)} (combine with '+', or 'all')")
+    spec: Spec = SPECS[parts[0]]()
+    for p in parts[1:]:
+        spec = spec | SPECS[p]()
+    return spec
+
+
+# ------------------------------------------------------------------------------------------------
+# Layer selections: in which layers
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LayerSelection:
+    """Layers are resolved against the model's depth when the hooks run (`resolve`)."""
+
+    kind: str
+    args: tuple = ()
+
+    def resolve(self, n_layers: int) -> tuple[int, ...]:
+        if self.kind == "all":
+            return tuple(range(n_layers))
+        if self.kind == "from":
+            (i,) = self.args
+            if not 0 <= i < n_layers:
+                raise KnockoutError(f"from_layer({i}) is out of range: the model has {n_layers} layers (0..{n_layers - 1})")
+            return tuple(range(i, n_layers))
+        if self.kind == "window":
+            x, k = self.args
+            if k < 1 or x - k + 1 < 0 or x >= n_layers:
+                raise KnockoutError(
+                    f"window({x}, k={k}) covers layers {x - k + 1}..{x}, which must all exist: "
+                    f"the model has {n_layers} layers (0..{n_layers - 1})"
+                )
+            return tuple(range(x - k + 1, x + 1))
+        (ls,) = self.args
+        bad = [l for l in ls if not 0 <= l < n_layers]
+        if bad:
+            raise KnockoutError(f"layers {bad} are out of range: the model has {n_layers} layers (0..{n_layers - 1})")
+        return tuple(sorted(set(ls)))
+
+    def __contains__(self, layer: int) -> bool:
+        if self.kind == "all":
+            return True
+        if self.kind == "from":
+            return layer >= self.args[0]
+        if self.kind == "window":
+            x, k = self.args
+            return x - k + 1 <= layer <= x
+        return layer in self.args[0]
+
+    def __str__(self) -> str:
+        if self.kind == "all":
+            return "all layers"
+        if self.kind == "from":
+            return f"layers {self.args[0]}–end"
+        if self.kind == "window":
+            x, k = self.args
+            return f"layers {x - k + 1}–{x}"
+        ls = self.args[0]
+        if len(ls) > 1 and list(ls) == list(range(ls[0], ls[-1] + 1)):
+            return f"layers {ls[0]}–{ls[-1]}"
+        return f"layer{'s' if len(ls) != 1 else ''} {', '.join(map(str, ls))}"
+
+
+def all_layers() -> LayerSelection:
+    return LayerSelection("all")
+
+
+def from_layer(i: int) -> LayerSelection:
+    return LayerSelection("from", (int(i),))
+
+
+def window(x: int, k: int = 4) -> LayerSelection:
+    """The k consecutive layers ending at x: x−k+1 .. x."""
+    return LayerSelection("window", (int(x), int(k)))
+
+
+def layers(ls: Iterable[int]) -> LayerSelection:
+    ls = tuple(sorted({int(l) for l in ls}))
+    if not ls:
+        raise KnockoutError("layers([]) selects no layer; give at least one layer index")
+    return LayerSelection("list", (ls,))
+
+
+def as_selection(sel: LayerSelection | int | Iterable[int] | None) -> LayerSelection:
+    if sel is None:
+        return all_layers()
+    if isinstance(sel, LayerSelection):
+        return sel
+    if isinstance(sel, int):
+        return layers([sel])
+    return layers(sel)
+
+
+# ------------------------------------------------------------------------------------------------
+# The hook
+# ------------------------------------------------------------------------------------------------
+def _layouts_of(inputs) -> list[VideoLayout]:
+    if isinstance(inputs, VideoLayout):
+        return [inputs]
+    layouts = getattr(inputs, "layouts", None)
+    if layouts is None:
+        raise KnockoutError("knockout hooks need the VideoInputs from model.to_inputs(...) (they carry the layouts)")
+    return list(layouts)
+
+
+class _NameFilter:
+    def __init__(self, selection: LayerSelection, on: str):
+        self.selection, self.on = selection, on
+
+    def __call__(self, name: str) -> bool:
+        parts = name.split(".")
+        return (
+            len(parts) == 4 and parts[0] == "blocks" and parts[2] == "attn" and parts[3] == f"hook_{self.on}"
+            and int(parts[1]) in self.selection
+        )
+
+    def __repr__(self) -> str:
+        return f"blocks.<{self.selection}>.attn.hook_{self.on}"
+
+
+class KnockoutHook:
+    """One knockout spec in a layer selection for a batch of layouts. Callable as a plain
+    TransformerLens hook; HookedVideoLLM recognises it and folds it into the attention mask."""
+
+    def __init__(self, spec: Spec, selection: LayerSelection, layouts: Sequence[VideoLayout], on: HookSite = "pattern"):
+        if on not in ("pattern", "attn_scores"):
+            raise KnockoutError(f"on must be 'pattern' or 'attn_scores', got {on!r}")
+        if not isinstance(spec, Spec):
+            raise KnockoutError(f"{spec!r} is not a knockout spec; use ko.LV(), ko.VT(), ko.VS() or ko.Custom(fn)")
+        for i, layout in enumerate(layouts):
+            if not layout.has_video:
+                raise KnockoutError(f"row {i} of the inputs has no video positions; a {spec.label} knockout needs video")
+        self.spec, self.selection, self.layouts, self.on = spec, selection, list(layouts), on
+        self.name_filter = _NameFilter(selection, on)
+        self._blocked: dict[tuple[int, str], Tensor] = {}
+
+    def __repr__(self) -> str:
+        return f"{self.spec.label} @ {self.selection}" + (" (attn_scores)" if self.on == "attn_scores" else "")
+
+    # masks ----------------------------------------------------------------------------------------
+    def blocked_full(self, n_keys: int, device) -> Bool[Tensor, "batch q k"]:
+        """Removed edges for every row of the batch over `n_keys` positions (generated tokens,
+        beyond the layout, are text)."""
+        key = (n_keys, str(device))
+        if key not in self._blocked:
+            masks = []
+            for layout in self.layouts:
+                if n_keys < len(layout):
+                    raise KnockoutError(
+                        f"the knockout was built for inputs of {len(layout)} positions but the model ran on "
+                        f"{n_keys}; build the hooks from the same inputs you run"
+                    )
+                masks.append(self.spec.blocked(layout.extend(n_keys - len(layout))))
+            self._blocked[key] = torch.stack(masks).to(device)
+        return self._blocked[key]
+
+    def blocked_rows(self, q_start: int, n_q: int, n_keys: int, device) -> Bool[Tensor, "batch q k"]:
+        if q_start == 0 and n_keys != len(self.layouts[0]):
+            raise KnockoutError(
+                f"the knockout was built for inputs of {len(self.layouts[0])} positions but the model ran on "
+                f"{n_keys}; build the hooks from the same inputs you run"
+            )
+        return self.blocked_full(n_keys, device)[:, q_start : q_start + n_q, :]
+
+    def _rows_for(self, t: Tensor, q_start: int) -> Bool[Tensor, "batch 1 q k"]:
+        B, _, Q, K = t.shape
+        if B != len(self.layouts):
+            raise KnockoutError(f"the knockout holds {len(self.layouts)} layouts but the batch has {B} rows")
+        return self.blocked_rows(q_start, Q, K, t.device)[:, None]
+
+    def apply_to_scores(self, scores: Float[Tensor, "batch head q k"], q_start: int = 0) -> Tensor:
+        return scores.masked_fill(self._rows_for(scores, q_start), float("-inf"))
+
+    def apply_to_pattern(self, pattern: Float[Tensor, "batch head q k"], q_start: int = 0) -> Tensor:
+        blocked = self._rows_for(pattern, q_start)
+        rows = blocked.any(-1, keepdim=True)
+        if not bool(rows.any()):
+            return pattern  # bit for bit: nothing removed, nothing renormalised
+        kept = pattern.masked_fill(blocked, 0.0)
+        # Renormalise only the rows that lost weight: other rows stay bit-identical.
+        return torch.where(rows, kept / kept.sum(-1, keepdim=True), pattern)
+
+    def __call__(self, tensor: Tensor, hook) -> Tensor:
+        """Plain TransformerLens hook use (e.g. `model.add_hook(name, knockout_hook)`)."""
+        if hook.layer() not in self.selection:
+            return tensor
+        q_start = tensor.shape[-1] - tensor.shape[-2]  # queries are the last rows (KV-cache decoding)
+        if self.on == "attn_scores":
+            return self.apply_to_scores(tensor, q_start)
+        return self.apply_to_pattern(tensor, q_start)

@@ -1,0 +1,190 @@
+"""VideoLayout: what every position of one sequence is (segment, frame, patch row and column).
+
+Knockouts, patching groups and efficient inference read positions only through a layout, so they
+work unchanged for every family. A family derives the layout by arithmetic from the config and
+`input_ids` (vision positions are where the processor put its placeholder token) and checks the
+count against what the processor should have produced; a mismatch raises `LayoutError`, it is
+never guessed around.
+
+| segment     | what                                                          | frame | row/col |
+|-------------|---------------------------------------------------------------|-------|---------|
+| `video`     | vision-filled position of one frame (or temporal group)       | index | patch coordinates, −1 for a per-frame extra token |
+| `separator` | vision-filled position of no single frame (e.g. image_newline) | −1    | −1      |
+| `marker`    | template text around or between frames                         | −1    | −1      |
+| `system`    | other tokens before the first vision position                  | −1    | −1      |
+| `text`      | other tokens after it                                          | −1    | −1      |
+| `pad`       | padding                                                        | −1    | −1      |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Bool, Int
+from torch import Tensor
+
+SEGMENTS = ("system", "video", "separator", "marker", "text", "pad")
+VISION_SEGMENTS = ("video", "separator")
+
+
+class LayoutError(ValueError):
+    """The tokens do not have the structure the family's layout rules predict."""
+
+
+@dataclass(frozen=True)
+class VisionToken:
+    """How one vision-filled position is labelled (families emit these in sequence order)."""
+
+    segment: str  # "video" or "separator"
+    frame: int = -1
+    row: int = -1
+    col: int = -1
+
+
+@dataclass(frozen=True, eq=False)
+class VideoLayout:
+    segment: tuple[str, ...]
+    frame: Int[Tensor, "pos"]
+    row: Int[Tensor, "pos"]
+    col: Int[Tensor, "pos"]
+    frames_per_group: int = 1
+    frame_times: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.segment)
+        for name in ("frame", "row", "col"):
+            if getattr(self, name).shape != (n,):
+                raise LayoutError(f"layout.{name} has shape {tuple(getattr(self, name).shape)}, expected ({n},)")
+        unknown = set(self.segment) - set(SEGMENTS)
+        if unknown:
+            raise LayoutError(f"unknown segment names {sorted(unknown)}; segments are {SEGMENTS}")
+
+    # construction ------------------------------------------------------------------------------
+    @classmethod
+    def build(
+        cls,
+        is_vision: Bool[Tensor, "pos"],
+        vision_tokens: Sequence[VisionToken],
+        *,
+        is_pad: Bool[Tensor, "pos"] | None = None,
+        is_marker: Bool[Tensor, "pos"] | None = None,
+        frames_per_group: int = 1,
+        frame_times: Sequence[float] | None = None,
+    ) -> VideoLayout:
+        """Label a sequence. `vision_tokens` describes the vision positions in order; its length
+        must equal the number of vision positions in the sequence."""
+        n = int(is_vision.shape[0])
+        n_vision = int(is_vision.sum())
+        if n_vision != len(vision_tokens):
+            raise LayoutError(
+                f"the sequence has {n_vision} vision placeholder tokens but the layout rules expect "
+                f"{len(vision_tokens)}; the processor and the config disagree (was the prompt built "
+                f"with this checkpoint's own processor and the same number of frames?)"
+            )
+        is_pad = torch.zeros(n, dtype=torch.bool) if is_pad is None else is_pad.bool().cpu()
+        is_marker = torch.zeros(n, dtype=torch.bool) if is_marker is None else is_marker.bool().cpu()
+        is_vision = is_vision.bool().cpu()
+        vision_idx = is_vision.nonzero().flatten().tolist()
+        first_vision = vision_idx[0] if vision_idx else n
+        segment = ["text"] * n
+        frame = torch.full((n,), -1, dtype=torch.long)
+        row = torch.full((n,), -1, dtype=torch.long)
+        col = torch.full((n,), -1, dtype=torch.long)
+        for i in range(n):
+            if is_pad[i]:
+                segment[i] = "pad"
+            elif is_marker[i]:
+                segment[i] = "marker"
+            elif i < first_vision:
+                segment[i] = "system"
+        for i, tok in zip(vision_idx, vision_tokens):
+            segment[i] = tok.segment
+            frame[i], row[i], col[i] = tok.frame, tok.row, tok.col
+        return cls(
+            tuple(segment),
+            frame,
+            row,
+            col,
+            frames_per_group=frames_per_group,
+            frame_times=tuple(float(t) for t in frame_times) if frame_times is not None else None,
+        )
+
+    # views ---------------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.segment)
+
+    def mask(self, *segments: str) -> Bool[Tensor, "pos"]:
+        """Positions whose segment is one of `segments`."""
+        unknown = set(segments) - set(SEGMENTS)
+        if unknown:
+            raise LayoutError(f"unknown segment names {sorted(unknown)}; segments are {SEGMENTS}")
+        return torch.tensor([s in segments for s in self.segment], dtype=torch.bool)
+
+    @property
+    def is_vision(self) -> Bool[Tensor, "pos"]:
+        return self.mask(*VISION_SEGMENTS)
+
+    @property
+    def is_video(self) -> Bool[Tensor, "pos"]:
+        return self.mask("video")
+
+    @property
+    def n_frames(self) -> int:
+        """Number of frames (temporal groups) that have video positions."""
+        f = self.frame[self.is_video]
+        return int(f.max()) + 1 if f.numel() else 0
+
+    @property
+    def has_video(self) -> bool:
+        return bool(self.is_vision.any())
+
+    def positions(self, *segments: str) -> Int[Tensor, "n"]:
+        return self.mask(*segments).nonzero().flatten()
+
+    def frame_positions(self, frame: int) -> Int[Tensor, "n"]:
+        return (self.is_video & (self.frame == frame)).nonzero().flatten()
+
+    @property
+    def last_vision(self) -> int:
+        """Index of the last vision position (−1 if none)."""
+        idx = self.positions(*VISION_SEGMENTS)
+        return int(idx[-1]) if idx.numel() else -1
+
+    def counts(self) -> dict[str, int]:
+        return {s: self.segment.count(s) for s in SEGMENTS if self.segment.count(s)}
+
+    def extend(self, n: int) -> VideoLayout:
+        """The layout after `n` generated tokens (they are `text`)."""
+        if n == 0:
+            return self
+        pad = torch.full((n,), -1, dtype=torch.long)
+        return VideoLayout(
+            self.segment + ("text",) * n,
+            torch.cat([self.frame, pad]),
+            torch.cat([self.row, pad]),
+            torch.cat([self.col, pad]),
+            self.frames_per_group,
+            self.frame_times,
+        )
+
+    def labels(self, tokens: Sequence[str] | None = None) -> list[str]:
+        """One label per position: the token text, or `<f3 r2 c5>` for a video position
+        (`<f3 cls>` for a per-frame extra token, `<sep>` for a separator)."""
+        out = []
+        for i, seg in enumerate(self.segment):
+            if seg == "video":
+                f, r, c = int(self.frame[i]), int(self.row[i]), int(self.col[i])
+                out.append(f"<f{f} r{r} c{c}>" if r >= 0 else f"<f{f} extra>")
+            elif seg == "separator":
+                out.append("<sep>")
+            elif seg == "pad":
+                out.append("<pad>")
+            else:
+                out.append(tokens[i] if tokens is not None else f"<{seg}>")
+        return out
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{k}={v}" for k, v in self.counts().items())
+        return f"VideoLayout(len={len(self)}, frames={self.n_frames}, {parts})"

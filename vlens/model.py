@@ -1,0 +1,366 @@
+"""HookedVideoLLM: a video LLM's language model as a TransformerLens `HookedRootModule`.
+
+The vision tower and projector are the checkpoint's own HF modules; the language model runs in our
+hooked decoder (vlens.components) whose weights *are* the HF tensors (shared, not copied). So:
+
+    model = HookedVideoLLM.from_pretrained("path/to/checkpoint")
+    inputs = model.to_inputs("clip.mp4", "What colour is the ball?", n_frames=32)
+    logits, cache = model.run_with_cache(inputs)        # TransformerLens ActivationCache
+    hf_model(**inputs)                                  # the same tensors through HF
+
+Knockout hooks (vlens.knockout) given to `run_with_hooks` / `hooks()` are folded into the SDPA mask
+of the layers they cover (the fast path) unless something else hooks the attention scores or
+pattern of that layer; `model.last_attention_path` says which path ran.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from torch import Tensor, nn
+from transformer_lens import HookedRootModule
+from transformer_lens.hook_points import HookPoint
+
+from vlens.components import AttentionContext, AttentionPath, RMSNorm, RotaryEmbedding, TransformerBlock, Unembed
+from vlens.config import HookedVideoLLMConfig
+from vlens.families import Family, UnsupportedModelError, family_for
+from vlens.families.base import hf_parameter
+from vlens.inputs import VideoInputs
+from vlens.video import SampledVideo, load_video
+
+
+class Embed(nn.Module):
+    def __init__(self, cfg: HookedVideoLLMConfig):
+        super().__init__()
+        self.W_E = nn.Parameter(torch.empty(cfg.d_vocab, cfg.d_model, device="meta"))
+
+    def forward(self, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_model"]:
+        return F.embedding(tokens, self.W_E)
+
+
+class HookedVideoLLM(HookedRootModule):
+    def __init__(self, cfg: HookedVideoLLMConfig, family: Family, hf_model: nn.Module, processor: Any = None):
+        super().__init__()
+        self.cfg = cfg
+        self.family = family
+        self.processor = processor
+        # The HF model is kept (not registered: its LM weights are ours already) to run its
+        # vision path; its vision modules are registered so .to() moves them.
+        object.__setattr__(self, "hf_model", hf_model)
+        self.vision = nn.ModuleDict(family.vision_modules(hf_model))
+        self.vision_params = nn.ParameterDict(getattr(family, "vision_parameters", lambda m: {})(hf_model))
+        self.embed = Embed(cfg)
+        self.hook_video_features = HookPoint()
+        self.hook_embed = HookPoint()
+        self.rotary = RotaryEmbedding(cfg)
+        self.blocks = nn.ModuleList([TransformerBlock(cfg, l) for l in range(cfg.n_layers)])
+        self.ln_final = RMSNorm(cfg)
+        self.unembed = Unembed(cfg)
+        self._share_weights(hf_model)
+        self.attention_path: AttentionPath = "auto"
+        self.last_attention_path: str | None = None
+        self.setup()
+
+    # construction ------------------------------------------------------------------------------
+    def _share_weights(self, hf_model: nn.Module) -> None:
+        """Point our parameters at the HF tensors named in the family's weight table."""
+        table = self.family.weight_table(self.cfg)
+        ours = {n for n, _ in self.named_parameters(remove_duplicate=False)}
+        decoder = {n for n in ours if not n.startswith(("vision.", "vision_params."))}
+        missing = decoder - set(table)
+        if missing:
+            raise KeyError(f"the {self.family.name} weight table does not cover {sorted(missing)[:5]}")
+        for our_name, hf_name in table.items():
+            module_path, _, leaf = our_name.rpartition(".")
+            module = self.get_submodule(module_path)
+            if getattr(module, leaf, None) is None:  # e.g. no bias in this config
+                continue
+            setattr(module, leaf, hf_parameter(hf_model, hf_name))
+        self.rotary.to(self.embed.W_E.device)
+        self.cfg.device = self.embed.W_E.device
+        self.cfg.dtype = self.embed.W_E.dtype
+
+    @classmethod
+    def from_hf(cls, hf_model: nn.Module, processor: Any = None) -> HookedVideoLLM:
+        """Wrap an already-built HF model (weights shared, not copied) and its processor."""
+        arch = type(hf_model).__name__
+        family = family_for(arch)
+        cfg = family.config(hf_model.config)
+        cfg.model_name = getattr(hf_model.config, "_name_or_path", "") or arch
+        if processor is not None and getattr(processor, "tokenizer", None) is not None:
+            processor.tokenizer.padding_side = "left"  # batches are left-padded (DESIGN.md)
+        return cls(cfg, family, hf_model.eval(), processor)
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str | Path, *, dtype: torch.dtype | str = torch.float32, device: str | torch.device = "cpu",
+        attn_implementation: str = "sdpa",
+    ) -> HookedVideoLLM:
+        """Load a local HF checkpoint directory (never the hub) with its own processor."""
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"checkpoint directory {path} does not exist; pass a local HF checkpoint dir")
+        config_file = path / "config.json"
+        if not path.is_dir() or not config_file.exists():
+            raise ValueError(
+                f"{path} is not a HF checkpoint directory (no config.json); pass the folder that "
+                "save_pretrained wrote (config.json, *.safetensors, processor files)"
+            )
+        archs = json.loads(config_file.read_text()).get("architectures") or []
+        if not archs:
+            raise UnsupportedModelError(f"{config_file} names no 'architectures'; cannot tell the model family")
+        family_for(archs[0])  # clear error before loading any weights
+        import transformers
+        from transformers import AutoProcessor
+
+        if isinstance(dtype, str):
+            dtype = getattr(torch, dtype)
+        hf_cls = getattr(transformers, archs[0])
+        hf_model = hf_cls.from_pretrained(
+            path, dtype=dtype, attn_implementation=attn_implementation, local_files_only=True
+        ).to(device)
+        processor = AutoProcessor.from_pretrained(path, local_files_only=True)
+        model = cls.from_hf(hf_model, processor)
+        model.cfg.model_name = str(path)
+        return model
+
+    # inputs ----------------------------------------------------------------------------------------
+    @property
+    def tokenizer(self):
+        return self.processor.tokenizer
+
+    def to_inputs(
+        self,
+        video: Any,
+        question: str | Sequence[str],
+        *,
+        n_frames: int = 32,
+        start: float | None = None,
+        end: float | None = None,
+        fps: float | None = None,
+        allow_repeat: bool = False,
+        system_prompt: str | None = None,
+    ) -> VideoInputs:
+        """Sample frames, build the chat prompt and run the checkpoint's own processor.
+
+        One sample: `to_inputs(video, "question")`. A batch: lists of videos and questions (rows
+        are left-padded; every row's answer position is the last). `video` is a file path, a
+        folder of frames, a list of HxWx3 uint8 frames or a uint8 [T,H,W,3] array/tensor.
+        """
+        if self.processor is None:
+            raise ValueError("this model has no processor; pass one to HookedVideoLLM.from_hf(hf_model, processor)")
+        if isinstance(question, str):
+            videos, questions = [video], [question]
+        else:
+            questions = list(question)
+            if not isinstance(video, (list, tuple)) or len(video) != len(questions):
+                raise ValueError(
+                    f"a batch needs one video per question: got {len(questions)} questions and "
+                    f"{len(video) if isinstance(video, (list, tuple)) else 'a single'} video(s)"
+                )
+            videos = list(video)
+        sampled = [
+            load_video(v, n_frames, start=start, end=end, fps=fps, allow_repeat=allow_repeat) for v in videos
+        ]
+        prompts = [
+            self.processor.apply_chat_template(
+                self.family.messages(q, system_prompt), add_generation_prompt=True, tokenize=False
+            )
+            for q in questions
+        ]
+        return self.inputs_from_prompts(prompts, sampled)
+
+    def inputs_from_prompts(self, prompts: Sequence[str], videos: Sequence[SampledVideo]) -> VideoInputs:
+        """Processor call for already-templated prompts and sampled videos, plus layouts."""
+        shapes = {v.frames.shape for v in videos}
+        if len(shapes) > 1:
+            raise ValueError(
+                f"all videos of a batch must have the same number and size of frames, got {sorted(shapes)}; "
+                "sample the same n_frames for every row (frames are resized by the processor only per video)"
+            )
+        tensors = self.processor(
+            text=list(prompts),
+            videos=[v.frames for v in videos],
+            return_tensors="pt",
+            padding=True,
+            do_sample_frames=False,
+            **self.family.processor_kwargs(list(videos)),
+        )
+        tensors = dict(tensors)
+        layouts = [
+            self.family.layout(
+                tensors["input_ids"][i],
+                tensors["attention_mask"][i] if "attention_mask" in tensors else None,
+                videos[i],
+                self.hf_model.config,
+                {k: (v[i : i + 1] if isinstance(v, Tensor) and v.shape[:1] == (len(prompts),) else v) for k, v in tensors.items()},
+            )
+            for i in range(len(prompts))
+        ]
+        inputs = VideoInputs(tensors, layouts, videos, prompts)
+        return inputs.to(self.cfg.device, self.cfg.dtype)
+
+    def to_str_tokens(self, inputs: VideoInputs, row: int = 0) -> list[str]:
+        """A label per position: token text, `<f3 r2 c5>` for video positions, `<sep>`, `<pad>`."""
+        ids = inputs["input_ids"][row].tolist()
+        tokens = self.tokenizer.convert_ids_to_tokens(ids)
+        return inputs.layouts[row].labels(tokens)
+
+    # forward -----------------------------------------------------------------------------------------
+    def _as_inputs(self, inputs: VideoInputs | dict | Tensor) -> dict:
+        if isinstance(inputs, Tensor):  # text-only tokens
+            return {"input_ids": inputs}
+        if not isinstance(inputs, dict) or "input_ids" not in inputs:
+            raise TypeError("pass the VideoInputs from model.to_inputs(...) (or a dict with input_ids)")
+        return inputs
+
+    def embed_inputs(self, inputs: dict) -> Float[Tensor, "batch pos d_model"]:
+        """Token embeddings with the vision features placed at the vision placeholder positions."""
+        ids = inputs["input_ids"].to(self.cfg.device)
+        x = self.embed(ids)
+        vision_mask = ids == self.family.video_token_id(self.hf_model.config)
+        if any(k.startswith("pixel_values") for k in inputs):
+            feats = self.family.video_features(self.hf_model, inputs)
+            feats = self.hook_video_features(feats.to(x.dtype))
+            n_slots, n_feats = int(vision_mask.sum()), feats.shape[0] * feats.shape[1]
+            if n_slots != n_feats:
+                raise ValueError(
+                    f"the inputs have {n_slots} vision placeholder tokens but the vision path produced "
+                    f"{n_feats} features; build inputs with model.to_inputs (same processor, same frames)"
+                )
+            x = x.masked_scatter(vision_mask[..., None], feats)
+        elif vision_mask.any():
+            raise ValueError("input_ids contain vision placeholders but no pixel values were given")
+        return x
+
+    def forward(
+        self,
+        inputs: VideoInputs | dict | Tensor,
+        return_type: str | None = "logits",
+        *,
+        stop_at_layer: int | None = None,
+        kv_cache: list | None = None,
+        q_start: int = 0,
+        embeds: Tensor | None = None,
+    ) -> Tensor | None:
+        """Logits [batch, pos, d_vocab] (return_type="logits"), or the residual stream before
+        block `stop_at_layer` (TransformerLens semantics), or None (return_type=None)."""
+        inputs = self._as_inputs(inputs)
+        x = self.hook_embed(self.embed_inputs(inputs) if embeds is None else embeds)
+        B, N, _ = x.shape
+        mask = inputs.get("attention_mask")
+        if mask is not None:
+            mask = mask.to(x.device).bool()
+            if mask.shape[1] != q_start + N:
+                raise ValueError(f"attention_mask has {mask.shape[1]} positions, expected {q_start + N}")
+        key_padding = None if mask is None or bool(mask.all()) else mask
+        position_ids = torch.arange(q_start, q_start + N, device=x.device)[None].expand(B, N)
+        rope = self.rotary(position_ids, x.dtype)
+        ctx = AttentionContext(key_padding=key_padding, q_start=q_start, path=self.attention_path, kv_cache=kv_cache)
+        for block in self.blocks[:stop_at_layer]:
+            x = block(x, rope, ctx)
+        self.last_attention_path = "+".join(sorted(ctx.paths_taken)) or None
+        if stop_at_layer is not None:
+            return x
+        x = self.ln_final(x)
+        if return_type is None:
+            return None
+        if return_type != "logits":
+            raise ValueError(f"return_type must be 'logits' or None, got {return_type!r}")
+        return self.unembed(x)
+
+    # hooks: knockouts are folded into the attention mask ----------------------------------------------
+    @contextlib.contextmanager
+    def hooks(self, fwd_hooks=[], bwd_hooks=[], reset_hooks_end: bool = True, clear_contexts: bool = False):
+        from vlens.knockout import KnockoutHook
+
+        plain = [(n, h) for n, h in fwd_hooks if not isinstance(h, KnockoutHook)]
+        knockouts = [h for _, h in fwd_hooks if isinstance(h, KnockoutHook)]
+        installed = []
+        for ko in knockouts:
+            for layer in ko.selection.resolve(self.cfg.n_layers):
+                self.blocks[layer].attn.knockouts.append(ko)
+                installed.append((layer, ko))
+        try:
+            with super().hooks(plain, bwd_hooks, reset_hooks_end, clear_contexts) as model:
+                yield model
+        finally:
+            if reset_hooks_end:
+                for layer, ko in installed:
+                    self.blocks[layer].attn.knockouts.remove(ko)
+
+    def reset_hooks(self, clear_contexts: bool = True, direction: str = "both", including_permanent: bool = False, level=None):
+        super().reset_hooks(clear_contexts, direction, including_permanent, level)
+        if level is None:
+            for block in self.blocks:
+                block.attn.knockouts.clear()
+
+    @contextlib.contextmanager
+    def attention_path_as(self, path: AttentionPath) -> Iterator[None]:
+        """Force the attention path: "explicit" (N×N scores and pattern, every hook point live),
+        "fast" (SDPA; hooks on attn_scores/pattern are then not called) or "auto"."""
+        if path not in ("auto", "explicit", "fast"):
+            raise ValueError(f"attention path must be 'auto', 'explicit' or 'fast', got {path!r}")
+        old, self.attention_path = self.attention_path, path
+        try:
+            yield
+        finally:
+            self.attention_path = old
+
+    # generation ------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(
+        self, inputs: VideoInputs, max_new_tokens: int = 20, *, fwd_hooks: Sequence = (), eos_token_id: int | None = None
+    ) -> Int[Tensor, "batch new"]:
+        """Greedy decoding with a KV cache; `fwd_hooks` (knockouts included) apply at every step.
+        Returns the new tokens; rows that finished are padded with the pad token."""
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        inputs = self._as_inputs(inputs)
+        eos = eos_token_id if eos_token_id is not None else self._eos_id()
+        pad = self.tokenizer.pad_token_id if self.processor is not None else 0
+        kv: list = [None] * self.cfg.n_layers
+        mask = inputs.get("attention_mask")
+        B, N = inputs["input_ids"].shape
+        mask = torch.ones(B, N, dtype=torch.long, device=self.cfg.device) if mask is None else mask.to(self.cfg.device)
+        out = []
+        done = torch.zeros(B, dtype=torch.bool, device=self.cfg.device)
+        with self.hooks(list(fwd_hooks)):
+            logits = self.forward(inputs, kv_cache=kv)
+            pos = N
+            for _ in range(max_new_tokens):
+                tok = logits[:, -1].argmax(-1)
+                tok = torch.where(done, torch.full_like(tok, pad), tok)
+                out.append(tok)
+                if eos is not None:
+                    done = done | (tok == eos)
+                if bool(done.all()) or len(out) == max_new_tokens:
+                    break
+                mask = torch.cat([mask, torch.ones(B, 1, dtype=mask.dtype, device=mask.device)], dim=1)
+                step = {"input_ids": tok[:, None], "attention_mask": mask}
+                logits = self.forward(step, kv_cache=kv, q_start=pos)
+                pos += 1
+        return torch.stack(out, dim=1)
+
+    def _eos_id(self) -> int | None:
+        gen = getattr(self.hf_model, "generation_config", None)
+        eos = getattr(gen, "eos_token_id", None)
+        if isinstance(eos, list):
+            eos = eos[0] if eos else None
+        if eos is None and self.processor is not None:
+            eos = self.tokenizer.eos_token_id
+        return eos
+
+    def __repr__(self) -> str:
+        c = self.cfg
+        return (
+            f"HookedVideoLLM({c.family}: {c.n_layers} layers, d_model={c.d_model}, "
+            f"heads={c.n_heads}/{c.n_key_value_heads} kv, d_vocab={c.d_vocab}, {c.dtype}, {c.device})"
+        )
