@@ -67,6 +67,7 @@ class HookedVideoLLM(HookedRootModule):
         self.attention_path: AttentionPath = "auto"
         self.last_attention_path: str | None = None
         self.setup()
+        self.eval()  # inference library: dropout off, as TransformerLens tools require
 
     # construction ------------------------------------------------------------------------------
     def _share_weights(self, hf_model: nn.Module) -> None:
@@ -275,6 +276,18 @@ class HookedVideoLLM(HookedRootModule):
         if return_type != "logits":
             raise ValueError(f"return_type must be 'logits' or None, got {return_type!r}")
         return self.unembed(x)
+
+    def run_with_cache(self, *model_args, return_cache_object: bool = True, remove_batch_dim: bool = False, **kwargs):
+        """TransformerLens' run_with_cache, returning an `ActivationCache` (its methods —
+        decompose_resid, accumulated_resid, stack_head_results, ... — work on this model).
+        Caching `hook_attn_scores`/`hook_pattern` takes the explicit attention path; a
+        `names_filter` without them keeps the fast one."""
+        from transformer_lens import ActivationCache
+
+        out, cache = super().run_with_cache(*model_args, remove_batch_dim=remove_batch_dim, **kwargs)
+        if return_cache_object:
+            cache = ActivationCache(cache, self, has_batch_dim=not remove_batch_dim)
+        return out, cache
 
     # hooks: knockouts are folded into the attention mask ----------------------------------------------
     @contextlib.contextmanager

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))  # strategies.py, hf_reference.py
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+from vlens import HookedVideoLLM  # noqa: E402
+from vlens.testing import make_tiny_onevision  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def onevision_dir(tmp_path_factory):
+    """A tiny random LLaVA-OneVision checkpoint saved with save_pretrained (4 layers)."""
+    return make_tiny_onevision(tmp_path_factory.mktemp("ov") / "ckpt", seed=0, n_layers=4)
+
+
+@pytest.fixture(scope="session")
+def model(onevision_dir):
+    return HookedVideoLLM.from_pretrained(onevision_dir)
+
+
+@pytest.fixture(scope="session")
+def hf_models(onevision_dir):
+    from transformers import LlavaOnevisionForConditionalGeneration
+
+    return {
+        impl: LlavaOnevisionForConditionalGeneration.from_pretrained(onevision_dir, attn_implementation=impl).eval()
+        for impl in ("eager", "sdpa")
+    }
+
+
+def frames(n: int, h: int = 32, w: int = 32, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(n, h, w, 3), dtype=np.uint8)

@@ -1,0 +1,174 @@
+"""Tiny random checkpoints built offline, saved with `save_pretrained`, loaded like real ones.
+
+Tests, examples and benchmarks never download anything: they build a checkpoint here (a
+word-level tokenizer made in code, a tiny vision tower, a tiny LM, a chat template, the family's
+real HF processor), save it to a directory, and load it back through
+`HookedVideoLLM.from_pretrained(dir)`, exactly the path users take with real checkpoints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+
+SPECIAL_TOKENS = ["<pad>", "<unk>", "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<video>", "<image>"]
+
+WORDS = """
+the a an is are was be of to in on at with from by for and or not it its this that these those there
+what which who how many much does do did when where why whose video clip frame frames object objects
+answer option options choice choices letter given directly best question questions please only
+you helpful assistant system user carefully watch describe following select below
+color colour shape first last appears appear appeared moving move moves direction left right up down
+change changes changed same different count number one two three four five six seven eight nine ten
+zero yes no red green blue yellow purple orange white black gray cyan magenta circle square triangle
+cross star ball box size big small large top bottom middle before after during end start person
+action happening happens doing scene camera background
+""".split()
+
+PUNCTUATION = list(".,:;?!'\"()-/")
+
+
+def build_word_tokenizer(extra_words: Iterable[str] = ()):
+    """A word-level tokenizer made in code: splits on whitespace and punctuation; special tokens
+    stay whole; capitalised variants of every word; single letters A–F and digits are tokens."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words: list[str] = []
+    for w in [*WORDS, *extra_words]:
+        for v in (w, w.capitalize()):
+            if v not in words:
+                words.append(v)
+    vocab_list = SPECIAL_TOKENS + [c for c in "ABCDEF"] + [str(d) for d in range(10)] + PUNCTUATION
+    vocab_list += [w for w in words if w not in vocab_list]
+    vocab = {tok: i for i, tok in enumerate(vocab_list)}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Split(Regex(r"\s+"), behavior="removed"), pre_tokenizers.Punctuation(), pre_tokenizers.Digits(individual_digits=True)]
+    )
+    tok.decoder = decoders.WordPiece(prefix="##", cleanup=True)  # joins words with spaces
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="<unk>",
+        pad_token="<pad>",
+        eos_token="<|im_end|>",
+        bos_token=None,
+        additional_special_tokens=[t for t in SPECIAL_TOKENS if t not in ("<pad>", "<unk>")],
+        padding_side="left",
+    )
+    return fast
+
+
+# ChatML as LLaVA-OneVision/Qwen2 checkpoints use it, with HF content lists ({"type": "video"}).
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}"
+    "{% for content in message['content'] %}"
+    "{% if content['type'] == 'video' %}{{ '<video>\n' }}"
+    "{% elif content['type'] == 'image' %}{{ '<image>\n' }}"
+    "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}"
+    "{% endfor %}"
+    "{% endif %}"
+    "{{ '<|im_end|>\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def _randomise(model: torch.nn.Module, std: float = 0.08) -> None:
+    # HF's init gives near-zero LM outputs at this size; a wider normal makes logits differ
+    # visibly between inputs, so parity and knockout tests measure something.
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight") or "layernorm" in name or "layer_norm" in name:
+                p.copy_(1.0 + 0.1 * torch.randn_like(p))
+            else:
+                p.normal_(0.0, std)
+
+
+def make_tiny_onevision(
+    path: str | Path,
+    *,
+    seed: int = 0,
+    n_layers: int = 2,
+    d_model: int = 64,
+    n_heads: int = 4,
+    n_kv_heads: int = 2,
+    d_mlp: int = 128,
+    image_size: int = 32,
+    patch_size: int = 8,
+    vision_layers: int = 2,
+    vision_d: int = 32,
+    extra_words: Iterable[str] = (),
+    dtype: torch.dtype = torch.float32,
+) -> Path:
+    """A tiny random LLaVA-OneVision checkpoint (SigLIP tower, Qwen2 LM, real processor) in `path`.
+
+    Each frame gives ⌈P/2⌉² video tokens (P = image_size // patch_size) and the video ends with one
+    `image_newline` separator: 4 frames of the defaults are 4·4 + 1 = 17 vision positions.
+    """
+    from transformers import (
+        LlavaOnevisionConfig,
+        LlavaOnevisionForConditionalGeneration,
+        LlavaOnevisionImageProcessor,
+        LlavaOnevisionProcessor,
+        LlavaOnevisionVideoProcessor,
+        Qwen2Config,
+        SiglipVisionConfig,
+    )
+
+    path = Path(path)
+    tokenizer = build_word_tokenizer(extra_words)
+    text = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=d_model,
+        intermediate_size=d_mlp,
+        num_hidden_layers=n_layers,
+        num_attention_heads=n_heads,
+        num_key_value_heads=n_kv_heads,
+        max_position_embeddings=4096,
+        rope_theta=10000.0,
+        tie_word_embeddings=False,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    vision = SiglipVisionConfig(
+        hidden_size=vision_d,
+        intermediate_size=2 * vision_d,
+        num_hidden_layers=vision_layers,
+        num_attention_heads=2,
+        image_size=image_size,
+        patch_size=patch_size,
+    )
+    config = LlavaOnevisionConfig(
+        text_config=text.to_dict(),
+        vision_config=vision.to_dict(),
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        video_token_id=tokenizer.convert_tokens_to_ids("<video>"),
+        vision_feature_select_strategy="full",  # SigLIP has no CLS token
+        vision_feature_layer=-1,
+        tie_word_embeddings=False,
+    )
+    config.architectures = ["LlavaOnevisionForConditionalGeneration"]
+    torch.manual_seed(seed)
+    model = LlavaOnevisionForConditionalGeneration(config).eval()
+    _randomise(model)
+    model.to(dtype)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    size = {"height": image_size, "width": image_size}
+    processor = LlavaOnevisionProcessor(
+        image_processor=LlavaOnevisionImageProcessor(size=size, image_grid_pinpoints=[[image_size, image_size]]),
+        video_processor=LlavaOnevisionVideoProcessor(size=size),
+        tokenizer=tokenizer,
+        num_image_tokens=(image_size // patch_size) ** 2,
+        vision_feature_select_strategy="full",
+        chat_template=CHAT_TEMPLATE,
+    )
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    return path
