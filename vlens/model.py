@@ -120,14 +120,21 @@ class HookedVideoLLM(HookedRootModule):
         family_for(archs[0])  # clear error before loading any weights
         import transformers
         from transformers import AutoProcessor
+        from transformers.utils import logging as hf_logging
 
         if isinstance(dtype, str):
             dtype = getattr(torch, dtype)
         hf_cls = getattr(transformers, archs[0])
-        hf_model = hf_cls.from_pretrained(
-            path, dtype=dtype, attn_implementation=attn_implementation, local_files_only=True
-        ).to(device)
-        processor = AutoProcessor.from_pretrained(path, local_files_only=True)
+        was_enabled = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # vlens prints its own progress where it matters
+        try:
+            hf_model = hf_cls.from_pretrained(
+                path, dtype=dtype, attn_implementation=attn_implementation, local_files_only=True
+            ).to(device)
+            processor = AutoProcessor.from_pretrained(path, local_files_only=True)
+        finally:
+            if was_enabled:
+                hf_logging.enable_progress_bar()
         model = cls.from_hf(hf_model, processor)
         model.cfg.model_name = str(path)
         return model

@@ -169,6 +169,12 @@ def make_tiny_onevision(
         vision_feature_select_strategy="full",
         chat_template=CHAT_TEMPLATE,
     )
-    model.save_pretrained(path)
-    processor.save_pretrained(path)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    try:
+        model.save_pretrained(path)
+        processor.save_pretrained(path)
+    finally:
+        hf_logging.enable_progress_bar()
     return path
