@@ -111,6 +111,10 @@ def test_knockout_hooks_print_and_apply_in_generation(model):
     inputs = model.to_inputs(frames(2), QUESTIONS[0], n_frames=2)
     hooks = ko.LV().hooks(inputs, layers=ko.window(3, 2))
     assert repr(hooks[0][1]) == "LV-K @ layers 2–3"
+    late = ko.LV().hooks(inputs, layers=ko.from_layer(1))
+    assert repr(late[0][1]) == "LV-K @ layers 1–end"
+    model.run_with_hooks(inputs, fwd_hooks=late)
+    assert repr(late[0][1]) == "LV-K @ layers 1–3"  # resolved against the model's depth
     out_ko = model.generate(inputs, max_new_tokens=4, fwd_hooks=hooks)
     with model.attention_path_as("explicit"):
         out_ko_x = model.generate(inputs, max_new_tokens=4, fwd_hooks=hooks)

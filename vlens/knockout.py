@@ -301,8 +301,16 @@ class KnockoutHook:
         self.name_filter = _NameFilter(selection, on)
         self._blocked: dict[tuple[int, str], Tensor] = {}
 
+    def bind(self, n_layers: int) -> tuple[int, ...]:
+        """Resolve the layer selection against a model's depth (raises if out of range)."""
+        self.resolved = self.selection.resolve(n_layers)
+        return self.resolved
+
     def __repr__(self) -> str:
-        return f"{self.spec.label} @ {self.selection}" + (" (attn_scores)" if self.on == "attn_scores" else "")
+        where = str(self.selection)
+        if getattr(self, "resolved", None):  # after a run: the concrete layers
+            where = str(LayerSelection("list", (self.resolved,)))
+        return f"{self.spec.label} @ {where}" + (" (attn_scores)" if self.on == "attn_scores" else "")
 
     # masks ----------------------------------------------------------------------------------------
     def blocked_full(self, n_keys: int, device) -> Bool[Tensor, "batch q k"]:

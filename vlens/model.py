@@ -305,7 +305,7 @@ class HookedVideoLLM(HookedRootModule):
         knockouts = [h for _, h in fwd_hooks if isinstance(h, KnockoutHook)]
         installed = []
         for ko in knockouts:
-            for layer in ko.selection.resolve(self.cfg.n_layers):
+            for layer in ko.bind(self.cfg.n_layers):
                 self.blocks[layer].attn.knockouts.append(ko)
                 installed.append((layer, ko))
         try:

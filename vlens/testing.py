@@ -104,12 +104,15 @@ def make_tiny_onevision(
     vision_layers: int = 2,
     vision_d: int = 32,
     extra_words: Iterable[str] = (),
+    vocab_size: int | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Path:
     """A tiny random LLaVA-OneVision checkpoint (SigLIP tower, Qwen2 LM, real processor) in `path`.
 
     Each frame gives ⌈P/2⌉² video tokens (P = image_size // patch_size) and the video ends with one
     `image_newline` separator: 4 frames of the defaults are 4·4 + 1 = 17 vision positions.
+    `vocab_size` larger than the tokenizer pads the embedding/unembedding (benchmarks use it to
+    give the unembed a realistic cost).
     """
     from transformers import (
         LlavaOnevisionConfig,
@@ -124,7 +127,7 @@ def make_tiny_onevision(
     path = Path(path)
     tokenizer = build_word_tokenizer(extra_words)
     text = Qwen2Config(
-        vocab_size=len(tokenizer),
+        vocab_size=max(len(tokenizer), vocab_size or 0),
         hidden_size=d_model,
         intermediate_size=d_mlp,
         num_hidden_layers=n_layers,

@@ -1,0 +1,46 @@
+"""Clean forward: HookedVideoLLM vs the HF model (SDPA) it was loaded from, in one process.
+
+    python benchmarks/forward.py [--shapes tiny 0.5B] [--frames 4 8] [--device cpu] [--dtype float32]
+
+Prints seconds per forward and the ratio ours / HF SDPA (goal ≤ 1.1). Both include the vision
+tower (the same HF module), so the ratio is the language model's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import checkpoint, clip, timeit  # noqa: E402
+
+from vlens import HookedVideoLLM  # noqa: E402
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shapes", nargs="+", default=["tiny", "0.5B"])
+    ap.add_argument("--frames", nargs="+", type=int, default=[4, 8])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--reps", type=int, default=3)
+    args = ap.parse_args(argv)
+    dtype = getattr(torch, args.dtype)
+    print(f"device={args.device} dtype={args.dtype} threads={torch.get_num_threads()}")
+    print(f"{'shape':>6} {'frames':>6} {'positions':>9} {'HF sdpa s':>10} {'vlens s':>9} {'ratio':>6}")
+    for shape in args.shapes:
+        model = HookedVideoLLM.from_pretrained(checkpoint(shape), dtype=dtype, device=args.device)
+        hf = model.hf_model  # the same weights, HF's own forward (sdpa)
+        for n in args.frames:
+            inputs = model.to_inputs(clip(n), "What color is the object?", n_frames=n)
+            t_hf = timeit(lambda: hf(**inputs, logits_to_keep=0), args.reps, device=args.device)
+            t_ours = timeit(lambda: model(inputs), args.reps, device=args.device)
+            print(f"{shape:>6} {n:>6} {inputs.seq_len:>9} {t_hf:>10.4f} {t_ours:>9.4f} {t_ours / t_hf:>6.2f}")
+        del model, hf
+
+
+if __name__ == "__main__":
+    main()
