@@ -235,12 +235,12 @@ class Attention(nn.Module):
         scores = scores.masked_fill(~allowed[:, None], float("-inf"))
         for ko in self.knockouts:
             if ko.on == "attn_scores":
-                scores = ko.apply_to_scores(scores, ctx.q_start)
+                scores = ko.apply_to_scores(scores, ctx.q_start, self.layer)
         scores = self.hook_attn_scores(scores)
         pattern = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
         for ko in self.knockouts:
             if ko.on == "pattern":
-                pattern = ko.apply_to_pattern(pattern, ctx.q_start)
+                pattern = ko.apply_to_pattern(pattern, ctx.q_start, self.layer)
         pattern = self.hook_pattern(pattern)
         out = torch.matmul(pattern.reshape(B, H // G, G, Q, K), v[:, :, None])
         return out.reshape(B, H, Q, d)
@@ -270,12 +270,12 @@ class Attention(nn.Module):
 
     def _fused_mask(self, ctx: AttentionContext, Q: int, K: int, device) -> tuple[int, Tensor]:
         """(first row that differs from plain causal, allowed mask [batch, 1, Q - first, K])."""
-        key = ("fused", Q, K, tuple(id(ko) for ko in self.knockouts))
+        key = ("fused", Q, K, tuple(ko.mask_key(self.layer) for ko in self.knockouts))
         if key not in ctx.mask_cache:
             allowed = self._allowed(ctx, Q, K, device)
             blocked = None
             for ko in self.knockouts:
-                b = ko.blocked_rows(ctx.q_start, Q, K, device)
+                b = ko.blocked_rows(ctx.q_start, Q, K, device, self.layer)
                 blocked = b if blocked is None else blocked | b
             if blocked is not None:
                 allowed = allowed & ~blocked

@@ -313,9 +313,14 @@ class KnockoutHook:
         return f"{self.spec.label} @ {where}" + (" (attn_scores)" if self.on == "attn_scores" else "")
 
     # masks ----------------------------------------------------------------------------------------
-    def blocked_full(self, n_keys: int, device) -> Bool[Tensor, "batch q k"]:
+    def mask_key(self, layer: int) -> object:
+        """Identifies this hook's mask in `layer` (layers sharing a key share one fused mask)."""
+        return id(self)
+
+    def blocked_full(self, n_keys: int, device, layer: int | None = None) -> Bool[Tensor, "batch q k"]:
         """Removed edges for every row of the batch over `n_keys` positions (generated tokens,
-        beyond the layout, are text)."""
+        beyond the layout, are text). The same in every layer the hook covers (`layer` matters
+        only to subclasses with per-row layer sets, see vlens.engine)."""
         key = (n_keys, str(device))
         if key not in self._blocked:
             masks = []
@@ -329,25 +334,26 @@ class KnockoutHook:
             self._blocked[key] = torch.stack(masks).to(device)
         return self._blocked[key]
 
-    def blocked_rows(self, q_start: int, n_q: int, n_keys: int, device) -> Bool[Tensor, "batch q k"]:
+    def blocked_rows(self, q_start: int, n_q: int, n_keys: int, device, layer: int | None = None) -> Bool[Tensor, "batch q k"]:
         if q_start == 0 and n_keys != len(self.layouts[0]):
             raise KnockoutError(
                 f"the knockout was built for inputs of {len(self.layouts[0])} positions but the model ran on "
                 f"{n_keys}; build the hooks from the same inputs you run"
             )
-        return self.blocked_full(n_keys, device)[:, q_start : q_start + n_q, :]
+        return self.blocked_full(n_keys, device, layer)[:, q_start : q_start + n_q, :]
 
-    def _rows_for(self, t: Tensor, q_start: int) -> Bool[Tensor, "batch 1 q k"]:
+    def _rows_for(self, t: Tensor, q_start: int, layer: int | None) -> Bool[Tensor, "batch 1 q k"]:
         B, _, Q, K = t.shape
-        if B != len(self.layouts):
-            raise KnockoutError(f"the knockout holds {len(self.layouts)} layouts but the batch has {B} rows")
-        return self.blocked_rows(q_start, Q, K, t.device)[:, None]
+        blocked = self.blocked_rows(q_start, Q, K, t.device, layer)
+        if blocked.shape[0] != B:
+            raise KnockoutError(f"the knockout holds {blocked.shape[0]} layouts but the batch has {B} rows")
+        return blocked[:, None]
 
-    def apply_to_scores(self, scores: Float[Tensor, "batch head q k"], q_start: int = 0) -> Tensor:
-        return scores.masked_fill(self._rows_for(scores, q_start), float("-inf"))
+    def apply_to_scores(self, scores: Float[Tensor, "batch head q k"], q_start: int = 0, layer: int | None = None) -> Tensor:
+        return scores.masked_fill(self._rows_for(scores, q_start, layer), float("-inf"))
 
-    def apply_to_pattern(self, pattern: Float[Tensor, "batch head q k"], q_start: int = 0) -> Tensor:
-        blocked = self._rows_for(pattern, q_start)
+    def apply_to_pattern(self, pattern: Float[Tensor, "batch head q k"], q_start: int = 0, layer: int | None = None) -> Tensor:
+        blocked = self._rows_for(pattern, q_start, layer)
         rows = blocked.any(-1, keepdim=True)
         if not bool(rows.any()):
             return pattern  # bit for bit: nothing removed, nothing renormalised
@@ -361,5 +367,5 @@ class KnockoutHook:
             return tensor
         q_start = tensor.shape[-1] - tensor.shape[-2]  # queries are the last rows (KV-cache decoding)
         if self.on == "attn_scores":
-            return self.apply_to_scores(tensor, q_start)
-        return self.apply_to_pattern(tensor, q_start)
+            return self.apply_to_scores(tensor, q_start, hook.layer())
+        return self.apply_to_pattern(tensor, q_start, hook.layer())

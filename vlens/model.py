@@ -254,29 +254,46 @@ class HookedVideoLLM(HookedRootModule):
         return_type: str | None = "logits",
         *,
         stop_at_layer: int | None = None,
+        start_at_layer: int | None = None,
+        resid: Float[Tensor, "batch pos d_model"] | None = None,
+        logits_to_keep: int = 0,
         kv_cache: list | None = None,
         q_start: int = 0,
-        embeds: Tensor | None = None,
     ) -> Tensor | None:
         """Logits [batch, pos, d_vocab] (return_type="logits"), or the residual stream before
-        block `stop_at_layer` (TransformerLens semantics), or None (return_type=None)."""
+        block `stop_at_layer` (TransformerLens semantics), or None (return_type=None).
+
+        `start_at_layer` with `resid` (the residual stream entering that block) skips the
+        embedding and the earlier blocks; `logits_to_keep=k` unembeds only the last k positions
+        (as HF's argument of that name). `kv_cache`/`q_start` run the last positions of a longer
+        sequence against cached keys/values of the first `q_start` (decoding, sweeps).
+        """
         inputs = self._as_inputs(inputs)
-        x = self.hook_embed(self.embed_inputs(inputs) if embeds is None else embeds)
+        if start_at_layer is None:
+            x = self.hook_embed(self.embed_inputs(inputs))
+        elif resid is None:
+            raise ValueError("start_at_layer needs resid=, the residual stream entering that block")
+        else:
+            x = resid
         B, N, _ = x.shape
         mask = inputs.get("attention_mask")
         if mask is not None:
             mask = mask.to(x.device).bool()
             if mask.shape[1] != q_start + N:
                 raise ValueError(f"attention_mask has {mask.shape[1]} positions, expected {q_start + N}")
+            if mask.shape[0] != B:  # one sample's mask for a batch of its configurations (sweeps)
+                mask = mask.expand(B, -1)
         key_padding = None if mask is None or bool(mask.all()) else mask
         position_ids = torch.arange(q_start, q_start + N, device=x.device)[None].expand(B, N)
         rope = self.rotary(position_ids, x.dtype)
         ctx = AttentionContext(key_padding=key_padding, q_start=q_start, path=self.attention_path, kv_cache=kv_cache)
-        for block in self.blocks[:stop_at_layer]:
+        for block in self.blocks[start_at_layer:stop_at_layer]:
             x = block(x, rope, ctx)
         self.last_attention_path = "+".join(sorted(ctx.paths_taken)) or None
         if stop_at_layer is not None:
             return x
+        if logits_to_keep:
+            x = x[:, -logits_to_keep:]
         x = self.ln_final(x)
         if return_type is None:
             return None
