@@ -82,14 +82,32 @@ class SweepPlan:
     n_layers: int
     seq_len: int
 
-    def relative_cost(self) -> float:
-        """Layer-rows computed by the engine / by the naive loop (a FLOP proxy: per-row cost of
-        projections and MLP dominates; attention of the recomputed rows reads all keys)."""
+    def flops(self, cfg) -> tuple[float, float]:
+        """(engine, naive) FLOPs of the sweep, counted analytically from the config: per row and
+        layer the q/k/v/o projections and the MLP, plus causal attention (QKᵀ and AV over the
+        row's keys); the unembedding of the last position only (what scoring reads)."""
+        H, Hkv, d, D = cfg.n_heads, cfg.n_key_value_heads, cfg.d_head, cfg.d_model
+        per_row = 2 * D * (2 * H * d + 2 * Hkv * d) + 2 * 3 * D * cfg.d_mlp
+
+        def layer_rows(r0: int) -> float:  # rows r0..N-1 of one layer, row i attends i+1 keys
+            n = self.seq_len - r0
+            keys = n * (r0 + 1) + n * (n - 1) / 2
+            return n * per_row + 4 * H * d * keys
+
+        unembed = 2 * D * cfg.d_vocab
+        full = self.n_layers * layer_rows(0) + unembed
         n_configs = sum(len(v) for v in self.groups.values())
-        engine = self.n_layers * self.seq_len  # the shared clean pass
-        for (s, r0), idx in self.groups.items():
-            engine += len(idx) * (self.n_layers - s) * (self.seq_len - r0)
-        return engine / ((n_configs + 1) * self.n_layers * self.seq_len)
+        engine = full + sum(len(idx) * ((self.n_layers - s) * layer_rows(r0) + unembed) for (s, r0), idx in self.groups.items())
+        return engine, (n_configs + 1) * full
+
+    def relative_cost(self, cfg=None) -> float:
+        """Engine FLOPs / naive FLOPs (with a unit-shaped config when none is given)."""
+        if cfg is None:
+            from types import SimpleNamespace
+
+            cfg = SimpleNamespace(n_heads=1, n_key_value_heads=1, d_head=1, d_model=1, d_mlp=1, d_vocab=1)
+        engine, naive = self.flops(cfg)
+        return engine / naive
 
 
 def plan(configs: Sequence[SweepConfig], layout: VideoLayout, n_layers: int) -> SweepPlan:
@@ -156,7 +174,7 @@ def run_sweep(
           for l in range(min(starts, default=L), L)}
     mask = inputs.get("attention_mask")
     if report is not None:
-        report.update(cached_bytes=cached_bytes, batches=[], peak_estimate=cached_bytes, relative_cost=sweep_plan.relative_cost())
+        report.update(cached_bytes=cached_bytes, batches=[], peak_estimate=cached_bytes, relative_cost=sweep_plan.relative_cost(model.cfg))
     for (s, r0), idx in sorted(sweep_plan.groups.items()):
         per_row = _bytes_per_config(model, N - r0, N, L - s)
         chunk = len(idx) if budget is None else max(1, min(len(idx), budget // per_row))
