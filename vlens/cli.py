@@ -1,26 +1,175 @@
-"""The `vlens` command line."""
+"""The `vlens` command line: run the study's protocols, report, demo."""
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import sys
+from pathlib import Path
+
+EXAMPLES = """\
+examples:
+  vlens demo                                   # the whole study on a small local model, no network
+  vlens run global1 --model ckpt/ --data videomme:/data/Video-MME --frames 32 --out runs/vm
+  vlens run global1,global2,windows --model ckpt/ --data mvbench:/data/MVBench --task action_sequence --limit 100 --out runs/mvb
+  vlens run windows --model ckpt/ --data egoschema:/data/egoschema --shard 0/4 --out runs/ego   # 4 processes: 0/4 .. 3/4
+  vlens report runs/vm                         # report.md + global1.png, global2.png, windows.png
+
+Runs are resumable: run the same command again after an interruption and finished samples are
+kept. An --out directory refuses a run with different settings (model, data, frames, dtype, ...).
+"""
+
+
+def _fingerprint(model_dir: Path) -> str:
+    """Config + weight file names and sizes: changes when the checkpoint does, cheap to compute."""
+    h = hashlib.sha256()
+    for p in sorted(model_dir.glob("*.json")) + sorted(model_dir.glob("*.safetensors")):
+        h.update(p.name.encode())
+        h.update(str(p.stat().st_size).encode())
+        if p.suffix == ".json" and p.stat().st_size < 1_000_000:
+            h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard takes i/n (0-based), e.g. 0/4; got {text!r}") from None
+    if n < 1 or not 0 <= i < n:
+        raise argparse.ArgumentTypeError(f"--shard {text} is out of range: use i/n with 0 <= i < n (0-based)")
+    return i, n
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import torch
+
+    import vlens
+    from vlens import HookedVideoLLM
+    from vlens.data import load_dataset
+    from vlens.experiments import PROTOCOLS, configs_for, run_study
+    from vlens.experiments.runner import shard_of
+    from vlens.prompts import PROMPT_FORMAT
+    from vlens.store import ResultStore
+
+    protocols = [p.strip() for p in args.protocol.split(",") if p.strip()]
+    unknown = [p for p in protocols if p not in PROTOCOLS]
+    if unknown:
+        print(f"vlens run: unknown protocol(s) {unknown}; choose from {', '.join(PROTOCOLS)}", file=sys.stderr)
+        return 2
+    model_dir = Path(args.model).resolve()
+    filters = {"duration": args.duration, "domain": args.domain, "task_type": args.task_type}
+    samples = load_dataset(args.data, limit=args.limit, task=args.task, **filters)
+    samples = shard_of(samples, args.shard)
+    model = HookedVideoLLM.from_pretrained(model_dir, dtype=getattr(torch, args.dtype), device=args.device)
+    configs = [c for p in protocols for c in configs_for(p, model.cfg.n_layers, window=args.window)]
+    settings = {
+        "model": str(model_dir),
+        "model_fingerprint": _fingerprint(model_dir),
+        "n_layers": model.cfg.n_layers,
+        "data": args.data,
+        "task": args.task,
+        "filters": {k: v for k, v in filters.items() if v is not None},
+        "protocols": protocols,
+        "window": args.window,
+        "frames": args.frames,
+        "allow_repeat": args.allow_repeat,
+        "dtype": args.dtype,
+        "prompt_format": PROMPT_FORMAT,
+        "vlens_version": vlens.__version__,
+    }
+    store = ResultStore(args.out, settings, shard=args.shard)
+    print(f"{len(samples)} samples × {len(configs) + 1} configurations → {store.path}", file=sys.stderr)
+    max_memory = None if args.max_memory is None else int(args.max_memory * 2**30)
+    counts = run_study(
+        model, samples, configs, store, n_frames=args.frames, engine=args.engine, max_memory=max_memory,
+        allow_repeat=args.allow_repeat, progress=not args.quiet,
+    )
+    print(f"done: {counts['done']} scored, {counts['skipped']} skipped, {counts['already']} already in the store", file=sys.stderr)
+    if not args.no_report:
+        from vlens.plot import write_report
+
+        print(f"report: {write_report(args.out)}", file=sys.stderr)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from vlens.plot import write_report
+
+    report = write_report(args.dir)
+    print(report.read_text() if args.print else f"report: {report}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from vlens.demo import main as demo_main
+
+    demo_main(args.out)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vlens",
+        description="vlens: TransformerLens-style interpretability for video LLMs. Attention knockouts "
+        "(language→video, across frames, within a frame) in chosen layers, scored on multiple-choice "
+        "video benchmarks, reproducing Gou et al. (arXiv 2508.15360).",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run", help="run protocols (global1, global2, windows) on a dataset", epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Score every sample clean and under every knockout configuration of PROTOCOL "
+        "(comma-separated: global1 = LV-K on layers ≥ i; global2 = LV/VT/VS/all in all layers; "
+        "windows = each type on every window of --window layers). Results go to an append-only "
+        "store in --out; an interrupted run resumes where it stopped.",
+    )
+    run.add_argument("protocol", help="global1, global2, windows, or a comma-separated list")
+    run.add_argument("--model", required=True, help="local HF checkpoint directory")
+    run.add_argument("--data", required=True, help="videomme:DIR, mvbench:DIR, egoschema:DIR or synthetic[:SEED[,n=…]]")
+    run.add_argument("--out", required=True, help="run directory (created; resumed if it exists)")
+    run.add_argument("--frames", type=int, default=32, help="frames sampled uniformly per video (default 32)")
+    run.add_argument("--allow-repeat", action="store_true", help="repeat frames of clips shorter than --frames")
+    run.add_argument("--limit", type=int, default=None, help="first N samples (after filters)")
+    run.add_argument("--task", default=None, help="MVBench task / Video-MME task_type / synthetic kind")
+    run.add_argument("--duration", default=None, help="Video-MME: short, medium or long")
+    run.add_argument("--domain", default=None, help="Video-MME domain")
+    run.add_argument("--task-type", default=None, help="Video-MME task_type")
+    run.add_argument("--window", type=int, default=4, help="window size k for the windows protocol (default 4)")
+    run.add_argument("--shard", type=_shard, default=(0, 1), help="i/n: this process takes samples i, i+n, … (0-based)")
+    run.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, …")
+    run.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    run.add_argument("--engine", default="fast", choices=["fast", "naive"], help="fast: prefix/row reuse (default); naive: one forward per configuration")
+    run.add_argument("--max-memory", type=float, default=None, help="GiB the sweep engine may keep (cache + batches)")
+    run.add_argument("--no-report", action="store_true", help="don't write report.md at the end")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(func=cmd_run)
+
+    rep = sub.add_parser("report", help="write report.md and plots for a run directory")
+    rep.add_argument("dir")
+    rep.add_argument("--print", action="store_true", help="print the report to stdout")
+    rep.set_defaults(func=cmd_report)
+
+    demo = sub.add_parser("demo", help="the study end to end on a small local model (no network)")
+    demo.add_argument("--out", default=None, help="output directory (default: ./vlens-demo)")
+    demo.set_defaults(func=cmd_demo)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="vlens",
-        description="TransformerLens-style interpretability for video LLMs.",
-        epilog="Example: vlens demo --out vlens-demo",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="an end-to-end run on a small local checkpoint (no network)")
-    demo.add_argument("--out", default=None, help="directory for the checkpoint and outputs (default: a temp dir)")
-    args = parser.parse_args(argv)
-    if args.command == "demo":
-        from vlens.demo import main as demo_main
+    from vlens.data import DatasetError
+    from vlens.store import StoreError
 
-        demo_main(args.out)
-    return 0
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (DatasetError, StoreError, FileNotFoundError) as e:
+        print(f"vlens {args.command}: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,0 +1,83 @@
+"""Multiple-choice scoring from the logits at the answer position, and aggregates.
+
+Per sample and configuration: the predicted letter (the option letter with the highest logit;
+ties go to the earliest letter), whether it is correct, p(correct) under a softmax over the option
+letters and over the full vocabulary, the logit difference correct − best wrong, and
+KL(p_clean ‖ p_knocked) over the option letters. Aggregates: accuracy, performance ratio
+(knocked / clean accuracy), percentile-bootstrap confidence intervals seeded from the run key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from vlens.prompts import LETTERS
+
+
+def score(logits: Float[Tensor, "d_vocab"], letter_ids: Sequence[int], answer: int | None) -> dict:
+    letters = logits.float()[list(letter_ids)]
+    best = float(letters.max())
+    pred = int((letters == best).nonzero()[0])  # ties → earliest letter, deterministically
+    out = {"pred": LETTERS[pred], "letter_logits": [round(float(x), 6) for x in letters]}
+    if answer is not None:
+        p_letters = letters.softmax(-1)
+        p_vocab = logits.float().log_softmax(-1)[letter_ids[answer]].exp()
+        wrong = torch.cat([letters[:answer], letters[answer + 1 :]])
+        out.update(
+            answer=LETTERS[answer],
+            correct=pred == answer,
+            p_correct=float(p_letters[answer]),
+            p_correct_vocab=float(p_vocab),
+            logit_diff=float(letters[answer] - wrong.max()),
+        )
+    return out
+
+
+def kl_letters(clean: Sequence[float], knocked: Sequence[float]) -> float:
+    """KL(p_clean ‖ p_knocked) of the softmax over option-letter logits."""
+    c, k = torch.tensor(clean).log_softmax(-1), torch.tensor(knocked).log_softmax(-1)
+    return float((c.exp() * (c - k)).sum())
+
+
+def accuracy(correct: Sequence[bool]) -> float:
+    return float(np.mean(correct)) if len(correct) else math.nan
+
+
+def performance_ratio(knocked_acc: float, clean_acc: float) -> float:
+    if not clean_acc or math.isnan(clean_acc):
+        warnings.warn("clean accuracy is 0: the performance ratio is undefined (NaN)", stacklevel=2)
+        return math.nan
+    return knocked_acc / clean_acc
+
+
+def seed_from(key: str) -> int:
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little")
+
+
+def bootstrap_ci(
+    clean: Sequence[bool], knocked: Sequence[bool], key: str, n: int = 1000, level: float = 0.95
+) -> dict[str, tuple[float, float]]:
+    """Percentile intervals for knocked accuracy and the performance ratio, resampling samples
+    (paired) with a generator seeded from `key`: the same run reports the same intervals."""
+    c, k = np.asarray(clean, dtype=float), np.asarray(knocked, dtype=float)
+    if len(c) == 0:
+        return {"accuracy": (math.nan, math.nan), "ratio": (math.nan, math.nan)}
+    rng = np.random.default_rng(seed_from(key))
+    idx = rng.integers(0, len(c), size=(n, len(c)))
+    acc_k, acc_c = k[idx].mean(1), c[idx].mean(1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(acc_c > 0, acc_k / acc_c, np.nan)
+    lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
+    r = ratio[~np.isnan(ratio)]
+    return {
+        "accuracy": (float(np.percentile(acc_k, lo)), float(np.percentile(acc_k, hi))),
+        "ratio": (float(np.percentile(r, lo)), float(np.percentile(r, hi))) if len(r) else (math.nan, math.nan),
+    }

@@ -1,0 +1,164 @@
+"""Figures like the study's, and the markdown report of a run directory.
+
+* global1: fraction of layers knocked (from the top) vs performance ratio;
+* global2: one bar per knockout type (all layers);
+* windows: performance ratio per knockout type vs the window's end layer.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from vlens.experiments.runner import summarise  # noqa: E402
+from vlens.store import load_results, run_key  # noqa: E402
+
+TYPE_COLORS = {"lv": "#d62728", "vt": "#1f77b4", "vs": "#2ca02c", "all": "#7f7f7f"}
+TYPE_LABELS = {"lv": "LV-K", "vt": "VT-K", "vs": "VS-K", "all": "LV+VT+VS"}
+
+
+def _err(s: dict) -> tuple[float, float]:
+    lo, hi = s["ratio_ci"]
+    r = s["ratio"]
+    if any(math.isnan(v) for v in (lo, hi, r)):
+        return 0.0, 0.0
+    return max(0.0, r - lo), max(0.0, hi - r)
+
+
+def plot_global1(summary: dict, n_layers: int, path: Path) -> Path | None:
+    rows = sorted((int(k.split("from")[1]), v) for k, v in summary.items() if k.startswith("global1/"))
+    if not rows:
+        return None
+    x = [(n_layers - i) / n_layers for i, _ in rows]
+    y = [v["ratio"] for _, v in rows]
+    err = list(zip(*[_err(v) for _, v in rows]))
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    ax.errorbar(x, y, yerr=err, marker="o", color=TYPE_COLORS["lv"], capsize=2, label="LV-K on layers ≥ i")
+    ax.axhline(1.0, color="k", lw=0.8, ls=":")
+    ax.set_xlabel("fraction of layers knocked (from the top)")
+    ax.set_ylabel("performance ratio (knocked / clean)")
+    ax.set_title("Global setting 1: LV-K on layers ≥ i")
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_global2(summary: dict, path: Path) -> Path | None:
+    names = [n for n in ("lv", "vt", "vs", "all") if f"global2/{n}" in summary]
+    if not names:
+        return None
+    vals = [summary[f"global2/{n}"] for n in names]
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    err = list(zip(*[_err(v) for v in vals]))
+    ax.bar([TYPE_LABELS[n] for n in names], [v["ratio"] for v in vals], yerr=err, capsize=3,
+           color=[TYPE_COLORS[n] for n in names])
+    ax.axhline(1.0, color="k", lw=0.8, ls=":")
+    ax.set_ylabel("performance ratio (knocked / clean)")
+    ax.set_title("Global setting 2: one knockout type in all layers")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_windows(summary: dict, path: Path, window: int | None = None) -> Path | None:
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    any_rows = False
+    for n in ("lv", "vt", "vs"):
+        rows = sorted((int(k.rsplit("/", 1)[1]), v) for k, v in summary.items() if k.startswith(f"windows/{n}/"))
+        if not rows:
+            continue
+        any_rows = True
+        ax.plot([x for x, _ in rows], [v["ratio"] for _, v in rows], marker="o", color=TYPE_COLORS[n], label=TYPE_LABELS[n])
+    if not any_rows:
+        plt.close(fig)
+        return None
+    ax.axhline(1.0, color="k", lw=0.8, ls=":")
+    ax.set_xlabel("window end layer x (layers x−k+1 … x knocked)" if window is None else f"window end layer x (layers x−{window - 1} … x)")
+    ax.set_ylabel("performance ratio")
+    ax.set_title("Fine-grained: knockout in a window of layers")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _fmt(v: float, pct: bool = False) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "nan"
+    return f"{v:.1%}" if pct else f"{v:.3f}"
+
+
+def _by_group(records: list[dict], field: str) -> dict[str, list[dict]]:
+    groups: dict[str, list[dict]] = {}
+    for r in records:
+        g = r.get("meta", {}).get(field)
+        if g is not None:
+            groups.setdefault(str(g), []).append(r)
+    return groups
+
+
+def write_report(out_dir: str | Path) -> Path:
+    """Summarise a run directory into report.md + PNGs; returns the report's path."""
+    out = Path(out_dir)
+    settings, records = load_results(out)
+    key = run_key(settings)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        summary = summarise(records, key)
+    n_layers = int(settings.get("n_layers", 0))
+    figs = [
+        plot_global1(summary, n_layers, out / "global1.png") if n_layers else None,
+        plot_global2(summary, out / "global2.png"),
+        plot_windows(summary, out / "windows.png", settings.get("window")),
+    ]
+    skipped = sorted({(r["sample"], r["skipped"]) for r in records if "skipped" in r})
+    lines = [
+        f"# vlens report: {settings.get('protocols')} on {settings.get('data')}",
+        "",
+        f"- model: `{settings.get('model')}` ({n_layers} layers), frames: {settings.get('frames')}, dtype: {settings.get('dtype')}",
+        f"- samples scored: {summary.get('clean', {}).get('n', 0)}, skipped: {len(skipped)}",
+        f"- clean accuracy: {_fmt(summary.get('clean', {}).get('accuracy', math.nan), True)}",
+        f"- vlens {settings.get('vlens_version')}, prompt format {settings.get('prompt_format')}",
+        "",
+    ]
+    for fig in figs:
+        if fig is not None:
+            lines += [f"![{fig.stem}]({fig.name})", ""]
+    lines += [
+        "| configuration | layers | n | accuracy | 95% CI | ratio | 95% CI | p(correct) | logit diff | KL(clean‖knocked) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, s in summary.items():
+        layers = s["layers"]
+        span = "" if not layers else (f"{layers[0]}–{layers[-1]}" if len(layers) > 1 else str(layers[0]))
+        lines.append(
+            f"| {name} | {span} | {s['n']} | {_fmt(s['accuracy'], True)} | {_fmt(s['accuracy_ci'][0], True)}–{_fmt(s['accuracy_ci'][1], True)} "
+            f"| {_fmt(s['ratio'])} | {_fmt(s['ratio_ci'][0])}–{_fmt(s['ratio_ci'][1])} | {_fmt(s['p_correct'])} | {_fmt(s['logit_diff'])} | {_fmt(s['kl'])} |"
+        )
+    for field in ("kind", "task"):
+        groups = _by_group([r for r in records if "correct" in r], field)
+        if len(groups) < 2:
+            continue
+        g2 = [c for c in ("clean", "global2/lv", "global2/vt", "global2/vs", "global2/all") if c in summary]
+        lines += ["", f"## Accuracy by {field}", "", "| " + field + " | " + " | ".join(g2) + " |", "|---" * (len(g2) + 1) + "|"]
+        for g, rows in sorted(groups.items()):
+            accs = []
+            for c in g2:
+                vals = [r["correct"] for r in rows if r["config"] == c]
+                accs.append(_fmt(sum(vals) / len(vals), True) if vals else "–")
+            lines.append(f"| {g} | " + " | ".join(accs) + " |")
+    if skipped:
+        lines += ["", "## Skipped samples", ""] + [f"- `{s}`: {why}" for s, why in skipped[:50]]
+    report = out / "report.md"
+    report.write_text("\n".join(lines) + "\n")
+    return report

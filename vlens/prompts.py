@@ -1,0 +1,54 @@
+"""Multiple-choice prompts and the token ids of the option letters.
+
+The user turn is the benchmarks' usual format (as in the LLaVA-OneVision / lmms-eval prompts):
+
+    <question>
+    A. <option>
+    B. <option>
+    ...
+    Answer with the option's letter from the given choices directly.
+
+The checkpoint's chat template wraps it (video first). The prediction is read from the logits of
+the option letters at the last position: the token the assistant would write first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+LETTERS = "ABCDEFGHIJ"
+PROMPT_FORMAT = "mc-v1"  # part of every result key: change it when the text below changes
+INSTRUCTION = "Answer with the option's letter from the given choices directly."
+
+
+def mc_question(question: str, options: Sequence[str]) -> str:
+    if not 2 <= len(options) <= len(LETTERS):
+        raise ValueError(f"a multiple-choice question needs 2–{len(LETTERS)} options, got {len(options)}")
+    lines = [question.strip()] + [f"{LETTERS[i]}. {o}" for i, o in enumerate(options)] + [INSTRUCTION]
+    return "\n".join(lines)
+
+
+def letter_token_ids(tokenizer, n: int, context: str = "\n") -> list[int]:
+    """Token id of each of the first `n` letters *as the assistant's first token*.
+
+    Tokenizers differ: Qwen's BPE writes "A" after the generation prompt's newline, SentencePiece
+    models "▁A", some vocabularies only have " A". The letter is tokenised after `context` (the
+    end of the generation prompt) and the one new token is taken; a letter that does not come out
+    as exactly one token is an error (scoring would silently compare the wrong things)."""
+    ids = []
+    base = tokenizer(context, add_special_tokens=False)["input_ids"]
+    for letter in LETTERS[:n]:
+        full = tokenizer(context + letter, add_special_tokens=False)["input_ids"]
+        if full[: len(base)] == base and len(full) == len(base) + 1:
+            ids.append(full[-1])
+            continue
+        for variant in (letter, " " + letter):
+            alone = tokenizer(variant, add_special_tokens=False)["input_ids"]
+            if len(alone) == 1:
+                ids.append(alone[0])
+                break
+        else:
+            raise ValueError(f"option letter {letter!r} is not a single token for this tokenizer; cannot score")
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"option letters map to repeated token ids {ids}; cannot score")
+    return ids
