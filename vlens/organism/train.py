@@ -1,0 +1,116 @@
+"""Train the model organism: a tiny LLaVA-OneVision on the synthetic multiple-choice task.
+
+Architecture (LLaVA-OneVision, as `vlens.testing.make_tiny_onevision` builds it): SigLIP tower at
+32 px with 4 px patches (8×8 patches → 4×4 = 16 pooled tokens per frame), the 2-layer projector,
+image_newline, and a Qwen2 LM (8 layers × 128) with the word-level tokenizer and ChatML template.
+8 frames → 129 vision positions per clip.
+
+Objective: cross-entropy of the answer letter at the answer position (what scoring reads), on
+clips from `vlens.data.synthetic` drawn fresh every step. Curriculum: options in a fixed order
+for the first 20% of steps, then shuffled with a probability rising to 1 at 50% (shuffled from
+step 0 the loss sits at ln 4 for hundreds of steps). AdamW, warmup then cosine decay.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vlens.data import synthetic
+from vlens.prompts import letter_token_ids, mc_question
+
+ARCH = dict(n_layers=8, d_model=128, n_heads=4, n_kv_heads=2, d_mlp=384, image_size=32, patch_size=4,
+            vision_layers=2, vision_d=64)
+DATA = dict(n_frames=8, size=32)
+
+
+def build(path: Path, seed: int) -> Path:
+    from vlens.testing import make_tiny_onevision
+
+    return make_tiny_onevision(path, seed=seed, **ARCH)
+
+
+def _batch(processor, samples, letters_by_n):
+    prompts = [
+        processor.apply_chat_template(
+            [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": mc_question(s.question, s.options)}]}],
+            add_generation_prompt=True, tokenize=False,
+        )
+        for s in samples
+    ]
+    enc = processor(text=prompts, videos=[s.video for s in samples], return_tensors="pt", padding=True, do_sample_frames=False)
+    targets = torch.tensor([letters_by_n[len(s.options)][s.answer] for s in samples])
+    return dict(enc), targets
+
+
+def train(
+    out: str | Path,
+    *,
+    steps: int = 1500,
+    batch_size: int = 32,
+    lr: float = 2e-3,
+    warmup: int = 100,
+    seed: int = 0,
+    log_every: int = 25,
+    time_limit: float | None = None,
+) -> dict:
+    """Train from scratch into `out` (a save_pretrained dir + train_log.json). Returns the log."""
+    from transformers import AutoProcessor, LlavaOnevisionForConditionalGeneration
+
+    out = Path(out)
+    torch.manual_seed(seed)
+    build(out, seed)
+    processor = AutoProcessor.from_pretrained(out)
+    processor.tokenizer.padding_side = "left"
+    model = LlavaOnevisionForConditionalGeneration.from_pretrained(out, dtype=torch.float32)
+    # Re-initialise with HF's own scheme (make_tiny_onevision widens weights for tests).
+    model.apply(model._init_weights)
+    model.train()
+    letters = {n: letter_token_ids(processor.tokenizer, n) for n in (2, 4)}
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))
+    )
+    log = {"steps": [], "loss": [], "acc": [], "seconds": [], "config": {"arch": ARCH, "data": DATA, "steps": steps,
+           "batch_size": batch_size, "lr": lr, "warmup": warmup, "seed": seed}}
+    rng = np.random.default_rng(seed)
+    t0 = time.time()
+    run_loss, run_acc = [], []
+    for step in range(steps):
+        frac = step / steps
+        p_shuffle = 0.0 if frac < 0.2 else min(1.0, (frac - 0.2) / 0.3)
+        samples = [
+            synthetic.generate(1, seed=10_000 + seed, start=step * batch_size + i, shuffle=bool(rng.random() < p_shuffle), **DATA)[0]
+            for i in range(batch_size)
+        ]
+        enc, target = _batch(processor, samples, letters)
+        logits = model(**enc, logits_to_keep=1).logits[:, -1]
+        loss = torch.nn.functional.cross_entropy(logits, target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        run_loss.append(float(loss))
+        run_acc.append(float((logits.argmax(-1) == target).float().mean()))
+        if (step + 1) % log_every == 0 or step == steps - 1:
+            log["steps"].append(step + 1)
+            log["loss"].append(float(np.mean(run_loss)))
+            log["acc"].append(float(np.mean(run_acc)))
+            log["seconds"].append(time.time() - t0)
+            print(f"step {step + 1:5d}/{steps}  loss {log['loss'][-1]:.3f}  train acc {log['acc'][-1]:.2f}  "
+                  f"p_shuffle {p_shuffle:.2f}  {time.time() - t0:.0f}s", flush=True)
+            run_loss, run_acc = [], []
+        if time_limit is not None and time.time() - t0 > time_limit:
+            print(f"time limit reached at step {step + 1}", flush=True)
+            break
+    model.eval()
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    (out / "train_log.json").write_text(json.dumps(log, indent=1))
+    return log
