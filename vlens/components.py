@@ -61,18 +61,36 @@ class RMSNorm(nn.Module):
 
 
 class RotaryEmbedding(nn.Module):
-    """cos/sin tables for (1-D) rotary positions, computed in fp32 as HF does."""
+    """cos/sin tables for rotary positions, computed in fp32 as HF does.
+
+    1-D RoPE takes positions [batch, pos]. With `cfg.extra["mrope_section"]` (Qwen2.5-VL's
+    multimodal RoPE) it takes [3, batch, pos] (temporal, height, width; [batch, pos] means all
+    three equal, i.e. text): the d_head/2 frequencies are split into the three sections and
+    section i rotates by axis i % 3, exactly as HF's `Qwen2_5_VLRotaryEmbedding`."""
 
     def __init__(self, cfg: HookedVideoLLMConfig):
         super().__init__()
         d = cfg.d_head
         inv_freq = 1.0 / (cfg.rope_theta ** (torch.arange(0, d, 2, dtype=torch.float) / d))
         self.register_buffer("inv_freq", inv_freq, persistent=False)
+        section = (cfg.extra or {}).get("mrope_section")
+        self.mrope_section = tuple(int(s) for s in section) if section else None
+        if self.mrope_section is not None and sum(self.mrope_section) != d // 2:
+            raise ValueError(f"mrope_section {self.mrope_section} must sum to d_head/2 = {d // 2}")
 
     def forward(
         self, position_ids: Tensor, dtype: torch.dtype
     ) -> tuple[Float[Tensor, "batch pos d_head"], Float[Tensor, "batch pos d_head"]]:
-        freqs = position_ids[..., None].float() * self.inv_freq.float()
+        if self.mrope_section is None:
+            if position_ids.ndim != 2:
+                raise ValueError(f"1-D RoPE takes positions [batch, pos], got shape {tuple(position_ids.shape)}")
+            freqs = position_ids[..., None].float() * self.inv_freq.float()
+        else:
+            if position_ids.ndim == 2:
+                position_ids = position_ids[None].expand(3, -1, -1)
+            freqs = position_ids[..., None].float() * self.inv_freq.float()  # [3, batch, pos, d_head/2]
+            parts = freqs.split(self.mrope_section, dim=-1)
+            freqs = torch.cat([part[i % 3] for i, part in enumerate(parts)], dim=-1)
         emb = torch.cat((freqs, freqs), dim=-1)
         return emb.cos().to(dtype), emb.sin().to(dtype)
 

@@ -49,7 +49,7 @@ class HookedVideoLLM(HookedRootModule):
     def __init__(self, cfg: HookedVideoLLMConfig, family: Family, hf_model: nn.Module, processor: Any = None):
         super().__init__()
         self.cfg = cfg
-        self.family = family
+        self.family = family.bind(processor)  # a family may need the tokenizer for its layout
         self.processor = processor
         # The HF model is kept (not registered: its LM weights are ours already) to run its
         # vision path; its vision modules are registered so .to() moves them.
@@ -284,8 +284,7 @@ class HookedVideoLLM(HookedRootModule):
             if mask.shape[0] != B:  # one sample's mask for a batch of its configurations (sweeps)
                 mask = mask.expand(B, -1)
         key_padding = None if mask is None or bool(mask.all()) else mask
-        position_ids = torch.arange(q_start, q_start + N, device=x.device)[None].expand(B, N)
-        rope = self.rotary(position_ids, x.dtype)
+        rope = self.rotary(self.position_ids(inputs, q_start=q_start, n=N, batch=B), x.dtype)
         ctx = AttentionContext(key_padding=key_padding, q_start=q_start, path=self.attention_path, kv_cache=kv_cache)
         for block in self.blocks[start_at_layer:stop_at_layer]:
             x = block(x, rope, ctx)
@@ -300,6 +299,27 @@ class HookedVideoLLM(HookedRootModule):
         if return_type != "logits":
             raise ValueError(f"return_type must be 'logits' or None, got {return_type!r}")
         return self.unembed(x)
+
+    def position_ids(
+        self, inputs: VideoInputs | dict, *, q_start: int = 0, n: int | None = None, batch: int | None = None
+    ) -> Int[Tensor, "*axes batch pos"]:
+        """Rotary positions of the inputs' positions q_start..q_start+n: [batch, pos], or
+        [3, batch, pos] for M-RoPE families (Qwen2.5-VL: from the video grid and frame times).
+        An explicit `inputs["position_ids"]` (for those n positions, or for all q_start+n) wins."""
+        inputs = self._as_inputs(inputs)
+        ids = inputs["input_ids"]
+        batch = ids.shape[0] if batch is None else batch
+        n = ids.shape[1] if n is None else n
+        given = inputs.get("position_ids")
+        if given is not None:
+            given = given.to(self.cfg.device)
+            given = given[None] if given.ndim == 1 else given
+            if given.shape[-1] == q_start + n and q_start:
+                given = given[..., q_start:]
+            if given.shape[-1] != n:
+                raise ValueError(f"position_ids cover {given.shape[-1]} positions, expected {n} (or {q_start + n})")
+            return given.expand(*given.shape[:-2], batch, n) if given.shape[-2] != batch else given
+        return self.family.position_ids(self.hf_model, inputs, batch=batch, n=n, q_start=q_start, device=self.cfg.device)
 
     def run_with_cache(self, *model_args, return_cache_object: bool = True, remove_batch_dim: bool = False, **kwargs):
         """TransformerLens' run_with_cache, returning an `ActivationCache` (its methods —
@@ -369,6 +389,10 @@ class HookedVideoLLM(HookedRootModule):
         mask = torch.ones(B, N, dtype=torch.long, device=self.cfg.device) if mask is None else mask.to(self.cfg.device)
         out = []
         done = torch.zeros(B, dtype=torch.bool, device=self.cfg.device)
+        # a new token's rotary position: one past the largest prompt position of its row (= its
+        # index for 1-D RoPE; for M-RoPE all three axes continue from the prompt's largest one)
+        prompt_pos = self.position_ids(inputs)
+        next_pos = prompt_pos.reshape(-1, B, N).amax(dim=(0, 2)) + 1
         with self.hooks(list(fwd_hooks)):
             logits = self.forward(inputs, kv_cache=kv)
             pos = N
@@ -381,8 +405,9 @@ class HookedVideoLLM(HookedRootModule):
                 if bool(done.all()) or len(out) == max_new_tokens:
                     break
                 mask = torch.cat([mask, torch.ones(B, 1, dtype=mask.dtype, device=mask.device)], dim=1)
-                step = {"input_ids": tok[:, None], "attention_mask": mask}
+                step = {"input_ids": tok[:, None], "attention_mask": mask, "position_ids": next_pos[:, None]}
                 logits = self.forward(step, kv_cache=kv, q_start=pos)
+                next_pos = next_pos + 1
                 pos += 1
         return torch.stack(out, dim=1)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from vlens.config import HookedVideoLLMConfig
@@ -56,6 +56,18 @@ class Family:
         """Extra kwargs for the processor call (e.g. frame timestamps for M-RoPE)."""
         return {}
 
+    def bind(self, processor) -> Family:
+        """The family as one model uses it: a family whose layout rules need the checkpoint's
+        tokenizer (InternVL's per-frame text markers) returns a copy that holds it."""
+        return self
+
+    def position_ids(
+        self, hf_model: nn.Module, inputs: dict, *, batch: int, n: int, q_start: int, device
+    ) -> Int[Tensor, "*axes batch pos"]:
+        """Rotary positions of the `n` positions starting at `q_start`: [batch, pos] for 1-D
+        RoPE (the default, plain position indices), [3, batch, pos] for M-RoPE (Qwen2.5-VL)."""
+        return torch.arange(q_start, q_start + n, device=device)[None].expand(batch, n)
+
 
 def hf_parameter(hf_model: nn.Module, name: str) -> nn.Parameter:
     """The HF model's parameter by dotted name; tied weights resolve to the shared tensor."""
@@ -65,3 +77,68 @@ def hf_parameter(hf_model: nn.Module, name: str) -> nn.Parameter:
         raise KeyError(f"the HF model has no parameter {name!r}; the family's weight table is out of date") from e
     assert isinstance(p, torch.nn.Parameter)
     return p
+
+
+def decoder_config(family: Family, t, *, qkv_bias: bool, **extra) -> HookedVideoLLMConfig:
+    """The hooked decoder's shape from a Qwen2/Llama-style HF text config.
+
+    Refuses (NotImplementedError, naming the setting) what the decoder cannot run exactly:
+    non-default RoPE scaling, MLP biases, sliding-window layers. `extra` goes to `cfg.extra`
+    (e.g. `mrope_section` for Qwen2.5-VL's multimodal RoPE)."""
+    d_head = getattr(t, "head_dim", None) or t.hidden_size // t.num_attention_heads
+    rope = dict(getattr(t, "rope_parameters", None) or {})
+    what = f"{family.name} ({family.architectures[0]})"
+    if rope.get("rope_type", "default") != "default":
+        raise NotImplementedError(f"{what}: rope_type {rope['rope_type']!r} is not supported yet (only 'default')")
+    if getattr(t, "mlp_bias", False):
+        raise NotImplementedError(f"{what}: MLP biases (mlp_bias=True) are not supported by the hooked decoder")
+    if getattr(t, "use_sliding_window", False) or "sliding_attention" in (getattr(t, "layer_types", None) or ()):
+        raise NotImplementedError(f"{what}: sliding-window attention layers are not supported by the hooked decoder")
+    if t.hidden_act not in ("silu", "gelu"):
+        raise NotImplementedError(f"{what}: hidden_act {t.hidden_act!r} is not supported (silu, gelu)")
+    return HookedVideoLLMConfig(
+        n_layers=t.num_hidden_layers,
+        d_model=t.hidden_size,
+        n_heads=t.num_attention_heads,
+        n_key_value_heads=t.num_key_value_heads,
+        d_head=d_head,
+        d_mlp=t.intermediate_size,
+        d_vocab=t.vocab_size,
+        n_ctx=t.max_position_embeddings,
+        eps=t.rms_norm_eps,
+        rope_theta=rope.get("rope_theta", getattr(t, "rope_theta", 10000.0)),
+        qkv_bias=qkv_bias,
+        act_fn=t.hidden_act,
+        family=family.name,
+        original_architecture=family.architectures[0],
+        extra=dict(extra),
+    )
+
+
+def decoder_weight_table(
+    cfg: HookedVideoLLMConfig, lm: str = "model.language_model", lm_head: str = "lm_head.weight"
+) -> dict[str, str]:
+    """Our parameter name -> HF name for a Qwen2/Llama-style decoder under the prefix `lm`
+    (q/k/v biases only where `cfg.qkv_bias`)."""
+    table = {"embed.W_E": f"{lm}.embed_tokens.weight", "ln_final.w": f"{lm}.norm.weight",
+             "unembed.lm_head.weight": lm_head}
+    for l in range(cfg.n_layers):
+        ours, hf = f"blocks.{l}", f"{lm}.layers.{l}"
+        table[f"{ours}.ln1.w"] = f"{hf}.input_layernorm.weight"
+        table[f"{ours}.ln2.w"] = f"{hf}.post_attention_layernorm.weight"
+        for p in ("q", "k", "v"):
+            table[f"{ours}.attn.{p}_proj.weight"] = f"{hf}.self_attn.{p}_proj.weight"
+            if cfg.qkv_bias:
+                table[f"{ours}.attn.{p}_proj.bias"] = f"{hf}.self_attn.{p}_proj.bias"
+        table[f"{ours}.attn.o_proj.weight"] = f"{hf}.self_attn.o_proj.weight"
+        for p in ("gate", "up", "down"):
+            table[f"{ours}.mlp.{p}_proj.weight"] = f"{hf}.mlp.{p}_proj.weight"
+    return table
+
+
+def per_row(features: Tensor, batch: int) -> Float[Tensor, "batch n_vision d_model"]:
+    """[batch*frames, tokens, d] (or any split of the same rows) -> [batch, n_vision, d]; every
+    row of a vlens batch has the same frame count and size, so rows are equal-length."""
+    if features.shape[0] * features.shape[1] % batch:
+        raise ValueError(f"{tuple(features.shape)} vision features cannot be split into {batch} equal rows")
+    return features.reshape(batch, -1, features.shape[-1])
