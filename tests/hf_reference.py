@@ -35,13 +35,30 @@ ALL_MASK_ATTENTION_FUNCTIONS.register("vlens_knockout_reference", eager_mask)
 
 @contextlib.contextmanager
 def hf_knockout(hf_model, blocked_by_layer: dict[int, torch.Tensor]):
-    """Run `hf_model` with bool masks [batch, pos, pos] of removed edges added in given layers."""
-    lm_cfg = hf_model.model.language_model.config
-    old = lm_cfg._attn_implementation
+    """Run `hf_model` with bool masks [batch, pos, pos] of removed edges added in given layers.
+
+    Works for every family: it switches the attention implementation of the language model's
+    config (which builds the mask) and of every decoder attention module's config (which picks
+    the attention function); the vision tower is left alone."""
+    configs = {id(c): c for c in _lm_configs(hf_model)}.values()
+    old = [(c, c._attn_implementation) for c in configs]
     _ACTIVE["by_layer"] = blocked_by_layer
-    lm_cfg._attn_implementation = "vlens_knockout_reference"
+    for c in configs:
+        c._attn_implementation = "vlens_knockout_reference"
     try:
         yield
     finally:
-        lm_cfg._attn_implementation = old
+        for c, impl in old:
+            c._attn_implementation = impl
         _ACTIVE.clear()
+
+
+def _lm_configs(hf_model) -> list:
+    inner = getattr(hf_model, "model", hf_model)
+    lm = getattr(inner, "language_model", None)
+    if lm is None:
+        lm = hf_model.get_decoder()
+    layers = getattr(lm, "layers", None)
+    if layers is None:
+        raise TypeError(f"cannot find the decoder layers of {type(hf_model).__name__}'s language model")
+    return [lm.config] + [layer.self_attn.config for layer in layers]

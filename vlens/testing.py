@@ -181,3 +181,140 @@ def make_tiny_onevision(
     finally:
         hf_logging.enable_progress_bar()
     return path
+
+
+# --- more families -------------------------------------------------------------------------------
+
+# Vicuna-style "USER: ... ASSISTANT:" as LLaVA-NeXT-Video and Video-LLaVA checkpoints use it
+# (the video placeholder first, then the text; a system message is plain text before).
+VICUNA_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'system' %}"
+    "{% for content in message['content'] %}{{ content['text'] + ' ' }}{% endfor %}"
+    "{% else %}"
+    "{{ message['role'].upper() + ': ' }}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'video') %}{{ '<video>\n' }}{% endfor %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ content['text'] + ' ' }}{% endfor %}"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)
+
+VICUNA_WORDS = ("USER", "ASSISTANT", "SYSTEM")
+
+
+def _word_tokenizer_with(named: dict[str, str] | None = None, extra_words: Iterable[str] = (), new_special: Iterable[str] = ()):
+    """build_word_tokenizer() plus extra special tokens; `named` also exposes them as the
+    model-specific attributes processors read (e.g. tokenizer.start_image_token)."""
+    tok = build_word_tokenizer(extra_words)
+    new = [t for t in [*new_special, *(named or {}).values()] if t not in tok.get_vocab()]
+    if new:
+        tok.add_tokens(list(dict.fromkeys(new)), special_tokens=True)
+    if named:
+        tok._set_model_specific_special_tokens(dict(named))
+    return tok
+
+
+def _llama_text_config(tokenizer, *, n_layers, d_model, n_heads, n_kv_heads, d_mlp, tie: bool = False):
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=d_model,
+        intermediate_size=d_mlp,
+        num_hidden_layers=n_layers,
+        num_attention_heads=n_heads,
+        num_key_value_heads=n_kv_heads,
+        max_position_embeddings=4096,
+        rms_norm_eps=1e-5,
+        attention_bias=False,
+        tie_word_embeddings=tie,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+    )
+
+
+def _save_checkpoint(model, processor, tokenizer, path: Path, dtype: torch.dtype) -> Path:
+    """Randomise (after the caller seeded torch), save model and processor with save_pretrained."""
+    from transformers.utils import logging as hf_logging
+
+    model.eval()
+    _randomise(model)
+    model.to(dtype)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    hf_logging.disable_progress_bar()
+    try:
+        model.save_pretrained(path)
+        processor.save_pretrained(path)
+    finally:
+        hf_logging.enable_progress_bar()
+    return path
+
+
+def make_tiny_llava_next_video(
+    path: str | Path,
+    *,
+    seed: int = 0,
+    n_layers: int = 2,
+    d_model: int = 64,
+    n_heads: int = 4,
+    n_kv_heads: int = 2,
+    d_mlp: int = 128,
+    image_size: int = 32,
+    patch_size: int = 8,
+    vision_layers: int = 2,
+    vision_d: int = 32,
+    dtype: torch.dtype = torch.float32,
+) -> Path:
+    """A tiny random LLaVA-NeXT-Video checkpoint (CLIP tower, Llama LM, real processor) in `path`.
+
+    Frames are resized/cropped to image_size; CLIP's CLS is dropped ("default" strategy), the
+    P×P patch grid (P = image_size // patch_size) is 2×2 average-pooled: (P/2)² tokens a frame,
+    no separators. The defaults give 2·2 = 4 video tokens a frame.
+    """
+    from transformers import (
+        CLIPVisionConfig,
+        LlavaNextImageProcessor,
+        LlavaNextVideoConfig,
+        LlavaNextVideoForConditionalGeneration,
+        LlavaNextVideoProcessor,
+        LlavaNextVideoVideoProcessor,
+    )
+
+    path = Path(path)
+    tokenizer = _word_tokenizer_with(extra_words=VICUNA_WORDS)
+    text = _llama_text_config(
+        tokenizer, n_layers=n_layers, d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads, d_mlp=d_mlp
+    )
+    vision = CLIPVisionConfig(
+        hidden_size=vision_d, intermediate_size=2 * vision_d, num_hidden_layers=vision_layers,
+        num_attention_heads=2, image_size=image_size, patch_size=patch_size, projection_dim=vision_d,
+    )
+    config = LlavaNextVideoConfig(
+        text_config=text.to_dict(),
+        vision_config=vision.to_dict(),
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        video_token_index=tokenizer.convert_tokens_to_ids("<video>"),
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-2,
+        spatial_pool_mode="average",
+        spatial_pool_stride=2,
+        image_grid_pinpoints=[[image_size, image_size]],
+        tie_word_embeddings=False,
+    )
+    config.architectures = ["LlavaNextVideoForConditionalGeneration"]
+    torch.manual_seed(seed)
+    model = LlavaNextVideoForConditionalGeneration(config)
+    size, crop = {"shortest_edge": image_size}, {"height": image_size, "width": image_size}
+    processor = LlavaNextVideoProcessor(
+        video_processor=LlavaNextVideoVideoProcessor(size=size, crop_size=crop),
+        image_processor=LlavaNextImageProcessor(size=size, crop_size=crop, image_grid_pinpoints=[[image_size, image_size]]),
+        tokenizer=tokenizer,
+        chat_template=VICUNA_CHAT_TEMPLATE,
+        patch_size=patch_size,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+    )
+    return _save_checkpoint(model, processor, tokenizer, path, dtype)

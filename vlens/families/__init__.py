@@ -14,9 +14,10 @@ A family maps a checkpoint's HF architecture onto the shared hooked decoder:
 from __future__ import annotations
 
 from vlens.families.base import Family, UnsupportedModelError
+from vlens.families.llava_next_video import LlavaNextVideo
 from vlens.families.onevision import OneVision
 
-FAMILIES: tuple[Family, ...] = (OneVision(),)
+FAMILIES: tuple[Family, ...] = (OneVision(), LlavaNextVideo())
 
 
 def family_for(architecture: str) -> Family:

@@ -1,0 +1,194 @@
+"""Every supported family, on a tiny random checkpoint built offline with its real HF processor:
+clean logits, padded batches, generation and knockouts equal the HF model (fp32, ≤ 1e-4), and the
+layout matches what the processor put in the sequence (frames, temporal groups, markers)."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Callable
+
+import pytest
+import torch
+
+from conftest import frames
+from hf_reference import hf_knockout
+
+import transformers
+from vlens import HookedVideoLLM
+from vlens import knockout as ko
+from vlens import testing
+from vlens.families import FAMILIES, UnsupportedModelError, family_for
+from vlens.layout import LayoutError
+
+ATOL = 1e-4
+QUESTIONS = ["what color is the object", "how many objects are moving to the left in the video"]
+
+
+@dataclass(frozen=True)
+class FamilyCase:
+    name: str
+    build: Callable
+    hf_class: str
+    # (n_frames, height, width) of the clean-parity clips
+    clips: tuple = ((1, 32, 32), (2, 32, 32), (3, 40, 56))
+    build_kwargs: dict = field(default_factory=lambda: {"n_layers": 4})
+    to_inputs_kwargs: dict = field(default_factory=dict)
+
+
+CASES = {
+    "llava-next-video": FamilyCase("llava-next-video", testing.make_tiny_llava_next_video, "LlavaNextVideoForConditionalGeneration"),
+}
+
+
+@dataclass
+class Loaded:
+    case: FamilyCase
+    path: object
+    model: HookedVideoLLM
+    hf: torch.nn.Module
+
+    def inputs(self, video, question, n_frames):
+        return self.model.to_inputs(video, question, n_frames=n_frames, **self.case.to_inputs_kwargs)
+
+
+@pytest.fixture(scope="session", params=list(CASES))
+def fam(request, tmp_path_factory) -> Loaded:
+    case = CASES[request.param]
+    path = case.build(tmp_path_factory.mktemp(case.name) / "ckpt", seed=0, **case.build_kwargs)
+    model = HookedVideoLLM.from_pretrained(path)
+    hf = getattr(transformers, case.hf_class).from_pretrained(path, attn_implementation="sdpa").eval()
+    return Loaded(case, path, model, hf)
+
+
+def _max_diff(a, b, mask) -> float:
+    return (a - b)[mask.bool()].abs().max().item()
+
+
+# parity -------------------------------------------------------------------------------------------
+def test_loads_as_its_family(fam):
+    assert fam.model.family.name == fam.case.name
+    assert type(fam.model.hf_model).__name__ == fam.case.hf_class
+    lm = fam.model.hf_model.model.language_model
+    assert fam.model.blocks[0].attn.q_proj.weight.data_ptr() == lm.layers[0].self_attn.q_proj.weight.data_ptr()
+
+
+def test_clean_logits_match_hf(fam):
+    for n_frames, h, w in fam.case.clips:
+        inputs = fam.inputs(frames(n_frames, h, w, seed=n_frames), QUESTIONS[0], n_frames)
+        with torch.no_grad():
+            ref = fam.hf(**inputs).logits
+            ours = fam.model(inputs)
+        assert ours.shape == ref.shape
+        diff = _max_diff(ours, ref, inputs["attention_mask"])
+        assert diff <= ATOL, (n_frames, h, w, diff)
+
+
+def test_padded_batch_matches_hf_and_single_rows(fam):
+    vids = [frames(2, seed=1), frames(2, seed=2)]
+    inputs = fam.inputs(vids, QUESTIONS, 2)
+    assert (inputs["attention_mask"][0] == 0).any(), "the shorter row must be left-padded"
+    assert inputs.layouts[0].counts()["pad"] > 0
+    with torch.no_grad():
+        ref = fam.hf(**inputs).logits
+        ours = fam.model(inputs)
+        single = fam.model(fam.inputs(vids[0], QUESTIONS[0], 2))
+    assert _max_diff(ours, ref, inputs["attention_mask"]) <= ATOL
+    assert (ours[0, -1] - single[0, -1]).abs().max().item() <= ATOL
+
+
+def test_greedy_generate_matches_hf(fam):
+    inputs = fam.inputs([frames(2, seed=5), frames(2, seed=6)], QUESTIONS, 2)
+    with torch.no_grad():
+        ref = fam.hf.generate(**inputs, max_new_tokens=5, do_sample=False)
+    ours = fam.model.generate(inputs, max_new_tokens=5)
+    assert ours.tolist() == ref[:, inputs.seq_len :].tolist()
+
+
+# knockouts ----------------------------------------------------------------------------------------
+def _knockout_diffs(fam, inputs, spec, layer_list):
+    model, hf = fam.model, fam.hf
+    sel = ko.layers(layer_list)
+    out = {}
+    with torch.no_grad():
+        for on in ("pattern", "attn_scores"):
+            hooks = spec.hooks(inputs, layers=sel, on=on)
+            out[f"fast/{on}"] = model.run_with_hooks(inputs, fwd_hooks=hooks)
+            with model.attention_path_as("explicit"):
+                out[f"explicit/{on}"] = model.run_with_hooks(inputs, fwd_hooks=hooks)
+        blocked = hooks[0][1].blocked_full(inputs.seq_len, "cpu")
+        with hf_knockout(hf, {l: blocked for l in layer_list}):
+            ref = hf(**inputs).logits
+        clean = hf(**inputs).logits
+    real = inputs["attention_mask"]
+    return {k: _max_diff(v, ref, real) for k, v in out.items()}, _max_diff(ref, clean, real)
+
+
+@pytest.mark.parametrize("spec_name", ["lv", "vt", "vs", "lv+vt+vs"])
+def test_knockouts_equal_hf_reference(fam, spec_name):
+    rng = random.Random(f"{fam.case.name}/{spec_name}")
+    L = fam.model.cfg.n_layers
+    layer_list = sorted(rng.sample(range(L), rng.randint(1, L)))
+    inputs = fam.inputs(frames(3, seed=7), QUESTIONS[1], 3)
+    diffs, effect = _knockout_diffs(fam, inputs, ko.from_name(spec_name), layer_list)
+    assert max(diffs.values()) <= ATOL, (layer_list, diffs)
+    assert effect > 1e-3, f"{spec_name} on layers {layer_list} changed nothing: the test would be vacuous"
+
+
+def test_knockout_on_padded_batch_equals_hf(fam):
+    inputs = fam.inputs([frames(2, seed=3), frames(2, seed=4)], QUESTIONS, 2)
+    diffs, _ = _knockout_diffs(fam, inputs, ko.LV() | ko.VT(), [0, 2])
+    assert max(diffs.values()) <= ATOL, diffs
+
+
+# layouts ------------------------------------------------------------------------------------------
+def _check_frames_are_contiguous_blocks(layout, tokens_per_frame, grid):
+    """Frames (groups) come in order, each a contiguous run of video positions, raster-ordered."""
+    gh, gw = grid
+    vid = layout.positions("video")
+    for f in range(layout.n_frames):
+        pos = layout.frame_positions(f)
+        assert len(pos) == tokens_per_frame, (f, len(pos))
+        patches = pos[layout.row[pos] >= 0]
+        assert len(patches) == gh * gw
+        rc = list(zip(layout.row[patches].tolist(), layout.col[patches].tolist()))
+        assert rc == [(r, c) for r in range(gh) for c in range(gw)], rc
+        if f + 1 < layout.n_frames:
+            assert int(pos[-1]) < int(layout.frame_positions(f + 1)[0])
+    assert set(layout.frame[vid].tolist()) == set(range(layout.n_frames))
+
+
+def test_llava_next_video_layout(fam):
+    if fam.case.name != "llava-next-video":
+        pytest.skip("LLaVA-NeXT-Video layout")
+    vcfg = fam.model.hf_model.config.vision_config
+    g = (vcfg.image_size // vcfg.patch_size) // 2
+    for n in (1, 3):
+        inputs = fam.inputs(frames(n, 40, 56), QUESTIONS[0], n)
+        lay = inputs.layout
+        ids = inputs["input_ids"][0]
+        n_placeholders = int((ids == fam.model.hf_model.config.video_token_id).sum())
+        assert lay.counts() == {"system": 2, "video": n * g * g, "text": len(lay) - 2 - n * g * g}
+        assert n_placeholders == n * g * g  # the processor's count
+        assert lay.n_frames == n and lay.frames_per_group == 1
+        _check_frames_are_contiguous_blocks(lay, g * g, (g, g))
+        # the video is one contiguous block: no separators, no markers
+        vid = lay.positions("video")
+        assert int(vid[-1] - vid[0]) + 1 == len(vid)
+
+
+# registry -----------------------------------------------------------------------------------------
+def test_every_case_is_a_registered_family():
+    names = {f.name for f in FAMILIES}
+    assert set(CASES) <= names
+    for case in CASES.values():
+        assert family_for(case.hf_class).name == case.name
+
+
+def test_unsupported_checkpoint_names_every_family(tmp_path):
+    (tmp_path / "config.json").write_text('{"architectures": ["Idefics3ForConditionalGeneration"]}')
+    with pytest.raises(UnsupportedModelError) as err:
+        HookedVideoLLM.from_pretrained(tmp_path)
+    for fam_ in FAMILIES:
+        for arch in fam_.architectures:
+            assert arch in str(err.value)

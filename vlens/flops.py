@@ -1,0 +1,68 @@
+"""FLOPs by formula from the config and the layout: clean vs efficient inference.
+
+"Attention FLOPs" are the QKᵀ and AV products only (DESIGN.md; the study's 37.5% counts these):
+a query row that sees K keys costs 2·K·d_head for QKᵀ and 2·K·d_head for AV, per head. Linear
+FLOPs (q/k/v/o projections and the SwiGLU MLP) are 2·d_in·d_out per row. A multiply-add is 2 FLOPs
+(torch.utils.flop_counter's convention).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from vlens.efficient import EfficientConfig
+from vlens.layout import VideoLayout
+
+
+@dataclass
+class LayerFlops:
+    attention: float  # QKᵀ + AV
+    linear: float  # projections + MLP
+
+
+def _linear_per_row(cfg) -> float:
+    H, Hkv, d, D = cfg.n_heads, cfg.n_key_value_heads, cfg.d_head, cfg.d_model
+    return 2 * D * (2 * H * d + 2 * Hkv * d) + 2 * 3 * D * cfg.d_mlp
+
+
+def clean_flops(cfg, layout: VideoLayout) -> list[LayerFlops]:
+    n = len(layout)
+    keys = n * (n + 1) / 2  # causal: row i sees i+1 keys
+    attn = 4 * cfg.n_heads * cfg.d_head * keys
+    return [LayerFlops(attn, n * _linear_per_row(cfg)) for _ in range(cfg.n_layers)]
+
+
+def efficient_flops(cfg, layout: VideoLayout, config: EfficientConfig) -> list[LayerFlops]:
+    n = len(layout)
+    video = layout.is_video
+    per_key = 4 * cfg.n_heads * cfg.d_head
+    lin = _linear_per_row(cfg)
+    kept = int((~layout.is_vision).sum())
+    prune = min(config.temporal_prune_layers, config.exit_layer)
+    # block-diagonal keys: a video row sees the non-video positions before its frame + its frame up to itself
+    non_video_before = torch.cumsum((~video & ~layout.mask("pad")).long(), 0)
+    pruned_keys = 0.0
+    for f in sorted(set(layout.frame[video].tolist())):
+        rows = layout.frame_positions(f)
+        before = int(non_video_before[int(rows[0])])
+        pruned_keys += sum(before + i + 1 for i in range(len(rows)))
+    pruned_keys += float(sum(int(i) + 1 for i in (~video).nonzero().flatten()))
+    out = []
+    for l in range(cfg.n_layers):
+        if l >= config.exit_layer:
+            out.append(LayerFlops(per_key * kept * (kept + 1) / 2, kept * lin))
+        elif l < prune:
+            out.append(LayerFlops(per_key * pruned_keys, n * lin))
+        else:
+            out.append(LayerFlops(per_key * n * (n + 1) / 2, n * lin))
+    return out
+
+
+def summary(cfg, layout: VideoLayout, config: EfficientConfig) -> dict:
+    clean, eff = clean_flops(cfg, layout), efficient_flops(cfg, layout, config)
+    ca, ea = sum(x.attention for x in clean), sum(x.attention for x in eff)
+    ct, et = sum(x.attention + x.linear for x in clean), sum(x.attention + x.linear for x in eff)
+    return {"attention_fraction": ea / ca, "total_fraction": et / ct, "clean_attention": ca, "efficient_attention": ea,
+            "clean_total": ct, "efficient_total": et}
