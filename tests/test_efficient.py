@@ -84,3 +84,17 @@ def test_attention_flops_fraction_like_the_paper():
     cfg = SimpleNamespace(n_layers=28, n_heads=28, n_key_value_heads=4, d_head=128, d_model=3584, d_mlp=18944)
     s = flops.summary(cfg, layout, EfficientConfig(18, 8))
     assert 0.35 < s["attention_fraction"] < 0.40
+
+
+def test_vlens_run_efficient(onevision_dir, tmp_path):
+    from vlens.cli import main
+    from vlens.store import load_results
+
+    out = tmp_path / "eff"
+    assert main(["run", "efficient", "--model", str(onevision_dir), "--data", "synthetic:0,n=4", "--frames", "8",
+                 "--exit-layer", "2", "--prune-layers", "1", "--out", str(out), "--quiet"]) == 0
+    settings, records = load_results(out)
+    assert settings["exit_layer"] == 2 and settings["prune_layers"] == 1
+    assert {r["config"] for r in records} == {"clean", "efficient/E2-P1"}
+    assert "## Efficient inference" in (out / "report.md").read_text()
+    assert main(["run", "efficient,global1", "--model", str(onevision_dir), "--data", "synthetic:0,n=4", "--out", str(tmp_path / "x")]) == 2

@@ -34,10 +34,14 @@ class FamilyCase:
     clips: tuple = ((1, 32, 32), (2, 32, 32), (3, 40, 56))
     build_kwargs: dict = field(default_factory=lambda: {"n_layers": 4})
     to_inputs_kwargs: dict = field(default_factory=dict)
+    check_layout: str = ""  # name of the check_* function below
 
 
 CASES = {
-    "llava-next-video": FamilyCase("llava-next-video", testing.make_tiny_llava_next_video, "LlavaNextVideoForConditionalGeneration"),
+    "llava-next-video": FamilyCase("llava-next-video", testing.make_tiny_llava_next_video, "LlavaNextVideoForConditionalGeneration",
+        check_layout="check_llava_next_video_layout"),
+    "video-llava": FamilyCase("video-llava", testing.make_tiny_video_llava, "VideoLlavaForConditionalGeneration",
+        check_layout="check_video_llava_layout"),
 }
 
 
@@ -142,6 +146,10 @@ def test_knockout_on_padded_batch_equals_hf(fam):
 
 
 # layouts ------------------------------------------------------------------------------------------
+def test_layout_matches_the_processor(fam):
+    globals()[fam.case.check_layout](fam)
+
+
 def _check_frames_are_contiguous_blocks(layout, tokens_per_frame, grid):
     """Frames (groups) come in order, each a contiguous run of video positions, raster-ordered."""
     gh, gw = grid
@@ -158,9 +166,7 @@ def _check_frames_are_contiguous_blocks(layout, tokens_per_frame, grid):
     assert set(layout.frame[vid].tolist()) == set(range(layout.n_frames))
 
 
-def test_llava_next_video_layout(fam):
-    if fam.case.name != "llava-next-video":
-        pytest.skip("LLaVA-NeXT-Video layout")
+def check_llava_next_video_layout(fam):
     vcfg = fam.model.hf_model.config.vision_config
     g = (vcfg.image_size // vcfg.patch_size) // 2
     for n in (1, 3):
@@ -175,6 +181,23 @@ def test_llava_next_video_layout(fam):
         # the video is one contiguous block: no separators, no markers
         vid = lay.positions("video")
         assert int(vid[-1] - vid[0]) + 1 == len(vid)
+
+
+def check_video_llava_layout(fam):
+    vcfg = fam.model.hf_model.config.vision_config
+    p = vcfg.image_size // vcfg.patch_size
+    for n in (1, 3):
+        inputs = fam.inputs(frames(n, 40, 56), QUESTIONS[0], n)
+        lay = inputs.layout
+        ids = inputs["input_ids"][0]
+        assert int((ids == fam.model.hf_model.config.video_token_id).sum()) == n * (1 + p * p)
+        assert lay.counts()["video"] == n * (1 + p * p) and "separator" not in lay.counts()
+        assert lay.n_frames == n
+        _check_frames_are_contiguous_blocks(lay, 1 + p * p, (p, p))
+        for f in range(n):  # every frame starts with its CLS token: row/col -1
+            first = int(lay.frame_positions(f)[0])
+            assert (int(lay.row[first]), int(lay.col[first])) == (-1, -1)
+        assert sum(lbl.endswith("extra>") for lbl in lay.labels()) == n
 
 
 # registry -----------------------------------------------------------------------------------------

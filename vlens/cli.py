@@ -14,6 +14,7 @@ examples:
   vlens run global1 --model ckpt/ --data videomme:/data/Video-MME --frames 32 --out runs/vm
   vlens run global1,global2,windows --model ckpt/ --data mvbench:/data/MVBench --task action_sequence --limit 100 --out runs/mvb
   vlens run windows --model ckpt/ --data egoschema:/data/egoschema --shard 0/4 --out runs/ego   # 4 processes: 0/4 .. 3/4
+  vlens run efficient --model ckpt/ --data videomme:/data/Video-MME --exit-layer 18 --prune-layers 8 --out runs/eff
   vlens report runs/vm                         # report.md + global1.png, global2.png, windows.png
 
 Runs are resumable: run the same command again after an interruption and finished samples are
@@ -54,7 +55,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from vlens.store import ResultStore
 
     protocols = [p.strip() for p in args.protocol.split(",") if p.strip()]
-    unknown = [p for p in protocols if p not in PROTOCOLS]
+    if "efficient" in protocols and len(protocols) > 1:
+        print("vlens run: run `efficient` on its own (it has its own settings)", file=sys.stderr)
+        return 2
+    unknown = [p for p in protocols if p not in (*PROTOCOLS, "efficient")]
     if unknown:
         print(f"vlens run: unknown protocol(s) {unknown}; choose from {', '.join(PROTOCOLS)}", file=sys.stderr)
         return 2
@@ -63,7 +67,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     samples = load_dataset(args.data, limit=args.limit, task=args.task, **filters)
     samples = shard_of(samples, args.shard)
     model = HookedVideoLLM.from_pretrained(model_dir, dtype=getattr(torch, args.dtype), device=args.device)
-    configs = [c for p in protocols for c in configs_for(p, model.cfg.n_layers, window=args.window)]
+    efficient = None
+    if protocols == ["efficient"]:
+        from vlens.efficient import EfficientConfig
+
+        scaled = EfficientConfig.scaled(model.cfg.n_layers)
+        efficient = EfficientConfig(
+            scaled.exit_layer if args.exit_layer is None else args.exit_layer,
+            scaled.temporal_prune_layers if args.prune_layers is None else args.prune_layers,
+        )
+        efficient.check(model.cfg.n_layers)
+    configs = [] if efficient else [c for p in protocols for c in configs_for(p, model.cfg.n_layers, window=args.window)]
     settings = {
         "model": str(model_dir),
         "model_fingerprint": _fingerprint(model_dir),
@@ -77,15 +91,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         "allow_repeat": args.allow_repeat,
         "dtype": args.dtype,
         "prompt_format": PROMPT_FORMAT,
+        **({"exit_layer": efficient.exit_layer, "prune_layers": efficient.temporal_prune_layers} if efficient else {}),
         "vlens_version": vlens.__version__,
     }
     store = ResultStore(args.out, settings, shard=args.shard)
     print(f"{len(samples)} samples × {len(configs) + 1} configurations → {store.path}", file=sys.stderr)
     max_memory = None if args.max_memory is None else int(args.max_memory * 2**30)
-    counts = run_study(
-        model, samples, configs, store, n_frames=args.frames, engine=args.engine, max_memory=max_memory,
-        allow_repeat=args.allow_repeat, progress=not args.quiet,
-    )
+    if efficient is not None:
+        from vlens.experiments.efficient_run import run_efficient
+
+        counts = run_efficient(model, samples, efficient, store, n_frames=args.frames, allow_repeat=args.allow_repeat,
+                               progress=not args.quiet)
+    else:
+        counts = run_study(
+            model, samples, configs, store, n_frames=args.frames, engine=args.engine, max_memory=max_memory,
+            allow_repeat=args.allow_repeat, progress=not args.quiet,
+        )
     print(f"done: {counts['done']} scored, {counts['skipped']} skipped, {counts['already']} already in the store", file=sys.stderr)
     if not args.no_report:
         from vlens.plot import write_report
@@ -128,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
         "windows = each type on every window of --window layers). Results go to an append-only "
         "store in --out; an interrupted run resumes where it stopped.",
     )
-    run.add_argument("protocol", help="global1, global2, windows, or a comma-separated list")
+    run.add_argument("protocol", help="global1, global2, windows (or a comma-separated list), or efficient")
     run.add_argument("--model", required=True, help="local HF checkpoint directory")
     run.add_argument("--data", required=True, help="videomme:DIR, mvbench:DIR, egoschema:DIR or synthetic[:SEED[,n=…]]")
     run.add_argument("--out", required=True, help="run directory (created; resumed if it exists)")
@@ -145,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     run.add_argument("--engine", default="fast", choices=["fast", "naive"], help="fast: prefix/row reuse (default); naive: one forward per configuration")
     run.add_argument("--max-memory", type=float, default=None, help="GiB the sweep engine may keep (cache + batches)")
+    run.add_argument("--exit-layer", type=int, default=None, help="efficient: vision leaves the sequence from this layer (default round(18/28·L))")
+    run.add_argument("--prune-layers", type=int, default=None, help="efficient: per-frame attention in the first P layers (default round(8/28·L))")
     run.add_argument("--no-report", action="store_true", help="don't write report.md at the end")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=cmd_run)

@@ -157,6 +157,17 @@ def write_report(out_dir: str | Path) -> Path:
                 vals = [r["correct"] for r in rows if r["config"] == c]
                 accs.append(_fmt(sum(vals) / len(vals), True) if vals else "–")
             lines.append(f"| {g} | " + " | ".join(accs) + " |")
+    eff_rows = [r for r in records if r["config"].startswith("efficient/") and "seconds" in r]
+    if eff_rows:
+        clean_t = {r["sample"]: r["seconds"] for r in records if r["config"] == "clean" and "seconds" in r}
+        speedups = [clean_t[r["sample"]] / r["seconds"] for r in eff_rows if r["sample"] in clean_t and r["seconds"] > 0]
+        frac = sum(r["attention_flops_fraction"] for r in eff_rows) / len(eff_rows)
+        total = sum(r["flops_fraction"] for r in eff_rows) / len(eff_rows)
+        name = eff_rows[0]["config"]
+        lines += ["", "## Efficient inference", "",
+                  f"- {name}: accuracy {_fmt(summary[name]['accuracy'], True)} vs clean {_fmt(summary['clean']['accuracy'], True)}",
+                  f"- attention FLOPs (QKᵀ, AV): {frac:.1%} of clean; all FLOPs: {total:.1%}",
+                  f"- measured prefill speed-up (median over samples): {sorted(speedups)[len(speedups) // 2]:.2f}×" if speedups else ""]
     if skipped:
         lines += ["", "## Skipped samples", ""] + [f"- `{s}`: {why}" for s, why in skipped[:50]]
     report = out / "report.md"

@@ -318,3 +318,69 @@ def make_tiny_llava_next_video(
         num_additional_image_tokens=1,
     )
     return _save_checkpoint(model, processor, tokenizer, path, dtype)
+
+
+def make_tiny_video_llava(
+    path: str | Path,
+    *,
+    seed: int = 0,
+    n_layers: int = 2,
+    d_model: int = 64,
+    n_heads: int = 4,
+    n_kv_heads: int = 2,
+    d_mlp: int = 128,
+    image_size: int = 16,
+    patch_size: int = 8,
+    vision_layers: int = 2,
+    vision_d: int = 32,
+    dtype: torch.dtype = torch.float32,
+) -> Path:
+    """A tiny random Video-LLaVA checkpoint (CLIP-architecture video tower as HF converts
+    LanguageBind's, Llama LM, real processor) in `path`.
+
+    Every frame gives 1 + P² tokens (its CLS token first, then the P×P patches, P = image_size //
+    patch_size): the defaults give 1 + 2·2 = 5 video tokens a frame.
+    """
+    from transformers import (
+        CLIPVisionConfig,
+        VideoLlavaConfig,
+        VideoLlavaForConditionalGeneration,
+        VideoLlavaImageProcessor,
+        VideoLlavaProcessor,
+        VideoLlavaVideoProcessor,
+    )
+
+    path = Path(path)
+    tokenizer = _word_tokenizer_with(extra_words=VICUNA_WORDS)
+    text = _llama_text_config(
+        tokenizer, n_layers=n_layers, d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads, d_mlp=d_mlp
+    )
+    vision = CLIPVisionConfig(
+        hidden_size=vision_d, intermediate_size=2 * vision_d, num_hidden_layers=vision_layers,
+        num_attention_heads=2, image_size=image_size, patch_size=patch_size, projection_dim=vision_d,
+    )
+    config = VideoLlavaConfig(
+        text_config=text.to_dict(),
+        vision_config=vision.to_dict(),
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        video_token_index=tokenizer.convert_tokens_to_ids("<video>"),
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-2,
+        image_seq_length=(image_size // patch_size) ** 2,
+        video_seq_length=8 * ((image_size // patch_size) ** 2 + 1),
+        tie_word_embeddings=False,
+    )
+    config.architectures = ["VideoLlavaForConditionalGeneration"]
+    torch.manual_seed(seed)
+    model = VideoLlavaForConditionalGeneration(config)
+    size, crop = {"shortest_edge": image_size}, {"height": image_size, "width": image_size}
+    processor = VideoLlavaProcessor(
+        image_processor=VideoLlavaImageProcessor(size=size, crop_size=crop),
+        video_processor=VideoLlavaVideoProcessor(size=size, crop_size=crop),
+        tokenizer=tokenizer,
+        chat_template=VICUNA_CHAT_TEMPLATE,
+        patch_size=patch_size,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+    )
+    return _save_checkpoint(model, processor, tokenizer, path, dtype)

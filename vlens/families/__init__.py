@@ -16,8 +16,9 @@ from __future__ import annotations
 from vlens.families.base import Family, UnsupportedModelError
 from vlens.families.llava_next_video import LlavaNextVideo
 from vlens.families.onevision import OneVision
+from vlens.families.video_llava import VideoLlava
 
-FAMILIES: tuple[Family, ...] = (OneVision(), LlavaNextVideo())
+FAMILIES: tuple[Family, ...] = (OneVision(), LlavaNextVideo(), VideoLlava())
 
 
 def family_for(architecture: str) -> Family:
