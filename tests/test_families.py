@@ -42,6 +42,8 @@ CASES = {
         check_layout="check_llava_next_video_layout"),
     "video-llava": FamilyCase("video-llava", testing.make_tiny_video_llava, "VideoLlavaForConditionalGeneration",
         check_layout="check_video_llava_layout"),
+    "qwen2.5-vl": FamilyCase("qwen2.5-vl", testing.make_tiny_qwen2_5_vl, "Qwen2_5_VLForConditionalGeneration",
+        to_inputs_kwargs={"fps": 3.0}, check_layout="check_qwen2_5_vl_layout"),
 }
 
 
@@ -198,6 +200,56 @@ def check_video_llava_layout(fam):
             first = int(lay.frame_positions(f)[0])
             assert (int(lay.row[first]), int(lay.col[first])) == (-1, -1)
         assert sum(lbl.endswith("extra>") for lbl in lay.labels()) == n
+
+
+def check_qwen2_5_vl_layout(fam):
+    cfg = fam.model.hf_model.config
+    tps = cfg.vision_config.tokens_per_second
+    for n, h, w, fps in ((1, 32, 32, 3.0), (3, 32, 32, 3.0), (4, 40, 56, 1.0)):
+        inputs = fam.model.to_inputs(frames(n, h, w), QUESTIONS[0], n_frames=n, fps=fps)
+        lay, ids = inputs.layout, inputs["input_ids"][0]
+        t, gh, gw = (int(x) for x in inputs["video_grid_thw"][0])
+        gh, gw = gh // 2, gw // 2
+        assert (gh, gw) == (h // 8, w // 8)  # processor resized to multiples of patch·merge = 8
+        assert t == (n + 1) // 2 == lay.n_frames and lay.frames_per_group == 2  # 2 frames a temporal patch
+        assert int((ids == cfg.video_token_id).sum()) == t * gh * gw == lay.counts()["video"]
+        _check_frames_are_contiguous_blocks(lay, gh * gw, (gh, gw))
+        # markers: <|vision_start|> right before the video, <|vision_end|> right after
+        vid = lay.positions("video")
+        assert lay.positions("marker").tolist() == [int(vid[0]) - 1, int(vid[-1]) + 1]
+        assert int(ids[vid[0] - 1]) == cfg.vision_start_token_id and int(ids[vid[-1] + 1]) == cfg.vision_end_token_id
+        assert lay.frame_times == pytest.approx([i / fps for i in range(n)])
+        # M-RoPE: group g at temporal position start + floor(g * tokens_per_second * 2 / fps),
+        # rows/cols at start + r / c; text continues after the largest position
+        pos = fam.model.position_ids(inputs)[:, 0]
+        start = int(vid[0])
+        expect_t = [start + int(g * tps * 2 / fps) for g in lay.frame[vid].tolist()]
+        assert pos[0, vid].tolist() == expect_t
+        assert pos[1, vid].tolist() == [start + r for r in lay.row[vid].tolist()]
+        assert pos[2, vid].tolist() == [start + c for c in lay.col[vid].tolist()]
+        after = int(vid[-1]) + 1
+        assert (pos[:, after] == pos[:, : after].max() + 1).all()
+
+
+def test_qwen2_5_vl_time_axis_follows_fps_and_needs_timestamps(tmp_path):
+    """Frame times move M-RoPE's temporal positions (and HF agrees); no timestamps is an error."""
+    path = testing.make_tiny_qwen2_5_vl(tmp_path / "ckpt", n_layers=2)
+    model = HookedVideoLLM.from_pretrained(path)
+    hf = transformers.Qwen2_5_VLForConditionalGeneration.from_pretrained(path).eval()
+    clip = frames(4, seed=9)
+    outs = []
+    with torch.no_grad():
+        for fps in (1.0, 8.0):
+            inputs = model.to_inputs(clip, QUESTIONS[0], n_frames=4, fps=fps)
+            ours = model(inputs)
+            assert _max_diff(ours, hf(**inputs).logits, inputs["attention_mask"]) <= ATOL
+            outs.append(ours)
+    assert (outs[0] - outs[1]).abs().max() > 1e-3, "the frame rate must change the temporal positions"
+    with pytest.raises(ValueError, match="fps="):
+        model.to_inputs(clip, QUESTIONS[0], n_frames=4)
+    inputs = model.to_inputs(clip, QUESTIONS[0], n_frames=4, fps=2.0)
+    with pytest.raises(ValueError, match="position_ids"):  # a continuation must be given its positions
+        model({"input_ids": inputs["input_ids"][:, -2:]}, q_start=inputs.seq_len - 2, kv_cache=[None] * 2)
 
 
 # registry -----------------------------------------------------------------------------------------

@@ -199,7 +199,7 @@ def run_sweep(
             if mask is not None:
                 step["attention_mask"] = mask.expand(B, -1)
             with model.hooks(fwd_hooks=[(hook.name_filter, hook)]):
-                logits = model(step, start_at_layer=s, resid=resid.expand(B, -1, -1), kv_cache=past, q_start=r0, logits_to_keep=1)
+                logits = model(step, start_at_layer=s, resid=resid.repeat(B, 1, 1), kv_cache=past, q_start=r0, logits_to_keep=1)
             for cfg, row in zip(part, logits[:, -1]):
                 out[cfg.name] = row
     return out

@@ -46,6 +46,12 @@ class VideoInputs(dict):
         return int(self["input_ids"].shape[0])
 
     @property
+    def shape(self) -> torch.Size:
+        """[batch, pos] of input_ids: lets TransformerLens tools that read `tokens.shape`
+        (e.g. transformer_lens.patching) take VideoInputs where they take tokens."""
+        return self["input_ids"].shape
+
+    @property
     def seq_len(self) -> int:
         return int(self["input_ids"].shape[1])
 

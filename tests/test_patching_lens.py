@@ -1,0 +1,103 @@
+"""Activation patching and the logit lens."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vlens.lens import attention_to_frames, logit_lens
+from vlens.patching import PatchingError, corrupt, logit_diff, patch_naive, patch_sweep, position_groups
+from vlens.prompts import letter_token_ids, mc_question
+
+from conftest import frames
+
+ATOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def clean(model):
+    return model.to_inputs(frames(3, seed=11), mc_question("What color is the object?", ["red", "blue", "green", "white"]), n_frames=3)
+
+
+@pytest.fixture(scope="module")
+def letters(model):
+    return letter_token_ids(model.tokenizer, 4)
+
+
+def test_position_groups_partition_the_interesting_positions(clean):
+    groups = position_groups(clean.layout)
+    assert list(groups)[:3] == ["frame 0", "frame 1", "frame 2"]
+    frames_union = torch.cat([groups[f"frame {i}"] for i in range(3)])
+    assert set(frames_union.tolist()) | set(clean.layout.positions("separator").tolist()) == set(groups["video"].tolist())
+    assert groups["final"].tolist() == [clean.seq_len - 1]
+    assert clean.seq_len - 1 not in groups["question"].tolist()
+
+
+def test_identical_inputs_have_no_effect(model, clean, letters):
+    res = patch_sweep(model, clean, clean, letters, answer=1)
+    assert torch.isnan(res.effect).all()  # normalised effect undefined when clean == corrupted
+    assert (res.raw - res.clean_diff).abs().max() <= ATOL
+
+
+@pytest.mark.parametrize("site", ["resid_pre", "attn_out", "mlp_out"])
+def test_batched_sweep_equals_naive_loop_and_tl(model, clean, letters, site):
+    corrupted = corrupt(model, clean, "reverse")
+    res = patch_sweep(model, clean, corrupted, letters, answer=1, site=site, batch_size=5)
+    naive = patch_naive(model, clean, corrupted, letters, answer=1, site=site)
+    assert (res.raw - naive).abs().max() <= ATOL
+    if site == "resid_pre":
+        # patching the residual at every position of layer 0 restores the clean run exactly
+        allpos = {"all": torch.arange(clean.seq_len)}
+        full = patch_sweep(model, clean, corrupted, letters, answer=1, groups=allpos)
+        torch.testing.assert_close(full.effect[:, 0], torch.ones(model.cfg.n_layers), atol=ATOL, rtol=0)
+        # and the final position in the last layer's input is what TransformerLens' patcher says
+        from transformer_lens import patching
+
+        _, cache = model.run_with_cache(clean, names_filter=lambda n: "resid_pre" in n)
+        tl = patching.get_act_patch_resid_pre(model, corrupted, cache, lambda logits: logit_diff(logits[:, -1], letters, 1)[0])
+        final = res.groups.index("final")
+        assert abs(tl[-1, -1].item() - res.raw[-1, final].item()) <= ATOL
+
+
+def test_per_head_z_sweep_shape(model, clean, letters):
+    corrupted = corrupt(model, clean, "shuffle")
+    res = patch_sweep(model, clean, corrupted, letters, answer=1, site="z", layers=[0, 3])
+    assert res.effect.shape == (2, model.cfg.n_heads, len(res.groups))
+
+
+def test_corruptions_and_layout_mismatch(model, clean):
+    for kind, kw in [("shuffle", {}), ("reverse", {}), ("replace", {"frame": 1}), ("video", {"other": frames(3, seed=99)})]:
+        c = corrupt(model, clean, kind, **kw)
+        assert c.layout.segment == clean.layout.segment
+        assert not torch.equal(c["pixel_values_videos"], clean["pixel_values_videos"])
+    q = corrupt(model, clean, "question", question=mc_question("What shape is the object?", ["red", "blue", "green", "white"]))
+    assert (q["input_ids"] != clean["input_ids"]).sum() == 1
+    longer = model.to_inputs(frames(4, seed=11), "what color", n_frames=4)
+    with pytest.raises(PatchingError, match="same frame count"):
+        patch_sweep(model, clean, longer, [1, 2], 0)
+    with pytest.raises(PatchingError, match="same frame count"):
+        corrupt(model, clean, "question", question="a much longer question than the one we had before it")
+    with pytest.raises(PatchingError, match="unknown corruption"):
+        corrupt(model, clean, "blur")
+
+
+def test_lens_final_layer_equals_logits(model, clean, letters):
+    lens = logit_lens(model, clean, letters, answer=1)
+    with torch.no_grad():
+        logits = model(clean)[0, -1]
+    torch.testing.assert_close(lens.p_letters[-1], logits[letters].softmax(-1), atol=ATOL, rtol=0)
+    assert lens.p_letters.shape == (model.cfg.n_layers + 1, 4)
+    assert int(lens.rank[-1]) == int((logits[letters] > logits[letters[1]]).sum())
+    raw = logit_lens(model, clean, letters, answer=1, apply_norm=False)
+    assert not torch.allclose(raw.p_letters[-1], lens.p_letters[-1])
+
+
+def test_attention_to_frames_sums_to_one_and_matches_cache(model, clean):
+    mass = attention_to_frames(model, clean)
+    torch.testing.assert_close(mass.sum(-1), torch.ones(mass.shape[:2]), atol=1e-5, rtol=0)
+    _, cache = model.run_with_cache(clean, names_filter=lambda n: n.endswith("hook_pattern"))
+    lay = clean.layout
+    q = lay.positions("text")
+    p = cache["blocks.2.attn.hook_pattern"][0][:, q]
+    frame1 = p[:, :, lay.frame_positions(1)].sum(-1).mean(-1)
+    torch.testing.assert_close(mass[2, :, 1], frame1, atol=1e-5, rtol=0)

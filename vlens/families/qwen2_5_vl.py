@@ -1,0 +1,134 @@
+"""Qwen2.5-VL (HF `Qwen2_5_VLForConditionalGeneration`).
+
+The ViT (window attention, 2-D rotary) patchifies every 2 consecutive frames together (a temporal
+patch; an odd last frame is repeated by the processor), merges 2×2 patches into one token, and
+emits the groups in order, each (H/2p)×(W/2p) tokens row-major, between the template's
+`<|vision_start|>` and `<|vision_end|>` (`marker`s). So `layout.frame` is the temporal-group
+index and `layout.frames_per_group` is 2.
+
+The LM is Qwen2 with M-RoPE: every position has a (temporal, height, width) rotary position; text
+has all three equal, the video tokens of group g have temporal position
+start + ⌊g · tokens_per_second · second_per_grid⌋ and height/width start + row/col, where
+second_per_grid = 2 / sampled_fps. vlens takes those positions from the HF model's own
+`get_rope_index` and passes the frames' sampling rate to the processor (`video_metadata`), so
+the time axis follows the real frame times. Frames without timestamps (an array without `fps=`)
+are an error here: the time axis would be a guess.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from vlens.config import HookedVideoLLMConfig
+from vlens.families.base import Family, decoder_config, decoder_weight_table, per_row
+from vlens.layout import LayoutError, VideoLayout, VisionToken
+
+
+class Qwen25VL(Family):
+    name = "qwen2.5-vl"
+    architectures = ("Qwen2_5_VLForConditionalGeneration",)
+
+    def config(self, hf_config) -> HookedVideoLLMConfig:
+        t = hf_config.text_config
+        section = (getattr(t, "rope_parameters", None) or {}).get("mrope_section")
+        if not section or len(section) != 3:
+            raise NotImplementedError(f"Qwen2.5-VL text config without a 3-part mrope_section: {section!r}")
+        cfg = decoder_config(self, t, qkv_bias=True, mrope_section=list(section))
+        if cfg.d_head != t.hidden_size // t.num_attention_heads:  # HF's attention uses hidden/heads
+            raise NotImplementedError(f"Qwen2.5-VL with head_dim {cfg.d_head} != hidden_size/num_heads")
+        return cfg
+
+    def weight_table(self, cfg: HookedVideoLLMConfig) -> dict[str, str]:
+        return decoder_weight_table(cfg)
+
+    def vision_modules(self, hf_model: nn.Module) -> dict[str, nn.Module]:
+        return {"visual": hf_model.model.visual}
+
+    def video_token_id(self, hf_config) -> int:
+        return hf_config.video_token_id
+
+    def video_features(self, hf_model: nn.Module, inputs) -> Tensor:
+        out = hf_model.model.get_video_features(inputs["pixel_values_videos"], inputs["video_grid_thw"], return_dict=True)
+        feats = torch.cat(list(out.pooler_output), dim=0)  # one [tokens, d] per video, in order
+        return per_row(feats[None], inputs["input_ids"].shape[0])
+
+    # prompt -----------------------------------------------------------------------------------
+    def processor_kwargs(self, videos) -> dict:
+        """The sampling rate of every clip, which sets M-RoPE's time axis (HF reads
+        `video_metadata.sampled_fps`: second_per_grid_ts = temporal_patch_size / sampled_fps)."""
+        meta = []
+        for v in videos:
+            if v.timestamps is None:
+                raise ValueError(
+                    "Qwen2.5-VL places frames on its M-RoPE time axis by their timestamps, and these frames "
+                    "have none: pass fps= (the clip's frame rate) to to_inputs, or give a video file"
+                )
+            meta.append({"total_num_frames": len(v), "fps": sampled_fps(v), "frames_indices": list(range(len(v)))})
+        return {"video_metadata": meta}
+
+    # positions ----------------------------------------------------------------------------------
+    def position_ids(self, hf_model: nn.Module, inputs: dict, *, batch: int, n: int, q_start: int, device) -> Tensor:
+        ids = inputs["input_ids"]
+        if "video_grid_thw" not in inputs and "image_grid_thw" not in inputs:
+            if q_start > 0:
+                raise ValueError(
+                    "Qwen2.5-VL continues the 3-D positions of the prompt: a continuation (q_start > 0) "
+                    "needs position_ids in its inputs (model.position_ids(prompt_inputs) gives the prompt's)"
+                )
+            return super().position_ids(hf_model, inputs, batch=batch, n=n, q_start=q_start, device=device)
+        if q_start != 0 or n != ids.shape[1]:
+            raise ValueError("Qwen2.5-VL's 3-D positions are computed for a whole prompt (q_start=0)")
+        types = inputs.get("mm_token_type_ids")
+        if types is None:
+            types = (ids == hf_model.config.video_token_id).long() * 2 + (ids == hf_model.config.image_token_id).long()
+        pos, _ = hf_model.model.get_rope_index(
+            ids,
+            mm_token_type_ids=types,
+            image_grid_thw=inputs.get("image_grid_thw"),
+            video_grid_thw=inputs.get("video_grid_thw"),
+            second_per_grid_ts=inputs.get("second_per_grid_ts"),
+            attention_mask=inputs.get("attention_mask"),
+        )
+        return pos.to(device)
+
+    # layout -------------------------------------------------------------------------------------
+    def layout(self, input_ids: Tensor, attention_mask: Tensor | None, video, hf_config, inputs: dict) -> VideoLayout:
+        if "video_grid_thw" not in inputs:
+            raise LayoutError("no video_grid_thw in the inputs: Qwen2.5-VL layouts need a video")
+        grid = inputs["video_grid_thw"]
+        if grid.shape[0] != 1:
+            raise LayoutError(f"one video per row is supported, this row has {grid.shape[0]}")
+        v = hf_config.vision_config
+        t, h, w = (int(x) for x in grid[0])
+        m = v.spatial_merge_size
+        if video is not None and t != -(-len(video) // v.temporal_patch_size):
+            raise LayoutError(f"{len(video)} frames should make {-(-len(video) // v.temporal_patch_size)} "
+                              f"temporal groups, the processor made {t}")
+        tokens = [VisionToken("video", g, r, c) for g in range(t) for r in range(h // m) for c in range(w // m)]
+        is_vision = input_ids == hf_config.video_token_id
+        starts = (input_ids == hf_config.vision_start_token_id).nonzero().flatten().tolist()
+        ends = (input_ids == hf_config.vision_end_token_id).nonzero().flatten().tolist()
+        vis = is_vision.nonzero().flatten()
+        if len(vis) and (starts != [int(vis[0]) - 1] or ends != [int(vis[-1]) + 1]):
+            raise LayoutError(
+                f"expected one <|vision_start|> right before and one <|vision_end|> right after the video "
+                f"tokens (positions {int(vis[0])}..{int(vis[-1])}), found starts at {starts}, ends at {ends}"
+            )
+        is_marker = torch.zeros_like(is_vision)
+        is_marker[starts + ends] = True
+        is_pad = attention_mask == 0 if attention_mask is not None else None
+        times = video.timestamps if video is not None else None
+        return VideoLayout.build(
+            is_vision, tokens, is_pad=is_pad, is_marker=is_marker, frames_per_group=v.temporal_patch_size,
+            frame_times=times,
+        )
+
+
+def sampled_fps(video) -> float:
+    """Frames per second of the sampled frames: 1 / their mean spacing (the clip's own fps for a
+    single frame or frames at one instant)."""
+    ts = video.timestamps
+    if len(ts) >= 2 and ts[-1] > ts[0]:
+        return (len(ts) - 1) / (ts[-1] - ts[0])
+    return float(video.fps)

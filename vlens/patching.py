@@ -1,0 +1,215 @@
+"""Activation patching between a clean and a corrupted video question.
+
+Knockouts say which attention *edges* matter; patching says which *activations* carry the answer:
+run the corrupted input, overwrite one activation (a site in a layer, at a group of positions) with
+its value from the clean run, and see how much of the clean answer comes back.
+
+    corrupted = corrupt(model, clean, "shuffle")                # or reverse / replace / other video / question
+    result = patch_sweep(model, clean, corrupted, letter_ids, answer, site="resid_pre")
+    result.effect      # [layer, group]  normalised logit difference: 0 = corrupted, 1 = clean
+    result.groups      # ["frame 0", …, "video", "question", "final"]
+
+Position groups come from the layout: each frame's video positions, all vision positions, the
+question text, and the final position. Sites: `resid_pre`, `attn_out`, `mlp_out` (hook names
+`blocks.{l}.hook_<site>`) and `z` (per head: `blocks.{l}.attn.hook_z`, result [layer, head, group]).
+
+Sweeps are batched: the corrupted embedding is computed once and repeated along the batch, one
+(layer, group[, head]) patch per batch row. `transformer_lens.patching` works on HookedVideoLLM
+too (VideoInputs has the `.shape` it reads), per position; tests compare against it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from vlens.layout import VideoLayout
+from vlens.video import SampledVideo
+
+SITES = ("resid_pre", "attn_out", "mlp_out", "z")
+CORRUPTIONS = ("shuffle", "reverse", "replace", "video", "question")
+
+
+class PatchingError(ValueError):
+    """Clean and corrupted inputs cannot be patched into each other."""
+
+
+def position_groups(layout: VideoLayout) -> dict[str, Tensor]:
+    """Named groups of positions: 'frame i' for each frame, 'video' (all vision positions),
+    'question' (text after the video, without the final position), 'final'."""
+    groups = {f"frame {f}": layout.frame_positions(f) for f in range(layout.n_frames)}
+    groups["video"] = layout.positions("video", "separator")
+    n = len(layout)
+    text = layout.positions("text")
+    groups["question"] = text[text < n - 1]
+    groups["final"] = torch.tensor([n - 1])
+    return {k: v for k, v in groups.items() if v.numel()}
+
+
+def check_same_layout(clean, corrupted) -> None:
+    for i, (a, b) in enumerate(zip(clean.layouts, corrupted.layouts)):
+        if a.segment != b.segment or not torch.equal(a.frame, b.frame):
+            raise PatchingError(
+                f"row {i}: clean and corrupted inputs have different layouts ({a} vs {b}); patching needs the "
+                "same frame count, frame size and token count — corrupt the video or reword the question "
+                "keeping its length"
+            )
+    if clean.batch_size != corrupted.batch_size:
+        raise PatchingError(f"clean has {clean.batch_size} rows, corrupted {corrupted.batch_size}")
+
+
+def corrupt(model, clean, kind: str, *, frame: int = 0, other=None, question: str | None = None, seed: int = 0):
+    """Corrupted inputs for a clean sample (batch of one): frames `shuffle`d (seeded) or
+    `reverse`d, one `replace`d (frame `frame` by the first frame of `other`, or by black), a
+    different `video` (`other`, same question), or a different `question` (same token count)."""
+    if kind not in CORRUPTIONS:
+        raise PatchingError(f"unknown corruption {kind!r}; choose from {', '.join(CORRUPTIONS)}")
+    if clean.batch_size != 1:
+        raise PatchingError("corrupt() takes one clean sample (batch of one)")
+    video: SampledVideo = clean.videos[0]
+    frames = video.frames.copy()
+    prompt = clean.prompts[0]
+    if kind == "shuffle":
+        order = np.random.default_rng(seed).permutation(len(frames))
+        if len(frames) > 1:
+            while (order == np.arange(len(frames))).all():
+                order = np.random.default_rng(seed := seed + 1).permutation(len(frames))
+        frames = frames[order]
+    elif kind == "reverse":
+        frames = frames[::-1].copy()
+    elif kind == "replace":
+        if not 0 <= frame < len(frames):
+            raise PatchingError(f"frame {frame} out of range: the clip has {len(frames)} sampled frames")
+        replacement = np.zeros_like(frames[0]) if other is None else _frames_of(other, len(frames))[0]
+        frames[frame] = _resize_like(replacement, frames[0])
+    elif kind == "video":
+        if other is None:
+            raise PatchingError("corruption 'video' needs other= (a video with the same number of frames)")
+        frames = _frames_of(other, len(frames))
+    else:
+        if question is None:
+            raise PatchingError("corruption 'question' needs question= (a question with the same token count)")
+        new = model.processor.apply_chat_template(model.family.messages(question, None), add_generation_prompt=True, tokenize=False)
+        prompt = new
+    corrupted = model.inputs_from_prompts([prompt], [SampledVideo(frames, video.indices, video.timestamps, video.fps, f"{kind}:{video.source}")])
+    check_same_layout(clean, corrupted)
+    return corrupted
+
+
+def _frames_of(other, n: int) -> np.ndarray:
+    from vlens.video import load_video
+
+    return other.frames if isinstance(other, SampledVideo) else load_video(other, n).frames
+
+
+def _resize_like(frame: np.ndarray, like: np.ndarray) -> np.ndarray:
+    if frame.shape == like.shape:
+        return frame
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(frame).resize((like.shape[1], like.shape[0])))
+
+
+def logit_diff(logits: Float[Tensor, "batch d_vocab"], letter_ids: Sequence[int], answer: int) -> Tensor:
+    """Correct option letter's logit minus the best wrong one, per row."""
+    letters = logits[:, list(letter_ids)].float()
+    wrong = torch.cat([letters[:, :answer], letters[:, answer + 1 :]], dim=1)
+    return letters[:, answer] - wrong.max(dim=1).values
+
+
+@dataclass
+class PatchingResult:
+    effect: Tensor  # [layer, group] or [layer, head, group]: normalised logit difference
+    raw: Tensor  # the patched runs' logit differences, same shape
+    clean_diff: float
+    corrupted_diff: float
+    groups: list[str]
+    site: str
+    layers: list[int]
+
+
+@torch.no_grad()
+def patch_sweep(
+    model,
+    clean,
+    corrupted,
+    letter_ids: Sequence[int],
+    answer: int,
+    *,
+    site: str = "resid_pre",
+    layers: Sequence[int] | None = None,
+    groups: dict[str, Tensor] | None = None,
+    batch_size: int = 16,
+) -> PatchingResult:
+    """Patch the clean `site` activation into the corrupted run at every (layer, group[, head])."""
+    if site not in SITES:
+        raise PatchingError(f"unknown site {site!r}; sites: {', '.join(SITES)}")
+    check_same_layout(clean, corrupted)
+    if clean.batch_size != 1:
+        raise PatchingError("patch_sweep takes one sample (batch of one)")
+    L = model.cfg.n_layers
+    layers = list(range(L)) if layers is None else list(layers)
+    groups = position_groups(clean.layout) if groups is None else groups
+    hook_name = (lambda l: f"blocks.{l}.attn.hook_z") if site == "z" else (lambda l: f"blocks.{l}.hook_{site}")
+    names = {hook_name(l) for l in layers}
+    clean_logits, cache = model.run_with_cache(clean, names_filter=lambda n: n in names, logits_to_keep=1, return_cache_object=False)
+    corr_logits, corr_cache = model.run_with_cache(corrupted, names_filter="hook_embed", logits_to_keep=1, return_cache_object=False)
+    clean_diff = float(logit_diff(clean_logits[:, -1], letter_ids, answer)[0])
+    corr_diff = float(logit_diff(corr_logits[:, -1], letter_ids, answer)[0])
+    heads = range(model.cfg.n_heads) if site == "z" else [None]
+    jobs = [(l, h, g) for l in layers for h in heads for g in groups]
+    embeds = corr_cache["hook_embed"]
+    diffs = []
+    for start in range(0, len(jobs), batch_size):
+        chunk = jobs[start : start + batch_size]
+        B = len(chunk)
+
+        def make_hook(layer):
+            rows = [(b, h, groups[g]) for b, (l, h, g) in enumerate(chunk) if l == layer]
+
+            def hook(act, hook):
+                for b, h, pos in rows:
+                    if h is None:
+                        act[b, pos] = cache[hook_name(layer)][0, pos]
+                    else:
+                        act[b, pos, h] = cache[hook_name(layer)][0, pos, h]
+                return act
+
+            return hook
+
+        fwd = [(hook_name(l), make_hook(l)) for l in sorted({l for l, _, _ in chunk})]
+        step = {k: v for k, v in corrupted.items() if k in ("input_ids", "attention_mask")}
+        step = {k: v.expand(B, -1) for k, v in step.items()}
+        logits = model.run_with_hooks(step, fwd_hooks=fwd, start_at_layer=0, resid=embeds.repeat(B, 1, 1), logits_to_keep=1)
+        diffs.append(logit_diff(logits[:, -1], letter_ids, answer))
+    raw = torch.cat(diffs)
+    shape = (len(layers), len(groups)) if site != "z" else (len(layers), model.cfg.n_heads, len(groups))
+    raw = raw.view(shape)
+    denom = clean_diff - corr_diff
+    effect = (raw - corr_diff) / denom if abs(denom) > 1e-12 else torch.full_like(raw, float("nan"))
+    return PatchingResult(effect, raw, clean_diff, corr_diff, list(groups), site, layers)
+
+
+@torch.no_grad()
+def patch_naive(model, clean, corrupted, letter_ids, answer, *, site="resid_pre", layers=None, groups=None) -> Tensor:
+    """Reference loop: one forward per (layer, group) — what research code does. Raw diffs."""
+    L = model.cfg.n_layers
+    layers = list(range(L)) if layers is None else list(layers)
+    groups = position_groups(clean.layout) if groups is None else groups
+    name = (lambda l: f"blocks.{l}.attn.hook_z") if site == "z" else (lambda l: f"blocks.{l}.hook_{site}")
+    _, cache = model.run_with_cache(clean, names_filter=lambda n: n in {name(l) for l in layers}, return_cache_object=False)
+    out = torch.zeros(len(layers), len(groups))
+    for i, l in enumerate(layers):
+        for j, pos in enumerate(groups.values()):
+            def hook(act, hook, pos=pos, l=l):
+                act[:, pos] = cache[name(l)][:, pos]
+                return act
+
+            logits = model.run_with_hooks(corrupted, fwd_hooks=[(name(l), hook)])
+            out[i, j] = logit_diff(logits[:, -1], letter_ids, answer)[0]
+    return out
