@@ -101,3 +101,42 @@ def test_attention_to_frames_sums_to_one_and_matches_cache(model, clean):
     p = cache["blocks.2.attn.hook_pattern"][0][:, q]
     frame1 = p[:, :, lay.frame_positions(1)].sum(-1).mean(-1)
     torch.testing.assert_close(mass[2, :, 1], frame1, atol=1e-5, rtol=0)
+
+
+def test_run_patching_and_lens_through_the_cli(onevision_dir, model, tmp_path, capsys):
+    """`vlens run windows,patching,lens`: stored raw diffs equal a direct patch_sweep, the lens
+    record equals logit_lens, the report has the shared-layer-axis section, and a rerun is a no-op."""
+    from vlens.cli import main
+    from vlens.data import load_dataset
+    from vlens.experiments.runner import sample_inputs
+    from vlens.store import load_results
+
+    out = tmp_path / "mech"
+    data = "synthetic:3,n=3,frames=3"
+    argv = ["run", "windows,patching,lens", "--model", str(onevision_dir), "--data", data, "--frames", "3",
+            "--window", "2", "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    for name in ("report.md", "layers.png", "lens.png", "patching_resid_pre_video.png", "windows.png"):
+        assert (out / name).exists(), name
+    report = (out / "report.md").read_text()
+    assert "one layer axis" in report and "### patching/resid_pre/video" in report and "### Logit lens" in report
+    _, records = load_results(out)
+    by = {(r["sample"], r["config"]): r for r in records}
+    samples = load_dataset(data)
+    s0, s1 = samples[0], samples[1]
+    clean, other = sample_inputs(model, s0, 3), sample_inputs(model, s1, 3)
+    letters = letter_token_ids(model.tokenizer, len(s0.options))
+    res = patch_sweep(model, clean, corrupt(model, clean, "video", other=other.videos[0]), letters, s0.answer)
+    stored = by[(s0.id, "patching/resid_pre/video")]
+    assert stored["groups"] == res.groups and stored["other"] == s1.id
+    assert torch.tensor(stored["raw"]).sub(res.raw).abs().max() <= ATOL
+    lens = logit_lens(model, clean, letters, s0.answer)
+    assert torch.tensor(by[(s0.id, "lens")]["p_correct"]).sub(lens.p_letters[:, s0.answer]).abs().max() <= ATOL
+    n = len(records)
+    assert main(argv) == 0  # resumed: nothing new
+    assert len(load_results(out)[1]) == n
+    # bad input: one sample cannot be corrupted by "the next sample's video"
+    capsys.readouterr()
+    assert main(["run", "patching", "--model", str(onevision_dir), "--data", "synthetic:3,n=1", "--frames", "3",
+                 "--out", str(tmp_path / "one"), "--quiet"]) == 2
+    assert "at least 2 samples" in capsys.readouterr().err

@@ -15,6 +15,7 @@ examples:
   vlens run global1,global2,windows --model ckpt/ --data mvbench:/data/MVBench --task action_sequence --limit 100 --out runs/mvb
   vlens run windows --model ckpt/ --data egoschema:/data/egoschema --shard 0/4 --out runs/ego   # 4 processes: 0/4 .. 3/4
   vlens run efficient --model ckpt/ --data videomme:/data/Video-MME --exit-layer 18 --prune-layers 8 --out runs/eff
+  vlens run windows,patching,lens --model ckpt/ --data synthetic:1,n=60 --frames 8 --out runs/mech   # one layer axis
   vlens report runs/vm                         # report.md + global1.png, global2.png, windows.png
 
 Runs are resumable: run the same command again after an interruption and finished samples are
@@ -50,6 +51,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from vlens import HookedVideoLLM
     from vlens.data import load_dataset
     from vlens.experiments import PROTOCOLS, configs_for, run_study
+    from vlens.experiments.mechanisms import MECHANISMS, run_lens, run_patching
     from vlens.experiments.runner import shard_of
     from vlens.prompts import PROMPT_FORMAT
     from vlens.store import ResultStore
@@ -58,9 +60,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if "efficient" in protocols and len(protocols) > 1:
         print("vlens run: run `efficient` on its own (it has its own settings)", file=sys.stderr)
         return 2
-    unknown = [p for p in protocols if p not in (*PROTOCOLS, "efficient")]
+    unknown = [p for p in protocols if p not in (*PROTOCOLS, *MECHANISMS, "efficient")]
     if unknown:
-        print(f"vlens run: unknown protocol(s) {unknown}; choose from {', '.join(PROTOCOLS)}", file=sys.stderr)
+        print(f"vlens run: unknown protocol(s) {unknown}; choose from {', '.join((*PROTOCOLS, *MECHANISMS, 'efficient'))}",
+              file=sys.stderr)
         return 2
     model_dir = Path(args.model).resolve()
     filters = {"duration": args.duration, "domain": args.domain, "task_type": args.task_type}
@@ -77,7 +80,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             scaled.temporal_prune_layers if args.prune_layers is None else args.prune_layers,
         )
         efficient.check(model.cfg.n_layers)
-    configs = [] if efficient else [c for p in protocols for c in configs_for(p, model.cfg.n_layers, window=args.window)]
+    knockouts = [p for p in protocols if p in PROTOCOLS]
+    configs = [c for p in knockouts for c in configs_for(p, model.cfg.n_layers, window=args.window)]
     settings = {
         "model": str(model_dir),
         "model_fingerprint": _fingerprint(model_dir),
@@ -92,10 +96,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         "dtype": args.dtype,
         "prompt_format": PROMPT_FORMAT,
         **({"exit_layer": efficient.exit_layer, "prune_layers": efficient.temporal_prune_layers} if efficient else {}),
+        **({"site": args.site, "corruption": args.corruption} if "patching" in protocols else {}),
         "vlens_version": vlens.__version__,
     }
     store = ResultStore(args.out, settings, shard=args.shard)
-    print(f"{len(samples)} samples × {len(configs) + 1} configurations → {store.path}", file=sys.stderr)
+    what = f"{len(configs) + 1} configurations" if configs else "clean"
+    what += "".join(f" + {m}" for m in MECHANISMS if m in protocols)
+    print(f"{len(samples)} samples × {what} → {store.path}", file=sys.stderr)
     max_memory = None if args.max_memory is None else int(args.max_memory * 2**30)
     if efficient is not None:
         from vlens.experiments.efficient_run import run_efficient
@@ -103,10 +110,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         counts = run_efficient(model, samples, efficient, store, n_frames=args.frames, allow_repeat=args.allow_repeat,
                                progress=not args.quiet)
     else:
-        counts = run_study(
-            model, samples, configs, store, n_frames=args.frames, engine=args.engine, max_memory=max_memory,
-            allow_repeat=args.allow_repeat, progress=not args.quiet,
-        )
+        common = dict(n_frames=args.frames, allow_repeat=args.allow_repeat, progress=not args.quiet)
+        counts = {"done": 0, "skipped": 0, "already": 0}
+        runs = []
+        if knockouts:
+            runs.append(lambda: run_study(model, samples, configs, store, engine=args.engine, max_memory=max_memory, **common))
+        if "patching" in protocols:
+            runs.append(lambda: run_patching(model, samples, store, site=args.site, corruption=args.corruption, **common))
+        if "lens" in protocols:
+            runs.append(lambda: run_lens(model, samples, store, **common))
+        for run in runs:
+            for k, v in run().items():
+                counts[k] = max(counts[k], v)
     print(f"done: {counts['done']} scored, {counts['skipped']} skipped, {counts['already']} already in the store", file=sys.stderr)
     if not args.no_report:
         from vlens.plot import write_report
@@ -142,14 +157,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser(
-        "run", help="run protocols (global1, global2, windows) on a dataset", epilog=EXAMPLES,
+        "run", help="run protocols (global1, global2, windows, patching, lens, efficient) on a dataset", epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Score every sample clean and under every knockout configuration of PROTOCOL "
         "(comma-separated: global1 = LV-K on layers ≥ i; global2 = LV/VT/VS/all in all layers; "
-        "windows = each type on every window of --window layers). Results go to an append-only "
+        "windows = each type on every window of --window layers; patching = activation patching of "
+        "--site from the clean into a corrupted run at every layer × position group; lens = logit lens "
+        "and question→frame attention per layer). Results go to an append-only "
         "store in --out; an interrupted run resumes where it stopped.",
     )
-    run.add_argument("protocol", help="global1, global2, windows (or a comma-separated list), or efficient")
+    run.add_argument("protocol", help="global1, global2, windows, patching, lens (or a comma-separated list), or efficient")
     run.add_argument("--model", required=True, help="local HF checkpoint directory")
     run.add_argument("--data", required=True, help="videomme:DIR, mvbench:DIR, egoschema:DIR or synthetic[:SEED[,n=…]]")
     run.add_argument("--out", required=True, help="run directory (created; resumed if it exists)")
@@ -168,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-memory", type=float, default=None, help="GiB the sweep engine may keep (cache + batches)")
     run.add_argument("--exit-layer", type=int, default=None, help="efficient: vision leaves the sequence from this layer (default round(18/28·L))")
     run.add_argument("--prune-layers", type=int, default=None, help="efficient: per-frame attention in the first P layers (default round(8/28·L))")
+    run.add_argument("--site", default="resid_pre", choices=["resid_pre", "attn_out", "mlp_out"], help="patching: which activation is patched (default resid_pre)")
+    run.add_argument("--corruption", default="video", choices=["video", "reverse", "shuffle", "replace"],
+                     help="patching: the corrupted clip: the next sample's video (default), or this clip reversed / shuffled / frame 0 blacked out")
     run.add_argument("--no-report", action="store_true", help="don't write report.md at the end")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=cmd_run)
@@ -185,12 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from vlens.data import DatasetError
+    from vlens.patching import PatchingError
     from vlens.store import StoreError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DatasetError, StoreError, FileNotFoundError) as e:
+    except (DatasetError, StoreError, PatchingError, FileNotFoundError) as e:
         print(f"vlens {args.command}: {e}", file=sys.stderr)
         return 2
 

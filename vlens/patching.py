@@ -90,7 +90,7 @@ def corrupt(model, clean, kind: str, *, frame: int = 0, other=None, question: st
     elif kind == "video":
         if other is None:
             raise PatchingError("corruption 'video' needs other= (a video with the same number of frames)")
-        frames = _frames_of(other, len(frames))
+        frames = np.stack([_resize_like(f, frames[0]) for f in _frames_of(other, len(frames))])
     else:
         if question is None:
             raise PatchingError("corruption 'question' needs question= (a question with the same token count)")

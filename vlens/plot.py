@@ -2,7 +2,11 @@
 
 * global1: fraction of layers knocked (from the top) vs performance ratio;
 * global2: one bar per knockout type (all layers);
-* windows: performance ratio per knockout type vs the window's end layer.
+* windows: performance ratio per knockout type vs the window's end layer;
+* patching: normalised effect, layers × position groups (one heatmap per site/corruption);
+* lens: correct-letter probability and top-1 rate per layer, question→frame attention per layer;
+* layers: the window knockouts, the patching effect of the video and final position and the lens
+  on one shared layer axis (x = layer l: the window ending at l, the residual entering block l).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import warnings
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -92,6 +97,86 @@ def plot_windows(summary: dict, path: Path, window: int | None = None) -> Path |
     return path
 
 
+def plot_patching(name: str, agg: dict, path: Path) -> Path:
+    effect = agg["effect"].numpy()
+    fig, ax = plt.subplots(figsize=(1.2 + 0.45 * len(agg["groups"]), 1.2 + 0.28 * len(agg["layers"])))
+    im = ax.imshow(effect, aspect="auto", cmap="RdBu", vmin=-1, vmax=1, origin="lower")
+    ax.set_xticks(range(len(agg["groups"])), agg["groups"], rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(agg["layers"])), agg["layers"], fontsize=8)
+    ax.set_ylabel("layer (patched at its input)" if "resid_pre" in name else "layer")
+    ax.set_title(f"{name}  (n={agg['n']})\n0 = corrupted, 1 = clean", fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.05)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_lens(agg: dict, path: Path) -> Path:
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    x = list(range(len(agg["labels"])))
+    a.plot(x, agg["p_correct"].numpy(), marker="o", label="p(correct letter) among letters")
+    a.plot(x, agg["top1"].numpy(), marker="s", label="correct letter ranked first")
+    a.set_xticks(x, [lbl.replace("_pre", "") for lbl in agg["labels"]], fontsize=8)
+    a.set_xlabel("residual stream entering layer l (final = after the last layer)")
+    a.set_ylim(0, 1.02)
+    a.set_title(f"Logit lens at the final position (n={agg['n']})", fontsize=9)
+    a.legend(fontsize=8)
+    mass = agg["frame_mass"].numpy()  # [layer, frames + 2]
+    F = mass.shape[1] - 2
+    im = b.imshow(mass[:, :F].T, aspect="auto", origin="lower", cmap="viridis")
+    b.set_xlabel("layer")
+    b.set_ylabel("frame")
+    b.set_title(f"attention question→frame (mean over heads); to text/other: {mass[:, F + 1].mean():.0%}", fontsize=9)
+    fig.colorbar(im, ax=b, fraction=0.05)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_layer_axis(summary: dict, patching: dict, lens: dict | None, n_layers: int, path: Path) -> Path | None:
+    windows = {n: sorted((int(k.rsplit("/", 1)[1]), v["ratio"]) for k, v in summary.items() if k.startswith(f"windows/{n}/"))
+               for n in ("lv", "vt", "vs")}
+    if not patching and lens is None:
+        return None
+    panels = int(any(windows.values())) + int(bool(patching)) + int(lens is not None)
+    fig, axes = plt.subplots(panels, 1, figsize=(6.5, 2.3 * panels), sharex=True, squeeze=False)
+    axes = list(axes[:, 0])
+    if any(windows.values()):
+        ax = axes.pop(0)
+        for n, rows in windows.items():
+            if rows:
+                ax.plot([x for x, _ in rows], [y for _, y in rows], marker="o", color=TYPE_COLORS[n], label=TYPE_LABELS[n])
+        ax.axhline(1.0, color="k", lw=0.8, ls=":")
+        ax.set_ylabel("knockout ratio")
+        ax.set_title("window knockouts (x = window end layer)", fontsize=9)
+        ax.legend(fontsize=7, ncol=3)
+    if patching:
+        ax = axes.pop(0)
+        for name, agg in patching.items():
+            for g, style in (("video", "-"), ("final", "--"), ("question", ":")):
+                if g in agg["groups"]:
+                    j = agg["groups"].index(g)
+                    ax.plot(agg["layers"], agg["effect"][:, j].numpy(), style, marker=".", label=f"{name.split('/', 1)[1]}: {g}")
+        ax.set_ylabel("patching effect")
+        ax.set_title("activation patching (x = layer whose input is patched)", fontsize=9)
+        ax.legend(fontsize=7)
+    if lens is not None:
+        ax = axes.pop(0)
+        ax.plot(range(len(lens["labels"])), lens["p_correct"].numpy(), marker="o", color="k", label="p(correct letter)")
+        ax.plot(range(len(lens["labels"])), lens["top1"].numpy(), marker="s", color="grey", label="ranked first")
+        ax.set_ylabel("logit lens")
+        ax.set_title(f"logit lens (x = residual entering layer x; x = {n_layers}: final)", fontsize=9)
+        ax.legend(fontsize=7)
+    fig.axes[-1].set_xlabel("layer")
+    fig.axes[-1].xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _fmt(v: float, pct: bool = False) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "nan"
@@ -105,6 +190,32 @@ def _by_group(records: list[dict], field: str) -> dict[str, list[dict]]:
         if g is not None:
             groups.setdefault(str(g), []).append(r)
     return groups
+
+
+def _mechanisms_section(out: Path, records: list[dict], summary: dict, n_layers: int) -> list[str]:
+    from vlens.experiments.mechanisms import aggregate_lens, aggregate_patching
+
+    patching, lens = aggregate_patching(records), aggregate_lens(records)
+    if not patching and lens is None:
+        return []
+    lines = ["", "## Knockouts, patching and the logit lens on one layer axis", ""]
+    axis = plot_layer_axis(summary, patching, lens, n_layers, out / "layers.png")
+    lines += [f"![layers]({axis.name})", ""]
+    for name, agg in patching.items():
+        fig = plot_patching(name, agg, out / (name.replace("/", "_") + ".png"))
+        best = divmod(int(agg["effect"].nan_to_num(-1e9).argmax()), len(agg["groups"]))
+        lines += [f"### {name}", "",
+                  f"- {agg['n']} samples; mean logit diff of the clean answer: clean {agg['clean_diff']:.3f}, corrupted {agg['corrupted_diff']:.3f}",
+                  f"- largest effect {float(agg['effect'].flatten().nan_to_num(-1e9).max()):.2f} at layer {agg['layers'][best[0]]}, "
+                  f"group `{agg['groups'][best[1]]}`", "", f"![{fig.stem}]({fig.name})", ""]
+    if lens is not None:
+        fig = plot_lens(lens, out / "lens.png")
+        top = lens["top1"].tolist()  # the first layer whose top-1 rate is within 5 points of the output's
+        first = next((lens["labels"][i] for i, v in enumerate(top) if v >= top[-1] - 0.05), None)
+        lines += ["### Logit lens", "",
+                  f"- {lens['n']} samples; correct letter ranked first: {float(lens['top1'][-1]):.0%} at the output"
+                  + (f"; first within 5 points of that at `{first}`" if first else ""), "", f"![{fig.stem}]({fig.name})", ""]
+    return lines
 
 
 def write_report(out_dir: str | Path) -> Path:
@@ -168,6 +279,7 @@ def write_report(out_dir: str | Path) -> Path:
                   f"- {name}: accuracy {_fmt(summary[name]['accuracy'], True)} vs clean {_fmt(summary['clean']['accuracy'], True)}",
                   f"- attention FLOPs (QKᵀ, AV): {frac:.1%} of clean; all FLOPs: {total:.1%}",
                   f"- measured prefill speed-up (median over samples): {sorted(speedups)[len(speedups) // 2]:.2f}×" if speedups else ""]
+    lines += _mechanisms_section(out, records, summary, n_layers)
     if skipped:
         lines += ["", "## Skipped samples", ""] + [f"- `{s}`: {why}" for s, why in skipped[:50]]
     report = out / "report.md"
