@@ -267,3 +267,41 @@ def test_unsupported_checkpoint_names_every_family(tmp_path):
     for fam_ in FAMILIES:
         for arch in fam_.architectures:
             assert arch in str(err.value)
+
+
+# the study's machinery on every family ------------------------------------------------------------
+def test_sweep_engine_and_patching_equal_plain_hooks(fam):
+    """The sweep engine (prefix/row reuse, batched rows) and batched patching continue each
+    family's positions correctly (Qwen2.5-VL: 3-D M-RoPE positions) — equal to plain hook runs."""
+    from vlens.engine import SweepConfig, run_sweep
+    from vlens.patching import corrupt, patch_naive, patch_sweep
+    from vlens.prompts import letter_token_ids, mc_question
+
+    model = fam.model
+    L = model.cfg.n_layers
+    inputs = fam.inputs(frames(3, seed=4), mc_question(QUESTIONS[0], ["red", "blue", "green"]), 3)
+    configs = [SweepConfig("lv", ko.LV(), ko.window(2, 2)), SweepConfig("vt", ko.VT(), ko.from_layer(1)),
+               SweepConfig("vs", ko.VS(), ko.layers([L - 1]))]
+    fast = run_sweep(model, inputs, configs)
+    with torch.no_grad():
+        for c in configs:
+            ref = model.run_with_hooks(inputs, fwd_hooks=c.spec.hooks(inputs, layers=c.layers))[0, -1]
+            assert (fast[c.name] - ref).abs().max().item() <= ATOL, c.name
+    letters = letter_token_ids(model.tokenizer, 3)
+    corrupted = corrupt(model, inputs, "reverse")
+    res = patch_sweep(model, inputs, corrupted, letters, 0, batch_size=4)
+    assert (res.raw - patch_naive(model, inputs, corrupted, letters, 0)).abs().max().item() <= ATOL
+
+
+def test_vlens_run_on_every_family(fam, tmp_path):
+    """`vlens run global2,patching,lens` end to end on the synthetic set, then the report."""
+    from vlens.cli import main
+    from vlens.store import load_results
+
+    out = tmp_path / "run"
+    assert main(["run", "global2,patching,lens", "--model", str(fam.path), "--data", "synthetic:5,n=2,frames=2",
+                 "--frames", "2", "--out", str(out), "--quiet"]) == 0
+    _, records = load_results(out)
+    configs = {r["config"] for r in records if "skipped" not in r}
+    assert configs == {"clean", "global2/lv", "global2/vt", "global2/vs", "global2/all", "patching/resid_pre/video", "lens"}
+    assert "### Logit lens" in (out / "report.md").read_text()

@@ -173,6 +173,7 @@ def run_sweep(
     kv = {l: (cache[f"blocks.{l}.attn.hook_rot_k"].transpose(1, 2), cache[f"blocks.{l}.attn.hook_v"].transpose(1, 2))
           for l in range(min(starts, default=L), L)}
     mask = inputs.get("attention_mask")
+    positions = model.position_ids(inputs)  # [1, N] or [3, 1, N] (M-RoPE): rows r0.. continue them
     if report is not None:
         report.update(cached_bytes=cached_bytes, batches=[], peak_estimate=cached_bytes, relative_cost=sweep_plan.relative_cost(model.cfg))
     for (s, r0), idx in sorted(sweep_plan.groups.items()):
@@ -195,7 +196,7 @@ def run_sweep(
             for l in range(s, L):
                 k, v = kv[l]
                 past[l] = (k[:, :, :r0].expand(B, -1, -1, -1), v[:, :, :r0].expand(B, -1, -1, -1))
-            step = {"input_ids": inputs["input_ids"][:, r0:].expand(B, -1)}
+            step = {"input_ids": inputs["input_ids"][:, r0:].expand(B, -1), "position_ids": positions[..., r0:]}
             if mask is not None:
                 step["attention_mask"] = mask.expand(B, -1)
             with model.hooks(fwd_hooks=[(hook.name_filter, hook)]):

@@ -13,8 +13,9 @@ Position groups come from the layout: each frame's video positions, all vision p
 question text, and the final position. Sites: `resid_pre`, `attn_out`, `mlp_out` (hook names
 `blocks.{l}.hook_<site>`) and `z` (per head: `blocks.{l}.attn.hook_z`, result [layer, head, group]).
 
-Sweeps are batched: the corrupted embedding is computed once and repeated along the batch, one
-(layer, group[, head]) patch per batch row. `transformer_lens.patching` works on HookedVideoLLM
+Sweeps are batched, one (layer, group[, head]) patch per batch row, and skip what cannot change:
+the corrupted run is cached once, and a batch starts at its lowest patched layer from the
+corrupted residual stream there (the vision tower and the blocks below run once, not per patch). `transformer_lens.patching` works on HookedVideoLLM
 too (VideoInputs has the `.shape` it reads), per position; tests compare against it.
 """
 
@@ -157,13 +158,16 @@ def patch_sweep(
     groups = position_groups(clean.layout) if groups is None else groups
     hook_name = (lambda l: f"blocks.{l}.attn.hook_z") if site == "z" else (lambda l: f"blocks.{l}.hook_{site}")
     names = {hook_name(l) for l in layers}
+    starts = {f"blocks.{l}.hook_resid_pre" for l in layers}
     clean_logits, cache = model.run_with_cache(clean, names_filter=lambda n: n in names, logits_to_keep=1, return_cache_object=False)
-    corr_logits, corr_cache = model.run_with_cache(corrupted, names_filter="hook_embed", logits_to_keep=1, return_cache_object=False)
+    corr_logits, corr_cache = model.run_with_cache(corrupted, names_filter=lambda n: n in starts, logits_to_keep=1, return_cache_object=False)
     clean_diff = float(logit_diff(clean_logits[:, -1], letter_ids, answer)[0])
     corr_diff = float(logit_diff(corr_logits[:, -1], letter_ids, answer)[0])
     heads = range(model.cfg.n_heads) if site == "z" else [None]
     jobs = [(l, h, g) for l in layers for h in heads for g in groups]
-    embeds = corr_cache["hook_embed"]
+    # Blocks below the patched layer see only the corrupted input: each batch starts at its lowest
+    # patched layer from the corrupted residual there (the embedding and vision tower run once).
+    positions = model.position_ids(corrupted)
     diffs = []
     for start in range(0, len(jobs), batch_size):
         chunk = jobs[start : start + batch_size]
@@ -183,9 +187,11 @@ def patch_sweep(
             return hook
 
         fwd = [(hook_name(l), make_hook(l)) for l in sorted({l for l, _, _ in chunk})]
-        step = {k: v for k, v in corrupted.items() if k in ("input_ids", "attention_mask")}
-        step = {k: v.expand(B, -1) for k, v in step.items()}
-        logits = model.run_with_hooks(step, fwd_hooks=fwd, start_at_layer=0, resid=embeds.repeat(B, 1, 1), logits_to_keep=1)
+        step = {k: v.expand(B, -1) for k, v in corrupted.items() if k in ("input_ids", "attention_mask")}
+        step["position_ids"] = positions
+        s = min(l for l, _, _ in chunk)
+        resid = corr_cache[f"blocks.{s}.hook_resid_pre"].repeat(B, 1, 1)  # a copy per row: hooks write in place
+        logits = model.run_with_hooks(step, fwd_hooks=fwd, start_at_layer=s, resid=resid, logits_to_keep=1)
         diffs.append(logit_diff(logits[:, -1], letter_ids, answer))
     raw = torch.cat(diffs)
     shape = (len(layers), len(groups)) if site != "z" else (len(layers), model.cfg.n_heads, len(groups))
