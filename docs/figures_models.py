@@ -1,0 +1,66 @@
+"""Draw docs/img/layouts.png: the sequence layout of every supported family on a 2-frame clip.
+
+    python docs/figures_models.py
+
+Each family's tiny random checkpoint (vlens.testing) is built and loaded like a user would; the
+strip shows, position by position, what its processor put in the sequence: system/text, each
+frame's video tokens (one colour per frame), separators (image_newline) and markers (template
+text around or between frames).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+from vlens import HookedVideoLLM, testing  # noqa: E402
+
+BUILDERS = {
+    "llava-onevision": (testing.make_tiny_onevision, {}),
+    "llava-next-video": (testing.make_tiny_llava_next_video, {}),
+    "video-llava": (testing.make_tiny_video_llava, {}),
+    "qwen2.5-vl": (testing.make_tiny_qwen2_5_vl, {"fps": 2.0}),
+}
+if hasattr(testing, "make_tiny_internvl"):
+    BUILDERS["internvl"] = (testing.make_tiny_internvl, {})
+
+COLORS = {"system": "#dddddd", "text": "#999999", "separator": "#000000", "marker": "#ff7f0e", "pad": "#ffffff"}
+FRAME_COLORS = ["#1f77b4", "#2ca02c", "#9467bd", "#d62728"]
+
+
+def main(out: Path = Path(__file__).parent / "img" / "layouts.png", n_frames: int = 4) -> Path:
+    clip = np.random.default_rng(0).integers(0, 256, size=(n_frames, 32, 32, 3), dtype=np.uint8)
+    fig, axes = plt.subplots(len(BUILDERS), 1, figsize=(11, 0.9 * len(BUILDERS) + 0.8), squeeze=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        for ax, (name, (build, kwargs)) in zip(axes[:, 0], BUILDERS.items()):
+            model = HookedVideoLLM.from_pretrained(build(Path(tmp) / name, n_layers=1))
+            lay = model.to_inputs(clip, "what color is the object", n_frames=n_frames, **kwargs).layout
+            colors = [FRAME_COLORS[int(f) % len(FRAME_COLORS)] if s == "video" else COLORS[s]
+                      for s, f in zip(lay.segment, lay.frame.tolist())]
+            ax.bar(range(len(lay)), 1, width=1.0, color=colors, edgecolor="none")
+            ax.set_xlim(-0.5, len(lay) - 0.5)
+            ax.set_yticks([])
+            c = lay.counts()
+            extra = f", {lay.frames_per_group} frames per temporal group" if lay.frames_per_group > 1 else ""
+            ax.set_title(f"{name}: {len(lay)} positions, {c.get('video', 0)} video, {c.get('separator', 0)} separator, "
+                         f"{c.get('marker', 0)} marker{extra}", fontsize=9, loc="left")
+    axes[-1, 0].set_xlabel(f"position (a {n_frames}-frame 32×32 clip, tiny configs)")
+    handles = [Patch(color=FRAME_COLORS[i], label=f"video, frame/group {i}") for i in range(len(FRAME_COLORS))]
+    handles += [Patch(color=COLORS[s], label=s) for s in ("system", "text", "separator", "marker")]
+    fig.legend(handles=handles, loc="lower center", ncol=8, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+if __name__ == "__main__":
+    print(main())
