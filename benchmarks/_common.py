@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vlens import testing
 from vlens.testing import make_tiny_onevision
 
 # Qwen2-0.5B's LM shape (what LLaVA-OneVision-0.5B uses) with a tiny vision tower: the LM is what
@@ -53,3 +54,24 @@ def timeit(fn, reps: int = 3, warmup: int = 1, device="cpu") -> float:
         sync(device)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+# Every family at one small LM shape (8 layers × 512, GQA 8/2) with ~64 video tokens a frame.
+_LM = dict(n_layers=8, d_model=512, n_heads=8, n_kv_heads=2, d_mlp=1408)
+FAMILY_SHAPES = {
+    "llava-onevision": (testing.make_tiny_onevision, dict(_LM, image_size=64, patch_size=4), {}),
+    "llava-next-video": (testing.make_tiny_llava_next_video, dict(_LM, image_size=64, patch_size=4), {}),
+    "video-llava": (testing.make_tiny_video_llava, dict(_LM, image_size=32, patch_size=4), {}),
+    "qwen2.5-vl": (testing.make_tiny_qwen2_5_vl, dict(_LM, patch_size=4, mrope_section=(8, 12, 12)), {"fps": 2.0}),
+}
+if hasattr(testing, "make_tiny_internvl"):
+    FAMILY_SHAPES["internvl"] = (testing.make_tiny_internvl, dict(_LM), {})
+
+
+def family_checkpoint(family: str, root: Path | None = None) -> tuple[Path, dict]:
+    """(checkpoint dir, extra to_inputs kwargs) of `family` at the benchmark shape."""
+    build, kwargs, to_inputs = FAMILY_SHAPES[family]
+    root = Path(root or tempfile.gettempdir()) / f"vlens-bench-family-{family}"
+    if not (root / "config.json").exists():
+        build(root, **kwargs)
+    return root, to_inputs

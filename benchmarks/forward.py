@@ -1,6 +1,7 @@
 """Clean forward: HookedVideoLLM vs the HF model (SDPA) it was loaded from, in one process.
 
     python benchmarks/forward.py [--shapes tiny 0.5B] [--frames 4 8] [--device cpu] [--dtype float32]
+    python benchmarks/forward.py --families [--frames 8]     # every family, 8 layers × 512, 64 px frames
 
 Prints seconds per forward and the ratio ours / HF SDPA (goal ≤ 1.1). Both include the vision
 tower (the same HF module), so the ratio is the language model's.
@@ -15,7 +16,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import checkpoint, clip, timeit  # noqa: E402
+from _common import FAMILY_SHAPES, checkpoint, clip, family_checkpoint, timeit  # noqa: E402
 
 from vlens import HookedVideoLLM  # noqa: E402
 
@@ -27,9 +28,12 @@ def main(argv=None) -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--families", action="store_true", help="every supported family at one small shape")
     args = ap.parse_args(argv)
     dtype = getattr(torch, args.dtype)
     print(f"device={args.device} dtype={args.dtype} threads={torch.get_num_threads()}")
+    if args.families:
+        return families(args, dtype)
     print(f"{'shape':>6} {'frames':>6} {'positions':>9} {'HF sdpa s':>10} {'vlens s':>9} {'ratio':>6}")
     for shape in args.shapes:
         model = HookedVideoLLM.from_pretrained(checkpoint(shape), dtype=dtype, device=args.device)
@@ -39,6 +43,22 @@ def main(argv=None) -> None:
             t_hf = timeit(lambda: hf(**inputs, logits_to_keep=0), args.reps, device=args.device)
             t_ours = timeit(lambda: model(inputs), args.reps, device=args.device)
             print(f"{shape:>6} {n:>6} {inputs.seq_len:>9} {t_hf:>10.4f} {t_ours:>9.4f} {t_ours / t_hf:>6.2f}")
+        del model, hf
+
+
+def families(args, dtype) -> None:
+    print(f"{'family':>17} {'frames':>6} {'positions':>9} {'HF sdpa s':>10} {'vlens s':>9} {'ratio':>6} {'max |Δ|':>8}")
+    for family in FAMILY_SHAPES:
+        path, kw = family_checkpoint(family)
+        model = HookedVideoLLM.from_pretrained(path, dtype=dtype, device=args.device)
+        hf = model.hf_model
+        for n in args.frames:
+            inputs = model.to_inputs(clip(n, 64), "What color is the object?", n_frames=n, **kw)
+            with torch.no_grad():
+                diff = (model(inputs) - hf(**inputs).logits).abs().max().item()
+            t_hf = timeit(lambda: hf(**inputs, logits_to_keep=0), args.reps, device=args.device)
+            t_ours = timeit(lambda: model(inputs), args.reps, device=args.device)
+            print(f"{family:>17} {n:>6} {inputs.seq_len:>9} {t_hf:>10.4f} {t_ours:>9.4f} {t_ours / t_hf:>6.2f} {diff:>8.1e}")
         del model, hf
 
 

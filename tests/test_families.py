@@ -305,3 +305,21 @@ def test_vlens_run_on_every_family(fam, tmp_path):
     configs = {r["config"] for r in records if "skipped" not in r}
     assert configs == {"clean", "global2/lv", "global2/vt", "global2/vs", "global2/all", "patching/resid_pre/video", "lens"}
     assert "### Logit lens" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize("exit_layer,prune", [(2, 1), (1, 3)])
+def test_efficient_inference_equals_its_knockout_equivalent(fam, exit_layer, prune):
+    """Visual early exit + per-frame pruning (real savings) equal the knockout run on every family;
+    the M-RoPE positions of Qwen2.5-VL survive dropping the vision rows."""
+    from vlens.efficient import EfficientConfig, efficient_forward, equivalent_hooks, generate_efficient
+
+    model, cfg = fam.model, EfficientConfig(exit_layer, prune)
+    inputs = fam.inputs(frames(4, seed=8), QUESTIONS[0], 4)
+    out = efficient_forward(model, inputs, cfg)
+    hooks = equivalent_hooks(inputs, cfg, model.cfg.n_layers)
+    with torch.no_grad():
+        ref = model.run_with_hooks(inputs, fwd_hooks=hooks)
+    keep = ~inputs.layout.is_vision
+    assert (out.logits[0] - ref[0, keep]).abs().max().item() <= ATOL
+    ours = generate_efficient(model, inputs, cfg, max_new_tokens=3)
+    assert ours.tolist() == model.generate(inputs, max_new_tokens=3, fwd_hooks=hooks).tolist()

@@ -4,7 +4,7 @@
 
 * layers ≥ E run **without the vision positions** (`video` and `separator`): their residual rows
   are dropped from the sequence (no projections, no MLP), their keys/values are no longer read.
-  The remaining positions keep their original rotary positions.
+  The remaining positions keep their original rotary positions (the family's own: 3-D for M-RoPE).
 * layers < P: video tokens attend **block-diagonally** — each frame's video tokens see the
   non-video positions before that frame (system prompt, markers) and their own frame, causally —
   computed per frame (frames batched as one SDPA call), never as a masked N×N.
@@ -141,7 +141,10 @@ def efficient_forward(model, inputs, config: EfficientConfig, *, kv_cache: list 
     device = x.device
     mask = inputs.get("attention_mask")
     key_padding = None if mask is None or bool(mask.all()) else mask.to(device).bool()
-    positions = torch.arange(N, device=device)[None].expand(B, N)
+    positions = torch.arange(N, device=device)[None].expand(B, N)  # sequence order: causality, frames
+    # rotary positions, [B, N] or [3, B, N] (M-RoPE): the family's own, carried along when rows leave
+    rope_pos = model.position_ids(inputs).to(device)
+    rope_pos = rope_pos.expand(*rope_pos.shape[:-2], B, N)
     prune = min(config.temporal_prune_layers, config.exit_layer)
     blocks = None
     if prune > 0:
@@ -159,9 +162,10 @@ def efficient_forward(model, inputs, config: EfficientConfig, *, kv_cache: list 
             idx = keep.nonzero()[:, 1].view(B, -1)
             x = torch.gather(x, 1, idx[..., None].expand(-1, -1, x.shape[-1]))
             positions = torch.gather(positions, 1, idx)
+            rope_pos = torch.gather(rope_pos, -1, idx.expand_as(rope_pos[..., : idx.shape[-1]]))
             if key_padding is not None:
                 key_padding = torch.gather(key_padding, 1, idx)
-        cos, sin = model.rotary(positions, x.dtype)
+        cos, sin = model.rotary(rope_pos, x.dtype)
         resid = block.hook_resid_pre(x)
         attn_out = _attention(block.attn, block.ln1(resid), cos, sin, positions, key_padding,
                               blocks if l < prune else None, kv_cache)
@@ -184,6 +188,7 @@ def generate_efficient(model, inputs, config: EfficientConfig, max_new_tokens: i
     out = efficient_forward(model, inputs, config, kv_cache=kv)
     cache = list(kv)
     N = inputs.seq_len
+    next_pos = int(model.position_ids(inputs).max()) + 1  # one past the prompt's largest (M-RoPE too)
     eos = model._eos_id()
     tokens = []
     logits = out.logits[:, -1]
@@ -192,6 +197,6 @@ def generate_efficient(model, inputs, config: EfficientConfig, max_new_tokens: i
         tokens.append(tok)
         if eos is not None and int(tok) == eos:
             break
-        step = {"input_ids": tok[:, None]}
+        step = {"input_ids": tok[:, None], "position_ids": torch.tensor([[next_pos + t]], device=tok.device)}
         logits = model(step, kv_cache=cache, q_start=N + t)[:, -1]
     return torch.stack(tokens, dim=1)
