@@ -303,7 +303,7 @@ def test_vlens_run_on_every_family(fam, tmp_path):
                  "--frames", "2", "--out", str(out), "--quiet"]) == 0
     _, records = load_results(out)
     configs = {r["config"] for r in records if "skipped" not in r}
-    assert configs == {"clean", "global2/lv", "global2/vt", "global2/vs", "global2/all", "patching/resid_pre/video", "lens"}
+    assert configs == {"clean", "prior", "global2/lv", "global2/vt", "global2/vs", "global2/all", "patching/resid_pre/video", "lens"}
     assert "### Logit lens" in (out / "report.md").read_text()
 
 

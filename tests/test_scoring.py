@@ -94,3 +94,20 @@ def test_store_resumes_repairs_and_refuses_other_settings(tmp_path):
         ResultStore(tmp_path, {"model": "m", "frames": 16})
     with pytest.raises(StoreError, match="not a vlens run directory"):
         load_results(tmp_path / "nothing")
+
+
+def test_language_prior_is_leave_one_out_majority():
+    from vlens.data import Sample
+    from vlens.metrics import language_prior
+
+    q = "What color is the object?"
+    mk = lambda i, opts, ans: Sample(f"s{i}", None, q, opts, ans)  # noqa: E731
+    samples = [mk(0, ("red", "blue"), 0), mk(1, ("blue", "red"), 1), mk(2, ("red", "green"), 0),
+               mk(3, ("green", "blue"), 1), Sample("other", None, "Which way?", ("left", "right"), 1),
+               Sample("nokey", None, q, ("red", "blue"), None)]
+    preds = language_prior(samples)
+    # s0's answer "red" is excluded from its own count: others say red 2×, blue 1× → red (index 0)
+    assert preds[0] == 0 and preds[1] == 1 and preds[2] == 0
+    assert preds[3] == 0  # others answered red 3×: neither green nor blue ever → tie → earliest option
+    assert preds[4] == 0  # alone with its question: no statistics, earliest option
+    assert preds[5] is None

@@ -81,3 +81,25 @@ def bootstrap_ci(
         "accuracy": (float(np.percentile(acc_k, lo)), float(np.percentile(acc_k, hi))),
         "ratio": (float(np.percentile(r, lo)), float(np.percentile(r, hi))) if len(r) else (math.nan, math.nan),
     }
+
+
+def language_prior(samples) -> list[int | None]:
+    """A no-video baseline from the answer distribution: for each sample, the option whose text is
+    most often the answer among the *other* samples with the same question (leave-one-out; ties →
+    the earliest option). What a model that never looks at the video could score at best by
+    knowing the dataset's answer statistics. None for samples without an answer key."""
+    from collections import Counter
+
+    by_question: dict[str, Counter] = {}
+    for s in samples:
+        if s.answer is not None:
+            by_question.setdefault(s.question, Counter())[s.options[s.answer]] += 1
+    preds = []
+    for s in samples:
+        if s.answer is None:
+            preds.append(None)
+            continue
+        counts = by_question[s.question].copy()
+        counts[s.options[s.answer]] -= 1
+        preds.append(max(range(len(s.options)), key=lambda i: (counts[s.options[i]], -i)))
+    return preds

@@ -249,6 +249,10 @@ def write_report(out_dir: str | Path) -> Path:
         "| configuration | layers | n | accuracy | 95% CI | ratio | 95% CI | p(correct) | logit diff | KL(clean‖knocked) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    if "prior" in summary:
+        at = next(i for i, line in enumerate(lines) if line.startswith("- clean accuracy")) + 1
+        lines.insert(at, f"- language prior (no video; the most frequent answer of the same question among the other samples): "
+                     f"{_fmt(summary['prior']['accuracy'], True)}")
     for name, s in summary.items():
         layers = s["layers"]
         span = "" if not layers else (f"{layers[0]}–{layers[-1]}" if len(layers) > 1 else str(layers[0]))
@@ -260,7 +264,7 @@ def write_report(out_dir: str | Path) -> Path:
         groups = _by_group([r for r in records if "correct" in r], field)
         if len(groups) < 2:
             continue
-        g2 = [c for c in ("clean", "global2/lv", "global2/vt", "global2/vs", "global2/all") if c in summary]
+        g2 = [c for c in ("clean", "prior", "global2/lv", "global2/vt", "global2/vs", "global2/all") if c in summary]
         lines += ["", f"## Accuracy by {field}", "", "| " + field + " | " + " | ".join(g2) + " |", "|---" * (len(g2) + 1) + "|"]
         for g, rows in sorted(groups.items()):
             accs = []

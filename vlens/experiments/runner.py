@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 from vlens.data import Sample
 from vlens.engine import SweepConfig, run_naive, run_sweep
-from vlens.metrics import kl_letters, score
+from vlens.metrics import LETTERS, kl_letters, language_prior, score
 from vlens.prompts import letter_token_ids, mc_question
 from vlens.store import ResultStore
 from vlens.video import VideoError
@@ -49,6 +49,8 @@ def run_study(
     names = ["clean"] + [c.name for c in configs]
     counts = {"done": 0, "skipped": 0, "already": 0}
     letter_cache: dict[int, list[int]] = {}
+    # the no-video baseline from the answer distribution, stored as configuration "prior"
+    priors = dict(zip((s.id for s in samples), language_prior(samples)))
     bar = tqdm(samples, desc="samples", unit="sample", disable=not progress, dynamic_ncols=True)
     for sample in bar:
         todo = [c for c in configs if not store.has(sample.id, c.name)]
@@ -77,6 +79,9 @@ def run_study(
             logits = run_naive(model, inputs, todo)
         clean = score(logits["clean"], letters, sample.answer)
         records = [{**base, "config": "clean", **clean}]
+        if priors.get(sample.id) is not None:
+            records.append({**base, "config": "prior", "pred": LETTERS[priors[sample.id]], "answer": LETTERS[sample.answer],
+                            "correct": priors[sample.id] == sample.answer})
         for c in todo:
             s = score(logits[c.name], letters, sample.answer)
             s["kl"] = kl_letters(clean["letter_logits"], s["letter_logits"])
@@ -87,6 +92,11 @@ def run_study(
     return counts
 
 
+def _mean(rows: Sequence[dict], field: str) -> float:
+    vals = [r[field] for r in rows if field in r]
+    return sum(vals) / len(vals) if vals else math.nan
+
+
 def summarise(records: Sequence[dict], key: str) -> dict[str, dict]:
     """Per configuration: n, accuracy, performance ratio, bootstrap CI, mean p/logit diff/KL."""
     from vlens.metrics import accuracy, bootstrap_ci, performance_ratio
@@ -95,7 +105,7 @@ def summarise(records: Sequence[dict], key: str) -> dict[str, dict]:
     import re
 
     natural = lambda name: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]  # noqa: E731
-    configs = sorted({r["config"] for r in records if "correct" in r}, key=lambda n: (n != "clean", natural(n)))
+    configs = sorted({r["config"] for r in records if "correct" in r}, key=lambda n: (n != "clean", n != "prior", natural(n)))
     out = {}
     clean_acc = accuracy([r["correct"] for r in by_sample_clean.values()])
     for name in configs:
@@ -117,9 +127,9 @@ def summarise(records: Sequence[dict], key: str) -> dict[str, dict]:
             "ratio": ratio,
             "accuracy_ci": ci["accuracy"],
             "ratio_ci": ci["ratio"],
-            "p_correct": sum(r["p_correct"] for r in rows) / len(rows),
-            "logit_diff": sum(r["logit_diff"] for r in rows) / len(rows),
-            "kl": sum(r.get("kl", 0.0) for r in rows) / len(rows),
+            "p_correct": _mean(rows, "p_correct"),
+            "logit_diff": _mean(rows, "logit_diff"),
+            "kl": _mean(rows, "kl") if name not in ("clean", "prior") else 0.0,
             "layers": rows[0].get("layers"),
         }
     return out
