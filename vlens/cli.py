@@ -141,7 +141,23 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from vlens.demo import main as demo_main
 
-    demo_main(args.out)
+    return demo_main(args.out, n=args.n)
+
+
+def cmd_organism(args: argparse.Namespace) -> int:
+    if args.action == "train":
+        from vlens.organism.train import train
+
+        log = train(args.out, steps=args.steps, seed=args.seed)
+        print(f"trained {log['steps'][-1]} steps in {log['seconds'][-1]:.0f}s: final loss {log['loss'][-1]:.3f}; "
+              f"checkpoint and train_log.json in {args.out}")
+        model_dir = args.out
+    else:
+        model_dir = args.model
+    from vlens.organism.evaluate import evaluate
+
+    acc = evaluate(model_dir, n=args.n)
+    print("held-out accuracy: " + ", ".join(f"{k} {v:.1%}" for k, v in acc.items()))
     return 0
 
 
@@ -197,9 +213,18 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--print", action="store_true", help="print the report to stdout")
     rep.set_defaults(func=cmd_report)
 
-    demo = sub.add_parser("demo", help="the study end to end on a small local model (no network)")
-    demo.add_argument("--out", default=None, help="output directory (default: ./vlens-demo)")
+    demo = sub.add_parser("demo", help="the study end to end on the shipped model organism (no network, minutes on CPU)")
+    demo.add_argument("--out", default=None, help="output directory (default: ./vlens-demo; rerunning resumes)")
+    demo.add_argument("--n", type=int, default=120, help="held-out synthetic clips (default 120)")
     demo.set_defaults(func=cmd_demo)
+    org = sub.add_parser("organism", help="retrain or evaluate the model organism (docs/organism.md)")
+    org.add_argument("action", choices=["train", "eval"])
+    org.add_argument("--out", default="organism", help="train: output checkpoint directory (default ./organism)")
+    org.add_argument("--model", default=None, help="eval: checkpoint directory (default: the shipped organism)")
+    org.add_argument("--steps", type=int, default=2000, help="train: optimizer steps (default 2000, ~25 min on 2 cores)")
+    org.add_argument("--seed", type=int, default=0)
+    org.add_argument("--n", type=int, default=240, help="held-out clips to evaluate (default 240)")
+    org.set_defaults(func=cmd_organism)
     return parser
 
 

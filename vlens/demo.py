@@ -1,55 +1,56 @@
-"""`vlens demo`: an end-to-end run on a small local checkpoint, no network.
+"""`vlens demo`: the study end to end on the model organism, in a few minutes on a laptop CPU.
 
-Until the trained model organism ships, the demo builds a tiny random LLaVA-OneVision checkpoint,
-loads it back like a user would, and shows the clean answer next to LV-K knockouts.
+The organism (vlens/organism/checkpoint, a tiny LLaVA-OneVision trained on the synthetic task)
+is loaded through `HookedVideoLLM.from_pretrained` like any checkpoint; a held-out synthetic set
+(seed 1; training draws from seeds ≥ 10 000) is scored clean, under the language-prior baseline and
+under every knockout of global1, global2 and windows, plus activation patching and the logit lens.
+The run directory gets results.jsonl (resumable), report.md and the PNGs; the terminal gets a
+summary table by question kind.
 """
 
 from __future__ import annotations
 
-import tempfile
+import sys
 from pathlib import Path
 
-import numpy as np
-import torch
+HELD_OUT_SEED = 1
+PROTOCOLS = "global1,global2,windows,patching,lens"
+COLUMNS = (("clean", "clean"), ("prior", "no-video prior"), ("global2/lv", "LV-K all"), ("global2/vt", "VT-K all"),
+           ("global2/vs", "VS-K all"))
 
 
-def _clip(n: int = 16, size: int = 48) -> np.ndarray:
-    """A red square moving right across a dark background."""
-    frames = np.full((n, size, size, 3), 20, dtype=np.uint8)
-    for t in range(n):
-        x = 4 + t * (size - 16) // max(1, n - 1)
-        frames[t, 16:28, x : x + 12] = (220, 40, 40)
-    return frames
+def summary_table(out: Path) -> str:
+    """Accuracy by question kind: clean, the language prior, and each knockout in all layers."""
+    from vlens.store import load_results
+
+    _, records = load_results(out)
+    kinds = sorted({r["meta"].get("kind") for r in records if "correct" in r and r["meta"].get("kind")})
+    head = f"{'kind':<13}" + "".join(f"{label:>16}" for _, label in COLUMNS)
+    rows = [head, "-" * len(head)]
+    for kind in [*kinds, "all"]:
+        cells = []
+        for config, _ in COLUMNS:
+            vals = [r["correct"] for r in records if r["config"] == config and "correct" in r
+                    and (kind == "all" or r["meta"].get("kind") == kind)]
+            cells.append(f"{sum(vals) / len(vals):>15.0%} " if vals else f"{'–':>16}")
+        rows.append(f"{kind:<13}" + "".join(cells))
+    return "\n".join(rows)
 
 
-def main(out: str | Path | None = None) -> None:
-    from vlens import HookedVideoLLM
-    from vlens import knockout as ko
-    from vlens.testing import make_tiny_onevision
+def main(out: str | Path | None = None, *, n: int = 120, frames: int = 8, protocols: str = PROTOCOLS,
+         model_dir: str | Path | None = None) -> int:
+    from vlens.cli import main as cli
+    from vlens.organism import checkpoint_dir
 
-    out = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="vlens-demo-"))
-    ckpt = out / "tiny-onevision"
-    if not (ckpt / "config.json").exists():
-        print(f"building a tiny random LLaVA-OneVision checkpoint in {ckpt}")
-        make_tiny_onevision(ckpt, n_layers=4)
-    model = HookedVideoLLM.from_pretrained(ckpt)
-    print(model)
-    inputs = model.to_inputs(_clip(), "Which direction is the object moving?", n_frames=8)
-    print(inputs.layout)
-    with torch.no_grad():
-        logits = model(inputs)[0, -1]
-    top = logits.topk(5)
-    print("top-5 next tokens (clean):")
-    for value, idx in zip(top.values.tolist(), top.indices.tolist()):
-        print(f"  {model.tokenizer.convert_ids_to_tokens(idx):>12}  {value:+.3f}")
-    answer = model.generate(inputs, max_new_tokens=6)
-    print("clean answer:", model.tokenizer.decode(answer[0], skip_special_tokens=True))
-    L = model.cfg.n_layers
-    for sel in (ko.all_layers(), ko.from_layer(L // 2)):
-        hooks = ko.LV().hooks(inputs, layers=sel)
-        with torch.no_grad():
-            knocked = model.run_with_hooks(inputs, fwd_hooks=hooks)[0, -1]
-        p_clean, logp_knocked = logits.softmax(-1), knocked.log_softmax(-1)
-        kl = (p_clean * (p_clean.log() - logp_knocked)).sum()
-        print(f"{hooks[0][1]!s:>24}: top token {model.tokenizer.convert_ids_to_tokens(int(knocked.argmax()))!r}, "
-              f"KL(clean‖knocked) = {kl.item():.4f}  [{model.last_attention_path} path]")
+    out = Path(out) if out is not None else Path("vlens-demo")
+    model_dir = Path(model_dir) if model_dir is not None else checkpoint_dir()
+    print(f"vlens demo: the model organism ({model_dir}) on {n} held-out synthetic clips, {frames} frames each\n"
+          f"  protocols {protocols} → {out}/", file=sys.stderr)
+    code = cli(["run", protocols, "--model", str(model_dir), "--data", f"synthetic:{HELD_OUT_SEED},n={n},frames={frames}",
+                "--frames", str(frames), "--window", "4", "--out", str(out)])
+    if code != 0:
+        return code
+    print("\naccuracy by question kind (held-out):")
+    print(summary_table(out))
+    print(f"\nreport: {out / 'report.md'}  (figures: global1.png, global2.png, windows.png, layers.png, lens.png)")
+    return 0
