@@ -44,6 +44,8 @@ CASES = {
         check_layout="check_video_llava_layout"),
     "qwen2.5-vl": FamilyCase("qwen2.5-vl", testing.make_tiny_qwen2_5_vl, "Qwen2_5_VLForConditionalGeneration",
         to_inputs_kwargs={"fps": 3.0}, check_layout="check_qwen2_5_vl_layout"),
+    "internvl": FamilyCase("internvl", testing.make_tiny_internvl, "InternVLForConditionalGeneration",
+        check_layout="check_internvl_layout"),
 }
 
 
@@ -231,6 +233,43 @@ def check_qwen2_5_vl_layout(fam):
         assert (pos[:, after] == pos[:, : after].max() + 1).all()
 
 
+def check_internvl_layout(fam):
+    cfg = fam.model.hf_model.config
+    tok = fam.model.tokenizer
+    start, end = tok.convert_tokens_to_ids(tok.start_image_token), tok.convert_tokens_to_ids(tok.end_image_token)
+    p = cfg.vision_config.image_size[0] // cfg.vision_config.patch_size[0]
+    g = p // 2  # pixel shuffle by downsample_ratio 0.5
+    label = lambda text: tok(text, add_special_tokens=False)["input_ids"]
+    for n, h, w in ((1, 32, 32), (3, 40, 56), (11, 32, 32)):
+        inputs = fam.inputs(frames(n, h, w), QUESTIONS[0], n)
+        lay, ids = inputs.layout, inputs["input_ids"][0]
+        assert int((ids == cfg.image_token_id).sum()) == n * g * g == lay.counts()["video"]  # the processor's count
+        assert "separator" not in lay.counts() and lay.n_frames == n and lay.frames_per_group == 1
+        _check_frames_are_contiguous_blocks(lay, g * g, (g, g))
+        # markers: exactly the processor's per-frame text "FrameN: " (after a newline from the
+        # second frame on), <img> and </img> around every frame's block
+        expect = []
+        for f in range(n):
+            vid = lay.frame_positions(f)
+            lo, hi = int(vid[0]) - 1, int(vid[-1]) + 1
+            assert int(vid[-1] - vid[0]) + 1 == len(vid)  # one contiguous block
+            assert (int(ids[lo]), int(ids[hi])) == (start, end)
+            text = label(("Frame{}: " if f == 0 else "\nFrame{}: ").format(f + 1))
+            assert ids[lo - len(text) : lo].tolist() == text
+            expect += list(range(lo - len(text), lo + 1)) + [hi]
+        assert lay.positions("marker").tolist() == expect
+        if n > 1:  # between frames nothing but markers
+            between = range(int(lay.frame_positions(0)[-1]) + 1, int(lay.frame_positions(n - 1)[0]))
+            assert {lay.segment[i] for i in between} <= {"marker", "video"}
+        # language -> video knockouts leave the markers alone: text still reads <img>, "FrameN:"
+        blocked = ko.LV().hooks(inputs, layers=ko.layers([0]))[0][1].blocked_full(inputs.seq_len, "cpu")[0]
+        q = lay.positions("text")
+        assert not blocked[q][:, lay.positions("marker")].any()
+        assert blocked[q][:, lay.positions("video")].all()
+        labels = fam.model.to_str_tokens(inputs)
+        assert labels[expect[0]] == "Frame" and labels[int(lay.frame_positions(0)[0])] == "<f0 r0 c0>"
+
+
 def test_qwen2_5_vl_time_axis_follows_fps_and_needs_timestamps(tmp_path):
     """Frame times move M-RoPE's temporal positions (and HF agrees); no timestamps is an error."""
     path = testing.make_tiny_qwen2_5_vl(tmp_path / "ckpt", n_layers=2)
@@ -323,3 +362,15 @@ def test_efficient_inference_equals_its_knockout_equivalent(fam, exit_layer, pru
     assert (out.logits[0] - ref[0, keep]).abs().max().item() <= ATOL
     ours = generate_efficient(model, inputs, cfg, max_new_tokens=3)
     assert ours.tolist() == model.generate(inputs, max_new_tokens=3, fwd_hooks=hooks).tolist()
+
+
+def test_settings_the_decoder_cannot_run_exactly_are_refused(tmp_path):
+    """Llama's attention_bias biases o_proj too (the hooked decoder has none): refused, not approximated."""
+    import json
+
+    path = testing.make_tiny_llava_next_video(tmp_path / "ckpt", n_layers=1)
+    cfg = json.loads((path / "config.json").read_text())
+    cfg["text_config"]["attention_bias"] = True
+    (path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(NotImplementedError, match="attention_bias"):
+        HookedVideoLLM.from_pretrained(path)

@@ -497,3 +497,114 @@ def make_tiny_qwen2_5_vl(
         chat_template=QWEN_VL_CHAT_TEMPLATE,
     )
     return _save_checkpoint(model, processor, tokenizer, path, dtype)
+
+
+# ChatML as InternVL-HF checkpoints use it: the video placeholder on its own line, the processor
+# expands it into "Frame1: <img>…</img>\nFrame2: …"; a default system prompt as InternVL3's
+# template has one (in English here: the word-level tokenizer has no Chinese).
+INTERNVL_CHAT_TEMPLATE = (
+    "{% if messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}"
+    "{% endif %}"
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}"
+    "{% for content in message['content'] %}"
+    "{% if content['type'] == 'video' %}{{ '<video>\n' }}"
+    "{% elif content['type'] == 'image' %}{{ '<image>\n' }}"
+    "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}"
+    "{% endfor %}"
+    "{% endif %}"
+    "{{ '<|im_end|>\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def make_tiny_internvl(
+    path: str | Path,
+    *,
+    seed: int = 0,
+    n_layers: int = 2,
+    d_model: int = 64,
+    n_heads: int = 4,
+    n_kv_heads: int = 2,
+    d_mlp: int = 128,
+    image_size: int = 32,
+    patch_size: int = 4,
+    vision_layers: int = 2,
+    vision_d: int = 32,
+    tie_word_embeddings: bool = False,
+    dtype: torch.dtype = torch.float32,
+) -> Path:
+    """A tiny random InternVL checkpoint (InternViT tower with CLS, 2×2 pixel shuffle, MLP
+    projector, Qwen2 LM with q/k/v biases, real `InternVLProcessor`) in `path`.
+
+    Every frame is resized to image_size² and is one image: its P×P patches (P = image_size //
+    patch_size, CLS dropped) are pixel-shuffled to (P/2)² tokens, written by the processor as
+    "FrameN: <img>" + (P/2)² × <IMG_CONTEXT> + "</img>", frames joined by newlines. The defaults give
+    4·4 = 16 video tokens a frame.
+    """
+    from transformers import (
+        GotOcr2ImageProcessor,
+        InternVLConfig,
+        InternVLForConditionalGeneration,
+        InternVLProcessor,
+        InternVLVideoProcessor,
+        InternVLVisionConfig,
+        Qwen2Config,
+    )
+
+    path = Path(path)
+    # The names InternVLProcessor reads from its tokenizer (tokenizer.start_image_token, ...).
+    tokenizer = _word_tokenizer_with(
+        {"start_image_token": "<img>", "end_image_token": "</img>",
+         "context_image_token": "<IMG_CONTEXT>", "video_token": "<video>"}
+    )
+    text = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=d_model,
+        intermediate_size=d_mlp,
+        num_hidden_layers=n_layers,
+        num_attention_heads=n_heads,
+        num_key_value_heads=n_kv_heads,
+        max_position_embeddings=4096,
+        rope_theta=10000.0,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=tie_word_embeddings,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+    )
+    vision = InternVLVisionConfig(
+        hidden_size=vision_d,
+        intermediate_size=2 * vision_d,
+        num_hidden_layers=vision_layers,
+        num_attention_heads=2,
+        image_size=image_size,
+        patch_size=patch_size,
+    )
+    tokens_per_frame = (image_size // patch_size // 2) ** 2  # downsample_ratio 0.5
+    config = InternVLConfig(
+        text_config=text.to_dict(),
+        vision_config=vision.to_dict(),
+        image_token_id=tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"),
+        image_seq_length=tokens_per_frame,
+        downsample_ratio=0.5,
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="default",  # drop InternViT's CLS token
+        tie_word_embeddings=tie_word_embeddings,
+    )
+    config.architectures = ["InternVLForConditionalGeneration"]
+    torch.manual_seed(seed)
+    model = InternVLForConditionalGeneration(config)
+    size = {"height": image_size, "width": image_size}
+    processor = InternVLProcessor(
+        image_processor=GotOcr2ImageProcessor(size=size, crop_to_patches=False),
+        video_processor=InternVLVideoProcessor(size=size),
+        tokenizer=tokenizer,
+        image_seq_length=tokens_per_frame,
+        chat_template=INTERNVL_CHAT_TEMPLATE,
+    )
+    return _save_checkpoint(model, processor, tokenizer, path, dtype)

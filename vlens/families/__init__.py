@@ -14,12 +14,13 @@ A family maps a checkpoint's HF architecture onto the shared hooked decoder:
 from __future__ import annotations
 
 from vlens.families.base import Family, UnsupportedModelError
+from vlens.families.internvl import InternVL
 from vlens.families.llava_next_video import LlavaNextVideo
 from vlens.families.onevision import OneVision
 from vlens.families.qwen2_5_vl import Qwen25VL
 from vlens.families.video_llava import VideoLlava
 
-FAMILIES: tuple[Family, ...] = (OneVision(), LlavaNextVideo(), VideoLlava(), Qwen25VL())
+FAMILIES: tuple[Family, ...] = (OneVision(), LlavaNextVideo(), VideoLlava(), Qwen25VL(), InternVL())
 
 
 def family_for(architecture: str) -> Family:

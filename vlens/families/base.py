@@ -83,7 +83,8 @@ def decoder_config(family: Family, t, *, qkv_bias: bool, **extra) -> HookedVideo
     """The hooked decoder's shape from a Qwen2/Llama-style HF text config.
 
     Refuses (NotImplementedError, naming the setting) what the decoder cannot run exactly:
-    non-default RoPE scaling, MLP biases, sliding-window layers. `extra` goes to `cfg.extra`
+    non-default RoPE scaling, MLP biases, Llama's attention_bias (it biases o_proj too),
+    sliding-window layers. `extra` goes to `cfg.extra`
     (e.g. `mrope_section` for Qwen2.5-VL's multimodal RoPE)."""
     d_head = getattr(t, "head_dim", None) or t.hidden_size // t.num_attention_heads
     rope = dict(getattr(t, "rope_parameters", None) or {})
@@ -94,6 +95,8 @@ def decoder_config(family: Family, t, *, qkv_bias: bool, **extra) -> HookedVideo
         raise NotImplementedError(f"{what}: MLP biases (mlp_bias=True) are not supported by the hooked decoder")
     if getattr(t, "use_sliding_window", False) or "sliding_attention" in (getattr(t, "layer_types", None) or ()):
         raise NotImplementedError(f"{what}: sliding-window attention layers are not supported by the hooked decoder")
+    if getattr(t, "attention_bias", False):  # Llama-style: biases q/k/v AND o_proj; we have no o_proj bias
+        raise NotImplementedError(f"{what}: attention_bias=True (which also biases o_proj) is not supported by the hooked decoder")
     if t.hidden_act not in ("silu", "gelu"):
         raise NotImplementedError(f"{what}: hidden_act {t.hidden_act!r} is not supported (silu, gelu)")
     return HookedVideoLLMConfig(

@@ -21,7 +21,7 @@ class LlavaNextVideo(Family):
 
     def config(self, hf_config) -> HookedVideoLLMConfig:
         t = hf_config.text_config
-        return decoder_config(self, t, qkv_bias=bool(getattr(t, "attention_bias", False)))
+        return decoder_config(self, t, qkv_bias=False)  # Llama: no q/k/v biases (attention_bias is refused)
 
     def weight_table(self, cfg: HookedVideoLLMConfig) -> dict[str, str]:
         return decoder_weight_table(cfg)
