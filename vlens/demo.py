@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 HELD_OUT_SEED = 1
-PROTOCOLS = "global1,global2,windows,patching,lens"
+PROTOCOLS = "global1,global2,windows,lens"
 COLUMNS = (("clean", "clean"), ("prior", "no-video prior"), ("global2/lv", "LV-K all"), ("global2/vt", "VT-K all"),
            ("global2/vs", "VS-K all"))
 

@@ -96,7 +96,7 @@ def train(
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
-        run_loss.append(float(loss))
+        run_loss.append(float(loss.detach()))
         run_acc.append(float((logits.argmax(-1) == target).float().mean()))
         if (step + 1) % log_every == 0 or step == steps - 1:
             log["steps"].append(step + 1)
