@@ -253,6 +253,15 @@ def _save_checkpoint(model, processor, tokenizer, path: Path, dtype: torch.dtype
     return path
 
 
+def _clip_vision_config(vision_d: int, vision_layers: int, image_size: int, patch_size: int):
+    from transformers import CLIPVisionConfig
+
+    return CLIPVisionConfig(
+        hidden_size=vision_d, intermediate_size=2 * vision_d, num_hidden_layers=vision_layers,
+        num_attention_heads=2, image_size=image_size, patch_size=patch_size, projection_dim=vision_d,
+    )
+
+
 def make_tiny_llava_next_video(
     path: str | Path,
     *,
@@ -275,7 +284,6 @@ def make_tiny_llava_next_video(
     no separators. The defaults give 2·2 = 4 video tokens a frame.
     """
     from transformers import (
-        CLIPVisionConfig,
         LlavaNextImageProcessor,
         LlavaNextVideoConfig,
         LlavaNextVideoForConditionalGeneration,
@@ -288,10 +296,7 @@ def make_tiny_llava_next_video(
     text = _llama_text_config(
         tokenizer, n_layers=n_layers, d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads, d_mlp=d_mlp
     )
-    vision = CLIPVisionConfig(
-        hidden_size=vision_d, intermediate_size=2 * vision_d, num_hidden_layers=vision_layers,
-        num_attention_heads=2, image_size=image_size, patch_size=patch_size, projection_dim=vision_d,
-    )
+    vision = _clip_vision_config(vision_d, vision_layers, image_size, patch_size)
     config = LlavaNextVideoConfig(
         text_config=text.to_dict(),
         vision_config=vision.to_dict(),
@@ -342,7 +347,6 @@ def make_tiny_video_llava(
     patch_size): the defaults give 1 + 2·2 = 5 video tokens a frame.
     """
     from transformers import (
-        CLIPVisionConfig,
         VideoLlavaConfig,
         VideoLlavaForConditionalGeneration,
         VideoLlavaImageProcessor,
@@ -355,10 +359,7 @@ def make_tiny_video_llava(
     text = _llama_text_config(
         tokenizer, n_layers=n_layers, d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads, d_mlp=d_mlp
     )
-    vision = CLIPVisionConfig(
-        hidden_size=vision_d, intermediate_size=2 * vision_d, num_hidden_layers=vision_layers,
-        num_attention_heads=2, image_size=image_size, patch_size=patch_size, projection_dim=vision_d,
-    )
+    vision = _clip_vision_config(vision_d, vision_layers, image_size, patch_size)
     config = VideoLlavaConfig(
         text_config=text.to_dict(),
         vision_config=vision.to_dict(),

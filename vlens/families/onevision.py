@@ -12,10 +12,8 @@ import math
 from torch import Tensor, nn
 
 from vlens.config import HookedVideoLLMConfig
-from vlens.families.base import Family
+from vlens.families.base import Family, decoder_config, decoder_weight_table
 from vlens.layout import LayoutError, VideoLayout, VisionToken
-
-LM = "model.language_model"
 
 
 class OneVision(Family):
@@ -23,42 +21,10 @@ class OneVision(Family):
     architectures = ("LlavaOnevisionForConditionalGeneration",)
 
     def config(self, hf_config) -> HookedVideoLLMConfig:
-        t = hf_config.text_config
-        d_head = getattr(t, "head_dim", None) or t.hidden_size // t.num_attention_heads
-        rope = getattr(t, "rope_parameters", None) or {}
-        if rope.get("rope_type", "default") != "default":
-            raise NotImplementedError(f"rope_type {rope['rope_type']!r} is not supported yet (only 'default')")
-        return HookedVideoLLMConfig(
-            n_layers=t.num_hidden_layers,
-            d_model=t.hidden_size,
-            n_heads=t.num_attention_heads,
-            n_key_value_heads=t.num_key_value_heads,
-            d_head=d_head,
-            d_mlp=t.intermediate_size,
-            d_vocab=t.vocab_size,
-            n_ctx=t.max_position_embeddings,
-            eps=t.rms_norm_eps,
-            rope_theta=rope.get("rope_theta", getattr(t, "rope_theta", 10000.0)),
-            qkv_bias=True,
-            act_fn=t.hidden_act,
-            family=self.name,
-            original_architecture=self.architectures[0],
-        )
+        return decoder_config(self, hf_config.text_config, qkv_bias=True)  # Qwen2: q/k/v biases
 
     def weight_table(self, cfg: HookedVideoLLMConfig) -> dict[str, str]:
-        table = {"embed.W_E": f"{LM}.embed_tokens.weight", "ln_final.w": f"{LM}.norm.weight",
-                 "unembed.lm_head.weight": "lm_head.weight"}
-        for l in range(cfg.n_layers):
-            ours, hf = f"blocks.{l}", f"{LM}.layers.{l}"
-            table[f"{ours}.ln1.w"] = f"{hf}.input_layernorm.weight"
-            table[f"{ours}.ln2.w"] = f"{hf}.post_attention_layernorm.weight"
-            for p in ("q", "k", "v"):
-                table[f"{ours}.attn.{p}_proj.weight"] = f"{hf}.self_attn.{p}_proj.weight"
-                table[f"{ours}.attn.{p}_proj.bias"] = f"{hf}.self_attn.{p}_proj.bias"
-            table[f"{ours}.attn.o_proj.weight"] = f"{hf}.self_attn.o_proj.weight"
-            for p in ("gate", "up", "down"):
-                table[f"{ours}.mlp.{p}_proj.weight"] = f"{hf}.mlp.{p}_proj.weight"
-        return table
+        return decoder_weight_table(cfg)
 
     def vision_modules(self, hf_model: nn.Module) -> dict[str, nn.Module]:
         m = hf_model.model
