@@ -1,5 +1,5 @@
-"""Knockouts: pattern hook ≡ attn_scores hook ≡ fast path ≡ HF with the mask added in the same
-layers through a custom attention function (tests/hf_reference.py)."""
+"""Knockouts: pattern hook ≡ attn_scores hook ≡ fast path (SDPA and FlexAttention) ≡ HF with the
+mask added in the same layers through a custom attention function (tests/hf_reference.py)."""
 
 from __future__ import annotations
 
@@ -44,6 +44,9 @@ def _run_all_ways(model, hf, inputs, spec, sel):
             with model.attention_path_as("explicit"):
                 out[f"explicit/{on}"] = model.run_with_hooks(inputs, fwd_hooks=hooks)
             assert model.last_attention_path == "explicit"
+        with model.attention_path_as("flex"):  # the GPU path's block mask, run by torch's reference
+            out["flex"] = model.run_with_hooks(inputs, fwd_hooks=hooks)
+        assert model.last_attention_path == "flex"
         blocked = hooks[0][1].blocked_full(inputs.seq_len, "cpu")
         with hf_knockout(hf, {l: blocked for l in sel.resolve(model.cfg.n_layers)}):
             ref = hf(**inputs).logits
@@ -118,7 +121,9 @@ def test_knockout_hooks_print_and_apply_in_generation(model):
     out_ko = model.generate(inputs, max_new_tokens=4, fwd_hooks=hooks)
     with model.attention_path_as("explicit"):
         out_ko_x = model.generate(inputs, max_new_tokens=4, fwd_hooks=hooks)
-    assert out_ko.tolist() == out_ko_x.tolist()
+    with model.attention_path_as("flex"):  # decoding: one query row against the KV cache
+        out_ko_f = model.generate(inputs, max_new_tokens=4, fwd_hooks=hooks)
+    assert out_ko.tolist() == out_ko_x.tolist() == out_ko_f.tolist()
 
 
 def test_bad_knockout_inputs(model):

@@ -9,6 +9,9 @@ Modelled on TransformerLens 2.x `components/`: every intermediate a researcher m
 * Attention has two paths. The explicit path computes softmax(QKᵀ/√d + M)V with `hook_attn_scores`
   and `hook_pattern`; it runs whenever a hook sits on either. Otherwise the fast path calls SDPA
   and never builds the N×N pattern; knockouts (vlens.knockout) are folded into its mask there.
+  On CUDA the fast path hands knockout masks to FlexAttention instead ("flex"): its block mask
+  skips the key blocks a knockout removes whole (video keys for question rows under LV-K, other
+  frames under VT-K) rather than reading a dense N×N mask.
 """
 
 from __future__ import annotations
@@ -28,7 +31,27 @@ from vlens.config import HookedVideoLLMConfig
 if TYPE_CHECKING:  # pragma: no cover
     from vlens.knockout import KnockoutHook
 
-AttentionPath = Literal["auto", "explicit", "fast"]
+AttentionPath = Literal["auto", "explicit", "fast", "flex"]
+
+_compiled_flex = None
+
+
+def _flex_attention(q: Tensor, k: Tensor, v: Tensor, block_mask, scale: float, enable_gqa: bool) -> Tensor:
+    """FlexAttention, compiled on CUDA (the fused block-sparse kernel). Elsewhere it runs torch's
+    unfused reference implementation: exact, but only a correctness path (forced with
+    `model.attention_path_as("flex")`; tests use it on CPU)."""
+    global _compiled_flex
+    from torch.nn.attention.flex_attention import flex_attention
+
+    if q.is_cuda:
+        if _compiled_flex is None:
+            _compiled_flex = torch.compile(flex_attention, dynamic=False)
+        return _compiled_flex(q, k, v, block_mask=block_mask, scale=scale, enable_gqa=enable_gqa)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
+        return flex_attention(q, k, v, block_mask=block_mask, scale=scale, enable_gqa=enable_gqa)
 
 
 def _meta_linear(d_in: int, d_out: int, bias: bool) -> nn.Linear:
@@ -216,6 +239,9 @@ class Attention(nn.Module):
         if self._explicit(ctx):
             ctx.paths_taken.add("explicit")
             z = self._explicit_attention(q, k, v, ctx)
+        elif self._flex(ctx, q):
+            ctx.paths_taken.add("flex")
+            z = self._flex_path(q, k, v, ctx)
         else:
             ctx.paths_taken.add("fast")
             z = self._fast_attention(q, k, v, ctx)
@@ -227,6 +253,31 @@ class Attention(nn.Module):
             return ctx.path == "explicit"
         # Any hook (user's, or run_with_cache caching the pattern) needs the real N×N tensors.
         return bool(self.hook_attn_scores._forward_hooks or self.hook_pattern._forward_hooks)
+
+    def _flex(self, ctx: AttentionContext, q: Tensor) -> bool:
+        if ctx.path == "flex":
+            return True
+        # auto: FlexAttention pays off where its fused kernel exists (CUDA) and there is a
+        # knockout mask to exploit; plain causal attention stays on SDPA's causal kernel.
+        return ctx.path == "auto" and q.is_cuda and bool(self.knockouts) and q.shape[2] > 1
+
+    def _flex_path(self, q: Tensor, k: Tensor, v: Tensor, ctx: AttentionContext) -> Tensor:
+        B, _, Q, _ = q.shape
+        K = k.shape[2]
+        key = ("flex", B, Q, K, tuple(ko.mask_key(self.layer) for ko in self.knockouts))
+        if key not in ctx.mask_cache:  # one block mask per distinct knockout set, shared by layers
+            from torch.nn.attention.flex_attention import create_block_mask
+
+            allowed = self._allowed(ctx, Q, K, q.device)
+            for ko in self.knockouts:
+                allowed = allowed & ~ko.blocked_rows(ctx.q_start, Q, K, q.device, self.layer)
+            allowed = allowed.expand(B, Q, K).contiguous()
+
+            def mask_mod(b, h, q_idx, kv_idx):
+                return allowed[b, q_idx, kv_idx]
+
+            ctx.mask_cache[key] = create_block_mask(mask_mod, B, None, Q, K, device=q.device)
+        return _flex_attention(q, k, v, ctx.mask_cache[key], self.scale, self.cfg.n_groups > 1)
 
     def _allowed(self, ctx: AttentionContext, Q: int, K: int, device) -> Bool[Tensor, "batch query key"]:
         """Causal + padding mask. The diagonal is always allowed, so a pad query never has an

@@ -114,7 +114,20 @@ class HookedVideoLLM(HookedRootModule):
                 f"{path} is not a HF checkpoint directory (no config.json); pass the folder that "
                 "save_pretrained wrote (config.json, *.safetensors, processor files)"
             )
-        archs = json.loads(config_file.read_text()).get("architectures") or []
+        config_dict = json.loads(config_file.read_text())
+        archs = config_dict.get("architectures") or []
+        from vlens.families import release_converter
+
+        converter = release_converter(config_dict)  # an authors' own release format (never remote code)
+        if converter is not None:
+            if isinstance(dtype, str):
+                dtype = getattr(torch, dtype)
+            hf_model, processor, family = converter.build(
+                path, dtype=dtype, device=device, attn_implementation=attn_implementation, config=config_dict)
+            processor.tokenizer.padding_side = "left"  # batches are left-padded (DESIGN.md)
+            cfg = family.config(hf_model.config)
+            cfg.model_name = str(path)
+            return cls(cfg, family, hf_model, processor)
         if not archs:
             raise UnsupportedModelError(f"{config_file} names no 'architectures'; cannot tell the model family")
         family_for(archs[0])  # clear error before loading any weights
@@ -362,9 +375,11 @@ class HookedVideoLLM(HookedRootModule):
     @contextlib.contextmanager
     def attention_path_as(self, path: AttentionPath) -> Iterator[None]:
         """Force the attention path: "explicit" (N×N scores and pattern, every hook point live),
-        "fast" (SDPA; hooks on attn_scores/pattern are then not called) or "auto"."""
-        if path not in ("auto", "explicit", "fast"):
-            raise ValueError(f"attention path must be 'auto', 'explicit' or 'fast', got {path!r}")
+        "fast" (SDPA; hooks on attn_scores/pattern are then not called), "flex" (FlexAttention
+        with a block mask: compiled on CUDA, torch's unfused reference elsewhere) or "auto"
+        (explicit when something hooks the pattern; else flex for knockouts on CUDA; else SDPA)."""
+        if path not in ("auto", "explicit", "fast", "flex"):
+            raise ValueError(f"attention path must be 'auto', 'explicit', 'fast' or 'flex', got {path!r}")
         old, self.attention_path = self.attention_path, path
         try:
             yield
