@@ -161,6 +161,54 @@ def cmd_organism(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    """A release in its authors' format → an HF-format directory, only where a transformers class
+    computes exactly the release's equations (otherwise a clear error: vlens loads it directly)."""
+    import torch
+
+    from vlens.families import release_converter
+    from vlens.families.release_common import ReleaseFormatError, read_config
+
+    src, out = Path(args.dir), Path(args.out)
+    if not (src / "config.json").exists():
+        print(f"vlens convert: {src} has no config.json; pass a release checkpoint directory", file=sys.stderr)
+        return 2
+    config = read_config(src)
+    conv = release_converter(config)
+    if conv is None:
+        print(f"vlens convert: {src} is not a release format vlens converts (architectures "
+              f"{config.get('architectures')}); HF-format checkpoints load as they are", file=sys.stderr)
+        return 2
+    if out.exists() and any(out.iterdir()):
+        print(f"vlens convert: {out} exists and is not empty; choose a new output directory", file=sys.stderr)
+        return 2
+    try:
+        if conv.__name__.endswith("llava_qwen_release"):
+            release = conv.release_for(config, "siglip" if "unpad" in str(config.get("mm_patch_merge_type")) else "clip")
+            s = release.settings(config)
+            raise ReleaseFormatError(
+                f"no transformers class computes {release.title}'s video path (projector before "
+                f"{s['mm_spatial_pool_mode']} pooling with stride {s['mm_spatial_pool_stride']}, newline "
+                f"{s['mm_newline_position']!r}; LlavaOnevision always bilinear-pools and appends one newline, "
+                "LlavaNextVideo pools before the projector). Load it with HookedVideoLLM.from_pretrained(DIR) instead"
+            )
+        if args.no_token_compression is False:
+            raise ReleaseFormatError(
+                "InternVideo2.5's released inference compresses every 4 frames to 64 tokens (HiCo/ToMe), which "
+                "InternVLForConditionalGeneration does not compute. Pass --no-token-compression to write the plain "
+                "InternVL2.5 path HF computes (a different model input than the release's chat), or load the release "
+                "with HookedVideoLLM.from_pretrained(DIR)"
+            )
+        hf_model, processor, _ = conv.build(src, dtype=getattr(torch, args.dtype), config=config, token_compression=False)
+    except ReleaseFormatError as e:
+        print(f"vlens convert: {e}", file=sys.stderr)
+        return 2
+    hf_model.save_pretrained(out)
+    processor.save_pretrained(out)
+    print(f"wrote {type(hf_model).__name__} + {type(processor).__name__} to {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vlens",
@@ -217,6 +265,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default=None, help="output directory (default: ./vlens-demo; rerunning resumes)")
     demo.add_argument("--n", type=int, default=120, help="held-out synthetic clips (default 120)")
     demo.set_defaults(func=cmd_demo)
+    conv = sub.add_parser("convert", help="write a release in its authors' format (LongVA, LLaVA-NeXT-Video-Qwen, "
+                          "InternVideo2.5) as an HF-format directory, where a transformers class computes it exactly")
+    conv.add_argument("dir", help="the release's directory (config.json, *.safetensors, tokenizer files)")
+    conv.add_argument("out", help="output directory (new or empty)")
+    conv.add_argument("--no-token-compression", action="store_true",
+                      help="InternVideo2.5: write the plain InternVL2.5 path (no HiCo token compression), which HF computes")
+    conv.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    conv.set_defaults(func=cmd_convert)
     org = sub.add_parser("organism", help="retrain or evaluate the model organism (docs/organism.md)")
     org.add_argument("action", choices=["train", "eval"])
     org.add_argument("--out", default="organism", help="train: output checkpoint directory (default ./organism)")

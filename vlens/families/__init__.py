@@ -23,6 +23,19 @@ from vlens.families.video_llava import VideoLlava
 FAMILIES: tuple[Family, ...] = (OneVision(), LlavaNextVideo(), VideoLlava(), Qwen25VL(), InternVL())
 
 
+def release_converter(config: dict):
+    """The converter module for a checkpoint in its authors' own release format (LLaVA-style
+    `LlavaQwenForCausalLM`: LongVA, LLaVA-NeXT-Video-32B-Qwen; remote-code `InternVLChatModel`
+    with InternLM2: InternVideo2.5), or None for an HF-format checkpoint. Each converter has
+    `build(path, dtype=, device=, attn_implementation=) -> (hf_model, processor, family)`."""
+    from vlens.families import internvideo2_5, llava_qwen_release
+
+    for conv in (llava_qwen_release, internvideo2_5):
+        if conv.matches(config):
+            return conv
+    return None
+
+
 def family_for(architecture: str) -> Family:
     for fam in FAMILIES:
         if architecture in fam.architectures:
@@ -33,4 +46,4 @@ def family_for(architecture: str) -> Family:
     )
 
 
-__all__ = ["FAMILIES", "Family", "UnsupportedModelError", "family_for"]
+__all__ = ["FAMILIES", "Family", "UnsupportedModelError", "family_for", "release_converter"]
