@@ -1,5 +1,6 @@
-"""Forward with a knockout in all layers: fast path vs explicit path vs HF SDPA (clean) vs
-transformer_lens' TransformerBridge (eager, knockout as a pattern hook), in one process.
+"""Forward with a knockout in all layers: fast path (SDPA with the fused mask; on CUDA also
+FlexAttention's block mask) vs explicit path vs HF SDPA (clean) vs transformer_lens'
+TransformerBridge (eager, knockout as a pattern hook), in one process.
 
     python benchmarks/knockout.py [--shapes tiny 0.5B] [--frames 4 8] [--spec lv] [--device cpu]
 
@@ -44,7 +45,10 @@ def main(argv=None) -> None:
     dtype = getattr(torch, args.dtype)
     spec = ko.from_name(args.spec)
     print(f"device={args.device} dtype={args.dtype} threads={torch.get_num_threads()} knockout={spec} @ all layers")
-    print(f"{'shape':>6} {'frames':>6} {'pos':>5} {'HF clean s':>10} {'fast':>7} {'explicit':>8} {'bridge':>7}   (ratios to HF clean)")
+    flex = args.device.startswith("cuda")  # FlexAttention's fused kernel exists on CUDA only
+    flex_head = f"{'flex':>8}" if flex else ""
+    print(f"{'shape':>6} {'frames':>6} {'pos':>5} {'HF clean s':>10} {'fast':>7}{flex_head} {'explicit':>8} "
+          f"{'bridge':>7}   (ratios to HF clean)")
     for shape in args.shapes:
         path = checkpoint(shape)
         model = HookedVideoLLM.from_pretrained(path, dtype=dtype, device=args.device)
@@ -54,14 +58,22 @@ def main(argv=None) -> None:
             inputs = model.to_inputs(clip(n), "What color is the object?", n_frames=n)
             hooks = spec.hooks(inputs)
             t_hf = timeit(lambda: hf(**inputs), args.reps, device=args.device)
-            t_fast = timeit(lambda: model.run_with_hooks(inputs, fwd_hooks=hooks), args.reps, device=args.device)
+            def on_path(path):
+                def run():
+                    with model.attention_path_as(path):
+                        model.run_with_hooks(inputs, fwd_hooks=hooks)
+                return run
+
+            t_fast = timeit(on_path("fast"), args.reps, device=args.device)
             assert model.last_attention_path == "fast"
+            flex_txt = ""
+            if flex:
+                on_path("flex")()  # compile outside the timing
+                t_flex = timeit(on_path("flex"), args.reps, device=args.device)
+                assert model.last_attention_path == "flex"
+                flex_txt = f" {t_flex / t_hf:>6.2f}x"
 
-            def explicit():
-                with model.attention_path_as("explicit"):
-                    model.run_with_hooks(inputs, fwd_hooks=hooks)
-
-            t_x = timeit(explicit, args.reps, device=args.device)
+            t_x = timeit(on_path("explicit"), args.reps, device=args.device)
             bridge_txt = "   n/a"
             if bridge is not None:
                 hook = hooks[0][1]
@@ -86,7 +98,7 @@ def main(argv=None) -> None:
                 except Exception as e:
                     why = f"{type(e).__name__}: {str(e).splitlines()[0][:100]}"
                     bridge = None
-            print(f"{shape:>6} {n:>6} {inputs.seq_len:>5} {t_hf:>10.4f} {t_fast / t_hf:>6.2f}x {t_x / t_hf:>7.2f}x {bridge_txt}")
+            print(f"{shape:>6} {n:>6} {inputs.seq_len:>5} {t_hf:>10.4f} {t_fast / t_hf:>6.2f}x{flex_txt} {t_x / t_hf:>7.2f}x {bridge_txt}")
         if bridge is None:
             print(f"  TransformerBridge: not measured ({why})")
         del model, hf, bridge

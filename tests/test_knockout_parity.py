@@ -137,3 +137,22 @@ def test_bad_knockout_inputs(model):
         ko.LV().hooks(a, on="z")
     with pytest.raises(KnockoutError, match="VideoInputs"):
         ko.LV().hooks(a["input_ids"])
+
+
+@pytest.mark.slow
+def test_compiled_flex_attention_equals_hf_reference(model, hf_models, monkeypatch):
+    """The kernel the GPU runs: FlexAttention compiled (here through inductor's CPU backend)."""
+    from vlens import components
+
+    monkeypatch.setattr(components, "FLEX_COMPILE", "always")
+    monkeypatch.setattr(components, "_compiled_flex", None)
+    inputs = model.to_inputs([frames(2, seed=3), frames(2, seed=4)], QUESTIONS[:2], n_frames=2)
+    for spec, sel in ((ko.LV(), ko.from_layer(1)), (ko.VT() | ko.VS(), ko.all_layers())):
+        hooks = spec.hooks(inputs, layers=sel)
+        with torch.no_grad(), model.attention_path_as("flex"):
+            out = model.run_with_hooks(inputs, fwd_hooks=hooks)
+        blocked = hooks[0][1].blocked_full(inputs.seq_len, "cpu")
+        with torch.no_grad(), hf_knockout(hf_models["sdpa"], {l: blocked for l in sel.resolve(model.cfg.n_layers)}):
+            ref = hf_models["sdpa"](**inputs).logits
+        real = inputs["attention_mask"].bool()
+        assert (out - ref)[real].abs().max() <= ATOL

@@ -33,17 +33,20 @@ if TYPE_CHECKING:  # pragma: no cover
 
 AttentionPath = Literal["auto", "explicit", "fast", "flex"]
 
+# When FlexAttention runs compiled: "cuda" (default: the fused block-sparse kernel), "always" (also
+# on the CPU through inductor's C++ backend: slow to compile, used by the slow tests), "never".
+FLEX_COMPILE: Literal["cuda", "always", "never"] = "cuda"
 _compiled_flex = None
 
 
 def _flex_attention(q: Tensor, k: Tensor, v: Tensor, block_mask, scale: float, enable_gqa: bool) -> Tensor:
     """FlexAttention, compiled on CUDA (the fused block-sparse kernel). Elsewhere it runs torch's
     unfused reference implementation: exact, but only a correctness path (forced with
-    `model.attention_path_as("flex")`; tests use it on CPU)."""
+    `model.attention_path_as("flex")`; tests use it on CPU). See FLEX_COMPILE."""
     global _compiled_flex
     from torch.nn.attention.flex_attention import flex_attention
 
-    if q.is_cuda:
+    if FLEX_COMPILE == "always" or (FLEX_COMPILE == "cuda" and q.is_cuda):
         if _compiled_flex is None:
             _compiled_flex = torch.compile(flex_attention, dynamic=False)
         return _compiled_flex(q, k, v, block_mask=block_mask, scale=scale, enable_gqa=enable_gqa)
