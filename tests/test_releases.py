@@ -97,15 +97,22 @@ def test_llava_release_frame_preprocessing(llava):
     assert (px - expect.permute(0, 3, 1, 2)).abs().max().item() <= 1e-5
 
 
-@pytest.mark.parametrize("spec_name,layers", [("lv", [1, 2]), ("vt", [0, 2]), ("vs", [0, 1])])
-def test_llava_release_knockouts_equal_reference(llava, spec_name, layers):
-    name, path, model = llava
-    inputs = model.to_inputs(frames(3, seed=7), Q, n_frames=3)
+def _knockout(model, inputs, spec_name, layers):
+    """Our logits under the named knockout at `layers`, and its blocked edges by layer (the
+    reference forwards' `blocked`)."""
     hooks = ko.from_name(spec_name).hooks(inputs, layers=ko.layers(layers))
     with torch.no_grad():
         ours = model.run_with_hooks(inputs, fwd_hooks=hooks)
     blocked = hooks[0][1].blocked_full(inputs.seq_len, "cpu")[0]
-    expected = _llava_ref(name, path, inputs, blocked={l: blocked for l in layers})
+    return ours, {l: blocked for l in layers}
+
+
+@pytest.mark.parametrize("spec_name,layers", [("lv", [1, 2]), ("vt", [0, 2]), ("vs", [0, 1])])
+def test_llava_release_knockouts_equal_reference(llava, spec_name, layers):
+    name, path, model = llava
+    inputs = model.to_inputs(frames(3, seed=7), Q, n_frames=3)
+    ours, blocked = _knockout(model, inputs, spec_name, layers)
+    expected = _llava_ref(name, path, inputs, blocked=blocked)
     clean = _llava_ref(name, path, inputs)
     assert (ours - expected).abs().max().item() <= ATOL
     assert (expected - clean).abs().max().item() > 1e-3, "the knockout changed nothing: the test would be vacuous"
@@ -161,11 +168,8 @@ def test_internvideo_logits_equal_reference_with_token_compression(ivideo):
 def test_internvideo_knockouts_equal_reference(ivideo, spec_name, layers):
     path, model = ivideo
     inputs = model.to_inputs(frames(8, seed=5), Q, n_frames=8)
-    hooks = ko.from_name(spec_name).hooks(inputs, layers=ko.layers(layers))
-    with torch.no_grad():
-        ours = model.run_with_hooks(inputs, fwd_hooks=hooks)
-    blocked = hooks[0][1].blocked_full(inputs.seq_len, "cpu")[0]
-    expected = _iv_ref(model, path, inputs, blocked={l: blocked for l in layers})
+    ours, blocked = _knockout(model, inputs, spec_name, layers)
+    expected = _iv_ref(model, path, inputs, blocked=blocked)
     assert (ours - expected).abs().max().item() <= ATOL
     assert (expected - _iv_ref(model, path, inputs)).abs().max().item() > 1e-3
 

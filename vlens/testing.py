@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from vlens.families.base import chatml_template
+
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<video>", "<image>"]
 
 WORDS = """
@@ -62,21 +64,7 @@ def build_word_tokenizer(extra_words: Iterable[str] = ()):
 
 
 # ChatML as LLaVA-OneVision/Qwen2 checkpoints use it, with HF content lists ({"type": "video"}).
-CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' }}"
-    "{% if message['content'] is string %}{{ message['content'] }}"
-    "{% else %}"
-    "{% for content in message['content'] %}"
-    "{% if content['type'] == 'video' %}{{ '<video>\n' }}"
-    "{% elif content['type'] == 'image' %}{{ '<image>\n' }}"
-    "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}"
-    "{% endfor %}"
-    "{% endif %}"
-    "{{ '<|im_end|>\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
+CHAT_TEMPLATE = chatml_template("<video>\n", image="<image>\n")
 
 
 def _randomise(model: torch.nn.Module, std: float = 0.08) -> None:
@@ -88,6 +76,63 @@ def _randomise(model: torch.nn.Module, std: float = 0.08) -> None:
                 p.copy_(1.0 + 0.1 * torch.randn_like(p))
             else:
                 p.normal_(0.0, std)
+
+
+# --- what the builders share -----------------------------------------------------------------------
+
+def _lm_kwargs(tokenizer, *, n_layers: int, d_model: int, n_heads: int, n_kv_heads: int, d_mlp: int,
+               vocab_size: int | None = None) -> dict:
+    """The tiny LM's shape and special-token ids as HF text-config kwargs. `vocab_size` larger
+    than the tokenizer adds unused embedding rows."""
+    return dict(
+        vocab_size=max(len(tokenizer), vocab_size or 0),
+        hidden_size=d_model,
+        intermediate_size=d_mlp,
+        num_hidden_layers=n_layers,
+        num_attention_heads=n_heads,
+        num_key_value_heads=n_kv_heads,
+        max_position_embeddings=4096,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+    )
+
+
+def _text_config(kind: str, tokenizer, *, tie: bool = False, **sizes):
+    """The tiny LM's HF config: "qwen2" (RMSNorm eps 1e-6, q/k/v biases) or "llama" (eps 1e-5, no
+    attention biases); `sizes` as `_lm_kwargs` takes them."""
+    from transformers import LlamaConfig, Qwen2Config
+
+    common = dict(_lm_kwargs(tokenizer, **sizes), tie_word_embeddings=tie)
+    if kind == "llama":
+        return LlamaConfig(**common, rms_norm_eps=1e-5, attention_bias=False)
+    return Qwen2Config(**common, rope_theta=10000.0, rms_norm_eps=1e-6)
+
+
+def _vision_config(config_cls, vision_d: int, vision_layers: int, image_size: int, patch_size: int, **extra):
+    """A tiny vision tower's HF config (CLIP, SigLIP, InternViT): 2 heads, MLP width 2·vision_d."""
+    return config_cls(
+        hidden_size=vision_d, intermediate_size=2 * vision_d, num_hidden_layers=vision_layers,
+        num_attention_heads=2, image_size=image_size, patch_size=patch_size, **extra,
+    )
+
+
+def _save_checkpoint(model, processor, tokenizer, path: Path, dtype: torch.dtype) -> Path:
+    """Randomise (after the caller seeded torch), save model and processor with save_pretrained."""
+    from transformers.utils import logging as hf_logging
+
+    model.eval()
+    _randomise(model)
+    model.to(dtype)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    hf_logging.disable_progress_bar()
+    try:
+        model.save_pretrained(path)
+        processor.save_pretrained(path)
+    finally:
+        hf_logging.enable_progress_bar()
+    return path
 
 
 def make_tiny_onevision(
@@ -120,33 +165,14 @@ def make_tiny_onevision(
         LlavaOnevisionImageProcessor,
         LlavaOnevisionProcessor,
         LlavaOnevisionVideoProcessor,
-        Qwen2Config,
         SiglipVisionConfig,
     )
 
     path = Path(path)
     tokenizer = build_word_tokenizer(extra_words)
-    text = Qwen2Config(
-        vocab_size=max(len(tokenizer), vocab_size or 0),
-        hidden_size=d_model,
-        intermediate_size=d_mlp,
-        num_hidden_layers=n_layers,
-        num_attention_heads=n_heads,
-        num_key_value_heads=n_kv_heads,
-        max_position_embeddings=4096,
-        rope_theta=10000.0,
-        tie_word_embeddings=False,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    vision = SiglipVisionConfig(
-        hidden_size=vision_d,
-        intermediate_size=2 * vision_d,
-        num_hidden_layers=vision_layers,
-        num_attention_heads=2,
-        image_size=image_size,
-        patch_size=patch_size,
-    )
+    text = _text_config("qwen2", tokenizer, n_layers=n_layers, d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads,
+                        d_mlp=d_mlp, vocab_size=vocab_size)
+    vision = _vision_config(SiglipVisionConfig, vision_d, vision_layers, image_size, patch_size)
     config = LlavaOnevisionConfig(
         text_config=text.to_dict(),
         vision_config=vision.to_dict(),
@@ -158,11 +184,7 @@ def make_tiny_onevision(
     )
     config.architectures = ["LlavaOnevisionForConditionalGeneration"]
     torch.manual_seed(seed)
-    model = LlavaOnevisionForConditionalGeneration(config).eval()
-    _randomise(model)
-    model.to(dtype)
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model = LlavaOnevisionForConditionalGeneration(config)
     size = {"height": image_size, "width": image_size}
     processor = LlavaOnevisionProcessor(
         image_processor=LlavaOnevisionImageProcessor(size=size, image_grid_pinpoints=[[image_size, image_size]]),
@@ -172,15 +194,7 @@ def make_tiny_onevision(
         vision_feature_select_strategy="full",
         chat_template=CHAT_TEMPLATE,
     )
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    try:
-        model.save_pretrained(path)
-        processor.save_pretrained(path)
-    finally:
-        hf_logging.enable_progress_bar()
-    return path
+    return _save_checkpoint(model, processor, tokenizer, path, dtype)
 
 
 # --- more families -------------------------------------------------------------------------------
@@ -215,51 +229,45 @@ def _word_tokenizer_with(named: dict[str, str] | None = None, extra_words: Itera
     return tok
 
 
-def _llama_text_config(tokenizer, *, n_layers, d_model, n_heads, n_kv_heads, d_mlp, tie: bool = False):
-    from transformers import LlamaConfig
-
-    return LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=d_model,
-        intermediate_size=d_mlp,
-        num_hidden_layers=n_layers,
-        num_attention_heads=n_heads,
-        num_key_value_heads=n_kv_heads,
-        max_position_embeddings=4096,
-        rms_norm_eps=1e-5,
-        attention_bias=False,
-        tie_word_embeddings=tie,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=None,
-    )
-
-
-def _save_checkpoint(model, processor, tokenizer, path: Path, dtype: torch.dtype) -> Path:
-    """Randomise (after the caller seeded torch), save model and processor with save_pretrained."""
-    from transformers.utils import logging as hf_logging
-
-    model.eval()
-    _randomise(model)
-    model.to(dtype)
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    hf_logging.disable_progress_bar()
-    try:
-        model.save_pretrained(path)
-        processor.save_pretrained(path)
-    finally:
-        hf_logging.enable_progress_bar()
-    return path
-
-
-def _clip_vision_config(vision_d: int, vision_layers: int, image_size: int, patch_size: int):
+def _tiny_llava_llama(path: str | Path, hf_classes: tuple, *, config_extra: dict, image_processor_extra: dict, seed: int,
+                      n_layers: int, d_model: int, n_heads: int, n_kv_heads: int, d_mlp: int, image_size: int,
+                      patch_size: int, vision_layers: int, vision_d: int, dtype: torch.dtype) -> Path:
+    """What the Vicuna-style LLaVA video checkpoints share (LLaVA-NeXT-Video, Video-LLaVA): the
+    word tokenizer with USER/ASSISTANT, a Llama LM, a CLIP tower read at layer −2 with the
+    "default" (CLS-dropping) strategy, frames resized to the shortest edge and centre-cropped.
+    `hf_classes`: (config, model, processor, image processor, video processor) classes."""
     from transformers import CLIPVisionConfig
 
-    return CLIPVisionConfig(
-        hidden_size=vision_d, intermediate_size=2 * vision_d, num_hidden_layers=vision_layers,
-        num_attention_heads=2, image_size=image_size, patch_size=patch_size, projection_dim=vision_d,
+    config_cls, model_cls, processor_cls, image_processor_cls, video_processor_cls = hf_classes
+    path = Path(path)
+    tokenizer = _word_tokenizer_with(extra_words=VICUNA_WORDS)
+    text = _text_config("llama", tokenizer, n_layers=n_layers, d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads,
+                        d_mlp=d_mlp)
+    vision = _vision_config(CLIPVisionConfig, vision_d, vision_layers, image_size, patch_size, projection_dim=vision_d)
+    config = config_cls(
+        text_config=text.to_dict(),
+        vision_config=vision.to_dict(),
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        video_token_index=tokenizer.convert_tokens_to_ids("<video>"),
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-2,
+        tie_word_embeddings=False,
+        **config_extra,
     )
+    config.architectures = [model_cls.__name__]
+    torch.manual_seed(seed)
+    model = model_cls(config)
+    size, crop = {"shortest_edge": image_size}, {"height": image_size, "width": image_size}
+    processor = processor_cls(
+        image_processor=image_processor_cls(size=size, crop_size=crop, **image_processor_extra),
+        video_processor=video_processor_cls(size=size, crop_size=crop),
+        tokenizer=tokenizer,
+        chat_template=VICUNA_CHAT_TEMPLATE,
+        patch_size=patch_size,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+    )
+    return _save_checkpoint(model, processor, tokenizer, path, dtype)
 
 
 def make_tiny_llava_next_video(
@@ -291,38 +299,14 @@ def make_tiny_llava_next_video(
         LlavaNextVideoVideoProcessor,
     )
 
-    path = Path(path)
-    tokenizer = _word_tokenizer_with(extra_words=VICUNA_WORDS)
-    text = _llama_text_config(
-        tokenizer, n_layers=n_layers, d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads, d_mlp=d_mlp
-    )
-    vision = _clip_vision_config(vision_d, vision_layers, image_size, patch_size)
-    config = LlavaNextVideoConfig(
-        text_config=text.to_dict(),
-        vision_config=vision.to_dict(),
-        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
-        video_token_index=tokenizer.convert_tokens_to_ids("<video>"),
-        vision_feature_select_strategy="default",
-        vision_feature_layer=-2,
-        spatial_pool_mode="average",
-        spatial_pool_stride=2,
-        image_grid_pinpoints=[[image_size, image_size]],
-        tie_word_embeddings=False,
-    )
-    config.architectures = ["LlavaNextVideoForConditionalGeneration"]
-    torch.manual_seed(seed)
-    model = LlavaNextVideoForConditionalGeneration(config)
-    size, crop = {"shortest_edge": image_size}, {"height": image_size, "width": image_size}
-    processor = LlavaNextVideoProcessor(
-        video_processor=LlavaNextVideoVideoProcessor(size=size, crop_size=crop),
-        image_processor=LlavaNextImageProcessor(size=size, crop_size=crop, image_grid_pinpoints=[[image_size, image_size]]),
-        tokenizer=tokenizer,
-        chat_template=VICUNA_CHAT_TEMPLATE,
-        patch_size=patch_size,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
-    )
-    return _save_checkpoint(model, processor, tokenizer, path, dtype)
+    pinpoints = [[image_size, image_size]]
+    return _tiny_llava_llama(
+        path, (LlavaNextVideoConfig, LlavaNextVideoForConditionalGeneration, LlavaNextVideoProcessor,
+               LlavaNextImageProcessor, LlavaNextVideoVideoProcessor),
+        config_extra=dict(spatial_pool_mode="average", spatial_pool_stride=2, image_grid_pinpoints=pinpoints),
+        image_processor_extra=dict(image_grid_pinpoints=pinpoints),
+        seed=seed, n_layers=n_layers, d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads, d_mlp=d_mlp,
+        image_size=image_size, patch_size=patch_size, vision_layers=vision_layers, vision_d=vision_d, dtype=dtype)
 
 
 def make_tiny_video_llava(
@@ -354,58 +338,20 @@ def make_tiny_video_llava(
         VideoLlavaVideoProcessor,
     )
 
-    path = Path(path)
-    tokenizer = _word_tokenizer_with(extra_words=VICUNA_WORDS)
-    text = _llama_text_config(
-        tokenizer, n_layers=n_layers, d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads, d_mlp=d_mlp
-    )
-    vision = _clip_vision_config(vision_d, vision_layers, image_size, patch_size)
-    config = VideoLlavaConfig(
-        text_config=text.to_dict(),
-        vision_config=vision.to_dict(),
-        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
-        video_token_index=tokenizer.convert_tokens_to_ids("<video>"),
-        vision_feature_select_strategy="default",
-        vision_feature_layer=-2,
-        image_seq_length=(image_size // patch_size) ** 2,
-        video_seq_length=8 * ((image_size // patch_size) ** 2 + 1),
-        tie_word_embeddings=False,
-    )
-    config.architectures = ["VideoLlavaForConditionalGeneration"]
-    torch.manual_seed(seed)
-    model = VideoLlavaForConditionalGeneration(config)
-    size, crop = {"shortest_edge": image_size}, {"height": image_size, "width": image_size}
-    processor = VideoLlavaProcessor(
-        image_processor=VideoLlavaImageProcessor(size=size, crop_size=crop),
-        video_processor=VideoLlavaVideoProcessor(size=size, crop_size=crop),
-        tokenizer=tokenizer,
-        chat_template=VICUNA_CHAT_TEMPLATE,
-        patch_size=patch_size,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
-    )
-    return _save_checkpoint(model, processor, tokenizer, path, dtype)
+    patches = (image_size // patch_size) ** 2
+    return _tiny_llava_llama(
+        path, (VideoLlavaConfig, VideoLlavaForConditionalGeneration, VideoLlavaProcessor,
+               VideoLlavaImageProcessor, VideoLlavaVideoProcessor),
+        config_extra=dict(image_seq_length=patches, video_seq_length=8 * (patches + 1)),
+        image_processor_extra={},
+        seed=seed, n_layers=n_layers, d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads, d_mlp=d_mlp,
+        image_size=image_size, patch_size=patch_size, vision_layers=vision_layers, vision_d=vision_d, dtype=dtype)
 
 
 # ChatML with Qwen2-VL's vision wrapping; the default system prompt as Qwen2.5-VL's template has it.
-QWEN_VL_CHAT_TEMPLATE = (
-    "{% if messages[0]['role'] != 'system' %}"
-    "{{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}"
-    "{% endif %}"
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' }}"
-    "{% if message['content'] is string %}{{ message['content'] }}"
-    "{% else %}"
-    "{% for content in message['content'] %}"
-    "{% if content['type'] == 'video' %}{{ '<|vision_start|><|video_pad|><|vision_end|>' }}"
-    "{% elif content['type'] == 'image' %}{{ '<|vision_start|><|image_pad|><|vision_end|>' }}"
-    "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}"
-    "{% endfor %}"
-    "{% endif %}"
-    "{{ '<|im_end|>\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
+QWEN_VL_CHAT_TEMPLATE = chatml_template("<|vision_start|><|video_pad|><|vision_end|>",
+                                        image="<|vision_start|><|image_pad|><|vision_end|>",
+                                        system="You are a helpful assistant.")
 
 
 def make_tiny_qwen2_5_vl(
@@ -451,18 +397,9 @@ def make_tiny_qwen2_5_vl(
     )
     ids = tokenizer.convert_tokens_to_ids
     text = dict(
-        vocab_size=len(tokenizer),
-        hidden_size=d_model,
-        intermediate_size=d_mlp,
-        num_hidden_layers=n_layers,
-        num_attention_heads=n_heads,
-        num_key_value_heads=n_kv_heads,
-        max_position_embeddings=4096,
+        _lm_kwargs(tokenizer, n_layers=n_layers, d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads, d_mlp=d_mlp),
         rms_norm_eps=1e-6,
         rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": list(mrope_section)},
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=None,
     )
     vision = dict(
         depth=vision_layers,
@@ -503,24 +440,7 @@ def make_tiny_qwen2_5_vl(
 # ChatML as InternVL-HF checkpoints use it: the video placeholder on its own line, the processor
 # expands it into "Frame1: <img>…</img>\nFrame2: …"; a default system prompt as InternVL3's
 # template has one (in English here: the word-level tokenizer has no Chinese).
-INTERNVL_CHAT_TEMPLATE = (
-    "{% if messages[0]['role'] != 'system' %}"
-    "{{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}"
-    "{% endif %}"
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' }}"
-    "{% if message['content'] is string %}{{ message['content'] }}"
-    "{% else %}"
-    "{% for content in message['content'] %}"
-    "{% if content['type'] == 'video' %}{{ '<video>\n' }}"
-    "{% elif content['type'] == 'image' %}{{ '<image>\n' }}"
-    "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}"
-    "{% endfor %}"
-    "{% endif %}"
-    "{{ '<|im_end|>\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
+INTERNVL_CHAT_TEMPLATE = chatml_template("<video>\n", image="<image>\n", system="You are a helpful assistant.")
 
 
 def make_tiny_internvl(
@@ -554,7 +474,6 @@ def make_tiny_internvl(
         InternVLProcessor,
         InternVLVideoProcessor,
         InternVLVisionConfig,
-        Qwen2Config,
     )
 
     path = Path(path)
@@ -563,29 +482,9 @@ def make_tiny_internvl(
         {"start_image_token": "<img>", "end_image_token": "</img>",
          "context_image_token": "<IMG_CONTEXT>", "video_token": "<video>"}
     )
-    text = Qwen2Config(
-        vocab_size=len(tokenizer),
-        hidden_size=d_model,
-        intermediate_size=d_mlp,
-        num_hidden_layers=n_layers,
-        num_attention_heads=n_heads,
-        num_key_value_heads=n_kv_heads,
-        max_position_embeddings=4096,
-        rope_theta=10000.0,
-        rms_norm_eps=1e-6,
-        tie_word_embeddings=tie_word_embeddings,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=None,
-    )
-    vision = InternVLVisionConfig(
-        hidden_size=vision_d,
-        intermediate_size=2 * vision_d,
-        num_hidden_layers=vision_layers,
-        num_attention_heads=2,
-        image_size=image_size,
-        patch_size=patch_size,
-    )
+    text = _text_config("qwen2", tokenizer, n_layers=n_layers, d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads,
+                        d_mlp=d_mlp, tie=tie_word_embeddings)
+    vision = _vision_config(InternVLVisionConfig, vision_d, vision_layers, image_size, patch_size)
     tokens_per_frame = (image_size // patch_size // 2) ** 2  # downsample_ratio 0.5
     config = InternVLConfig(
         text_config=text.to_dict(),
@@ -641,24 +540,21 @@ def _tiny_llava_qwen_release(
     path, *, tower: str, merge_type: str, config_extra: dict, seed: int, n_layers: int, d_model: int, n_heads: int,
     n_kv_heads: int, d_mlp: int, image_size: int, patch_size: int, vision_layers: int, vision_d: int, dtype,
 ) -> Path:
-    from transformers import CLIPVisionConfig, CLIPVisionModel, Qwen2Config, Qwen2ForCausalLM, SiglipVisionConfig, SiglipVisionModel
+    from transformers import CLIPVisionConfig, CLIPVisionModel, Qwen2ForCausalLM, SiglipVisionConfig, SiglipVisionModel
 
     path = Path(path)
     torch.manual_seed(seed)
     tokenizer = build_word_tokenizer()
     vocab = len(tokenizer) + 8  # Qwen releases have spare embedding rows beyond the tokenizer
-    text = Qwen2Config(vocab_size=vocab, hidden_size=d_model, intermediate_size=d_mlp, num_hidden_layers=n_layers,
-                       num_attention_heads=n_heads, num_key_value_heads=n_kv_heads, max_position_embeddings=4096,
-                       rope_theta=10000.0, rms_norm_eps=1e-6, tie_word_embeddings=False)
+    text = _text_config("qwen2", tokenizer, n_layers=n_layers, d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads,
+                        d_mlp=d_mlp, vocab_size=vocab)
     state = dict(Qwen2ForCausalLM(text).state_dict())  # model.embed_tokens / model.layers / model.norm / lm_head
     # the vision tower as the hub publishes it: its config in a folder that mm_vision_tower names
     if tower == "clip":
-        vcfg = CLIPVisionConfig(hidden_size=vision_d, intermediate_size=2 * vision_d, num_hidden_layers=vision_layers,
-                                num_attention_heads=2, image_size=image_size, patch_size=patch_size, projection_dim=vision_d)
+        vcfg = _vision_config(CLIPVisionConfig, vision_d, vision_layers, image_size, patch_size, projection_dim=vision_d)
         tower_state = CLIPVisionModel(vcfg).state_dict()
     else:
-        vcfg = SiglipVisionConfig(hidden_size=vision_d, intermediate_size=2 * vision_d, num_hidden_layers=vision_layers,
-                                  num_attention_heads=2, image_size=image_size, patch_size=patch_size, vision_use_head=False)
+        vcfg = _vision_config(SiglipVisionConfig, vision_d, vision_layers, image_size, patch_size, vision_use_head=False)
         tower_state = SiglipVisionModel(vcfg).state_dict()
         # LLaVA's SigLipVisionTower deletes the last layer before training: the release holds the rest
         last = f"encoder.layers.{vision_layers - 1}."

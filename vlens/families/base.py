@@ -9,7 +9,7 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from vlens.config import HookedVideoLLMConfig
-from vlens.layout import VideoLayout
+from vlens.layout import LayoutError, VideoLayout, VisionToken
 
 if TYPE_CHECKING:  # pragma: no cover
     from vlens.inputs import VideoInputs
@@ -145,3 +145,71 @@ def per_row(features: Tensor, batch: int) -> Float[Tensor, "batch n_vision d_mod
     if features.shape[0] * features.shape[1] % batch:
         raise ValueError(f"{tuple(features.shape)} vision features cannot be split into {batch} equal rows")
     return features.reshape(batch, -1, features.shape[-1])
+
+
+class LlavaVideoFamily(Family):
+    """An HF LLaVA-style video model with a Llama LM (no q/k/v biases) whose
+    `model.get_video_features` gives every frame's tokens in sequence order, nothing between
+    frames: LLaVA-NeXT-Video, Video-LLaVA. A subclass names its vision modules and
+    `video_tokens`, the layout of one row's frames."""
+
+    title: str = ""  # the model's name in error messages
+
+    def config(self, hf_config) -> HookedVideoLLMConfig:
+        return decoder_config(self, hf_config.text_config, qkv_bias=False)  # Llama: attention_bias is refused
+
+    def weight_table(self, cfg: HookedVideoLLMConfig) -> dict[str, str]:
+        return decoder_weight_table(cfg)
+
+    def video_token_id(self, hf_config) -> int:
+        return hf_config.video_token_id
+
+    def video_features(self, hf_model: nn.Module, inputs) -> Float[Tensor, "batch n_vision d_model"]:
+        # The checkpoint's own path (tower, feature layer, CLS handling, pooling, projector).
+        pixels = inputs["pixel_values_videos"]
+        out = hf_model.model.get_video_features(pixels, return_dict=True)  # [batch*frames, tokens, d]
+        return per_row(out.pooler_output, pixels.shape[0])
+
+    def video_tokens(self, hf_config, n_frames: int, height: int, width: int) -> list[VisionToken]:
+        """The vision positions of `n_frames` frames of height×width pixels, in sequence order."""
+        raise NotImplementedError
+
+    def layout(self, input_ids: Tensor, attention_mask: Tensor | None, video, hf_config, inputs: dict) -> VideoLayout:
+        if "pixel_values_videos" not in inputs:
+            raise LayoutError(f"no pixel_values_videos in the inputs: {self.title} layouts need a video")
+        _, n_frames, _, h, w = inputs["pixel_values_videos"].shape
+        tokens = self.video_tokens(hf_config, n_frames, h, w)
+        is_pad = attention_mask == 0 if attention_mask is not None else None
+        times = video.timestamps if video is not None else None
+        return VideoLayout.build(input_ids == hf_config.video_token_id, tokens, is_pad=is_pad, frame_times=times)
+
+
+def chatml_template(video: str, *, image: str | None = None, system: str | None = None) -> str:
+    """A ChatML chat template over HF content lists (Qwen2/InternLM2-style checkpoints).
+
+    `video` / `image` are the text a video / image item of a message writes (no image item when
+    `image` is None); `system` is the system message written when the messages start with none
+    (none is added when it is None). The texts go into Jinja string literals: no single quotes."""
+    head = ""
+    if system is not None:
+        head = ("{% if messages[0]['role'] != 'system' %}"
+                "{{ '<|im_start|>system\n" + system + "<|im_end|>\n' }}"
+                "{% endif %}")
+    items = "{% if content['type'] == 'video' %}{{ '" + video + "' }}"
+    if image is not None:
+        items += "{% elif content['type'] == 'image' %}{{ '" + image + "' }}"
+    return (
+        head
+        + "{% for message in messages %}"
+        "{{ '<|im_start|>' + message['role'] + '\n' }}"
+        "{% if message['content'] is string %}{{ message['content'] }}"
+        "{% else %}"
+        "{% for content in message['content'] %}"
+        + items
+        + "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}"
+        "{% endfor %}"
+        "{% endif %}"
+        "{{ '<|im_end|>\n' }}"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+    )

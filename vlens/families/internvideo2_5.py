@@ -56,7 +56,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from vlens.families.base import per_row
+from vlens.families.base import chatml_template, per_row
 from vlens.families.internvl import InternVL
 from vlens.families.release_common import ReleaseFormatError, build_hf_model, load_tokenizer, read_config, read_state_dict, take
 from vlens.layout import LayoutError, VideoLayout
@@ -67,23 +67,9 @@ NUM_TOME_TOKENS = 64   # self.num_tome_tokens = 64 (per group of LOCAL_NUM_FRAME
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 SYSTEM_MESSAGE = "你是书生·万象，英文名是InternVL，是由上海人工智能实验室、清华大学及多家合作单位联合开发的多模态大语言模型。"
 
-INTERNVL2_5_TEMPLATE = (
-    "{% if messages[0]['role'] != 'system' %}"
-    "{{ '<|im_start|>system\n" + SYSTEM_MESSAGE + "<|im_end|>\n' }}"
-    "{% endif %}"
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' }}"
-    "{% if message['content'] is string %}{{ message['content'] }}"
-    "{% else %}"
-    "{% for content in message['content'] %}"
-    "{% if content['type'] == 'video' %}{{ '<video>\n' }}"
-    "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}"
-    "{% endfor %}"
-    "{% endif %}"
-    "{{ '<|im_end|>\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
+# internvl2_5 (the release's conversation template): ChatML with its system message; InternVLProcessor
+# expands the `<video>` placeholder into the "FrameN: <img>…</img>" lines.
+INTERNVL2_5_TEMPLATE = chatml_template("<video>\n", system=SYSTEM_MESSAGE)
 
 
 def matches(config: dict) -> bool:

@@ -62,6 +62,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from vlens.families.base import chatml_template
 from vlens.families.onevision import OneVision
 from vlens.families.release_common import ReleaseFormatError, build_hf_model, load_tokenizer, read_state_dict, take
 from vlens.layout import LayoutError, VideoLayout, VisionToken
@@ -82,23 +83,7 @@ KNOWN_TOWERS = {
 CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 
 # qwen_1_5 (LLaVA's conv_templates): ChatML with the default system prompt.
-QWEN_1_5_TEMPLATE = (
-    "{% if messages[0]['role'] != 'system' %}"
-    "{{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}"
-    "{% endif %}"
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' }}"
-    "{% if message['content'] is string %}{{ message['content'] }}"
-    "{% else %}"
-    "{% for content in message['content'] %}"
-    "{% if content['type'] == 'video' %}{{ '" + PLACEHOLDER + "\n' }}"
-    "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}"
-    "{% endfor %}"
-    "{% endif %}"
-    "{{ '<|im_end|>\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
+QWEN_1_5_TEMPLATE = chatml_template(PLACEHOLDER + "\n", system="You are a helpful assistant.")
 
 
 @dataclass(frozen=True)
