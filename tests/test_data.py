@@ -65,6 +65,18 @@ def test_synthetic_is_deterministic_and_written_files_decode(tmp_path):
     assert [s.meta["kind"] for s in load_dataset("synthetic:3,n=12", task="count")] == ["count"] * 12
 
 
+def test_synthetic_options_canonical_unless_shuffled():
+    canonical = load_dataset("synthetic:5,n=60")
+    for s in canonical:  # every option list is in the pool's own order
+        pool = {"direction": list(synthetic.DIRECTIONS), "count": list(synthetic.COUNT_WORDS), "shape": list(synthetic.SHAPES),
+                "color_change": ["yes", "no"]}.get(s.meta["kind"], list(synthetic.COLORS))
+        assert list(s.options) == sorted(s.options, key=pool.index), s
+    shuffled = load_dataset("synthetic:5,n=60,shuffle=1")
+    assert [s.meta for s in shuffled] == [s.meta for s in canonical]  # same clips and answers
+    assert any(a.options != b.options for a, b in zip(shuffled, canonical))
+    assert all(a.options[a.answer] == b.options[b.answer] for a, b in zip(shuffled, canonical))
+
+
 # --- released layouts ----------------------------------------------------------------------------
 def test_videomme_layout_filters_and_missing_video(tmp_path):
     root = fabricate.videomme(tmp_path / "vm", n=4, missing=2)
@@ -116,3 +128,5 @@ def test_bad_dataset_specs():
         load_dataset("mvbench")
     with pytest.raises(DatasetError, match="unknown synthetic option"):
         load_dataset("synthetic:0,frames=8,colour=1")
+    with pytest.raises(DatasetError, match="shuffle must be 0 or 1"):
+        load_dataset("synthetic:0,shuffle=2")

@@ -172,12 +172,15 @@ def generate(
     kinds: tuple[str, ...] = QUESTION_KINDS,
     n_frames: int = 8,
     size: int = 32,
-    shuffle: bool = True,
+    shuffle: bool = False,
     write_dir: str | Path | None = None,
     fps: float = 8.0,
     start: int = 0,
 ) -> list[Sample]:
-    """Samples start..start+n-1 of `seed`; kinds cycle in order (sample i has kinds[i % len])."""
+    """Samples start..start+n-1 of `seed`; kinds cycle in order (sample i has kinds[i % len]).
+
+    Options come in a canonical order (colours in palette order, left/right/up/down, one…four,
+    yes/no), as the model organism is trained and evaluated; `shuffle=True` permutes them."""
     from vlens.video import write_video
 
     out = []
@@ -193,8 +196,9 @@ def generate(
 
 
 def load(arg: str = "", *, task: str | list[str] | None = None, **filters) -> list[Sample]:
-    """`synthetic[:SEED[,n=120,frames=8,size=32]]`; `task` filters question kinds."""
-    seed, opts = 0, {"n": 120, "frames": 8, "size": 32}
+    """`synthetic[:SEED[,n=120,frames=8,size=32,shuffle=0]]`; `task` filters question kinds;
+    `shuffle=1` permutes the options (canonical order by default, as the organism was trained)."""
+    seed, opts = 0, {"n": 120, "frames": 8, "size": 32, "shuffle": 0}
     for part in [p for p in arg.split(",") if p.strip()]:
         if "=" in part:
             k, _, v = part.partition("=")
@@ -212,4 +216,6 @@ def load(arg: str = "", *, task: str | list[str] | None = None, **filters) -> li
         if bad:
             raise DatasetError(f"unknown synthetic task(s) {bad}; kinds: {', '.join(QUESTION_KINDS)}")
         kinds = tuple(wanted)
-    return generate(opts["n"], seed, kinds=kinds, n_frames=opts["frames"], size=opts["size"])
+    if opts["shuffle"] not in (0, 1):
+        raise DatasetError(f"synthetic option shuffle must be 0 or 1, got {opts['shuffle']}")
+    return generate(opts["n"], seed, kinds=kinds, n_frames=opts["frames"], size=opts["size"], shuffle=bool(opts["shuffle"]))

@@ -6,9 +6,19 @@ image_newline, and a Qwen2 LM (8 layers × 128) with the word-level tokenizer an
 8 frames → 129 vision positions per clip.
 
 Objective: cross-entropy of the answer letter at the answer position (what scoring reads), on
-clips from `vlens.data.synthetic` drawn fresh every step. Curriculum: options in a fixed order
-for the first 20% of steps, then shuffled with a probability rising to 1 at 50% (shuffled from
-step 0 the loss sits at ln 4 for hundreds of steps). AdamW, warmup then cosine decay.
+clips from `vlens.data.synthetic` drawn fresh every step, with the options in the generator's
+canonical order (palette order for colours, left/right/up/down, one…four, yes/no; the same order
+the held-out set and the demo use). The kinds that need spatial detail (shape, direction, count)
+are drawn more often (KIND_MIX). AdamW, warmup then cosine decay.
+
+Why canonical option order: with shuffled options the letter is one more indirection (find the
+option that names what was seen, copy its letter), and within the ~30-minute CPU budget it was not
+learned together with perception. Three recipes were measured, 2000 steps × 32 clips each:
+options fixed for the first 20% of steps then shuffled, kinds uniform → held-out colour, first,
+colour change 100% but shape 35%, direction 30%, count 52%; fixed for 30% with more hard-kind
+samples → training accuracy fell from 63% to 33% once shuffling began; plus 50→20% open-ended
+samples (target: the answer word) → multiple-choice training accuracy 30% after the shuffle. Trained
+with canonical order, shape/direction/count alone reach 65/88/98% in 300 steps.
 """
 
 from __future__ import annotations
@@ -26,7 +36,9 @@ from vlens.prompts import letter_token_ids, mc_question
 
 ARCH = dict(n_layers=8, d_model=128, n_heads=4, n_kv_heads=2, d_mlp=384, image_size=32, patch_size=4,
             vision_layers=2, vision_d=64)
-DATA = dict(n_frames=8, size=32)
+DATA = dict(n_frames=8, size=32, shuffle=False)
+# Training mix (sample i gets KIND_MIX[i % 10]); evaluation uses every kind equally often.
+KIND_MIX = ("color", "shape", "direction", "shape", "first", "count", "shape", "direction", "color_change", "count")
 
 
 def build(path: Path, seed: int) -> Path:
@@ -51,7 +63,7 @@ def _batch(processor, samples, letters_by_n):
 def train(
     out: str | Path,
     *,
-    steps: int = 1500,
+    steps: int = 2000,
     batch_size: int = 32,
     lr: float = 2e-3,
     warmup: int = 100,
@@ -77,17 +89,11 @@ def train(
         opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))
     )
     log = {"steps": [], "loss": [], "acc": [], "seconds": [], "config": {"arch": ARCH, "data": DATA, "steps": steps,
-           "batch_size": batch_size, "lr": lr, "warmup": warmup, "seed": seed}}
-    rng = np.random.default_rng(seed)
+           "batch_size": batch_size, "lr": lr, "warmup": warmup, "seed": seed, "kind_mix": KIND_MIX}}
     t0 = time.time()
     run_loss, run_acc = [], []
     for step in range(steps):
-        frac = step / steps
-        p_shuffle = 0.0 if frac < 0.2 else min(1.0, (frac - 0.2) / 0.3)
-        samples = [
-            synthetic.generate(1, seed=10_000 + seed, start=step * batch_size + i, shuffle=bool(rng.random() < p_shuffle), **DATA)[0]
-            for i in range(batch_size)
-        ]
+        samples = synthetic.generate(batch_size, seed=10_000 + seed, start=step * batch_size, kinds=KIND_MIX, **DATA)
         enc, target = _batch(processor, samples, letters)
         logits = model(**enc, logits_to_keep=1).logits[:, -1]
         loss = torch.nn.functional.cross_entropy(logits, target)
@@ -104,7 +110,7 @@ def train(
             log["acc"].append(float(np.mean(run_acc)))
             log["seconds"].append(time.time() - t0)
             print(f"step {step + 1:5d}/{steps}  loss {log['loss'][-1]:.3f}  train acc {log['acc'][-1]:.2f}  "
-                  f"p_shuffle {p_shuffle:.2f}  {time.time() - t0:.0f}s", flush=True)
+                  f"{time.time() - t0:.0f}s", flush=True)
             run_loss, run_acc = [], []
         if time_limit is not None and time.time() - t0 > time_limit:
             print(f"time limit reached at step {step + 1}", flush=True)
