@@ -26,21 +26,14 @@ def main(out: Path = Path(__file__).parent / "img" / "organism_training.png") ->
     a.set_xlabel("step")
     a.set_ylabel("cross-entropy of the answer token")
     a.legend(fontsize=8)
-    b.plot(steps, log["acc"], color="#2ca02c", label="all samples")
-    if "mc_acc" in log:
-        b.plot(steps, log["mc_acc"], color="#d62728", lw=1, label="multiple-choice samples")
-        b.legend(fontsize=8)
+    b.plot(steps, log["acc"], color="#2ca02c")
     b.set_xlabel("step")
     b.set_ylabel("training accuracy (running)")
     b.set_ylim(0, 1)
     cfg = log["config"]
     total = steps[-1] * cfg["batch_size"]
-    fixed, shuffled = cfg.get("curriculum", (0.2, 0.5))
-    for ax in (a, b):
-        ax.axvspan(0, fixed * cfg["steps"], color="#eeeeee", zorder=0)
-        ax.axvspan(fixed * cfg["steps"], shuffled * cfg["steps"], color="#f7f7f7", zorder=0)
     fig.suptitle(f"Model organism training: {steps[-1]} steps × {cfg['batch_size']} clips = {total} clips, "
-                 f"{log['seconds'][-1] / 60:.0f} min on CPU (grey: fixed option order, light: shuffling ramps in)", fontsize=9)
+                 f"{log['seconds'][-1] / 60:.0f} min on 2 CPU cores (options in canonical order)", fontsize=9)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
