@@ -183,22 +183,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
         print(f"vlens convert: {out} exists and is not empty; choose a new output directory", file=sys.stderr)
         return 2
     try:
-        if conv.__name__.endswith("llava_qwen_release"):
-            release = conv.release_for(config, "siglip" if "unpad" in str(config.get("mm_patch_merge_type")) else "clip")
-            s = release.settings(config)
-            raise ReleaseFormatError(
-                f"no transformers class computes {release.title}'s video path (projector before "
-                f"{s['mm_spatial_pool_mode']} pooling with stride {s['mm_spatial_pool_stride']}, newline "
-                f"{s['mm_newline_position']!r}; LlavaOnevision always bilinear-pools and appends one newline, "
-                "LlavaNextVideo pools before the projector). Load it with HookedVideoLLM.from_pretrained(DIR) instead"
-            )
-        if args.no_token_compression is False:
-            raise ReleaseFormatError(
-                "InternVideo2.5's released inference compresses every 4 frames to 64 tokens (HiCo/ToMe), which "
-                "InternVLForConditionalGeneration does not compute. Pass --no-token-compression to write the plain "
-                "InternVL2.5 path HF computes (a different model input than the release's chat), or load the release "
-                "with HookedVideoLLM.from_pretrained(DIR)"
-            )
+        refusal = conv.export_refusal(src, config, token_compression=not args.no_token_compression)
+        if refusal is not None:
+            raise ReleaseFormatError(refusal)
         hf_model, processor, _ = conv.build(src, dtype=getattr(torch, args.dtype), config=config, token_compression=False)
     except ReleaseFormatError as e:
         print(f"vlens convert: {e}", file=sys.stderr)

@@ -272,8 +272,9 @@ class Attention(nn.Module):
             from torch.nn.attention.flex_attention import create_block_mask
 
             allowed = self._allowed(ctx, Q, K, q.device)
-            for ko in self.knockouts:
-                allowed = allowed & ~ko.blocked_rows(ctx.q_start, Q, K, q.device, self.layer)
+            blocked = self._blocked(ctx, Q, K, q.device)
+            if blocked is not None:
+                allowed = allowed & ~blocked
             allowed = allowed.expand(B, Q, K).contiguous()
 
             def mask_mod(b, h, q_idx, kv_idx):
@@ -340,15 +341,20 @@ class Attention(nn.Module):
         )
         return torch.cat([head, tail], dim=2)
 
+    def _blocked(self, ctx: AttentionContext, Q: int, K: int, device) -> Bool[Tensor, "batch query key"] | None:
+        """The union of this layer's knockouts' removed edges for these rows (None: no knockout)."""
+        blocked = None
+        for ko in self.knockouts:
+            b = ko.blocked_rows(ctx.q_start, Q, K, device, self.layer)
+            blocked = b if blocked is None else blocked | b
+        return blocked
+
     def _fused_mask(self, ctx: AttentionContext, Q: int, K: int, device) -> tuple[int, Tensor]:
         """(first row that differs from plain causal, allowed mask [batch, 1, Q - first, K])."""
         key = ("fused", Q, K, tuple(ko.mask_key(self.layer) for ko in self.knockouts))
         if key not in ctx.mask_cache:
             allowed = self._allowed(ctx, Q, K, device)
-            blocked = None
-            for ko in self.knockouts:
-                b = ko.blocked_rows(ctx.q_start, Q, K, device, self.layer)
-                blocked = b if blocked is None else blocked | b
+            blocked = self._blocked(ctx, Q, K, device)
             if blocked is not None:
                 allowed = allowed & ~blocked
             first = 0

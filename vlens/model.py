@@ -92,9 +92,13 @@ class HookedVideoLLM(HookedRootModule):
     def from_hf(cls, hf_model: nn.Module, processor: Any = None) -> HookedVideoLLM:
         """Wrap an already-built HF model (weights shared, not copied) and its processor."""
         arch = type(hf_model).__name__
-        family = family_for(arch)
+        name = getattr(hf_model.config, "_name_or_path", "") or arch
+        return cls._assemble(family_for(arch), hf_model, processor, name)
+
+    @classmethod
+    def _assemble(cls, family: Family, hf_model: nn.Module, processor: Any, name: str) -> HookedVideoLLM:
         cfg = family.config(hf_model.config)
-        cfg.model_name = getattr(hf_model.config, "_name_or_path", "") or arch
+        cfg.model_name = name
         if processor is not None and getattr(processor, "tokenizer", None) is not None:
             processor.tokenizer.padding_side = "left"  # batches are left-padded (DESIGN.md)
         return cls(cfg, family, hf_model.eval(), processor)
@@ -124,13 +128,10 @@ class HookedVideoLLM(HookedRootModule):
                 dtype = getattr(torch, dtype)
             hf_model, processor, family = converter.build(
                 path, dtype=dtype, device=device, attn_implementation=attn_implementation, config=config_dict)
-            processor.tokenizer.padding_side = "left"  # batches are left-padded (DESIGN.md)
-            cfg = family.config(hf_model.config)
-            cfg.model_name = str(path)
-            return cls(cfg, family, hf_model, processor)
+            return cls._assemble(family, hf_model, processor, str(path))
         if not archs:
             raise UnsupportedModelError(f"{config_file} names no 'architectures'; cannot tell the model family")
-        family_for(archs[0])  # clear error before loading any weights
+        family = family_for(archs[0])  # clear error before loading any weights
         import transformers
         from transformers import AutoProcessor
         from transformers.utils import logging as hf_logging
@@ -148,9 +149,7 @@ class HookedVideoLLM(HookedRootModule):
         finally:
             if was_enabled:
                 hf_logging.enable_progress_bar()
-        model = cls.from_hf(hf_model, processor)
-        model.cfg.model_name = str(path)
-        return model
+        return cls._assemble(family, hf_model, processor, str(path))
 
     # inputs ----------------------------------------------------------------------------------------
     @property

@@ -231,6 +231,17 @@ def hf_state_dict(state: dict[str, Tensor], lc: dict, n_vision_heads: int) -> di
     return out
 
 
+def export_refusal(path: Path, config: dict, *, token_compression: bool) -> str | None:
+    """Why `vlens convert` cannot write this release as an HF directory: HF's InternVL has no
+    token compression, so only the uncompressed path can be written."""
+    if not token_compression:
+        return None
+    return ("InternVideo2.5's released inference compresses every 4 frames to 64 tokens (HiCo/ToMe), which "
+            "InternVLForConditionalGeneration does not compute. Pass --no-token-compression to write the plain "
+            "InternVL2.5 path HF computes (a different model input than the release's chat), or load the release "
+            "with HookedVideoLLM.from_pretrained(DIR)")
+
+
 def build(path: str | Path, *, dtype: torch.dtype = torch.float32, device="cpu", attn_implementation: str = "sdpa",
           config: dict | None = None, token_compression: bool = True):
     """(hf_model, processor, family) for an InternVideo2.5 release directory."""

@@ -296,6 +296,25 @@ def hf_state_dict(state: dict[str, Tensor], tower_keys: set[str], d_model: int, 
     return out
 
 
+def resolve(config: dict, path: Path):
+    """(tower config, tower kind "clip"/"siglip", Release) of a LlavaQwenForCausalLM directory."""
+    if "mm_vision_tower" not in config:
+        raise ReleaseFormatError(f"{path}/config.json names {ARCHITECTURE} but has no mm_vision_tower: not a LLaVA release")
+    vcfg = tower_config(config, path)
+    kind = "siglip" if vcfg.model_type.startswith("siglip") else "clip" if vcfg.model_type.startswith("clip") else vcfg.model_type
+    return vcfg, kind, release_for(config, kind)
+
+
+def export_refusal(path: Path, config: dict, *, token_compression: bool) -> str | None:
+    """Why `vlens convert` cannot write this release as an HF directory (always: see the docstring)."""
+    _, _, release = resolve(config, path)
+    s = release.settings(config)
+    return (f"no transformers class computes {release.title}'s video path (projector before "
+            f"{s['mm_spatial_pool_mode']} pooling with stride {s['mm_spatial_pool_stride']}, newline "
+            f"{s['mm_newline_position']!r}; LlavaOnevision always bilinear-pools and appends one newline, "
+            "LlavaNextVideo pools before the projector). Load it with HookedVideoLLM.from_pretrained(DIR) instead")
+
+
 def build(path: str | Path, *, dtype: torch.dtype = torch.float32, device="cpu", attn_implementation: str = "sdpa",
           config: dict | None = None):
     """(hf_model, processor, family) for a LlavaQwenForCausalLM release directory."""
@@ -312,11 +331,7 @@ def build(path: str | Path, *, dtype: torch.dtype = torch.float32, device="cpu",
 
     path = Path(path)
     config = config or read_config(path)
-    if "mm_vision_tower" not in config:
-        raise ReleaseFormatError(f"{path}/config.json names {ARCHITECTURE} but has no mm_vision_tower: not a LLaVA release")
-    vcfg = tower_config(config, path)
-    kind = "siglip" if vcfg.model_type.startswith("siglip") else "clip" if vcfg.model_type.startswith("clip") else vcfg.model_type
-    release = release_for(config, kind)
+    vcfg, kind, release = resolve(config, path)
     settings = release.settings(config)
     if kind == "siglip":  # LLaVA's SigLipVisionTower deletes the last layer (and the head)
         vcfg.num_hidden_layers -= 1
