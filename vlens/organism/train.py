@@ -1,6 +1,6 @@
 """Train the model organism: a tiny LLaVA-OneVision on the synthetic multiple-choice task.
 
-Architecture (LLaVA-OneVision, as `vlens.testing.make_tiny_onevision` builds it): SigLIP tower at
+Architecture (LLaVA-OneVision, read from the shipped checkpoint's own config and processor files): SigLIP tower at
 32 px with 4 px patches (8×8 patches → 4×4 = 16 pooled tokens per frame), the 2-layer projector,
 image_newline, and a Qwen2 LM (8 layers × 128) with the word-level tokenizer and ChatML template.
 8 frames → 129 vision positions per clip.
@@ -41,10 +41,18 @@ DATA = dict(n_frames=8, size=32, shuffle=False)
 KIND_MIX = ("color", "shape", "direction", "shape", "first", "count", "shape", "direction", "color_change", "count")
 
 
-def build(path: Path, seed: int) -> Path:
-    from vlens.testing import make_tiny_onevision
+def build(seed: int):
+    """A freshly initialised organism (HF's own init, seeded) with the shipped checkpoint's
+    architecture, tokenizer, chat template and processor: the config files are the recipe's facts,
+    so training never needs the test fixtures. Returns (model, processor)."""
+    from transformers import AutoConfig, AutoProcessor, LlavaOnevisionForConditionalGeneration
 
-    return make_tiny_onevision(path, seed=seed, **ARCH)
+    from vlens.organism import checkpoint_dir
+
+    config = AutoConfig.from_pretrained(checkpoint_dir(), local_files_only=True)
+    processor = AutoProcessor.from_pretrained(checkpoint_dir(), local_files_only=True)
+    torch.manual_seed(seed)
+    return LlavaOnevisionForConditionalGeneration(config).float(), processor
 
 
 def _batch(processor, samples, letters_by_n):
@@ -72,16 +80,9 @@ def train(
     time_limit: float | None = None,
 ) -> dict:
     """Train from scratch into `out` (a save_pretrained dir + train_log.json). Returns the log."""
-    from transformers import AutoProcessor, LlavaOnevisionForConditionalGeneration
-
     out = Path(out)
-    torch.manual_seed(seed)
-    build(out, seed)
-    processor = AutoProcessor.from_pretrained(out)
+    model, processor = build(seed)
     processor.tokenizer.padding_side = "left"
-    model = LlavaOnevisionForConditionalGeneration.from_pretrained(out, dtype=torch.float32)
-    # Re-initialise with HF's own scheme (make_tiny_onevision widens weights for tests).
-    model.apply(model._init_weights)
     model.train()
     letters = {n: letter_token_ids(processor.tokenizer, n) for n in (2, 4)}
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
