@@ -142,7 +142,7 @@ def test_bad_knockout_inputs(model):
 @pytest.mark.slow
 def test_compiled_flex_attention_equals_hf_reference(model, hf_models, monkeypatch):
     """The kernel the GPU runs: FlexAttention compiled (here through inductor's CPU backend)."""
-    from vlens import components
+    from vlens import attention as components
 
     monkeypatch.setattr(components, "FLEX_COMPILE", "always")
     monkeypatch.setattr(components, "_compiled_flex", None)

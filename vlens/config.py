@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 import torch
 
 
-@dataclass
+@dataclass(frozen=True)
 class HookedVideoLLMConfig:
+    """Frozen: a model's shape never changes after loading (`dataclasses.replace` makes a new one)."""
+
     n_layers: int
     d_model: int
     n_heads: int
@@ -44,7 +46,7 @@ class HookedVideoLLMConfig:
 
     def __post_init__(self) -> None:
         if self.n_key_value_heads is None:
-            self.n_key_value_heads = self.n_heads
+            object.__setattr__(self, "n_key_value_heads", self.n_heads)  # frozen: set once, here
         if self.n_heads % self.n_key_value_heads:
             raise ValueError(
                 f"n_heads={self.n_heads} is not a multiple of n_key_value_heads="

@@ -21,12 +21,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from vlens import knockout as ko
-from vlens.components import apply_rotary
+from vlens.interventions import check_layouts
 from vlens.layout import VideoLayout
 
 
@@ -71,9 +70,10 @@ class EfficientOutput:
     positions: Int[Tensor, "batch kept"]  # original positions of the kept (non-vision) rows
 
 
-def _frame_blocks(layout: VideoLayout) -> tuple[Tensor, Tensor, Tensor]:
-    """Per frame: query positions [F, n], key positions [F, K] (padded with 0) and key mask
-    [F, n, K] for block-diagonal attention (non-video positions before the frame + own frame)."""
+def _frame_blocks(layout: VideoLayout) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Per frame: query positions [F, n], key positions [F, K] (padded with 0), key mask
+    [F, n, K] for block-diagonal attention (non-video positions before the frame + own frame),
+    and the other (non-video) rows [M], which attend causally over everything."""
     video = layout.is_video
     frames = sorted(set(layout.frame[video].tolist()))
     queries = [layout.frame_positions(f) for f in frames]
@@ -88,115 +88,83 @@ def _frame_blocks(layout: VideoLayout) -> tuple[Tensor, Tensor, Tensor]:
     for i, (q, k) in enumerate(zip(queries, keys)):
         key_pos[i, : len(k)] = k
         mask[i, :, : len(k)] = k[None, :] <= q[:, None]
-    return torch.stack(queries), key_pos, mask
+    return torch.stack(queries), key_pos, mask, (~video).nonzero().flatten()
 
 
-def _attention(attn, x: Tensor, cos: Tensor, sin: Tensor, positions: Tensor, key_padding: Tensor | None,
-               blocks: tuple | None, kv_out: list | None) -> Tensor:
-    """One attention layer over the rows `x` (original `positions`, increasing). With `blocks`
-    (batch of one), video rows attend per frame and the other rows causally over everything."""
-    B, N, _ = x.shape
-    H, Hkv, d = attn.cfg.n_heads, attn.cfg.n_key_value_heads, attn.cfg.d_head
-    q = apply_rotary(attn.q_proj(x).view(B, N, H, d), cos, sin).transpose(1, 2)
-    k = apply_rotary(attn.k_proj(x).view(B, N, Hkv, d), cos, sin).transpose(1, 2)
-    v = attn.v_proj(x).view(B, N, Hkv, d).transpose(1, 2)
-    if kv_out is not None:
-        kv_out.append((k, v))
-    gqa = attn.cfg.n_groups > 1
-    if blocks is None:
-        if key_padding is None:
-            z = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=attn.scale, enable_gqa=gqa)
-        else:
-            idx = torch.arange(N, device=x.device)
-            allowed = (idx[None, :] <= idx[:, None])[None] & (key_padding[:, None, :] | (idx[None, :] == idx[:, None])[None])
-            z = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed[:, None], scale=attn.scale, enable_gqa=gqa)
-    else:
-        q_pos, key_pos, mask, other = blocks
-        Fr, n = q_pos.shape
-        z = torch.empty_like(q)
-        # video rows: frames as a batch, keys = earlier non-video positions + own frame
-        qf = q[0][:, q_pos.flatten()].view(H, Fr, n, d).transpose(0, 1)
-        kf = k[0][:, key_pos.flatten()].view(Hkv, Fr, -1, d).transpose(0, 1)
-        vf = v[0][:, key_pos.flatten()].view(Hkv, Fr, -1, d).transpose(0, 1)
-        zf = F.scaled_dot_product_attention(qf, kf, vf, attn_mask=mask[:, None], scale=attn.scale, enable_gqa=gqa)
-        z[0][:, q_pos.flatten()] = zf.transpose(0, 1).reshape(H, Fr * n, d)
-        # other rows (system, separator, question): causal over all keys
-        rows = other
-        allowed = torch.arange(N, device=x.device)[None, :] <= rows[:, None]
-        z[0][:, rows] = F.scaled_dot_product_attention(q[0][:, rows][None], k, v, attn_mask=allowed[None, None], scale=attn.scale, enable_gqa=gqa)[0]
-    return attn.o_proj(z.transpose(1, 2).reshape(B, N, H * d))
+class EfficientPlan:
+    """An `EfficientConfig` bound to one batch: the rows that leave at the exit layer (a
+    vlens.interventions.RowPlan) and temporal pruning as an edge removal that prefers the
+    per-frame attention backend. Passed per call: `model(inputs, plan=plan)`."""
+
+    def __init__(self, config: EfficientConfig, layouts, n_layers: int):
+        config.check(n_layers)
+        self.config, self.layouts = config, list(layouts)
+        self.exit_layer = config.exit_layer
+        self.prune = min(config.temporal_prune_layers, config.exit_layer)
+        self._pruning = _TemporalPruning(self) if self.prune > 0 else None
+
+    def check_batch(self, rows) -> None:
+        check_layouts(f"the efficient-inference plan {self.config}", self.layouts, rows)
+
+    def kept_rows(self, device) -> Bool[Tensor, "batch pos"]:
+        return torch.stack([~layout.is_vision for layout in self.layouts]).to(device)
+
+    def edge_removals(self) -> list:
+        return [self._pruning] if self._pruning is not None else []
+
+
+class _TemporalPruning:
+    """Layers < P: VT-K's edges, computed per frame where the batch allows (one row, no pad)."""
+
+    site = "pattern"
+
+    def __init__(self, plan: EfficientPlan):
+        self.plan = plan
+        self._blocked: dict = {}
+        self._blocks: dict = {}
+
+    def resolve_layers(self, n_layers: int) -> tuple[int, ...]:
+        return tuple(range(self.plan.prune))
+
+    def check_batch(self, rows) -> None:
+        self.plan.check_batch(rows)
+
+    def mask_key(self, layer: int) -> object:
+        return id(self)
+
+    def blocked(self, layer: int, n_pos: int, device) -> Tensor:
+        key = (n_pos, str(device))
+        if key not in self._blocked:
+            self._blocked[key] = torch.stack(
+                [ko.VT().blocked(layout.extend(n_pos - len(layout))) for layout in self.plan.layouts]
+            ).to(device)
+        return self._blocked[key]
+
+    def per_frame_blocks(self, device):
+        layouts = self.plan.layouts
+        if len(layouts) != 1 or layouts[0].mask("pad").any():
+            return None  # the masked SDPA path computes the same edges
+        if str(device) not in self._blocks:
+            self._blocks[str(device)] = tuple(t.to(device) for t in _frame_blocks(layouts[0]))
+        return self._blocks[str(device)]
 
 
 @torch.no_grad()
-def efficient_forward(model, inputs, config: EfficientConfig, *, kv_cache: list | None = None) -> EfficientOutput:
-    """Prefill with the savings of `config`; logits of the kept (non-vision) positions.
-
-    With `kv_cache` (a list), each layer's (k, v) of the rows it computed is appended: all
-    positions below E, non-vision positions from E on (what `generate_efficient` decodes with)."""
-    L = model.cfg.n_layers
-    config.check(L)
-    layouts = inputs.layouts
-    x = model.hook_embed(model.embed_inputs(inputs))
-    B, N, _ = x.shape
-    device = x.device
-    mask = inputs.get("attention_mask")
-    key_padding = None if mask is None or bool(mask.all()) else mask.to(device).bool()
-    positions = torch.arange(N, device=device)[None].expand(B, N)  # sequence order: causality, frames
-    # rotary positions, [B, N] or [3, B, N] (M-RoPE): the family's own, carried along when rows leave
-    rope_pos = model.position_ids(inputs).to(device)
-    rope_pos = rope_pos.expand(*rope_pos.shape[:-2], B, N)
-    prune = min(config.temporal_prune_layers, config.exit_layer)
-    blocks = None
-    if prune > 0:
-        if B != 1:
-            raise ValueError("temporal pruning runs one sample at a time (batch of 1); loop over samples")
-        q_pos, key_pos, fmask = _frame_blocks(layouts[0])
-        other = (~layouts[0].is_video).nonzero().flatten()
-        blocks = (q_pos.to(device), key_pos.to(device), fmask.to(device), other.to(device))
-    keep = torch.stack([~(l.is_vision) for l in layouts]).to(device)
-    n_keep = keep.sum(-1)
-    if not bool((n_keep == n_keep[0]).all()):
-        raise ValueError("rows of the batch have different numbers of vision positions; use the same frames per row")
-    for l, block in enumerate(model.blocks):
-        if l == config.exit_layer:  # visual early exit: vision rows leave the sequence
-            idx = keep.nonzero()[:, 1].view(B, -1)
-            x = torch.gather(x, 1, idx[..., None].expand(-1, -1, x.shape[-1]))
-            positions = torch.gather(positions, 1, idx)
-            rope_pos = torch.gather(rope_pos, -1, idx.expand_as(rope_pos[..., : idx.shape[-1]]))
-            if key_padding is not None:
-                key_padding = torch.gather(key_padding, 1, idx)
-        cos, sin = model.rotary(rope_pos, x.dtype)
-        resid = block.hook_resid_pre(x)
-        attn_out = _attention(block.attn, block.ln1(resid), cos, sin, positions, key_padding,
-                              blocks if l < prune else None, kv_cache)
-        resid = block.hook_resid_mid(resid + block.hook_attn_out(attn_out))
-        x = block.hook_resid_post(resid + block.hook_mlp_out(block.mlp(block.ln2(resid))))
-    if config.exit_layer == L:
-        idx = keep.nonzero()[:, 1].view(B, -1)
-        x = torch.gather(x, 1, idx[..., None].expand(-1, -1, x.shape[-1]))
-        positions = torch.gather(positions, 1, idx)
-    return EfficientOutput(model.unembed(model.ln_final(x)), positions)
+def efficient_forward(model, inputs, config: EfficientConfig) -> EfficientOutput:
+    """Prefill with the savings of `config` through the model's own blocks (every hook fires on
+    the rows computed); logits of the kept (non-vision) positions."""
+    plan = EfficientPlan(config, inputs.layouts, model.cfg.n_layers)
+    logits = model(inputs, plan=plan)
+    kept = plan.kept_rows(logits.device)
+    positions = torch.stack([row.nonzero().flatten() for row in kept])
+    return EfficientOutput(logits, positions)
 
 
 @torch.no_grad()
 def generate_efficient(model, inputs, config: EfficientConfig, max_new_tokens: int = 20) -> Tensor:
     """Greedy decoding with a KV cache after an efficient prefill: generated tokens are text, so
-    from E on they read only the non-vision keys. Batch of one."""
+    from E on they read only the non-vision keys the cache holds. Batch of one."""
     if inputs.batch_size != 1:
         raise ValueError("generate_efficient decodes one sample at a time")
-    kv: list = []
-    out = efficient_forward(model, inputs, config, kv_cache=kv)
-    cache = list(kv)
-    N = inputs.seq_len
-    next_pos = int(model.position_ids(inputs).max()) + 1  # one past the prompt's largest (M-RoPE too)
-    eos = model._eos_id()
-    tokens = []
-    logits = out.logits[:, -1]
-    for t in range(max_new_tokens):
-        tok = logits.argmax(-1)
-        tokens.append(tok)
-        if eos is not None and int(tok) == eos:
-            break
-        step = {"input_ids": tok[:, None], "position_ids": torch.tensor([[next_pos + t]], device=tok.device)}
-        logits = model(step, kv_cache=cache, q_start=N + t)[:, -1]
-    return torch.stack(tokens, dim=1)
+    plan = EfficientPlan(config, inputs.layouts, model.cfg.n_layers)
+    return model.generate(inputs, max_new_tokens, plan=plan)

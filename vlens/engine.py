@@ -26,7 +26,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from vlens.knockout import KnockoutHook, LayerSelection, Spec
+from vlens.interventions import Interventions
+from vlens.knockout import KnockoutError, LayerSelection, Spec
+from vlens.kv_cache import KVCache
 from vlens.layout import VideoLayout
 
 
@@ -39,36 +41,46 @@ class SweepConfig:
     layers: LayerSelection
 
 
-class _RowwiseKnockout(KnockoutHook):
-    """A batch whose row b is one configuration (its own spec and layers) of the same sample."""
+class ConfigurationRows:
+    """An attention intervention whose batch row b is configuration b (its own spec in its own
+    layers) of one sample: the engine runs many configurations as one batch. It composes the
+    configurations' specs; nothing is subclassed."""
 
-    def __init__(self, configs: Sequence[SweepConfig], resolved: Sequence[tuple[int, ...]], layout: VideoLayout):
-        super().__init__(configs[0].spec, configs[0].layers, [layout] * len(configs))
-        self.configs, self.layer_sets = list(configs), [set(r) for r in resolved]
-        self.union = sorted(set().union(*self.layer_sets))
-        self._per_spec: dict = {}
+    site = "pattern"
 
-    def bind(self, n_layers: int) -> tuple[int, ...]:
-        self.resolved = tuple(self.union)
-        return self.resolved
+    def __init__(self, configs: Sequence[SweepConfig], n_layers: int, layout: VideoLayout):
+        self.configs, self.layout = list(configs), layout
+        self.layer_sets = [set(c.layers.resolve(n_layers)) for c in self.configs]
+        self._by_spec: dict = {}
+        self._by_layers: dict = {}
+
+    def resolve_layers(self, n_layers: int) -> tuple[int, ...]:
+        return tuple(sorted(set().union(*self.layer_sets)))
+
+    def check_batch(self, rows) -> None:
+        if rows.batch != len(self.configs) or rows.n_pos != len(self.layout):
+            raise KnockoutError(
+                f"{self!r} hold one row per configuration over {len(self.layout)} positions; the call has "
+                f"{rows.batch} rows over {rows.n_pos}"
+            )
 
     def mask_key(self, layer: int) -> object:
         return (id(self), tuple(layer in s for s in self.layer_sets))
 
-    def blocked_full(self, n_keys: int, device, layer: int | None = None) -> Tensor:
-        key = (n_keys, str(device), tuple(layer in s for s in self.layer_sets))
-        if key not in self._blocked:
+    def blocked(self, layer: int, n_pos: int, device) -> Tensor:
+        active = tuple(layer in s for s in self.layer_sets)
+        if active not in self._by_layers:
             rows = []
-            for cfg, layers in zip(self.configs, self.layer_sets):
-                if layer in layers:
-                    spec_key = (repr(cfg.spec), n_keys, str(device))
-                    if spec_key not in self._per_spec:
-                        self._per_spec[spec_key] = cfg.spec.blocked(self.layouts[0].extend(n_keys - len(self.layouts[0]))).to(device)
-                    rows.append(self._per_spec[spec_key])
+            for cfg, on in zip(self.configs, active):
+                if on:
+                    key = repr(cfg.spec)
+                    if key not in self._by_spec:
+                        self._by_spec[key] = cfg.spec.blocked(self.layout).to(device)
+                    rows.append(self._by_spec[key])
                 else:
-                    rows.append(torch.zeros(n_keys, n_keys, dtype=torch.bool, device=device))
-            self._blocked[key] = torch.stack(rows)
-        return self._blocked[key]
+                    rows.append(torch.zeros(n_pos, n_pos, dtype=torch.bool, device=device))
+            self._by_layers[active] = torch.stack(rows)
+        return self._by_layers[active]
 
     def __repr__(self) -> str:
         return f"{len(self.configs)} configurations"
@@ -191,16 +203,14 @@ def run_sweep(
         for c0 in range(0, len(idx), chunk):
             part = [configs[i] for i in idx[c0 : c0 + chunk]]
             B = len(part)
-            hook = _RowwiseKnockout(part, [c.layers.resolve(L) for c in part], layout)
-            past: list = [None] * L
-            for l in range(s, L):
-                k, v = kv[l]
-                past[l] = (k[:, :, :r0].expand(B, -1, -1, -1), v[:, :, :r0].expand(B, -1, -1, -1))
+            rows = ConfigurationRows(part, L, layout)
+            past = KVCache.from_prefix(L, {l: (kv[l][0][:, :, :r0].expand(B, -1, -1, -1), kv[l][1][:, :, :r0].expand(B, -1, -1, -1))
+                                           for l in range(s, L)})
             step = {"input_ids": inputs["input_ids"][:, r0:].expand(B, -1), "position_ids": positions[..., r0:]}
             if mask is not None:
                 step["attention_mask"] = mask.expand(B, -1)
-            with model.hooks(fwd_hooks=[(hook.name_filter, hook)]):
-                logits = model(step, start_at_layer=s, resid=resid.repeat(B, 1, 1), kv_cache=past, q_start=r0, logits_to_keep=1)
+            logits = model(step, start_at_layer=s, resid=resid.repeat(B, 1, 1), kv_cache=past, q_start=r0,
+                           logits_to_keep=1, interventions=Interventions.resolve([rows], L))
             for cfg, row in zip(part, logits[:, -1]):
                 out[cfg.name] = row
     return out

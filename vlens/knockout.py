@@ -30,12 +30,13 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from vlens.interventions import InterventionError, check_layouts
 from vlens.layout import VideoLayout
 
 HookSite = Literal["pattern", "attn_scores"]
 
 
-class KnockoutError(ValueError):
+class KnockoutError(InterventionError):
     """A knockout was asked for something it cannot do (bad layers, no video, wrong inputs)."""
 
 
@@ -286,41 +287,59 @@ class _NameFilter:
 
 
 class KnockoutHook:
-    """One knockout spec in a layer selection for a batch of layouts. Callable as a plain
-    TransformerLens hook; HookedVideoLLM recognises it and folds it into the attention mask."""
+    """One knockout spec in a layer selection for a batch of layouts.
+
+    An attention intervention (vlens.interventions.EdgeRemoval): given to `run_with_hooks`, it
+    is resolved and checked against the batch before the forward runs and lives only for that
+    call. Callable as a plain TransformerLens hook too (`model.add_hook(name, hook)`): then it
+    edits the pattern/scores tensor it is given.
+    """
 
     def __init__(self, spec: Spec, selection: LayerSelection, layouts: Sequence[VideoLayout], on: HookSite = "pattern"):
         if on not in ("pattern", "attn_scores"):
             raise KnockoutError(f"on must be 'pattern' or 'attn_scores', got {on!r}")
         if not isinstance(spec, Spec):
             raise KnockoutError(f"{spec!r} is not a knockout spec; use ko.LV(), ko.VT(), ko.VS() or ko.Custom(fn)")
+        if not layouts:
+            raise KnockoutError("knockout hooks need at least one row of inputs (the batch is empty)")
         for i, layout in enumerate(layouts):
             if not layout.has_video:
                 raise KnockoutError(f"row {i} of the inputs has no video positions; a {spec.label} knockout needs video")
-        self.spec, self.selection, self.layouts, self.on = spec, selection, list(layouts), on
+        self.spec, self.selection, self.layouts, self.site = spec, selection, list(layouts), on
         self.name_filter = _NameFilter(selection, on)
         self._blocked: dict[tuple[int, str], Tensor] = {}
+        self._resolved: tuple[int, ...] | None = None
 
-    def bind(self, n_layers: int) -> tuple[int, ...]:
+    @property
+    def on(self) -> HookSite:
+        return self.site
+
+    # the EdgeRemoval protocol -----------------------------------------------------------------------
+    def resolve_layers(self, n_layers: int) -> tuple[int, ...]:
         """Resolve the layer selection against a model's depth (raises if out of range)."""
-        self.resolved = self.selection.resolve(n_layers)
-        return self.resolved
+        self._resolved = self.selection.resolve(n_layers)
+        return self._resolved
+
+    def check_batch(self, rows) -> None:
+        check_layouts(str(self), self.layouts, rows, KnockoutError)
+
+    def mask_key(self, layer: int) -> object:
+        """The same mask in every layer this hook covers: one key, one shared mask."""
+        return id(self)
+
+    def blocked(self, layer: int, n_pos: int, device) -> Bool[Tensor, "batch q k"]:
+        return self.blocked_full(n_pos, device)
 
     def __repr__(self) -> str:
         where = str(self.selection)
-        if getattr(self, "resolved", None):  # after a run: the concrete layers
-            where = str(LayerSelection("list", (self.resolved,)))
+        if self._resolved:  # after a run: the concrete layers
+            where = str(LayerSelection("list", (self._resolved,)))
         return f"{self.spec.label} @ {where}" + (" (attn_scores)" if self.on == "attn_scores" else "")
 
     # masks ----------------------------------------------------------------------------------------
-    def mask_key(self, layer: int) -> object:
-        """Identifies this hook's mask in `layer` (layers sharing a key share one fused mask)."""
-        return id(self)
-
-    def blocked_full(self, n_keys: int, device, layer: int | None = None) -> Bool[Tensor, "batch q k"]:
+    def blocked_full(self, n_keys: int, device) -> Bool[Tensor, "batch q k"]:
         """Removed edges for every row of the batch over `n_keys` positions (generated tokens,
-        beyond the layout, are text). The same in every layer the hook covers (`layer` matters
-        only to subclasses with per-row layer sets, see vlens.engine)."""
+        beyond the layout, are text)."""
         key = (n_keys, str(device))
         if key not in self._blocked:
             masks = []
@@ -334,32 +353,33 @@ class KnockoutHook:
             self._blocked[key] = torch.stack(masks).to(device)
         return self._blocked[key]
 
-    def blocked_rows(self, q_start: int, n_q: int, n_keys: int, device, layer: int | None = None) -> Bool[Tensor, "batch q k"]:
-        if q_start == 0 and n_keys != len(self.layouts[0]):
+    def _rows_for(self, t: Tensor, q_start: int) -> Bool[Tensor, "batch 1 q k"]:
+        B, _, Q, K = t.shape
+        if B != len(self.layouts):
+            raise KnockoutError(f"the knockout holds {len(self.layouts)} layouts but the batch has {B} rows")
+        if q_start == 0 and K != len(self.layouts[0]):
             raise KnockoutError(
                 f"the knockout was built for inputs of {len(self.layouts[0])} positions but the model ran on "
-                f"{n_keys}; build the hooks from the same inputs you run"
+                f"{K}; build the hooks from the same inputs you run"
             )
-        return self.blocked_full(n_keys, device, layer)[:, q_start : q_start + n_q, :]
+        return self.blocked_full(K, t.device)[:, None, q_start : q_start + Q, :]
 
-    def _rows_for(self, t: Tensor, q_start: int, layer: int | None) -> Bool[Tensor, "batch 1 q k"]:
-        B, _, Q, K = t.shape
-        blocked = self.blocked_rows(q_start, Q, K, t.device, layer)
-        if blocked.shape[0] != B:
-            raise KnockoutError(f"the knockout holds {blocked.shape[0]} layouts but the batch has {B} rows")
-        return blocked[:, None]
+    def apply_to_scores(self, scores: Float[Tensor, "batch head q k"], q_start: int = 0) -> Tensor:
+        """−∞ at the removed edges."""
+        return scores.masked_fill(self._rows_for(scores, q_start), float("-inf"))
 
-    def apply_to_scores(self, scores: Float[Tensor, "batch head q k"], q_start: int = 0, layer: int | None = None) -> Tensor:
-        return scores.masked_fill(self._rows_for(scores, q_start, layer), float("-inf"))
-
-    def apply_to_pattern(self, pattern: Float[Tensor, "batch head q k"], q_start: int = 0, layer: int | None = None) -> Tensor:
-        blocked = self._rows_for(pattern, q_start, layer)
+    def apply_to_pattern(self, pattern: Float[Tensor, "batch head q k"], q_start: int = 0) -> Tensor:
+        """Zero the removed weights and renormalise the rows that lost weight, in fp32 (a row
+        whose kept weights all underflowed to 0 gets weights 0: attention output 0, no NaN).
+        Rows that lost nothing stay bit-identical."""
+        blocked = self._rows_for(pattern, q_start)
         rows = blocked.any(-1, keepdim=True)
         if not bool(rows.any()):
-            return pattern  # bit for bit: nothing removed, nothing renormalised
-        kept = pattern.masked_fill(blocked, 0.0)
-        # Renormalise only the rows that lost weight: other rows stay bit-identical.
-        return torch.where(rows, kept / kept.sum(-1, keepdim=True), pattern)
+            return pattern
+        kept = pattern.float().masked_fill(blocked, 0.0)
+        total = kept.sum(-1, keepdim=True)
+        renormalised = torch.where(total > 0, kept / total.clamp_min(torch.finfo(torch.float32).tiny), 0.0)
+        return torch.where(rows, renormalised.to(pattern.dtype), pattern)
 
     def __call__(self, tensor: Tensor, hook) -> Tensor:
         """Plain TransformerLens hook use (e.g. `model.add_hook(name, knockout_hook)`)."""
@@ -367,5 +387,5 @@ class KnockoutHook:
             return tensor
         q_start = tensor.shape[-1] - tensor.shape[-2]  # queries are the last rows (KV-cache decoding)
         if self.on == "attn_scores":
-            return self.apply_to_scores(tensor, q_start, hook.layer())
-        return self.apply_to_pattern(tensor, q_start, hook.layer())
+            return self.apply_to_scores(tensor, q_start)
+        return self.apply_to_pattern(tensor, q_start)

@@ -16,6 +16,7 @@ pattern of that layer; `model.last_attention_path` says which path ran.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -28,24 +29,33 @@ from torch import Tensor, nn
 from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
-from vlens.components import AttentionContext, AttentionPath, RMSNorm, RotaryEmbedding, TransformerBlock, Unembed
+from vlens.attention import AttentionContext, AttentionPath
+from vlens.components import Embed, RMSNorm, RotaryEmbedding, TransformerBlock, Unembed
 from vlens.config import HookedVideoLLMConfig
 from vlens.families import Family, UnsupportedModelError, family_for
 from vlens.families.base import hf_parameter
 from vlens.inputs import VideoInputs
+from vlens.interventions import BatchRows, EdgeRemoval, InterventionError, Interventions, RowPlan
+from vlens.kv_cache import KVCache
 from vlens.video import SampledVideo, load_video
 
 
-class Embed(nn.Module):
-    def __init__(self, cfg: HookedVideoLLMConfig):
-        super().__init__()
-        self.W_E = nn.Parameter(torch.empty(cfg.d_vocab, cfg.d_model, device="meta"))
-
-    def forward(self, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_model"]:
-        return F.embedding(tokens, self.W_E)
-
-
 class HookedVideoLLM(HookedRootModule):
+    """A video LLM's language model as a TransformerLens `HookedRootModule`.
+
+    Build it with `from_pretrained(local_dir)` or `from_hf(hf_model, processor)`. The decoder is
+    ours (vlens.components, vlens.attention) with TransformerLens hook names; its weights are the
+    HF model's tensors. Interventions (knockout hooks, efficient-inference plans) are passed per
+    call — `run_with_hooks(inputs, fwd_hooks=ko.LV().hooks(inputs))`, `forward(inputs, plan=...)`
+    — checked against the batch before anything runs and gone when the call ends.
+
+    Attributes:
+        cfg: the decoder's shape, TransformerLens field names (`HookedVideoLLMConfig`, frozen).
+        family: the checkpoint's family adapter (weights, vision path, layouts, positions).
+        hf_model: the HF model the weights are shared with (its vision tower and projector run as is).
+        processor: the checkpoint's own HF processor.
+    """
+
     def __init__(self, cfg: HookedVideoLLMConfig, family: Family, hf_model: nn.Module, processor: Any = None):
         super().__init__()
         self.cfg = cfg
@@ -57,8 +67,8 @@ class HookedVideoLLM(HookedRootModule):
         self.vision = nn.ModuleDict(family.vision_modules(hf_model))
         self.vision_params = nn.ParameterDict(getattr(family, "vision_parameters", lambda m: {})(hf_model))
         self.embed = Embed(cfg)
-        self.hook_video_features = HookPoint()
-        self.hook_embed = HookPoint()
+        self.hook_video_features = HookPoint()  # [batch, n_vision, d_model]
+        self.hook_embed = HookPoint()  # [batch, pos, d_model]
         self.rotary = RotaryEmbedding(cfg)
         self.blocks = nn.ModuleList([TransformerBlock(cfg, l) for l in range(cfg.n_layers)])
         self.ln_final = RMSNorm(cfg)
@@ -66,27 +76,47 @@ class HookedVideoLLM(HookedRootModule):
         self._share_weights(hf_model)
         self.attention_path: AttentionPath = "auto"
         self.last_attention_path: str | None = None
+        # The interventions of the `hooks()` context being run; empty outside one (see hooks()).
+        self._interventions = Interventions()
         self.setup()
         self.eval()  # inference library: dropout off, as TransformerLens tools require
 
     # construction ------------------------------------------------------------------------------
     def _share_weights(self, hf_model: nn.Module) -> None:
-        """Point our parameters at the HF tensors named in the family's weight table."""
+        """Point our parameters at the HF tensors named in the family's weight table, strictly:
+        every decoder parameter is covered, shapes must match, and every HF language-model
+        tensor is either used or listed in the family's `dropped_keys`."""
         table = self.family.weight_table(self.cfg)
         ours = {n for n, _ in self.named_parameters(remove_duplicate=False)}
         decoder = {n for n in ours if not n.startswith(("vision.", "vision_params."))}
         missing = decoder - set(table)
         if missing:
             raise KeyError(f"the {self.family.name} weight table does not cover {sorted(missing)[:5]}")
+        used: set[int] = set()
         for our_name, hf_name in table.items():
             module_path, _, leaf = our_name.rpartition(".")
             module = self.get_submodule(module_path)
             if getattr(module, leaf, None) is None:  # e.g. no bias in this config
                 continue
-            setattr(module, leaf, hf_parameter(hf_model, hf_name))
+            param = hf_parameter(hf_model, hf_name)
+            expected = tuple(getattr(module, leaf).shape)
+            if tuple(param.shape) != expected:
+                raise ValueError(
+                    f"{self.family.name}: HF tensor {hf_name} has shape {tuple(param.shape)} but vlens' "
+                    f"{our_name} expects {expected}; the checkpoint's config does not describe its weights"
+                )
+            setattr(module, leaf, param)
+            used.add(id(param))
+        vision = {id(p) for p in self.vision.parameters()} | {id(p) for p in self.vision_params.parameters()}
+        dropped = set(getattr(self.family, "dropped_keys", ()))
+        unused = [n for n, p in hf_model.named_parameters() if id(p) not in used | vision and n not in dropped]
+        if unused:
+            raise KeyError(
+                f"{self.family.name}: the HF model has tensors vlens would silently ignore: {unused[:5]}"
+                f"{' …' if len(unused) > 5 else ''}; the family's weight table must use them or list them in dropped_keys"
+            )
         self.rotary.to(self.embed.W_E.device)
-        self.cfg.device = self.embed.W_E.device
-        self.cfg.dtype = self.embed.W_E.dtype
+        self.cfg = dataclasses.replace(self.cfg, device=self.embed.W_E.device, dtype=self.embed.W_E.dtype)
 
     @classmethod
     def from_hf(cls, hf_model: nn.Module, processor: Any = None) -> HookedVideoLLM:
@@ -97,8 +127,7 @@ class HookedVideoLLM(HookedRootModule):
 
     @classmethod
     def _assemble(cls, family: Family, hf_model: nn.Module, processor: Any, name: str) -> HookedVideoLLM:
-        cfg = family.config(hf_model.config)
-        cfg.model_name = name
+        cfg = dataclasses.replace(family.config(hf_model.config), model_name=name)
         if processor is not None and getattr(processor, "tokenizer", None) is not None:
             processor.tokenizer.padding_side = "left"  # batches are left-padded (DESIGN.md)
         return cls(cfg, family, hf_model.eval(), processor)
@@ -241,6 +270,16 @@ class HookedVideoLLM(HookedRootModule):
             raise TypeError("pass the VideoInputs from model.to_inputs(...) (or a dict with input_ids)")
         return inputs
 
+    def _check_device(self, tensors: dict[str, Any]) -> None:
+        """A forward never moves tensors silently: inputs must be on the model's device."""
+        device = torch.device(self.cfg.device)
+        for name, t in tensors.items():
+            if isinstance(t, Tensor) and t.device.type != device.type:
+                raise ValueError(
+                    f"inputs[{name!r}] is on {t.device} but the model is on {device}; move the inputs with "
+                    f"inputs.to(model.cfg.device) (VideoInputs from model.to_inputs are already there)"
+                )
+
     def embed_inputs(self, inputs: dict) -> Float[Tensor, "batch pos d_model"]:
         """Token embeddings with the vision features placed at the vision placeholder positions."""
         ids = inputs["input_ids"].to(self.cfg.device)
@@ -269,37 +308,67 @@ class HookedVideoLLM(HookedRootModule):
         start_at_layer: int | None = None,
         resid: Float[Tensor, "batch pos d_model"] | None = None,
         logits_to_keep: int = 0,
-        kv_cache: list | None = None,
+        kv_cache: KVCache | None = None,
         q_start: int = 0,
+        plan: RowPlan | None = None,
+        interventions: Interventions | None = None,
     ) -> Tensor | None:
-        """Logits [batch, pos, d_vocab] (return_type="logits"), or the residual stream before
-        block `stop_at_layer` (TransformerLens semantics), or None (return_type=None).
+        """Logits [batch, pos, d_vocab] (return_type="logits"), the residual stream before block
+        `stop_at_layer` (TransformerLens semantics), or None (return_type=None).
 
-        `start_at_layer` with `resid` (the residual stream entering that block) skips the
-        embedding and the earlier blocks; `logits_to_keep=k` unembeds only the last k positions
-        (as HF's argument of that name). `kv_cache`/`q_start` run the last positions of a longer
-        sequence against cached keys/values of the first `q_start` (decoding, sweeps).
+        Args:
+            inputs: `VideoInputs` from `to_inputs`, a dict of HF kwargs, or token ids [batch, pos].
+            start_at_layer: with `resid` (the residual stream entering that block), skip the
+                embedding and the earlier blocks.
+            logits_to_keep: unembed only the last k positions (as HF's argument of that name).
+            kv_cache: a `KVCache`; with `q_start`, run the last positions of a longer sequence
+                against the cached keys/values of the first `q_start` (decoding, sweeps).
+            plan: an efficient-inference plan (vlens.efficient): rows that leave the sequence
+                and layers that attend per frame. After rows leave, hooks see only the rows
+                still computed and the logits cover the kept rows.
+            interventions: explicit per-call interventions (the sweep engine); by default those
+                of the enclosing `hooks()` / `run_with_hooks` call.
+
+        Raises:
+            InterventionError: an intervention was not built for this batch.
+            ValueError: inputs on another device, inconsistent masks or positions.
         """
         inputs = self._as_inputs(inputs)
-        if start_at_layer is None:
-            x = self.hook_embed(self.embed_inputs(inputs))
-        elif resid is None:
+        active = self._interventions if interventions is None else interventions
+        if plan is not None:
+            active = active.merged(Interventions.resolve(list(plan.edge_removals()), self.cfg.n_layers, plan))
+        self._check_device(inputs)
+        if start_at_layer is not None and resid is None:
             raise ValueError("start_at_layer needs resid=, the residual stream entering that block")
-        else:
-            x = resid
-        B, N, _ = x.shape
+        B, N = (resid.shape[:2] if start_at_layer is not None else inputs["input_ids"].shape)
+        layouts = getattr(inputs, "layouts", None) if q_start == 0 else None
+        # every intervention must belong to this batch: checked before anything runs
+        active.check(BatchRows(B, q_start + N, q_start, layouts))
         mask = inputs.get("attention_mask")
         if mask is not None:
-            mask = mask.to(x.device).bool()
+            mask = mask.bool()
             if mask.shape[1] != q_start + N:
                 raise ValueError(f"attention_mask has {mask.shape[1]} positions, expected {q_start + N}")
-            if mask.shape[0] != B:  # one sample's mask for a batch of its configurations (sweeps)
-                mask = mask.expand(B, -1)
+            if mask.shape[0] != B:
+                raise ValueError(f"attention_mask has {mask.shape[0]} rows but the batch has {B}")
         key_padding = None if mask is None or bool(mask.all()) else mask
-        rope = self.rotary(self.position_ids(inputs, q_start=q_start, n=N, batch=B), x.dtype)
-        ctx = AttentionContext(key_padding=key_padding, q_start=q_start, path=self.attention_path, kv_cache=kv_cache)
-        for block in self.blocks[start_at_layer:stop_at_layer]:
-            x = block(x, rope, ctx)
+        x = self.hook_embed(self.embed_inputs(inputs)) if start_at_layer is None else resid
+        cos, sin = self.rotary(self.position_ids(inputs, q_start=q_start, n=N, batch=B), x.dtype)
+        if kv_cache is not None and not isinstance(kv_cache, KVCache):
+            raise TypeError(f"kv_cache must be a vlens.kv_cache.KVCache, got {type(kv_cache).__name__}")
+        ctx = AttentionContext(
+            n_pos=q_start + N, q_start=q_start, q_index=torch.arange(q_start, q_start + N, device=x.device),
+            key_padding=key_padding, interventions=active, path=self.attention_path, kv_cache=kv_cache,
+        )
+        plan = active.plan if q_start == 0 else None  # a plan shapes the prompt's rows, not decoding
+        start = start_at_layer or 0
+        stop = self.cfg.n_layers if stop_at_layer is None else stop_at_layer
+        for layer in range(start, stop):
+            if plan is not None and layer == plan.exit_layer:
+                x, cos, sin = self._leave(plan, ctx, x, cos, sin)
+            x = self.blocks[layer](x, (cos, sin), ctx)
+        if plan is not None and plan.exit_layer == self.cfg.n_layers and stop == self.cfg.n_layers:
+            x, cos, sin = self._leave(plan, ctx, x, cos, sin)
         self.last_attention_path = "+".join(sorted(ctx.paths_taken)) or None
         if stop_at_layer is not None:
             return x
@@ -311,6 +380,19 @@ class HookedVideoLLM(HookedRootModule):
         if return_type != "logits":
             raise ValueError(f"return_type must be 'logits' or None, got {return_type!r}")
         return self.unembed(x)
+
+    @staticmethod
+    def _leave(plan: RowPlan, ctx: AttentionContext, x: Tensor, cos: Tensor, sin: Tensor):
+        """Rows the plan drops leave the sequence: the residual rows and their rotary tables."""
+        kept = plan.kept_rows(x.device)
+        index = kept[0].nonzero().flatten()
+        if not bool((kept == kept[0]).all()):
+            raise InterventionError(
+                "the rows of this batch keep different positions (different layouts or padding); run an "
+                "efficient-inference plan one sample at a time"
+            )
+        ctx.drop_rows(index)
+        return x[:, index], cos[:, index], sin[:, index]
 
     def position_ids(
         self, inputs: VideoInputs | dict, *, q_start: int = 0, n: int | None = None, batch: int | None = None
@@ -345,31 +427,32 @@ class HookedVideoLLM(HookedRootModule):
             cache = ActivationCache(cache, self, has_batch_dim=not remove_batch_dim)
         return out, cache
 
-    # hooks: knockouts are folded into the attention mask ----------------------------------------------
+    # hooks: interventions are resolved per call ------------------------------------------------------
     @contextlib.contextmanager
     def hooks(self, fwd_hooks=[], bwd_hooks=[], reset_hooks_end: bool = True, clear_contexts: bool = False):
-        from vlens.knockout import KnockoutHook
+        """TransformerLens' `hooks()` context, with interventions separated out.
 
-        plain = [(n, h) for n, h in fwd_hooks if not isinstance(h, KnockoutHook)]
-        knockouts = [h for _, h in fwd_hooks if isinstance(h, KnockoutHook)]
-        installed = []
-        for ko in knockouts:
-            for layer in ko.bind(self.cfg.n_layers):
-                self.blocks[layer].attn.knockouts.append(ko)
-                installed.append((layer, ko))
+        Entries of `fwd_hooks` that are attention interventions (knockout hooks: objects with
+        `resolve_layers`/`blocked`, see vlens.interventions) are resolved against the model's
+        depth *before* anything is installed and are active only inside this context, whatever
+        ends it (an exception, KeyboardInterrupt, a closed generator); the others are plain
+        TransformerLens hooks. Interventions always end with the context (`reset_hooks_end`
+        concerns the plain hooks only).
+
+        Raises:
+            KnockoutError / InterventionError: a layer out of range (nothing is installed).
+        """
+        fwd_hooks, bwd_hooks = list(fwd_hooks), list(bwd_hooks)
+        plain = [(n, h) for n, h in fwd_hooks if not isinstance(h, EdgeRemoval)]
+        edits = [h for _, h in fwd_hooks if isinstance(h, EdgeRemoval)]
+        resolved = Interventions.resolve(edits, self.cfg.n_layers)
+        outer = self._interventions
+        self._interventions = outer.merged(resolved)
         try:
             with super().hooks(plain, bwd_hooks, reset_hooks_end, clear_contexts) as model:
                 yield model
         finally:
-            if reset_hooks_end:
-                for layer, ko in installed:
-                    self.blocks[layer].attn.knockouts.remove(ko)
-
-    def reset_hooks(self, clear_contexts: bool = True, direction: str = "both", including_permanent: bool = False, level=None):
-        super().reset_hooks(clear_contexts, direction, including_permanent, level)
-        if level is None:
-            for block in self.blocks:
-                block.attn.knockouts.clear()
+            self._interventions = outer
 
     @contextlib.contextmanager
     def attention_path_as(self, path: AttentionPath) -> Iterator[None]:
@@ -388,19 +471,26 @@ class HookedVideoLLM(HookedRootModule):
     # generation ------------------------------------------------------------------------------------------
     @torch.no_grad()
     def generate(
-        self, inputs: VideoInputs, max_new_tokens: int = 20, *, fwd_hooks: Sequence = (), eos_token_id: int | None = None
+        self,
+        inputs: VideoInputs,
+        max_new_tokens: int = 20,
+        *,
+        fwd_hooks: Sequence = (),
+        eos_token_id: int | None = None,
+        plan: RowPlan | None = None,
     ) -> Int[Tensor, "batch new"]:
-        """Greedy decoding with a KV cache; `fwd_hooks` (knockouts included) apply at every step.
-        Returns the new tokens; rows that finished are padded with the pad token."""
+        """Greedy decoding with a KV cache; `fwd_hooks` (knockouts included) apply at every step,
+        `plan` (vlens.efficient) to the prompt's prefill. Returns the new tokens; rows that
+        finished are padded with the pad token."""
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         inputs = self._as_inputs(inputs)
         eos = eos_token_id if eos_token_id is not None else self._eos_id()
         pad = self.tokenizer.pad_token_id if self.processor is not None else 0
-        kv: list = [None] * self.cfg.n_layers
+        kv = KVCache(self.cfg.n_layers)
         mask = inputs.get("attention_mask")
         B, N = inputs["input_ids"].shape
-        mask = torch.ones(B, N, dtype=torch.long, device=self.cfg.device) if mask is None else mask.to(self.cfg.device)
+        mask = torch.ones(B, N, dtype=torch.long, device=self.cfg.device) if mask is None else mask
         out = []
         done = torch.zeros(B, dtype=torch.bool, device=self.cfg.device)
         # a new token's rotary position: one past the largest prompt position of its row (= its
@@ -408,7 +498,7 @@ class HookedVideoLLM(HookedRootModule):
         prompt_pos = self.position_ids(inputs)
         next_pos = prompt_pos.reshape(-1, B, N).amax(dim=(0, 2)) + 1
         with self.hooks(list(fwd_hooks)):
-            logits = self.forward(inputs, kv_cache=kv)
+            logits = self.forward(inputs, kv_cache=kv, plan=plan)
             pos = N
             for _ in range(max_new_tokens):
                 tok = logits[:, -1].argmax(-1)
