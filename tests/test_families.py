@@ -374,3 +374,9 @@ def test_settings_the_decoder_cannot_run_exactly_are_refused(tmp_path):
     (path / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(NotImplementedError, match="attention_bias"):
         HookedVideoLLM.from_pretrained(path)
+
+
+def test_hooks_page_lists_exactly_the_hooks(fam):
+    from hooks_page import assert_hooks_documented
+
+    assert_hooks_documented(fam.model)

@@ -160,3 +160,9 @@ def test_transformer_lens_patching_runs_on_the_model(model):
     others = [p for p in range(ids.shape[1]) if p != differ[0]]
     torch.testing.assert_close(result[0, others], corrupted_value.expand(len(others)), atol=ATOL, rtol=0)
     assert not torch.isclose(corrupted_value, metric(clean_logits))
+
+
+def test_hooks_page_lists_exactly_the_hooks(model):
+    from hooks_page import assert_hooks_documented
+
+    assert_hooks_documented(model)

@@ -204,3 +204,10 @@ def test_convert_llava_release_is_a_clear_error(llava, tmp_path, capsys):
     assert main(["convert", str(path), str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "no transformers class computes" in err and "from_pretrained" in err
+
+
+def test_hooks_page_lists_exactly_the_hooks(llava, ivideo):
+    from hooks_page import assert_hooks_documented
+
+    assert_hooks_documented(llava[2])
+    assert_hooks_documented(ivideo[1])

@@ -26,6 +26,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from vlens.flops import suffix_layer_flops, unembed_per_row
 from vlens.interventions import Interventions
 from vlens.knockout import KnockoutError, LayerSelection, Spec
 from vlens.kv_cache import KVCache
@@ -98,15 +99,11 @@ class SweepPlan:
         """(engine, naive) FLOPs of the sweep, counted analytically from the config: per row and
         layer the q/k/v/o projections and the MLP, plus causal attention (QKᵀ and AV over the
         row's keys); the unembedding of the last position only (what scoring reads)."""
-        H, Hkv, d, D = cfg.n_heads, cfg.n_key_value_heads, cfg.d_head, cfg.d_model
-        per_row = 2 * D * (2 * H * d + 2 * Hkv * d) + 2 * 3 * D * cfg.d_mlp
+        def layer_rows(r0: int) -> float:
+            f = suffix_layer_flops(cfg, self.seq_len, r0)
+            return f.attention + f.linear
 
-        def layer_rows(r0: int) -> float:  # rows r0..N-1 of one layer, row i attends i+1 keys
-            n = self.seq_len - r0
-            keys = n * (r0 + 1) + n * (n - 1) / 2
-            return n * per_row + 4 * H * d * keys
-
-        unembed = 2 * D * cfg.d_vocab
+        unembed = unembed_per_row(cfg)
         full = self.n_layers * layer_rows(0) + unembed
         n_configs = sum(len(v) for v in self.groups.values())
         engine = full + sum(len(idx) * ((self.n_layers - s) * layer_rows(r0) + unembed) for (s, r0), idx in self.groups.items())

@@ -22,23 +22,38 @@ class LayerFlops:
     linear: float  # projections + MLP
 
 
-def _linear_per_row(cfg) -> float:
+def linear_per_row(cfg) -> float:
+    """q/k/v/o projections and the SwiGLU MLP of one row in one layer."""
     H, Hkv, d, D = cfg.n_heads, cfg.n_key_value_heads, cfg.d_head, cfg.d_model
     return 2 * D * (2 * H * d + 2 * Hkv * d) + 2 * 3 * D * cfg.d_mlp
 
 
+def attention_per_key(cfg) -> float:
+    """QKᵀ and AV of one query row against one key, all heads."""
+    return 4 * cfg.n_heads * cfg.d_head
+
+
+def suffix_layer_flops(cfg, seq_len: int, first_row: int = 0) -> LayerFlops:
+    """One layer computing rows first_row..seq_len−1 causally (row i reads i+1 keys, the rows
+    before `first_row` as cached keys): a clean layer (first_row=0) or a sweep's suffix."""
+    n = seq_len - first_row
+    keys = n * (first_row + 1) + n * (n - 1) / 2
+    return LayerFlops(attention_per_key(cfg) * keys, n * linear_per_row(cfg))
+
+
+def unembed_per_row(cfg) -> float:
+    return 2 * cfg.d_model * cfg.d_vocab
+
+
 def clean_flops(cfg, layout: VideoLayout) -> list[LayerFlops]:
-    n = len(layout)
-    keys = n * (n + 1) / 2  # causal: row i sees i+1 keys
-    attn = 4 * cfg.n_heads * cfg.d_head * keys
-    return [LayerFlops(attn, n * _linear_per_row(cfg)) for _ in range(cfg.n_layers)]
+    return [suffix_layer_flops(cfg, len(layout)) for _ in range(cfg.n_layers)]
 
 
 def efficient_flops(cfg, layout: VideoLayout, config: EfficientConfig) -> list[LayerFlops]:
     n = len(layout)
     video = layout.is_video
-    per_key = 4 * cfg.n_heads * cfg.d_head
-    lin = _linear_per_row(cfg)
+    per_key = attention_per_key(cfg)
+    lin = linear_per_row(cfg)
     kept = int((~layout.is_vision).sum())
     prune = min(config.temporal_prune_layers, config.exit_layer)
     # block-diagonal keys: a video row sees the non-video positions before its frame + its frame up to itself

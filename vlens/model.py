@@ -163,21 +163,17 @@ class HookedVideoLLM(HookedRootModule):
         family = family_for(archs[0])  # clear error before loading any weights
         import transformers
         from transformers import AutoProcessor
-        from transformers.utils import logging as hf_logging
+
+        from vlens.hf_progress import hf_progress_bars_off
 
         if isinstance(dtype, str):
             dtype = getattr(torch, dtype)
         hf_cls = getattr(transformers, archs[0])
-        was_enabled = hf_logging.is_progress_bar_enabled()
-        hf_logging.disable_progress_bar()  # vlens prints its own progress where it matters
-        try:
+        with hf_progress_bars_off():
             hf_model = hf_cls.from_pretrained(
                 path, dtype=dtype, attn_implementation=attn_implementation, local_files_only=True
             ).to(device)
             processor = AutoProcessor.from_pretrained(path, local_files_only=True)
-        finally:
-            if was_enabled:
-                hf_logging.enable_progress_bar()
         return cls._assemble(family, hf_model, processor, str(path))
 
     # inputs ----------------------------------------------------------------------------------------

@@ -10,6 +10,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from vlens.hf_progress import hf_progress_bars_off
+
 
 class ReleaseFormatError(ValueError):
     """A checkpoint in an author's own format that vlens cannot convert exactly."""
@@ -47,8 +49,6 @@ def build_hf_model(hf_cls, config, state: dict[str, Tensor], *, dtype: torch.dty
     """`hf_cls` built from `config` with exactly the tensors of `state` (HF names). transformers'
     own loader does the meta-device init and the dtype cast; missing or unexpected keys are an
     error here (a silent random init would change results)."""
-    from transformers.utils import logging as hf_logging
-
     with torch.device("meta"):
         expected = set(hf_cls(config).state_dict())
     missing, unexpected = expected - set(state), set(state) - expected
@@ -58,14 +58,9 @@ def build_hf_model(hf_cls, config, state: dict[str, Tensor], *, dtype: torch.dty
             f"unexpected {sorted(unexpected)[:6]} (of {len(unexpected)}); the key mapping does not fit this checkpoint"
         )
     config._attn_implementation = attn_implementation
-    was = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
+    with hf_progress_bars_off():
         model = hf_cls.from_pretrained(None, config=config, state_dict=state, dtype=dtype,
                                        attn_implementation=attn_implementation)
-    finally:
-        if was:
-            hf_logging.enable_progress_bar()
     return model.to(device).eval()
 
 

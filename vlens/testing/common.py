@@ -6,6 +6,8 @@ from pathlib import Path
 
 import torch
 
+from vlens.hf_progress import hf_progress_bars_off
+
 
 def randomise(model: torch.nn.Module, std: float = 0.08) -> None:
     # HF's init gives near-zero LM outputs at this size; a wider normal makes logits differ
@@ -57,17 +59,12 @@ def vision_config(config_cls, vision_d: int, vision_layers: int, image_size: int
 
 def save_checkpoint(model, processor, tokenizer, path: Path, dtype: torch.dtype) -> Path:
     """Randomise (after the caller seeded torch), save model and processor with save_pretrained."""
-    from transformers.utils import logging as hf_logging
-
     model.eval()
     randomise(model)
     model.to(dtype)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    hf_logging.disable_progress_bar()
-    try:
+    with hf_progress_bars_off():
         model.save_pretrained(path)
         processor.save_pretrained(path)
-    finally:
-        hf_logging.enable_progress_bar()
     return path
