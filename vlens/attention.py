@@ -107,7 +107,7 @@ class AttentionContext:
         Q, K = len(self.q_index), len(k_index)
         q0 = self.q_start
         q_contiguous = self.rows_version == 0  # rows are q_start..q_start+Q until some leave
-        key = (tuple(e.mask_key(layer) for e in edits), Q, K, self.rows_version, k_contiguous or id(k_index))
+        key = (tuple(e.mask_key(layer) for e in edits), Q, K, self.rows_version, k_contiguous or id(k_index), str(device))
         if key in self.masks:
             return self.masks[key]
         per_frame = bool(edits) and all(getattr(e, "per_frame_blocks", None) is not None for e in edits)
@@ -115,11 +115,12 @@ class AttentionContext:
         if plain and (Q == K or Q == 1):
             mask = LayerMask(None)
         else:
-            q_sel = slice(q0, q0 + Q) if q_contiguous else self.q_index
+            q_sel = slice(q0, q0 + Q) if q_contiguous else self.q_index.to(device)
             k_sel = slice(0, K) if k_contiguous else k_index
-            base = (k_index[None, :] <= self.q_index[:, None])[None]  # causal by sequence index
+            q_index = self.q_index.to(device)  # blocks of a split model run on several devices
+            base = (k_index[None, :] <= q_index[:, None])[None]  # causal by sequence index
             if self.key_padding is not None:
-                base = base & index_rows(self.key_padding, 1, k_sel)[:, None, :]
+                base = base & index_rows(self.key_padding.to(device), 1, k_sel)[:, None, :]
             blocked: dict[str, Tensor] = {}
             for e in edits:
                 b = index_rows(index_rows(e.blocked(layer, self.n_pos, device), 1, q_sel), 2, k_sel)
@@ -363,9 +364,9 @@ class Attention(nn.Module):
         q = self.hook_rot_q(apply_rotary(q, cos, sin))
         k = self.hook_rot_k(apply_rotary(k, cos, sin))
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [batch, head, pos, d_head] for the products
-        k_index, k_contiguous = ctx.q_index, ctx.rows_version == 0 and ctx.q_start == 0
+        k_index, k_contiguous = ctx.q_index.to(q.device), ctx.rows_version == 0 and ctx.q_start == 0
         if ctx.kv_cache is not None:
-            k, v, k_index = ctx.kv_cache.update(self.layer, k, v, ctx.q_index, contiguous=ctx.rows_version == 0)
+            k, v, k_index = ctx.kv_cache.update(self.layer, k, v, k_index, contiguous=ctx.rows_version == 0)
             k_contiguous = ctx.kv_cache.is_contiguous(self.layer)
         mask = ctx.layer_mask(self.layer, k_index, k_contiguous, q.device)
         backend = self.backend(ctx, mask, q)

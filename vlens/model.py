@@ -40,6 +40,17 @@ from vlens.kv_cache import KVCache
 from vlens.video import SampledVideo, load_video
 
 
+def _dispatch(hf_model: nn.Module, device_map: str | dict, max_memory: dict | None) -> nn.Module:
+    """Place an in-memory HF model across devices with accelerate (release formats, which are
+    converted in memory rather than loaded by HF's from_pretrained)."""
+    from accelerate import dispatch_model, infer_auto_device_map
+
+    if isinstance(device_map, str):
+        no_split = getattr(hf_model, "_no_split_modules", None) or []
+        device_map = infer_auto_device_map(hf_model, max_memory=max_memory, no_split_module_classes=no_split)
+    return dispatch_model(hf_model, device_map=device_map)
+
+
 class HookedVideoLLM(HookedRootModule):
     """A video LLM's language model as a TransformerLens `HookedRootModule`.
 
@@ -135,9 +146,28 @@ class HookedVideoLLM(HookedRootModule):
     @classmethod
     def from_pretrained(
         cls, path: str | Path, *, dtype: torch.dtype | str = torch.float32, device: str | torch.device = "cpu",
-        attn_implementation: str = "sdpa",
+        attn_implementation: str = "sdpa", device_map: str | dict | None = None, max_memory: dict | None = None,
     ) -> HookedVideoLLM:
-        """Load a local HF checkpoint directory (never the hub) with its own processor."""
+        """Load a local HF checkpoint directory (never the hub) with its own processor.
+
+        Args:
+            path: the folder `save_pretrained` (or an authors' release) wrote.
+            dtype: torch dtype or its name ("bfloat16").
+            device: where the whole model goes (ignored with `device_map`).
+            attn_implementation: the HF model's own attention (used by its vision path).
+            device_map: a model larger than one device: "auto"/"balanced"/… or a dict, planned by
+                accelerate (`max_memory` caps each device, e.g. {0: "70GiB", "cpu": "200GiB"}).
+                HF reads the safetensors tensor by tensor onto their devices; each decoder block
+                then runs on its weights' device (the residual stream moves between blocks).
+
+        Raises:
+            FileNotFoundError / ValueError: not a checkpoint directory; UnsupportedModelError:
+            an architecture vlens has no family for (the message lists the supported ones).
+        """
+        if device_map is not None and str(device) != "cpu":
+            raise ValueError(f"pass device= or device_map=, not both (got device={device!r}, device_map={device_map!r})")
+        if max_memory is not None and device_map is None:
+            raise ValueError("max_memory plans a device_map; pass device_map='auto' with it")
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"checkpoint directory {path} does not exist; pass a local HF checkpoint dir")
@@ -156,7 +186,10 @@ class HookedVideoLLM(HookedRootModule):
             if isinstance(dtype, str):
                 dtype = getattr(torch, dtype)
             hf_model, processor, family = converter.build(
-                path, dtype=dtype, device=device, attn_implementation=attn_implementation, config=config_dict)
+                path, dtype=dtype, device="cpu" if device_map is not None else device,
+                attn_implementation=attn_implementation, config=config_dict)
+            if device_map is not None:
+                hf_model = _dispatch(hf_model, device_map, max_memory)
             return cls._assemble(family, hf_model, processor, str(path))
         if not archs:
             raise UnsupportedModelError(f"{config_file} names no 'architectures'; cannot tell the model family")
@@ -169,10 +202,13 @@ class HookedVideoLLM(HookedRootModule):
         if isinstance(dtype, str):
             dtype = getattr(torch, dtype)
         hf_cls = getattr(transformers, archs[0])
+        placement = {"device_map": device_map, "max_memory": max_memory} if device_map is not None else {}
         with hf_progress_bars_off():
             hf_model = hf_cls.from_pretrained(
-                path, dtype=dtype, attn_implementation=attn_implementation, local_files_only=True
-            ).to(device)
+                path, dtype=dtype, attn_implementation=attn_implementation, local_files_only=True, **placement
+            )
+            if device_map is None:
+                hf_model = hf_model.to(device)
             processor = AutoProcessor.from_pretrained(path, local_files_only=True)
         return cls._assemble(family, hf_model, processor, str(path))
 
@@ -362,6 +398,9 @@ class HookedVideoLLM(HookedRootModule):
         for layer in range(start, stop):
             if plan is not None and layer == plan.exit_layer:
                 x, cos, sin = self._leave(plan, ctx, x, cos, sin)
+            device = self.blocks[layer].ln1.w.device
+            if x.device != device:  # a model split across devices (device_map): blocks run where their weights are
+                x, cos, sin = x.to(device), cos.to(device), sin.to(device)
             x = self.blocks[layer](x, (cos, sin), ctx)
         if plan is not None and plan.exit_layer == self.cfg.n_layers and stop == self.cfg.n_layers:
             x, cos, sin = self._leave(plan, ctx, x, cos, sin)
@@ -370,12 +409,12 @@ class HookedVideoLLM(HookedRootModule):
             return x
         if logits_to_keep:
             x = x[:, -logits_to_keep:]
-        x = self.ln_final(x)
+        x = self.ln_final(x.to(self.ln_final.w.device))
         if return_type is None:
             return None
         if return_type != "logits":
             raise ValueError(f"return_type must be 'logits' or None, got {return_type!r}")
-        return self.unembed(x)
+        return self.unembed(x.to(self.unembed.lm_head.weight.device))
 
     @staticmethod
     def _leave(plan: RowPlan, ctx: AttentionContext, x: Tensor, cos: Tensor, sin: Tensor):
