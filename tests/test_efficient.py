@@ -98,3 +98,31 @@ def test_vlens_run_efficient(onevision_dir, tmp_path):
     assert {r["config"] for r in records} == {"clean", "efficient/E2-P1"}
     assert "## Efficient inference" in (out / "report.md").read_text()
     assert main(["run", "efficient,global1", "--model", str(onevision_dir), "--data", "synthetic:0,n=4", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_every_hook_fires_on_the_rows_computed(model, inputs):
+    """One forward: the plan runs through the model's blocks, so q/k/v/z and the residual hooks
+    fire in every layer, on all rows before the exit and on the kept rows from it on."""
+    from vlens.efficient import EfficientPlan
+
+    config = EfficientConfig(2, 1)
+    plan = EfficientPlan(config, inputs.layouts, model.cfg.n_layers)
+    with torch.no_grad():
+        logits, cache = model.run_with_cache(inputs, plan=plan, names_filter=lambda n: n.endswith(("hook_z", "hook_resid_pre", "hook_q")))
+    n, kept = inputs.seq_len, int((~inputs.layout.is_vision).sum())
+    for layer in range(model.cfg.n_layers):
+        rows = n if layer < config.exit_layer else kept
+        for name in ("hook_resid_pre", "attn.hook_q", "attn.hook_z"):
+            assert cache[f"blocks.{layer}.{name}"].shape[1] == rows, (layer, name)
+    assert "per_frame" in model.last_attention_path  # layer 0 attends per frame
+    assert torch.equal(logits, efficient_forward(model, inputs, config).logits)
+
+
+def test_a_plan_belongs_to_its_inputs(model, inputs):
+    from vlens.efficient import EfficientPlan
+    from vlens.interventions import InterventionError
+
+    other = model.to_inputs(frames(2, seed=3), "what color is the object", n_frames=2)
+    plan = EfficientPlan(EfficientConfig(2, 1), other.layouts, model.cfg.n_layers)
+    with pytest.raises(InterventionError, match="same inputs"), torch.no_grad():
+        model(inputs, plan=plan)
