@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from vlens.config import HookedVideoLLMConfig
 from vlens.families.base import Family, decoder_config, decoder_weight_table, per_row
 from vlens.layout import LayoutError, VideoLayout, VisionToken
+from vlens.rotary import MRotary
 
 
 class Qwen25VL(Family):
@@ -41,6 +42,10 @@ class Qwen25VL(Family):
 
     def weight_table(self, cfg: HookedVideoLLMConfig) -> dict[str, str]:
         return decoder_weight_table(cfg)
+
+    def rotary(self, cfg: HookedVideoLLMConfig) -> nn.Module:
+        """M-RoPE with the checkpoint's `mrope_section`, frequencies cut into 3 chunks (t, h, w)."""
+        return MRotary(cfg.d_head, cfg.rope_theta, cfg.extra["mrope_section"], interleaved=False)
 
     def vision_modules(self, hf_model: nn.Module) -> dict[str, nn.Module]:
         return {"visual": hf_model.model.visual}
