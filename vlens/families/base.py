@@ -37,6 +37,7 @@ class Family:
 
     name: ClassVar[str] = ""
     architectures: ClassVar[tuple[str, ...]] = ()
+    title: ClassVar[str] = ""  # the model's name in error messages
     # Prefixes of the HF parameter names that belong to the language model: every one of them
     # must be used by the weight table or listed by `dropped_keys` (see check_weight_coverage).
     lm_prefixes: ClassVar[tuple[str, ...]] = ("model.language_model.", "lm_head.")
@@ -210,8 +211,6 @@ class LlavaVideoFamily(Family):
     `model.get_video_features` gives every frame's tokens in sequence order, nothing between
     frames: LLaVA-NeXT-Video, Video-LLaVA. A subclass names its vision modules and
     `video_tokens`, the layout of one row's frames."""
-
-    title: ClassVar[str] = ""  # the model's name in error messages
 
     def config(self, hf_config) -> HookedVideoLLMConfig:
         return decoder_config(self, hf_config.text_config, qkv_bias=False)  # Llama: attention_bias is refused
