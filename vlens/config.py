@@ -27,6 +27,8 @@ class HookedVideoLLMConfig:
     rope_theta: float = 10000.0
     qkv_bias: bool = True  # Qwen2 has q/k/v biases, Llama does not
     act_fn: str = "silu"
+    qk_norm: bool = False  # Qwen3: RMSNorm over d_head on every query and key head before RoPE
+    deepstack_layers: int = 0  # Qwen3-VL: vision features are added after blocks 0..deepstack_layers-1
     family: str = ""
     original_architecture: str = ""
     model_name: str = ""
