@@ -49,6 +49,11 @@ CASES = {
     "qwen3-vl": FamilyCase("qwen3-vl", testing.make_tiny_qwen3_vl, "Qwen3VLForConditionalGeneration",
         clips=((2, 32, 32), (3, 40, 56), (5, 32, 32)),  # the Qwen3-VL processor needs >= 2 frames
         to_inputs_kwargs={"fps": 3.0}, check_layout="check_qwen3_vl_layout"),
+    "qwen3-vl-moe": FamilyCase("qwen3-vl-moe", testing.make_tiny_qwen3_vl_moe, "Qwen3VLMoeForConditionalGeneration",
+        clips=((2, 32, 32), (3, 40, 56)), build_kwargs={"n_layers": 3}, to_inputs_kwargs={"fps": 3.0},
+        check_layout="check_qwen3_vl_layout"),
+    "smolvlm2": FamilyCase("smolvlm2", testing.make_tiny_smolvlm, "SmolVLMForConditionalGeneration",
+        to_inputs_kwargs={"fps": 3.0}, check_layout="check_smolvlm_layout"),
     "internvl": FamilyCase("internvl", testing.make_tiny_internvl, "InternVLForConditionalGeneration",
         check_layout="check_internvl_layout"),
 }
@@ -82,8 +87,9 @@ def _max_diff(a, b, mask) -> float:
 def test_loads_as_its_family(fam):
     assert fam.model.family.name == fam.case.name
     assert type(fam.model.hf_model).__name__ == fam.case.hf_class
-    lm = fam.model.hf_model.model.language_model
-    assert fam.model.blocks[0].attn.q_proj.weight.data_ptr() == lm.layers[0].self_attn.q_proj.weight.data_ptr()
+    hf_q = fam.model.family.weight_table(fam.model.cfg)["blocks.0.attn.q_proj.weight"]
+    assert hf_q.endswith("layers.0.self_attn.q_proj.weight")
+    assert fam.model.blocks[0].attn.q_proj.weight.data_ptr() == fam.model.hf_model.get_parameter(hf_q).data_ptr()
 
 
 def test_clean_logits_match_hf(fam):
@@ -309,6 +315,37 @@ def check_qwen3_vl_layout(fam):
             assert pos[0, vid].tolist() == [start] * len(vid)
             assert pos[1, vid].tolist() == [start + r for r in lay.row[vid].tolist()]
             assert pos[2, vid].tolist() == [start + c for c in lay.col[vid].tolist()]
+
+
+def check_smolvlm_layout(fam):
+    """Every frame: "Frame from MM:SS:" (its own time), <fake_token_around_image><global-img>, its
+    tokens, <fake_token_around_image> — all but the tokens markers of that frame."""
+    cfg = fam.model.hf_model.config
+    tok = fam.model.tokenizer
+    fake, glob = tok.convert_tokens_to_ids("<fake_token_around_image>"), tok.convert_tokens_to_ids("<global-img>")
+    g = cfg.vision_config.image_size // cfg.vision_config.patch_size // cfg.scale_factor
+    for n, h, w, fps in ((1, 32, 32, 3.0), (3, 40, 56, 1.0), (4, 32, 32, 0.5)):
+        inputs = fam.model.to_inputs(frames(n, h, w), QUESTIONS[0], n_frames=n, fps=fps)
+        lay, ids = inputs.layout, inputs["input_ids"][0]
+        assert int((ids == cfg.image_token_id).sum()) == n * g * g == lay.counts()["video"]
+        assert lay.n_frames == n and lay.frames_per_group == 1 and "separator" not in lay.counts()
+        _check_frames_are_contiguous_blocks(lay, g * g, (g, g))
+        expect = []
+        for f in range(n):
+            vid = lay.frame_positions(f)
+            sec = int(f / fps)
+            stamp = tok(f"Frame from {sec // 60:02d}:{sec % 60:02d}:", add_special_tokens=False)["input_ids"]
+            lo, hi = int(vid[0]), int(vid[-1])
+            assert ids[lo - 2 : lo].tolist() == [fake, glob] and int(ids[hi + 1]) == fake
+            assert ids[lo - 2 - len(stamp) : lo - 2].tolist() == stamp
+            span = list(range(lo - 2 - len(stamp), lo)) + [hi + 1]
+            assert all(int(lay.frame[p]) == f for p in span)
+            expect += span
+        assert lay.positions("marker").tolist() == expect
+        assert set(lay.segment[: expect[0]]) == {"system"}  # the intro line is before the video
+        blocked = ko.LV().hooks(inputs, layers=ko.layers([0]))[0][1].blocked_full(inputs.seq_len, "cpu")[0]
+        q = lay.positions("text")
+        assert blocked[q][:, lay.positions("video")].all() and not blocked[:, lay.positions("marker")].any()
 
 
 def check_internvl_layout(fam):

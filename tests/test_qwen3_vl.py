@@ -88,3 +88,60 @@ def test_frames_without_a_frame_rate_are_refused(q3):
     model, _, _ = q3
     with pytest.raises(ValueError, match="fps="):
         model.to_inputs(frames(2), Q, n_frames=2)
+
+
+# Qwen3-VL-MoE: the sparse MLP as a hooked component ------------------------------------------------
+@pytest.fixture(scope="module")
+def moe(tmp_path_factory):
+    path = testing.make_tiny_qwen3_vl_moe(tmp_path_factory.mktemp("moe") / "ckpt")
+    model = HookedVideoLLM.from_pretrained(path)
+    hf = transformers.Qwen3VLMoeForConditionalGeneration.from_pretrained(path).eval()
+    return model, hf, model.to_inputs(frames(3, seed=5), Q, n_frames=3, fps=2.0)
+
+
+def test_moe_hooks_are_the_routing_hf_computes(moe):
+    model, hf, inputs = moe
+    layers = model.cfg.moe.layers
+    assert layers == (0, 2) and type(model.blocks[1].mlp).__name__ == "GatedMLP"  # block 1 is mlp-only
+    k, E = model.cfg.moe.top_k, model.cfg.moe.n_experts
+    with torch.no_grad():
+        _, cache = model.run_with_cache(inputs, names_filter=lambda n: ".mlp.hook_" in n or "mlp_out" in n)
+        ref = hf(**inputs, output_router_logits=True).router_logits  # one [pos, expert] per MoE layer
+    B, N = inputs["input_ids"].shape
+    for i, l in enumerate(layers):
+        logits = cache[f"blocks.{l}.mlp.hook_router_logits"]
+        experts, weights = cache[f"blocks.{l}.mlp.hook_topk_experts"], cache[f"blocks.{l}.mlp.hook_topk_weights"]
+        outs = cache[f"blocks.{l}.mlp.hook_expert_out"]
+        assert logits.shape == (B, N, E) and experts.shape == weights.shape == (B, N, k)
+        assert outs.shape == (B, N, k, model.cfg.d_model)
+        assert (logits.reshape(-1, E) - ref[i]).abs().max() <= ATOL
+        assert torch.equal(experts, logits.topk(k, dim=-1).indices)
+        assert torch.allclose(weights.sum(-1), torch.ones(B, N))
+        assert (cache[f"blocks.{l}.hook_mlp_out"] - (outs * weights[..., None]).sum(-2)).abs().max() <= 1e-5
+
+
+def test_ablating_an_expert_equals_hf_without_it(moe):
+    """Zeroing expert e's weight wherever it is chosen (hook_topk_weights) = HF with e's down
+    projection zeroed: the routing stays, e's contribution goes."""
+    model, hf, inputs = moe
+    e, layer = 1, 0
+
+    def drop(weights, hook):
+        chosen = model_cache["experts"] == e
+        return weights.masked_fill(chosen, 0.0)
+
+    with torch.no_grad():
+        _, c = model.run_with_cache(inputs, names_filter=f"blocks.{layer}.mlp.hook_topk_experts")
+        model_cache = {"experts": c[f"blocks.{layer}.mlp.hook_topk_experts"]}
+        assert bool((model_cache["experts"] == e).any()), "expert 1 is never chosen: the test would be vacuous"
+        ours = model.run_with_hooks(inputs, fwd_hooks=[(f"blocks.{layer}.mlp.hook_topk_weights", drop)])
+        clean = model(inputs)
+        down = hf.model.language_model.layers[layer].mlp.experts.down_proj
+        saved = down[e].clone()
+        down[e] = 0
+        try:
+            ref = hf(**inputs).logits
+        finally:
+            down[e] = saved
+    assert (ours - ref).abs().max() <= ATOL
+    assert (ours - clean).abs().max() > 1e-3

@@ -419,7 +419,12 @@ class TransformerBlock(nn.Module):
         self.ln1 = RMSNorm(cfg)
         self.attn = Attention(cfg, layer)
         self.ln2 = RMSNorm(cfg)
-        self.mlp = GatedMLP(cfg)
+        if cfg.moe is not None and layer in cfg.moe.layers:  # a sparse MoE MLP (vlens.moe)
+            from vlens.moe import SparseMoE
+
+            self.mlp = SparseMoE(cfg)
+        else:
+            self.mlp = GatedMLP(cfg)
         for name in ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out"):
             setattr(self, f"hook_{name}", HookPoint())
         if layer < cfg.deepstack_layers:  # Qwen3-VL: this block's output gets vision features added

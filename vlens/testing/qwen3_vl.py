@@ -41,13 +41,20 @@ def make_tiny_qwen3_vl(
     outputs are added to the residual stream after LM layers 0, 1, …), Qwen3 LM (q/k RMSNorm, no
     biases, head_dim `d_head`) with interleaved M-RoPE, the real `Qwen3VLProcessor` (textual
     timestamps before every temporal group). 32×32 frames give 4·4 = 16 tokens a group of 2."""
-    from transformers import (
-        Qwen2VLImageProcessor,
-        Qwen3VLConfig,
-        Qwen3VLForConditionalGeneration,
-        Qwen3VLProcessor,
-        Qwen3VLVideoProcessor,
-    )
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+    return build_qwen3_vl(
+        path, Qwen3VLConfig, Qwen3VLForConditionalGeneration, {}, seed=seed, n_layers=n_layers, d_model=d_model,
+        n_heads=n_heads, n_kv_heads=n_kv_heads, d_head=d_head, d_mlp=d_mlp, mrope_section=mrope_section,
+        patch_size=patch_size, vision_layers=vision_layers, vision_d=vision_d,
+        deepstack_visual_indexes=deepstack_visual_indexes, min_pixels=min_pixels, max_pixels=max_pixels, dtype=dtype)
+
+
+def build_qwen3_vl(path, config_cls, model_cls, text_extra: dict, *, seed, n_layers, d_model, n_heads, n_kv_heads,
+                   d_head, d_mlp, mrope_section, patch_size, vision_layers, vision_d, deepstack_visual_indexes,
+                   min_pixels, max_pixels, dtype) -> Path:
+    """A tiny Qwen3-VL(-MoE) checkpoint: `config_cls`/`model_cls` with `text_extra` in the text config."""
+    from transformers import Qwen2VLImageProcessor, Qwen3VLProcessor, Qwen3VLVideoProcessor
 
     path = Path(path)
     tokenizer = qwen_vl_tokenizer(extra_words=TIMESTAMP_WORDS)
@@ -58,11 +65,12 @@ def make_tiny_qwen3_vl(
         rms_norm_eps=1e-6,
         rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": list(mrope_section),
                          "mrope_interleaved": True},
+        **text_extra,
     )
     vision = dict(depth=vision_layers, hidden_size=vision_d, intermediate_size=2 * vision_d, num_heads=2,
                   patch_size=patch_size, spatial_merge_size=2, temporal_patch_size=2, out_hidden_size=d_model,
                   num_position_embeddings=64, deepstack_visual_indexes=list(deepstack_visual_indexes))
-    config = Qwen3VLConfig(
+    config = config_cls(
         text_config=text,
         vision_config=vision,
         image_token_id=ids("<|image_pad|>"),
@@ -71,9 +79,9 @@ def make_tiny_qwen3_vl(
         vision_end_token_id=ids("<|vision_end|>"),
         tie_word_embeddings=False,
     )
-    config.architectures = ["Qwen3VLForConditionalGeneration"]
+    config.architectures = [model_cls.__name__]
     torch.manual_seed(seed)
-    model = Qwen3VLForConditionalGeneration(config)
+    model = model_cls(config)
     size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
     common = dict(size=size, patch_size=patch_size, temporal_patch_size=2, merge_size=2)
     processor = Qwen3VLProcessor(
