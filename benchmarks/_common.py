@@ -56,6 +56,24 @@ def timeit(fn, reps: int = 3, warmup: int = 1, device="cpu") -> float:
     return statistics.median(times)
 
 
+@torch.no_grad()
+def timeit_interleaved(fns: dict, reps: int = 3, warmup: int = 1, device="cpu") -> dict[str, float]:
+    """Median seconds of each function, the calls interleaved (A B C A B C …) so that a noisy
+    machine slows every contender alike and the ratios stay meaningful."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    sync(device)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(reps):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            sync(device)
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 # Every family at one small LM shape (8 layers × 512, GQA 8/2) with ~64 video tokens a frame.
 _LM = dict(n_layers=8, d_model=512, n_heads=8, n_kv_heads=2, d_mlp=1408)
 FAMILY_SHAPES = {

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import SHAPES, checkpoint, clip, timeit  # noqa: E402
+from _common import SHAPES, checkpoint, clip, timeit_interleaved  # noqa: E402
 
 from vlens import HookedVideoLLM, flops  # noqa: E402
 from vlens.efficient import EfficientConfig, efficient_forward  # noqa: E402
@@ -38,9 +38,10 @@ def main(argv=None) -> None:
     for n in args.frames:
         inputs = model.to_inputs(clip(n), "Which direction is the object moving?", n_frames=n)
         reps = 1 if n >= 32 and args.device == "cpu" else args.reps
-        t_hf = timeit(lambda: model.hf_model(**inputs, logits_to_keep=1), reps, device=args.device)
-        t_ours = timeit(lambda: model(inputs, logits_to_keep=1), reps, device=args.device)
-        t_eff = timeit(lambda: efficient_forward(model, inputs, cfg), reps, device=args.device)
+        t = timeit_interleaved({"hf": lambda: model.hf_model(**inputs, logits_to_keep=1),
+                                "ours": lambda: model(inputs, logits_to_keep=1),
+                                "eff": lambda: efficient_forward(model, inputs, cfg)}, reps, device=args.device)
+        t_hf, t_ours, t_eff = t["hf"], t["ours"], t["eff"]
         s = flops.summary(model.cfg, inputs.layout, cfg)
         print(f"{n:>6} {inputs.seq_len:>6} {t_hf:>9.3f} {t_ours:>8.3f} {t_eff:>8.3f} {t_hf / t_eff:>5.2f}x {t_ours / t_eff:>6.2f}x "
               f"{s['attention_fraction']:>10.1%} {s['total_fraction']:>9.1%}")

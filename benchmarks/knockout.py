@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import checkpoint, clip, timeit  # noqa: E402
+from _common import checkpoint, clip, timeit, timeit_interleaved  # noqa: E402
 
 from vlens import HookedVideoLLM  # noqa: E402
 from vlens import knockout as ko  # noqa: E402
@@ -57,23 +57,20 @@ def main(argv=None) -> None:
         for n in args.frames:
             inputs = model.to_inputs(clip(n), "What color is the object?", n_frames=n)
             hooks = spec.hooks(inputs)
-            t_hf = timeit(lambda: hf(**inputs), args.reps, device=args.device)
             def on_path(path):
                 def run():
                     with model.attention_path_as(path):
                         model.run_with_hooks(inputs, fwd_hooks=hooks)
+                    assert model.last_attention_path == path
                 return run
 
-            t_fast = timeit(on_path("fast"), args.reps, device=args.device)
-            assert model.last_attention_path == "fast"
-            flex_txt = ""
+            contenders = {"hf": lambda: hf(**inputs), "fast": on_path("fast"), "explicit": on_path("explicit")}
             if flex:
                 on_path("flex")()  # compile outside the timing
-                t_flex = timeit(on_path("flex"), args.reps, device=args.device)
-                assert model.last_attention_path == "flex"
-                flex_txt = f" {t_flex / t_hf:>6.2f}x"
-
-            t_x = timeit(on_path("explicit"), args.reps, device=args.device)
+                contenders["flex"] = on_path("flex")
+            t = timeit_interleaved(contenders, args.reps, device=args.device)
+            t_hf, t_fast, t_x = t["hf"], t["fast"], t["explicit"]
+            flex_txt = f" {t['flex'] / t_hf:>6.2f}x" if flex else ""
             bridge_txt = "   n/a"
             if bridge is not None:
                 hook = hooks[0][1]

@@ -22,7 +22,7 @@ def sample(model):
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.tuples(specs, selections()), min_size=1, max_size=6), st.sampled_from([None, 150_000, 10**9]))
+@given(st.lists(st.tuples(specs, selections()), min_size=1, max_size=6), st.sampled_from([None, 400_000, 10**9]))  # 400 kB: one configuration fits, not all
 def test_engine_equals_naive_loop(model, sample, pairs, budget):
     configs = [SweepConfig(f"c{i}", spec, sel) for i, (spec, sel) in enumerate(pairs)]
     naive = run_naive(model, sample, configs)

@@ -284,6 +284,11 @@ class Attention(nn.Module):
         self.v_proj = meta_linear(D, K * d, cfg.qkv_bias)
         self.o_proj = meta_linear(H * d, D, False)
         self.scale = d**-0.5
+        if cfg.qk_norm:  # Qwen3: per-head RMSNorm on q and k (after hook_q/hook_k, before RoPE)
+            from vlens.components import RMSNorm
+
+            self.q_norm = RMSNorm(cfg, d)
+            self.k_norm = RMSNorm(cfg, d)
         self.hook_q = HookPoint()  # [batch, pos, head, d_head]
         self.hook_k = HookPoint()  # [batch, pos, kv_head, d_head]
         self.hook_v = HookPoint()  # [batch, pos, kv_head, d_head]
@@ -360,6 +365,8 @@ class Attention(nn.Module):
         q = self.hook_q(einops.rearrange(self.q_proj(x), "batch pos (head d_head) -> batch pos head d_head", head=H))
         k = self.hook_k(einops.rearrange(self.k_proj(x), "batch pos (head d_head) -> batch pos head d_head", head=Hkv))
         v = self.hook_v(einops.rearrange(self.v_proj(x), "batch pos (head d_head) -> batch pos head d_head", head=Hkv))
+        if self.cfg.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
         cos, sin = rope
         q = self.hook_rot_q(apply_rotary(q, cos, sin))
         k = self.hook_rot_k(apply_rotary(k, cos, sin))

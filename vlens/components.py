@@ -1,5 +1,6 @@
-"""The hooked decoder's parts besides attention: embedding, RMSNorm, rotary tables, SwiGLU MLP,
-blocks, unembedding (attention and its backends: vlens.attention).
+"""The hooked decoder's parts besides attention: embedding, RMSNorm, SwiGLU MLP,
+blocks, unembedding (attention and its backends: vlens.attention; rotary tables: vlens.rotary,
+chosen by the family).
 
 Modelled on TransformerLens 2.x `components/`: every intermediate a researcher may want is a
 `HookPoint` with TransformerLens' name and shape. Weights are kept in the checkpoint's own layout
@@ -49,41 +50,6 @@ class RMSNorm(nn.Module):
         x32 = x.float()
         scale = self.hook_scale((x32.pow(2).mean(-1, keepdim=True) + self.eps).sqrt())
         return self.hook_normalized(self.w * (x32 / scale).to(dtype))
-
-
-class RotaryEmbedding(nn.Module):
-    """cos/sin tables for rotary positions, computed in fp32 as HF does.
-
-    1-D RoPE takes positions [batch, pos]. With `cfg.extra["mrope_section"]` (Qwen2.5-VL's
-    multimodal RoPE) it takes [3, batch, pos] (temporal, height, width; [batch, pos] means all
-    three equal, i.e. text): the d_head/2 frequencies are split into the three sections and
-    section i rotates by axis i % 3, exactly as HF's `Qwen2_5_VLRotaryEmbedding`."""
-
-    def __init__(self, cfg: HookedVideoLLMConfig):
-        super().__init__()
-        d = cfg.d_head
-        inv_freq = 1.0 / (cfg.rope_theta ** (torch.arange(0, d, 2, dtype=torch.float) / d))
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
-        section = (cfg.extra or {}).get("mrope_section")
-        self.mrope_section = tuple(int(s) for s in section) if section else None
-        if self.mrope_section is not None and sum(self.mrope_section) != d // 2:
-            raise ValueError(f"mrope_section {self.mrope_section} must sum to d_head/2 = {d // 2}")
-
-    def forward(
-        self, position_ids: Tensor, dtype: torch.dtype
-    ) -> tuple[Float[Tensor, "batch pos d_head"], Float[Tensor, "batch pos d_head"]]:
-        if self.mrope_section is None:
-            if position_ids.ndim != 2:
-                raise ValueError(f"1-D RoPE takes positions [batch, pos], got shape {tuple(position_ids.shape)}")
-            freqs = position_ids[..., None].float() * self.inv_freq.float()
-        else:
-            if position_ids.ndim == 2:
-                position_ids = position_ids[None].expand(3, -1, -1)
-            freqs = position_ids[..., None].float() * self.inv_freq.float()  # [3, batch, pos, d_head/2]
-            parts = freqs.split(self.mrope_section, dim=-1)
-            freqs = torch.cat([part[i % 3] for i, part in enumerate(parts)], dim=-1)
-        emb = torch.cat((freqs, freqs), dim=-1)
-        return emb.cos().to(dtype), emb.sin().to(dtype)
 
 
 class GatedMLP(nn.Module):
@@ -136,19 +102,30 @@ class TransformerBlock(nn.Module):
         self.ln1 = RMSNorm(cfg)
         self.attn = Attention(cfg, layer)
         self.ln2 = RMSNorm(cfg)
-        self.mlp = GatedMLP(cfg)
+        if cfg.moe is not None and layer in cfg.moe.layers:  # a sparse MoE MLP (vlens.moe)
+            from vlens.moe import SparseMoE
+
+            self.mlp = SparseMoE(cfg)
+        else:
+            self.mlp = GatedMLP(cfg)
         self.hook_resid_pre = HookPoint()  # [batch, pos, d_model]
         self.hook_attn_out = HookPoint()  # [batch, pos, d_model]
         self.hook_resid_mid = HookPoint()  # [batch, pos, d_model]
         self.hook_mlp_out = HookPoint()  # [batch, pos, d_model]
+        if layer < cfg.deepstack_layers:  # Qwen3-VL: this block's output gets vision features added
+            self.hook_deepstack = HookPoint()  # [batch, pos, d_model], zero outside vision positions
         self.hook_resid_post = HookPoint()  # [batch, pos, d_model]
 
     def forward(
-        self, resid: Float[Tensor, "batch pos d_model"], rope: tuple[Tensor, Tensor], ctx: AttentionContext
+        self, resid: Float[Tensor, "batch pos d_model"], rope: tuple[Tensor, Tensor], ctx: AttentionContext,
+        deepstack: Float[Tensor, "batch pos d_model"] | None = None,
     ) -> Float[Tensor, "batch pos d_model"]:
         resid = self.hook_resid_pre(resid)
         resid = self.hook_resid_mid(resid + self.hook_attn_out(self.attn(self.ln1(resid), rope, ctx)))
-        return self.hook_resid_post(resid + self.hook_mlp_out(self.mlp(self.ln2(resid))))
+        resid = resid + self.hook_mlp_out(self.mlp(self.ln2(resid)))
+        if deepstack is not None:  # DeepStack: added after the MLP, inside resid_post (= next resid_pre)
+            resid = resid + self.hook_deepstack(deepstack)
+        return self.hook_resid_post(resid)
 
 
 class Unembed(nn.Module):

@@ -23,32 +23,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
 from vlens.attention import AttentionContext, AttentionPath
-from vlens.components import Embed, RMSNorm, RotaryEmbedding, TransformerBlock, Unembed
+from vlens.components import Embed, RMSNorm, TransformerBlock, Unembed
 from vlens.config import HookedVideoLLMConfig
-from vlens.families import Family, UnsupportedModelError, family_for
+from vlens.families import Family, check_weight_coverage, family_for, resolve
 from vlens.families.base import hf_parameter
 from vlens.inputs import VideoInputs
 from vlens.interventions import BatchRows, EdgeRemoval, InterventionError, Interventions, RowPlan
 from vlens.kv_cache import KVCache
 from vlens.video import SampledVideo, load_video
-
-
-def _dispatch(hf_model: nn.Module, device_map: str | dict, max_memory: dict | None) -> nn.Module:
-    """Place an in-memory HF model across devices with accelerate (release formats, which are
-    converted in memory rather than loaded by HF's from_pretrained)."""
-    from accelerate import dispatch_model, infer_auto_device_map
-
-    if isinstance(device_map, str):
-        no_split = getattr(hf_model, "_no_split_modules", None) or []
-        device_map = infer_auto_device_map(hf_model, max_memory=max_memory, no_split_module_classes=no_split)
-    return dispatch_model(hf_model, device_map=device_map)
 
 
 class HookedVideoLLM(HookedRootModule):
@@ -80,7 +68,7 @@ class HookedVideoLLM(HookedRootModule):
         self.embed = Embed(cfg)
         self.hook_video_features = HookPoint()  # [batch, n_vision, d_model]
         self.hook_embed = HookPoint()  # [batch, pos, d_model]
-        self.rotary = RotaryEmbedding(cfg)
+        self.rotary = family.rotary(cfg)  # the family's RoPE (M-RoPE sections etc. are its business)
         self.blocks = nn.ModuleList([TransformerBlock(cfg, l) for l in range(cfg.n_layers)])
         self.ln_final = RMSNorm(cfg)
         self.unembed = Unembed(cfg)
@@ -103,7 +91,6 @@ class HookedVideoLLM(HookedRootModule):
         missing = decoder - set(table)
         if missing:
             raise KeyError(f"the {self.family.name} weight table does not cover {sorted(missing)[:5]}")
-        used: set[int] = set()
         for our_name, hf_name in table.items():
             module_path, _, leaf = our_name.rpartition(".")
             module = self.get_submodule(module_path)
@@ -117,15 +104,7 @@ class HookedVideoLLM(HookedRootModule):
                     f"{our_name} expects {expected}; the checkpoint's config does not describe its weights"
                 )
             setattr(module, leaf, param)
-            used.add(id(param))
-        vision = {id(p) for p in self.vision.parameters()} | {id(p) for p in self.vision_params.parameters()}
-        dropped = set(getattr(self.family, "dropped_keys", ()))
-        unused = [n for n, p in hf_model.named_parameters() if id(p) not in used | vision and n not in dropped]
-        if unused:
-            raise KeyError(
-                f"{self.family.name}: the HF model has tensors vlens would silently ignore: {unused[:5]}"
-                f"{' …' if len(unused) > 5 else ''}; the family's weight table must use them or list them in dropped_keys"
-            )
+        check_weight_coverage(self.family, self.cfg, hf_model)  # every HF LM key used or dropped
         self.rotary.to(self.embed.W_E.device)
         self.cfg = dataclasses.replace(self.cfg, device=self.embed.W_E.device, dtype=self.embed.W_E.dtype)
 
@@ -178,38 +157,12 @@ class HookedVideoLLM(HookedRootModule):
                 "save_pretrained wrote (config.json, *.safetensors, processor files)"
             )
         config_dict = json.loads(config_file.read_text())
-        archs = config_dict.get("architectures") or []
-        from vlens.families import release_converter
-
-        converter = release_converter(config_dict)  # an authors' own release format (never remote code)
-        if converter is not None:
-            if isinstance(dtype, str):
-                dtype = getattr(torch, dtype)
-            hf_model, processor, family = converter.build(
-                path, dtype=dtype, device="cpu" if device_map is not None else device,
-                attn_implementation=attn_implementation, config=config_dict)
-            if device_map is not None:
-                hf_model = _dispatch(hf_model, device_map, max_memory)
-            return cls._assemble(family, hf_model, processor, str(path))
-        if not archs:
-            raise UnsupportedModelError(f"{config_file} names no 'architectures'; cannot tell the model family")
-        family = family_for(archs[0])  # clear error before loading any weights
-        import transformers
-        from transformers import AutoProcessor
-
-        from vlens.hf_progress import hf_progress_bars_off
-
+        entry = resolve(config_dict, where=str(config_file))  # clear error before loading any weights
         if isinstance(dtype, str):
             dtype = getattr(torch, dtype)
-        hf_cls = getattr(transformers, archs[0])
-        placement = {"device_map": device_map, "max_memory": max_memory} if device_map is not None else {}
-        with hf_progress_bars_off():
-            hf_model = hf_cls.from_pretrained(
-                path, dtype=dtype, attn_implementation=attn_implementation, local_files_only=True, **placement
-            )
-            if device_map is None:
-                hf_model = hf_model.to(device)
-            processor = AutoProcessor.from_pretrained(path, local_files_only=True)
+        hf_model, processor, family = entry.load(
+            path, config_dict, dtype=dtype, device=device, attn_implementation=attn_implementation,
+            device_map=device_map, max_memory=max_memory)
         return cls._assemble(family, hf_model, processor, str(path))
 
     # inputs ----------------------------------------------------------------------------------------
@@ -314,11 +267,20 @@ class HookedVideoLLM(HookedRootModule):
 
     def embed_inputs(self, inputs: dict) -> Float[Tensor, "batch pos d_model"]:
         """Token embeddings with the vision features placed at the vision placeholder positions."""
+        return self.embed_with_deepstack(inputs)[0]
+
+    def embed_with_deepstack(
+        self, inputs: dict
+    ) -> tuple[Float[Tensor, "batch pos d_model"], list[Float[Tensor, "batch pos d_model"]]]:
+        """`embed_inputs` plus the family's DeepStack additions (Qwen3-VL): one [batch, pos,
+        d_model] tensor per block 0, 1, … that gets it, zero outside the vision positions (an
+        empty list for every other family, or without pixel values)."""
         ids = inputs["input_ids"].to(self.cfg.device)
         x = self.embed(ids)
         vision_mask = ids == self.family.video_token_id(self.hf_model.config)
+        adds: list[Tensor] = []
         if any(k.startswith("pixel_values") for k in inputs):
-            feats = self.family.video_features(self.hf_model, inputs)
+            feats, deep = self.family.vision_outputs(self.hf_model, inputs)
             feats = self.hook_video_features(feats.to(x.dtype))
             n_slots, n_feats = int(vision_mask.sum()), feats.shape[0] * feats.shape[1]
             if n_slots != n_feats:
@@ -327,9 +289,10 @@ class HookedVideoLLM(HookedRootModule):
                     f"{n_feats} features; build inputs with model.to_inputs (same processor, same frames)"
                 )
             x = x.masked_scatter(vision_mask[..., None], feats)
+            adds = [torch.zeros_like(x).masked_scatter(vision_mask[..., None], d.to(x.dtype)) for d in deep]
         elif vision_mask.any():
             raise ValueError("input_ids contain vision placeholders but no pixel values were given")
-        return x
+        return x, adds
 
     def forward(
         self,
@@ -344,6 +307,8 @@ class HookedVideoLLM(HookedRootModule):
         q_start: int = 0,
         plan: RowPlan | None = None,
         interventions: Interventions | None = None,
+        deepstack: bool = True,
+        deepstack_adds: dict[int, Tensor] | None = None,
     ) -> Tensor | None:
         """Logits [batch, pos, d_vocab] (return_type="logits"), the residual stream before block
         `stop_at_layer` (TransformerLens semantics), or None (return_type=None).
@@ -360,6 +325,11 @@ class HookedVideoLLM(HookedRootModule):
                 still computed and the logits cover the kept rows.
             interventions: explicit per-call interventions (the sweep engine); by default those
                 of the enclosing `hooks()` / `run_with_hooks` call.
+            deepstack: False leaves out the DeepStack additions (Qwen3-VL: vision features added
+                after the first blocks), so a study can separate that route from the embedded tokens.
+            deepstack_adds: for a forward resumed with `start_at_layer` over rows with vision
+                positions, {layer: [batch, pos, d_model]} for every DeepStack layer ≥ start (what
+                `blocks.{layer}.hook_deepstack` cached on the full run, these rows).
 
         Raises:
             InterventionError: an intervention was not built for this batch.
@@ -384,7 +354,17 @@ class HookedVideoLLM(HookedRootModule):
             if mask.shape[0] != B:
                 raise ValueError(f"attention_mask has {mask.shape[0]} rows but the batch has {B}")
         key_padding = None if mask is None or bool(mask.all()) else mask
-        x = self.hook_embed(self.embed_inputs(inputs)) if start_at_layer is None else resid
+        adds: dict[int, Tensor] = {}
+        if start_at_layer is None:
+            x, computed = self.embed_with_deepstack(inputs)
+            adds = dict(enumerate(computed))
+            x = self.hook_embed(x)
+        else:
+            x = resid
+            adds = dict(deepstack_adds or {})
+            self._check_deepstack_resume(inputs, start_at_layer, deepstack, adds)
+        if not deepstack:
+            adds = {}
         cos, sin = self.rotary(self.position_ids(inputs, q_start=q_start, n=N, batch=B), x.dtype)
         if kv_cache is not None and not isinstance(kv_cache, KVCache):
             raise TypeError(f"kv_cache must be a vlens.kv_cache.KVCache, got {type(kv_cache).__name__}")
@@ -397,13 +377,14 @@ class HookedVideoLLM(HookedRootModule):
         stop = self.cfg.n_layers if stop_at_layer is None else stop_at_layer
         for layer in range(start, stop):
             if plan is not None and layer == plan.exit_layer:
-                x, cos, sin = self._leave(plan, ctx, x, cos, sin)
+                x, cos, sin, adds = self._leave(plan, ctx, x, cos, sin, adds)
             device = self.blocks[layer].ln1.w.device
             if x.device != device:  # a model split across devices (device_map): blocks run where their weights are
                 x, cos, sin = x.to(device), cos.to(device), sin.to(device)
-            x = self.blocks[layer](x, (cos, sin), ctx)
+            add = adds.get(layer)
+            x = self.blocks[layer](x, (cos, sin), ctx, None if add is None else add.to(device))
         if plan is not None and plan.exit_layer == self.cfg.n_layers and stop == self.cfg.n_layers:
-            x, cos, sin = self._leave(plan, ctx, x, cos, sin)
+            x, cos, sin, adds = self._leave(plan, ctx, x, cos, sin, adds)
         self.last_attention_path = "+".join(sorted(ctx.paths_taken)) or None
         if stop_at_layer is not None:
             return x
@@ -417,8 +398,9 @@ class HookedVideoLLM(HookedRootModule):
         return self.unembed(x.to(self.unembed.lm_head.weight.device))
 
     @staticmethod
-    def _leave(plan: RowPlan, ctx: AttentionContext, x: Tensor, cos: Tensor, sin: Tensor):
-        """Rows the plan drops leave the sequence: the residual rows and their rotary tables."""
+    def _leave(plan: RowPlan, ctx: AttentionContext, x: Tensor, cos: Tensor, sin: Tensor, adds: dict[int, Tensor]):
+        """Rows the plan drops leave the sequence: the residual rows, their rotary tables and
+        any DeepStack additions still to come."""
         kept = plan.kept_rows(x.device)
         index = kept[0].nonzero().flatten()
         if not bool((kept == kept[0]).all()):
@@ -427,7 +409,22 @@ class HookedVideoLLM(HookedRootModule):
                 "efficient-inference plan one sample at a time"
             )
         ctx.drop_rows(index)
-        return x[:, index], cos[:, index], sin[:, index]
+        return x[:, index], cos[:, index], sin[:, index], {l: a[:, index.to(a.device)] for l, a in adds.items()}
+
+    def _check_deepstack_resume(self, inputs: dict, start_at_layer: int, deepstack: bool, adds: dict) -> None:
+        """A forward resumed at `start_at_layer` has no vision features: it needs `deepstack_adds`
+        for every DeepStack block from the start on where its rows hold vision positions."""
+        start = start_at_layer % max(self.cfg.n_layers, 1)
+        missing = [l for l in range(start, self.cfg.deepstack_layers) if l not in adds]
+        if not deepstack or not missing:
+            return
+        if bool((inputs["input_ids"] == self.family.video_token_id(self.hf_model.config)).any()):
+            raise ValueError(
+                f"start_at_layer={start_at_layer} on rows with vision positions: {self.family.name} adds DeepStack "
+                f"features after blocks {missing}, which a resumed forward cannot recompute; pass "
+                "deepstack_adds={layer: cache[f'blocks.{layer}.hook_deepstack'] of the full run (these rows)}, "
+                "or deepstack=False to leave them out"
+            )
 
     def position_ids(
         self, inputs: VideoInputs | dict, *, q_start: int = 0, n: int | None = None, batch: int | None = None
@@ -455,11 +452,11 @@ class HookedVideoLLM(HookedRootModule):
         decompose_resid, accumulated_resid, stack_head_results, ... — work on this model).
         Caching `hook_attn_scores`/`hook_pattern` takes the explicit attention path; a
         `names_filter` without them keeps the fast one."""
-        from transformer_lens import ActivationCache
+        from vlens.cache import VideoActivationCache  # TL's cache; decompose_resid also lists DeepStack
 
         out, cache = super().run_with_cache(*model_args, remove_batch_dim=remove_batch_dim, **kwargs)
         if return_cache_object:
-            cache = ActivationCache(cache, self, has_batch_dim=not remove_batch_dim)
+            cache = VideoActivationCache(cache, self, has_batch_dim=not remove_batch_dim)
         return out, cache
 
     # hooks: interventions are resolved per call ------------------------------------------------------
