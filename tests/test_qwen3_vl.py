@@ -145,3 +145,9 @@ def test_ablating_an_expert_equals_hf_without_it(moe):
             down[e] = saved
     assert (ours - ref).abs().max() <= ATOL
     assert (ours - clean).abs().max() > 1e-3
+
+
+def test_hooks_page_lists_the_moe_hooks(moe):
+    from hooks_page import assert_hooks_documented
+
+    assert_hooks_documented(moe[0])
