@@ -33,7 +33,7 @@ from vlens.config import HookedVideoLLMConfig
 from vlens.families import Family, UnsupportedModelError, family_for
 from vlens.families.base import hf_parameter
 from vlens.inputs import VideoInputs
-from vlens.video import SampledVideo, load_video
+from vlens.video import SampledVideo, Sampling, load_video
 
 
 class Embed(nn.Module):
@@ -167,27 +167,53 @@ class HookedVideoLLM(HookedRootModule):
         fps: float | None = None,
         allow_repeat: bool = False,
         system_prompt: str | None = None,
+        sampling: Sampling | None = None,
     ) -> VideoInputs:
         """Sample frames, build the chat prompt and run the checkpoint's own processor.
 
         One sample: `to_inputs(video, "question")`. A batch: lists of videos and questions (rows
-        are left-padded; every row's answer position is the last). `video` is a file path, a
-        folder of frames, a list of HxWx3 uint8 frames or a uint8 [T,H,W,3] array/tensor.
+        are left-padded; every row's answer position is the last).
+
+        Args:
+            video: a file path, a folder of frames, a list of HxWx3 uint8 frames or a uint8
+                [T,H,W,3] array/tensor (a list of those for a batch).
+            question: the user's text (a list for a batch).
+            n_frames, start, end, fps, allow_repeat: see `vlens.video.load_video`.
+            system_prompt: a system message (the template's default when None).
+            sampling: "centres" | "linspace" | "fps" (vlens.video); None takes the checkpoint
+                family's default (its authors' policy for the released formats, else "centres").
+
+        Returns:
+            `VideoInputs`: the processor's tensors plus one layout per row.
+
+        Raises:
+            ValueError: no processor, an empty batch, or videos and questions that do not pair up.
+            VideoError: a bad sampling argument or an unreadable video.
         """
         if self.processor is None:
             raise ValueError("this model has no processor; pass one to HookedVideoLLM.from_hf(hf_model, processor)")
         if isinstance(question, str):
             videos, questions = [video], [question]
         else:
+            if not isinstance(question, Sequence):
+                raise TypeError(f"question must be a str or a list of str, got {type(question).__name__}")
             questions = list(question)
+            if not questions:
+                raise ValueError("an empty batch: give at least one question (and one video per question)")
             if not isinstance(video, (list, tuple)) or len(video) != len(questions):
                 raise ValueError(
                     f"a batch needs one video per question: got {len(questions)} questions and "
                     f"{len(video) if isinstance(video, (list, tuple)) else 'a single'} video(s)"
                 )
+            bad = [i for i, q in enumerate(questions) if not isinstance(q, str)]
+            if bad:
+                raise TypeError(f"every question must be a str; row(s) {bad} are not")
             videos = list(video)
+        if sampling is None:
+            sampling = getattr(self.family, "default_sampling", "centres")
         sampled = [
-            load_video(v, n_frames, start=start, end=end, fps=fps, allow_repeat=allow_repeat) for v in videos
+            load_video(v, n_frames, start=start, end=end, fps=fps, allow_repeat=allow_repeat, sampling=sampling)
+            for v in videos
         ]
         prompts = [
             self.processor.apply_chat_template(
@@ -333,12 +359,24 @@ class HookedVideoLLM(HookedRootModule):
             return given.expand(*given.shape[:-2], batch, n) if given.shape[-2] != batch else given
         return self.family.position_ids(self.hf_model, inputs, batch=batch, n=n, q_start=q_start, device=self.cfg.device)
 
-    def run_with_cache(self, *model_args, return_cache_object: bool = True, remove_batch_dim: bool = False, **kwargs):
+    def run_with_cache(
+        self, *model_args, return_cache_object: bool = True, remove_batch_dim: bool = False,
+        memory_budget: int | str | None = "auto", **kwargs,
+    ):
         """TransformerLens' run_with_cache, returning an `ActivationCache` (its methods —
         decompose_resid, accumulated_resid, stack_head_results, ... — work on this model).
         Caching `hook_attn_scores`/`hook_pattern` takes the explicit attention path; a
-        `names_filter` without them keeps the fast one."""
+        `names_filter` without them keeps the fast one.
+
+        `memory_budget` (bytes, a size such as "40GB", "auto" = half the memory now available on
+        the cache's device, or None for no limit): the call first estimates what the cache would
+        keep (`vlens.cache_memory.estimate`) and raises `CacheMemoryError` above the budget,
+        naming the `names_filter` that leaves out the N×N attention tensors."""
         from transformer_lens import ActivationCache
+
+        from vlens import cache_memory
+
+        cache_memory.check(self, model_args, kwargs, memory_budget)
 
         out, cache = super().run_with_cache(*model_args, remove_batch_dim=remove_batch_dim, **kwargs)
         if return_cache_object:
