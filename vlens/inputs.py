@@ -7,8 +7,12 @@ is (`layouts`), which frames were sampled (`videos`) and the prompt text (`promp
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 
 from vlens.layout import VideoLayout
@@ -69,3 +73,61 @@ class VideoInputs(dict):
     def __repr__(self) -> str:
         shapes = ", ".join(f"{k}: {tuple(v.shape)}" for k, v in self.items() if isinstance(v, torch.Tensor))
         return f"VideoInputs({shapes}; layouts={self.layouts})"
+
+
+def _image(item: Any, where: str) -> Any:
+    """One still image as the processor takes it (PIL image or HxWx3 uint8 array)."""
+    if isinstance(item, (str, Path)):
+        from vlens.video import check_regular_file
+
+        path = Path(item)
+        check_regular_file(path, "image")
+        from PIL import Image
+
+        try:
+            with Image.open(path) as im:
+                return im.convert("RGB")
+        except Exception as e:
+            raise ValueError(f"{where}: cannot read image {path}: {e}") from e
+    if isinstance(item, torch.Tensor):
+        item = item.detach().cpu().numpy()
+    if isinstance(item, np.ndarray):
+        if item.dtype != np.uint8 or item.ndim != 3 or item.shape[-1] != 3:
+            raise ValueError(f"{where}: an image array must be uint8 [H, W, 3], got {item.dtype} {list(item.shape)}")
+        return item
+    if type(item).__module__.startswith("PIL."):
+        return item.convert("RGB")
+    raise TypeError(f"{where}: an image is a PIL image, an HxWx3 uint8 array or a file path, got {type(item).__name__}")
+
+
+def load_images(images: Any, rows: int) -> list[list[Any]]:
+    """`to_inputs(images=...)` as one list of images per row.
+
+    One image or a flat list of images is the images of a batch of one; a batch (rows > 1) takes
+    one list per row.
+
+    Raises:
+        ValueError / TypeError: a bad image, or a batch without one list per row.
+    """
+    if images is None:
+        return [[] for _ in range(rows)]
+    single = not isinstance(images, (list, tuple))
+    if rows == 1:
+        items = [images] if single else list(images)
+        if items and all(isinstance(i, (list, tuple)) for i in items) and len(items) == 1:
+            items = list(items[0])
+        return [[_image(im, f"image {j}") for j, im in enumerate(items)]]
+    if single or len(images) != rows or not all(isinstance(r, (list, tuple)) for r in images):
+        raise ValueError(f"a batch of {rows} rows takes images=[[row 0's images], [row 1's], ...] (one list per row)")
+    return [[_image(im, f"row {i} image {j}") for j, im in enumerate(r)] for i, r in enumerate(images)]
+
+
+def with_media(messages: list[dict], n_images: int, *, video: bool = True) -> list[dict]:
+    """The family's chat messages for one question with `n_images` image items put before the
+    video item of the user turn (and the video item dropped when there is no video)."""
+    out = copy.deepcopy(messages)
+    user = next(m for m in out if m["role"] == "user")
+    content = [c for c in user["content"] if video or c.get("type") != "video"]
+    at = next((i for i, c in enumerate(content) if c.get("type") in ("video", "text")), 0)
+    user["content"] = content[:at] + [{"type": "image"} for _ in range(n_images)] + content[at:]
+    return out

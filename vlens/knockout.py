@@ -4,7 +4,7 @@ Causal attention is softmax(QKᵀ/√d + M)V; a knockout sets entries of M to �
 
 | knockout | query                                                       | key                     |
 |----------|-------------------------------------------------------------|-------------------------|
-| LV-K     | non-vision position after the last vision position          | vision (video, separator) |
+| LV-K     | text/marker position after the last vision position         | vision (video, separator) |
 | VT-K     | `video` position of frame i                                 | `video` of frame j ≠ i  |
 | VS-K     | `video` position of frame i                                 | other `video` of frame i |
 
@@ -94,7 +94,8 @@ class LV(Spec):
         n = len(layout)
         pos = torch.arange(n)
         vision = layout.is_vision
-        query = ~vision & ~layout.mask("pad") & (pos > layout.last_vision)
+        # image positions are neither queries nor keys: LV-K cuts the question from the video only
+        query = ~vision & ~layout.mask("pad", "image") & (pos > layout.last_vision)
         if layout.last_vision < 0:
             query = torch.zeros(n, dtype=torch.bool)
         return query[:, None] & vision[None, :] & _strictly_below(n)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from vlens.components import AttentionContext, AttentionPath, RMSNorm, RotaryEmb
 from vlens.config import HookedVideoLLMConfig
 from vlens.families import Family, UnsupportedModelError, family_for
 from vlens.families.base import hf_parameter
-from vlens.inputs import VideoInputs
+from vlens.inputs import VideoInputs, load_images, with_media
 from vlens.video import SampledVideo, Sampling, load_video
 
 
@@ -168,6 +168,7 @@ class HookedVideoLLM(HookedRootModule):
         allow_repeat: bool = False,
         system_prompt: str | None = None,
         sampling: Sampling | None = None,
+        images: Any = None,
     ) -> VideoInputs:
         """Sample frames, build the chat prompt and run the checkpoint's own processor.
 
@@ -182,6 +183,9 @@ class HookedVideoLLM(HookedRootModule):
             system_prompt: a system message (the template's default when None).
             sampling: "centres" | "linspace" | "fps" (vlens.video); None takes the checkpoint
                 family's default (its authors' policy for the released formats, else "centres").
+            images: still images shown before the video in the user turn: one image (a PIL
+                image, an HxWx3 uint8 array or an image file path) or a list of them; for a batch,
+                one such list per row. `video` may then be None (images only).
 
         Returns:
             `VideoInputs`: the processor's tensors plus one layout per row.
@@ -200,6 +204,8 @@ class HookedVideoLLM(HookedRootModule):
             questions = list(question)
             if not questions:
                 raise ValueError("an empty batch: give at least one question (and one video per question)")
+            if video is None:  # images only
+                video = [None] * len(questions)
             if not isinstance(video, (list, tuple)) or len(video) != len(questions):
                 raise ValueError(
                     f"a batch needs one video per question: got {len(questions)} questions and "
@@ -211,52 +217,151 @@ class HookedVideoLLM(HookedRootModule):
             videos = list(video)
         if sampling is None:
             sampling = getattr(self.family, "default_sampling", "centres")
+        row_images = load_images(images, len(questions))
         sampled = [
+            None if v is None else
             load_video(v, n_frames, start=start, end=end, fps=fps, allow_repeat=allow_repeat, sampling=sampling)
             for v in videos
         ]
+        if all(v is None for v in sampled) and not any(row_images):
+            raise ValueError("nothing to show the model: pass a video, images=, or both")
         prompts = [
             self.processor.apply_chat_template(
-                self.family.messages(q, system_prompt), add_generation_prompt=True, tokenize=False
+                with_media(self.family.messages(q, system_prompt), len(ims), video=v is not None),
+                add_generation_prompt=True, tokenize=False,
             )
-            for q in questions
+            for q, v, ims in zip(questions, sampled, row_images)
         ]
-        return self.inputs_from_prompts(prompts, sampled)
+        return self.inputs_from_prompts(prompts, sampled, row_images if any(row_images) else None)
 
-    def inputs_from_prompts(self, prompts: Sequence[str], videos: Sequence[SampledVideo]) -> VideoInputs:
-        """Processor call for already-templated prompts and sampled videos, plus layouts."""
-        shapes = {v.frames.shape for v in videos}
-        if len(shapes) > 1:
+    def inputs_from_prompts(
+        self, prompts: Sequence[str], videos: Sequence[SampledVideo | None], images: Sequence[Sequence[Any]] | None = None,
+    ) -> VideoInputs:
+        """Processor call for already-templated prompts, sampled videos and (optionally) images,
+        plus one layout per row.
+
+        Args:
+            prompts: one templated prompt per row (its placeholders say where media go).
+            videos: one `SampledVideo` (or None: no video) per row.
+            images: per row, the images of that row in prompt order (PIL images or HxWx3 uint8
+                arrays); None for no images.
+
+        Returns:
+            `VideoInputs` on the model's device and dtype.
+        """
+        rows = len(prompts)
+        if rows == 0:
+            raise ValueError("an empty batch: give at least one prompt")
+        if len(videos) != rows or (images is not None and len(images) != rows):
+            raise ValueError(f"{rows} prompts need one entry per row in videos (got {len(videos)})"
+                             + ("" if images is None else f" and images (got {len(images)})"))
+        present = [v for v in videos if v is not None]
+        frame_counts = {len(v) for v in present}
+        if len(frame_counts) > 1 and not getattr(self.family, "per_row_frame_counts", False):
             raise ValueError(
-                f"all videos of a batch must have the same number and size of frames, got {sorted(shapes)}; "
-                "sample the same n_frames for every row (frames are resized by the processor only per video)"
+                f"the videos of a batch have different frame counts {sorted(frame_counts)}; {self.family.name} stacks "
+                "every row's frames into one tensor: sample the same n_frames for every row"
             )
-        tensors = self.processor(
-            text=list(prompts),
-            videos=[v.frames for v in videos],
-            return_tensors="pt",
-            padding=True,
-            do_sample_frames=False,
-            **self.family.processor_kwargs(list(videos)),
-        )
-        tensors = dict(tensors)
-        layouts = [
-            self.family.layout(
-                tensors["input_ids"][i],
-                tensors["attention_mask"][i] if "attention_mask" in tensors else None,
-                videos[i],
-                self.hf_model.config,
-                {k: (v[i : i + 1] if isinstance(v, Tensor) and v.shape[:1] == (len(prompts),) else v) for k, v in tensors.items()},
+        if present and len(present) != rows:
+            raise ValueError("every row of a batch needs a video, or none does (rows without video: "
+                             f"{[i for i, v in enumerate(videos) if v is None]})")
+        flat_images = [im for row in (images or []) for im in row]
+        call: dict[str, Any] = {"text": list(prompts), "return_tensors": "pt", "padding": True}
+        if present:
+            call.update(videos=[v.frames for v in present], do_sample_frames=False, **self.family.processor_kwargs(present))
+        if flat_images:
+            # one list per row: processors that tile single images (OneVision's batch_num_images)
+            # count images per row from this nesting
+            call["images"] = [list(r) for r in images] if all(images) else flat_images
+        tensors = dict(self.processor(**call))
+        return self._with_layouts(tensors, list(videos), list(prompts)).to(self.cfg.device, self.cfg.dtype)
+
+    def inputs_from_hf(self, kwargs: Mapping[str, Any]) -> VideoInputs:
+        """`VideoInputs` (one layout per row) from HF model kwargs you built yourself — your own
+        preprocessing, HF's test inputs — with no processor: the layouts come from `input_ids`,
+        `attention_mask`, the grids/sizes and the checkpoint config's token ids.
+
+        `model(inputs)` then equals `hf_model(**kwargs)` (the vision features are placed by HF's
+        own code); kwargs the family's HF model takes but vlens does not run exactly are refused.
+
+        Args:
+            kwargs: the HF model's keyword arguments: `input_ids` [batch, pos] and what the family
+                takes (`attention_mask`, `pixel_values`, `pixel_values_videos`, `image_sizes`,
+                `image_grid_thw`, `video_grid_thw`, `second_per_grid_ts`, `mm_token_type_ids`, ...).
+
+        Returns:
+            `VideoInputs` holding the same tensors (moved to the model's device; floating ones
+            cast to its dtype).
+
+        Raises:
+            TypeError: kwargs is not a mapping of tensors with `input_ids`.
+            ValueError: a kwarg vlens cannot run exactly (named), or a missing field.
+            LayoutError: the tokens do not have the structure the family's rules predict (the
+                message names the missing token or field).
+        """
+        if not isinstance(kwargs, Mapping):
+            raise TypeError(f"inputs_from_hf takes the HF model's kwargs as a dict, got {type(kwargs).__name__}")
+        if "input_ids" not in kwargs:
+            hint = " (vlens needs the token ids to lay out positions; pass input_ids instead)" if "inputs_embeds" in kwargs else ""
+            raise ValueError(f"inputs_from_hf needs input_ids [batch, pos]{hint}; got keys {sorted(kwargs)}")
+        ids = kwargs["input_ids"]
+        if not isinstance(ids, Tensor) or ids.ndim != 2 or ids.dtype not in (torch.int64, torch.int32):
+            raise ValueError(f"input_ids must be an integer tensor [batch, pos], got "
+                             f"{getattr(ids, 'dtype', type(ids).__name__)} {tuple(getattr(ids, 'shape', ()))}")
+        if ids.shape[0] == 0:
+            raise ValueError("input_ids holds an empty batch")
+        accepted = set(getattr(self.family, "hf_inputs", ())) | {"input_ids", "attention_mask"}
+        ignored = {"labels", "use_cache", "return_dict"}  # no effect on the logits
+        unknown = sorted(set(kwargs) - accepted - ignored)
+        if unknown:
+            raise ValueError(
+                f"vlens does not run these {self.family.name} inputs exactly: {unknown} (it takes "
+                f"{sorted(accepted)}); drop them or build the inputs with model.to_inputs"
             )
-            for i in range(len(prompts))
-        ]
-        inputs = VideoInputs(tensors, layouts, videos, prompts)
-        return inputs.to(self.cfg.device, self.cfg.dtype)
+        mask = kwargs.get("attention_mask")
+        if mask is not None and (not isinstance(mask, Tensor) or mask.shape != ids.shape):
+            raise ValueError(f"attention_mask must be [batch, pos] like input_ids {tuple(ids.shape)}, "
+                             f"got {tuple(getattr(mask, 'shape', ()))} (4-D masks are not supported)")
+        tensors = {k: v for k, v in kwargs.items() if k not in ignored}
+        return self._with_layouts(tensors, [None] * ids.shape[0], []).to(self.cfg.device, self.cfg.dtype)
+
+    def _with_layouts(self, tensors: dict, videos: list, prompts: list) -> VideoInputs:
+        ids, mask = tensors["input_ids"], tensors.get("attention_mask")
+        fam, config = self.family, self.hf_model.config
+        if getattr(fam, "hf_merge", False) and hasattr(fam, "media_tokens"):
+            # images and videos in any mix, labelled in the order HF fills them (vlens.media_layout)
+            from vlens.media_layout import assign_to_rows, row_layout
+
+            images, vids = fam.media_tokens(config, tensors)
+            image_id, video_id = fam.media_ids(config)
+            image_rows = assign_to_rows(ids, image_id, [len(t) for t in images], "image")
+            video_rows = assign_to_rows(ids, video_id, [len(t) for t in vids], "video")
+            layouts = []
+            for i in range(ids.shape[0]):
+                markers = fam.markers(ids[i], config) if hasattr(fam, "markers") else None
+                times = videos[i].timestamps if videos[i] is not None and len(video_rows[i]) == 1 else None
+                layouts.append(row_layout(
+                    ids[i], mask[i] if mask is not None else None, image_id=image_id, video_id=video_id,
+                    images=[images[k] for k in image_rows[i]], videos=[vids[k] for k in video_rows[i]],
+                    is_marker=markers, frames_per_group=getattr(fam, "frames_per_group", lambda c: 1)(config),
+                    frame_times=times,
+                ))
+            return VideoInputs(tensors, layouts, videos, prompts)
+        rows = self.family.split_rows(tensors, self.hf_model.config) if hasattr(self.family, "split_rows") else None
+        layouts = []
+        for i in range(ids.shape[0]):
+            row = rows[i] if rows is not None else {
+                k: (v[i : i + 1] if isinstance(v, Tensor) and v.shape[:1] == (ids.shape[0],) else v) for k, v in tensors.items()
+            }
+            layouts.append(self.family.layout(ids[i], mask[i] if mask is not None else None, videos[i],
+                                              self.hf_model.config, row))
+        return VideoInputs(tensors, layouts, videos, prompts)
 
     def to_str_tokens(self, inputs: VideoInputs, row: int = 0) -> list[str]:
-        """A label per position: token text, `<f3 r2 c5>` for video positions, `<sep>`, `<pad>`."""
+        """A label per position: token text, `<f3 r2 c5>` for video positions, `<i0 r1 c2>` for
+        image positions, `<sep>`, `<pad>`."""
         ids = inputs["input_ids"][row].tolist()
-        tokens = self.tokenizer.convert_ids_to_tokens(ids)
+        tokens = self.tokenizer.convert_ids_to_tokens(ids) if self.processor is not None else None
         return inputs.layouts[row].labels(tokens)
 
     # forward -----------------------------------------------------------------------------------------
@@ -268,11 +373,37 @@ class HookedVideoLLM(HookedRootModule):
         return inputs
 
     def embed_inputs(self, inputs: dict) -> Float[Tensor, "batch pos d_model"]:
-        """Token embeddings with the vision features placed at the vision placeholder positions."""
+        """Token embeddings with the vision features placed at the vision placeholder positions.
+
+        HF-format families place features with the HF model's own code (vlens.hf_merge), so
+        images, several media per row and mixed resolutions land exactly where HF puts them;
+        the released formats use their family's vision path. `hook_video_features` sees the
+        features at the video and separator positions, [batch, n_vision, d_model] (rows with
+        fewer are zero-padded at the end; only real positions are written back)."""
         ids = inputs["input_ids"].to(self.cfg.device)
+        has_pixels = any(k.startswith("pixel_values") for k in inputs)
+        if has_pixels and getattr(self.family, "hf_merge", False):
+            from vlens.hf_merge import merged_embeddings
+
+            hf_kwargs = {k: v for k, v in inputs.items() if k in getattr(self.family, "hf_inputs", ()) or k in ("input_ids", "attention_mask")}
+            try:
+                x = merged_embeddings(self.hf_model, hf_kwargs)
+            except (ValueError, RuntimeError, IndexError) as e:
+                raise ValueError(
+                    f"the inputs' vision placeholder tokens and pixel values do not match ({e}); build inputs with "
+                    "model.to_inputs or model.inputs_from_hf from tensors the HF model accepts"
+                ) from e
+            layouts = getattr(inputs, "layouts", None)
+            if layouts:
+                where = torch.stack([l.is_vision for l in layouts]).to(x.device)
+            else:
+                where = ids == self.family.video_token_id(self.hf_model.config)
+            if bool(where.any()):
+                x = self._hook_features(x, where)
+            return x
         x = self.embed(ids)
         vision_mask = ids == self.family.video_token_id(self.hf_model.config)
-        if any(k.startswith("pixel_values") for k in inputs):
+        if has_pixels:
             feats = self.family.video_features(self.hf_model, inputs)
             feats = self.hook_video_features(feats.to(x.dtype))
             n_slots, n_feats = int(vision_mask.sum()), feats.shape[0] * feats.shape[1]
@@ -285,6 +416,16 @@ class HookedVideoLLM(HookedRootModule):
         elif vision_mask.any():
             raise ValueError("input_ids contain vision placeholders but no pixel values were given")
         return x
+
+    def _hook_features(self, x: Tensor, where: Tensor) -> Tensor:
+        """Run `hook_video_features` on the features at `where` [batch, pos] and put them back."""
+        counts = where.sum(1)
+        n = int(counts.max())
+        slot = torch.arange(n, device=x.device)[None] < counts[:, None]  # [batch, n]: real entries
+        feats = x.new_zeros(x.shape[0], n, x.shape[-1])
+        feats[slot] = x[where]
+        feats = self.hook_video_features(feats)
+        return x.masked_scatter(where[..., None], feats[slot])
 
     def forward(
         self,

@@ -180,6 +180,8 @@ def pooled_side(grid: int, mode: str, stride: int) -> int:
 class LlavaQwenRelease(OneVision):
     """The LLaVA-Qwen releases on an in-memory OneVision model, with the release's video path."""
 
+    hf_merge = False  # the release's own video path (pooling, newline), not HF OneVision's forward
+
     architectures = (ARCHITECTURE,)
 
     def __init__(self, release: Release, settings: dict, tower_kind: str):
