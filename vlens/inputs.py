@@ -131,3 +131,16 @@ def with_media(messages: list[dict], n_images: int, *, video: bool = True) -> li
     at = next((i for i, c in enumerate(content) if c.get("type") in ("video", "text")), 0)
     user["content"] = content[:at] + [{"type": "image"} for _ in range(n_images)] + content[at:]
     return out
+
+
+def as_frames(layout: VideoLayout) -> VideoLayout:
+    """The layout with each image read as a video frame (image k becomes frame k)."""
+    if layout.has_video:
+        raise ValueError("images_as_frames: the row already has video positions; it takes rows of images only")
+    if layout.n_images == 0:
+        raise ValueError("images_as_frames: the row has no image positions to read as frames")
+    img = layout.is_image
+    segment = tuple("video" if s == "image" else s for s in layout.segment)
+    frame = torch.where(img, layout.image, layout.frame)
+    return VideoLayout(segment, frame, layout.row.clone(), layout.col.clone(), layout.frames_per_group,
+                       layout.frame_times, torch.full_like(layout.image, -1))

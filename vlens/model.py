@@ -32,7 +32,7 @@ from vlens.components import AttentionContext, AttentionPath, RMSNorm, RotaryEmb
 from vlens.config import HookedVideoLLMConfig
 from vlens.families import Family, UnsupportedModelError, family_for
 from vlens.families.base import hf_parameter
-from vlens.inputs import VideoInputs, load_images, with_media
+from vlens.inputs import VideoInputs, as_frames, load_images, with_media
 from vlens.video import SampledVideo, Sampling, load_video
 
 
@@ -276,7 +276,7 @@ class HookedVideoLLM(HookedRootModule):
         tensors = dict(self.processor(**call))
         return self._with_layouts(tensors, list(videos), list(prompts)).to(self.cfg.device, self.cfg.dtype)
 
-    def inputs_from_hf(self, kwargs: Mapping[str, Any]) -> VideoInputs:
+    def inputs_from_hf(self, kwargs: Mapping[str, Any], *, images_as_frames: bool = False) -> VideoInputs:
         """`VideoInputs` (one layout per row) from HF model kwargs you built yourself — your own
         preprocessing, HF's test inputs — with no processor: the layouts come from `input_ids`,
         `attention_mask`, the grids/sizes and the checkpoint config's token ids.
@@ -288,6 +288,9 @@ class HookedVideoLLM(HookedRootModule):
             kwargs: the HF model's keyword arguments: `input_ids` [batch, pos] and what the family
                 takes (`attention_mask`, `pixel_values`, `pixel_values_videos`, `image_sizes`,
                 `image_grid_thw`, `video_grid_thw`, `second_per_grid_ts`, `mm_token_type_ids`, ...).
+            images_as_frames: lay out each row's images as the frames of one video (image k is
+                frame k). For InternVL, whose frames are images to the model (only the processor's
+                "FrameN:" text tells them apart, which raw kwargs need not carry).
 
         Returns:
             `VideoInputs` holding the same tensors (moved to the model's device; floating ones
@@ -323,12 +326,16 @@ class HookedVideoLLM(HookedRootModule):
             raise ValueError(f"attention_mask must be [batch, pos] like input_ids {tuple(ids.shape)}, "
                              f"got {tuple(getattr(mask, 'shape', ()))} (4-D masks are not supported)")
         tensors = {k: v for k, v in kwargs.items() if k not in ignored}
-        return self._with_layouts(tensors, [None] * ids.shape[0], []).to(self.cfg.device, self.cfg.dtype)
+        inputs = self._with_layouts(tensors, [None] * ids.shape[0], [])
+        if images_as_frames:
+            inputs.layouts = [as_frames(l) for l in inputs.layouts]
+        return inputs.to(self.cfg.device, self.cfg.dtype)
 
     def _with_layouts(self, tensors: dict, videos: list, prompts: list) -> VideoInputs:
         ids, mask = tensors["input_ids"], tensors.get("attention_mask")
         fam, config = self.family, self.hf_model.config
-        if getattr(fam, "hf_merge", False) and hasattr(fam, "media_tokens"):
+        if (getattr(fam, "hf_merge", False) and hasattr(fam, "media_tokens")
+                and getattr(fam, "media_layout_applies", lambda t: True)(tensors)):
             # images and videos in any mix, labelled in the order HF fills them (vlens.media_layout)
             from vlens.media_layout import assign_to_rows, row_layout
 

@@ -120,6 +120,7 @@ def merge_tokens(x: Float[Tensor, "groups tokens c"], target: int, n_heads: int)
 class InternVideo25(InternVL):
     name = "internvideo2.5"
     architectures = (ARCHITECTURE,)
+    hf_merge = False  # the release's own vision path (token compression), not HF InternVL's forward
 
     def __init__(self, token_compression: bool = True, n_lm_heads: int = 1):
         self.token_compression, self.n_lm_heads = token_compression, n_lm_heads
@@ -234,6 +235,8 @@ def hf_state_dict(state: dict[str, Tensor], lc: dict, n_vision_heads: int) -> di
 def export_refusal(path: Path, config: dict, *, token_compression: bool) -> str | None:
     """Why `vlens convert` cannot write this release as an HF directory: HF's InternVL has no
     token compression, so only the uncompressed path can be written."""
+
+    hf_merge = False  # the release's own vision path (token compression), not HF InternVL's forward
     if not token_compression:
         return None
     return ("InternVideo2.5's released inference compresses every 4 frames to 64 tokens (HiCo/ToMe), which "
