@@ -44,6 +44,8 @@ CASES = {
         check_layout="check_video_llava_layout"),
     "qwen2.5-vl": FamilyCase("qwen2.5-vl", testing.make_tiny_qwen2_5_vl, "Qwen2_5_VLForConditionalGeneration",
         to_inputs_kwargs={"fps": 3.0}, check_layout="check_qwen2_5_vl_layout"),
+    "qwen2-vl": FamilyCase("qwen2-vl", testing.make_tiny_qwen2_vl, "Qwen2VLForConditionalGeneration",
+        check_layout="check_qwen2_vl_layout"),
     "internvl": FamilyCase("internvl", testing.make_tiny_internvl, "InternVLForConditionalGeneration",
         check_layout="check_internvl_layout"),
 }
@@ -231,6 +233,26 @@ def check_qwen2_5_vl_layout(fam):
         assert pos[2, vid].tolist() == [start + c for c in lay.col[vid].tolist()]
         after = int(vid[-1]) + 1
         assert (pos[:, after] == pos[:, : after].max() + 1).all()
+
+
+def check_qwen2_vl_layout(fam):
+    """As Qwen2.5-VL, but M-RoPE's time axis is the group index whatever the frame rate."""
+    cfg = fam.model.hf_model.config
+    for n, h, w in ((1, 32, 32), (3, 32, 32), (4, 40, 56)):
+        inputs = fam.inputs(frames(n, h, w), QUESTIONS[0], n)
+        lay, ids = inputs.layout, inputs["input_ids"][0]
+        t, gh, gw = (int(x) for x in inputs["video_grid_thw"][0])
+        gh, gw = gh // 2, gw // 2
+        assert t == (n + 1) // 2 == lay.n_frames and lay.frames_per_group == 2
+        assert int((ids == cfg.video_token_id).sum()) == t * gh * gw == lay.counts()["video"]
+        _check_frames_are_contiguous_blocks(lay, gh * gw, (gh, gw))
+        vid = lay.positions("video")
+        assert lay.positions("marker").tolist() == [int(vid[0]) - 1, int(vid[-1]) + 1]
+        pos = fam.model.position_ids(inputs)[:, 0]
+        start = int(vid[0])
+        assert pos[0, vid].tolist() == [start + g for g in lay.frame[vid].tolist()]
+        assert pos[1, vid].tolist() == [start + r for r in lay.row[vid].tolist()]
+        assert pos[2, vid].tolist() == [start + c for c in lay.col[vid].tolist()]
 
 
 def check_internvl_layout(fam):

@@ -28,9 +28,9 @@ from torch import Tensor, nn
 from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
-from vlens.components import AttentionContext, AttentionPath, RMSNorm, RotaryEmbedding, TransformerBlock, Unembed
+from vlens.components import AttentionContext, AttentionPath, RMSNorm, TransformerBlock, Unembed
 from vlens.config import HookedVideoLLMConfig
-from vlens.families import Family, UnsupportedModelError, family_for
+from vlens.families import Family, check_weight_coverage, family_for, resolve
 from vlens.families.base import hf_parameter
 from vlens.inputs import VideoInputs, as_frames, load_images, with_media
 from vlens.video import SampledVideo, Sampling, load_video
@@ -59,7 +59,7 @@ class HookedVideoLLM(HookedRootModule):
         self.embed = Embed(cfg)
         self.hook_video_features = HookPoint()
         self.hook_embed = HookPoint()
-        self.rotary = RotaryEmbedding(cfg)
+        self.rotary = family.rotary(cfg)  # the family's RoPE (M-RoPE sections etc. are its business)
         self.blocks = nn.ModuleList([TransformerBlock(cfg, l) for l in range(cfg.n_layers)])
         self.ln_final = RMSNorm(cfg)
         self.unembed = Unembed(cfg)
@@ -78,6 +78,7 @@ class HookedVideoLLM(HookedRootModule):
         missing = decoder - set(table)
         if missing:
             raise KeyError(f"the {self.family.name} weight table does not cover {sorted(missing)[:5]}")
+        check_weight_coverage(self.family, self.cfg, hf_model)  # every HF LM key used or dropped
         for our_name, hf_name in table.items():
             module_path, _, leaf = our_name.rpartition(".")
             module = self.get_submodule(module_path)
@@ -119,36 +120,11 @@ class HookedVideoLLM(HookedRootModule):
                 "save_pretrained wrote (config.json, *.safetensors, processor files)"
             )
         config_dict = json.loads(config_file.read_text())
-        archs = config_dict.get("architectures") or []
-        from vlens.families import release_converter
-
-        converter = release_converter(config_dict)  # an authors' own release format (never remote code)
-        if converter is not None:
-            if isinstance(dtype, str):
-                dtype = getattr(torch, dtype)
-            hf_model, processor, family = converter.build(
-                path, dtype=dtype, device=device, attn_implementation=attn_implementation, config=config_dict)
-            return cls._assemble(family, hf_model, processor, str(path))
-        if not archs:
-            raise UnsupportedModelError(f"{config_file} names no 'architectures'; cannot tell the model family")
-        family = family_for(archs[0])  # clear error before loading any weights
-        import transformers
-        from transformers import AutoProcessor
-        from transformers.utils import logging as hf_logging
-
+        entry = resolve(config_dict, where=str(config_file))  # clear error before loading any weights
         if isinstance(dtype, str):
             dtype = getattr(torch, dtype)
-        hf_cls = getattr(transformers, archs[0])
-        was_enabled = hf_logging.is_progress_bar_enabled()
-        hf_logging.disable_progress_bar()  # vlens prints its own progress where it matters
-        try:
-            hf_model = hf_cls.from_pretrained(
-                path, dtype=dtype, attn_implementation=attn_implementation, local_files_only=True
-            ).to(device)
-            processor = AutoProcessor.from_pretrained(path, local_files_only=True)
-        finally:
-            if was_enabled:
-                hf_logging.enable_progress_bar()
+        hf_model, processor, family = entry.load(
+            path, config_dict, dtype=dtype, device=device, attn_implementation=attn_implementation)
         return cls._assemble(family, hf_model, processor, str(path))
 
     # inputs ----------------------------------------------------------------------------------------

@@ -1,49 +1,74 @@
-"""Model families: one file each, a weight-name table plus layout rules.
+"""Model families: one file each, a frozen spec (weight-name table, layout rules) plus the adapter
+`bind(processor)` returns for one checkpoint.
 
 A family maps a checkpoint's HF architecture onto the shared hooked decoder:
 
 * `config(hf_config)`: the decoder's shape (`HookedVideoLLMConfig`).
 * `weight_table(cfg)`: our parameter name → the HF model's parameter name. Loading *shares* the
-  HF tensors (no copy), so a 7B checkpoint is held once.
+  HF tensors (no copy), so a 7B checkpoint is held once. `dropped_keys(cfg)`: HF language-model
+  keys deliberately unused; every other LM key must be in the table (`check_weight_coverage`).
+* `rotary(cfg)`: the rotary module (1-D RoPE, or M-RoPE with the checkpoint's sections) and
+  `position_ids(...)`: the positions it takes.
 * `vision_modules(hf_model)`: the HF vision tower / projector modules vlens runs as they are.
 * `video_features(model, inputs)`: the per-position vision embeddings, in sequence order.
 * `layout(...)`: the `VideoLayout` of one row, by arithmetic from the config, checked against the
   placeholder count.
+
+`REGISTRY` (vlens.families.registry) holds these and the authors' release formats, keyed by what
+config.json says; `resolve(config)` finds the entry or lists every supported one.
 """
 
 from __future__ import annotations
 
-from vlens.families.base import Family, UnsupportedModelError
+from vlens.families.base import Family, UnsupportedModelError, check_weight_coverage
 from vlens.families.internvl import InternVL
 from vlens.families.llava_next_video import LlavaNextVideo
 from vlens.families.onevision import OneVision
 from vlens.families.qwen2_5_vl import Qwen25VL
+from vlens.families.qwen2_vl import Qwen2VL
+from vlens.families.registry import Registration, build_registry
+from vlens.families.registry import resolve as _resolve
 from vlens.families.video_llava import VideoLlava
 
-FAMILIES: tuple[Family, ...] = (OneVision(), LlavaNextVideo(), VideoLlava(), Qwen25VL(), InternVL())
+# HF-native families (one spec each).
+FAMILIES: tuple[Family, ...] = (OneVision(), LlavaNextVideo(), VideoLlava(), Qwen25VL(), InternVL(), Qwen2VL())
+REGISTRY: tuple[Registration, ...] = build_registry(FAMILIES)
+
+
+def resolve(config: dict, where: str = "config.json") -> Registration:
+    """The registry entry (HF-native family or release format) a config.json dict belongs to.
+
+    Raises:
+        UnsupportedModelError: an unknown or missing architecture; the message lists every entry.
+    """
+    return _resolve(REGISTRY, config, where)
 
 
 def release_converter(config: dict):
     """The converter module for a checkpoint in its authors' own release format (LLaVA-style
     `LlavaQwenForCausalLM`: LongVA, LLaVA-NeXT-Video-32B-Qwen; remote-code `InternVLChatModel`
-    with InternLM2: InternVideo2.5), or None for an HF-format checkpoint. Each converter has
-    `build(path, dtype=, device=, attn_implementation=) -> (hf_model, processor, family)`."""
-    from vlens.families import internvideo2_5, llava_qwen_release
-
-    for conv in (llava_qwen_release, internvideo2_5):
-        if conv.matches(config):
-            return conv
+    with InternLM2: InternVideo2.5), or None for an HF-format checkpoint (or an unknown one).
+    Each converter has `build(path, dtype=, device=, attn_implementation=) -> (hf_model, processor, family)`."""
+    for reg in REGISTRY:
+        if reg.is_release and reg.matches(config):
+            return reg.converter
     return None
 
 
 def family_for(architecture: str) -> Family:
-    for fam in FAMILIES:
-        if architecture in fam.architectures:
-            return fam
-    supported = ", ".join(f"{a} ({f.name})" for f in FAMILIES for a in f.architectures)
-    raise UnsupportedModelError(
-        f"architecture {architecture!r} is not supported by vlens. Supported: {supported}."
-    )
+    """The HF-native family of an HF model class name (`type(hf_model).__name__`).
+
+    Raises:
+        UnsupportedModelError: the class has no family (the message lists every supported one), or
+            it is a release format, which only loads from its directory.
+    """
+    reg = resolve({"architectures": [architecture]}, where=f"the model class {architecture}")
+    if reg.family is None:
+        raise UnsupportedModelError(
+            f"{architecture} is a release format ({reg.name}): load it with HookedVideoLLM.from_pretrained(DIR)"
+        )
+    return reg.family
 
 
-__all__ = ["FAMILIES", "Family", "UnsupportedModelError", "family_for", "release_converter"]
+__all__ = ["FAMILIES", "REGISTRY", "Family", "Registration", "UnsupportedModelError", "check_weight_coverage",
+           "family_for", "release_converter", "resolve"]

@@ -1,8 +1,10 @@
-"""What every family provides (see vlens/families/__init__.py)."""
+"""What every family provides (see vlens/families/__init__.py): the frozen `Family` spec, shared
+helpers for Qwen2/Llama-style decoders, and the weight-coverage check."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from jaxtyping import Float, Int
@@ -10,6 +12,7 @@ from torch import Tensor, nn
 
 from vlens.config import HookedVideoLLMConfig
 from vlens.layout import LayoutError, VideoLayout, VisionToken
+from vlens.rotary import Rotary
 
 if TYPE_CHECKING:  # pragma: no cover
     from vlens.inputs import VideoInputs
@@ -20,9 +23,31 @@ class UnsupportedModelError(ValueError):
     """The checkpoint's architecture has no vlens family."""
 
 
+@dataclass(frozen=True)
 class Family:
-    name: str = ""
-    architectures: tuple[str, ...] = ()
+    """A family's frozen spec: how one HF architecture maps onto the hooked decoder.
+
+    Class attributes say what it is (`name`, `architectures`); methods are the rules (config
+    translation, the weight-name table, dropped keys, rotary, positions, layout). A spec holds no
+    per-checkpoint state; `bind(processor)` returns the adapter one model uses (a copy holding
+    what its layout rules need from the checkpoint, e.g. InternVL's tokenizer). Subclasses that
+    carry settings (a release's pooling, InternVideo2.5's token compression) declare them as
+    dataclass fields, so a spec never changes after it is built.
+    """
+
+    name: ClassVar[str] = ""
+    architectures: ClassVar[tuple[str, ...]] = ()
+    title: ClassVar[str] = ""  # the model's name in error messages
+    # Prefixes of the HF parameter names that belong to the language model: every one of them
+    # must be used by the weight table or listed by `dropped_keys` (see check_weight_coverage).
+    lm_prefixes: ClassVar[tuple[str, ...]] = ("model.language_model.", "lm_head.")
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        # Every family class is a frozen dataclass too (its annotated attributes are its fields):
+        # a spec cannot be changed after it is built, whatever subclass it is. (So subclasses
+        # are not decorated with @dataclass themselves.)
+        super().__init_subclass__(**kwargs)
+        dataclass(frozen=True)(cls)
 
     def config(self, hf_config) -> HookedVideoLLMConfig:
         raise NotImplementedError
@@ -30,8 +55,22 @@ class Family:
     def weight_table(self, cfg: HookedVideoLLMConfig) -> dict[str, str]:
         raise NotImplementedError
 
+    def dropped_keys(self, cfg: HookedVideoLLMConfig) -> frozenset[str]:
+        """HF language-model parameter names deliberately not used by the hooked decoder (none
+        by default). The core checks that every LM key is used or dropped."""
+        return frozenset()
+
+    def rotary(self, cfg: HookedVideoLLMConfig) -> nn.Module:
+        """The rotary module the family's attention needs: 1-D RoPE by default. Its forward takes
+        `position_ids(...)`'s positions and a dtype and returns cos/sin [batch, pos, d_head]."""
+        return Rotary(cfg.d_head, cfg.rope_theta)
+
     def vision_modules(self, hf_model: nn.Module) -> dict[str, nn.Module]:
         raise NotImplementedError
+
+    def vision_parameters(self, hf_model: nn.Module) -> dict[str, nn.Parameter]:
+        """HF parameters of the vision path outside `vision_modules` (e.g. OneVision's newline)."""
+        return {}
 
     def video_token_id(self, hf_config) -> int:
         raise NotImplementedError
@@ -57,7 +96,7 @@ class Family:
         return {}
 
     def bind(self, processor) -> Family:
-        """The family as one model uses it: a family whose layout rules need the checkpoint's
+        """The adapter one model uses: a family whose layout rules need the checkpoint's
         tokenizer (InternVL's per-frame text markers) returns a copy that holds it."""
         return self
 
@@ -67,6 +106,26 @@ class Family:
         """Rotary positions of the `n` positions starting at `q_start`: [batch, pos] for 1-D
         RoPE (the default, plain position indices), [3, batch, pos] for M-RoPE (Qwen2.5-VL)."""
         return torch.arange(q_start, q_start + n, device=device)[None].expand(batch, n)
+
+
+def check_weight_coverage(family: Family, cfg: HookedVideoLLMConfig, hf_model: nn.Module) -> None:
+    """Every HF language-model parameter (names under `family.lm_prefixes`) is used by the
+    weight table (tied weights count as used) or listed in `family.dropped_keys(cfg)`.
+
+    Raises:
+        KeyError: naming the HF keys neither used nor dropped (the weight table is out of date).
+    """
+    used = {id(hf_parameter(hf_model, n)) for n in family.weight_table(cfg).values()}
+    dropped = family.dropped_keys(cfg)
+    unused = [
+        n for n, p in hf_model.named_parameters(remove_duplicate=False)
+        if n.startswith(family.lm_prefixes) and id(p) not in used and n not in dropped
+    ]
+    if unused:
+        raise KeyError(
+            f"{len(unused)} language-model parameters of the HF model are neither used by the {family.name} "
+            f"weight table nor listed in its dropped_keys, e.g. {unused[:5]}; the family is out of date"
+        )
 
 
 def hf_parameter(hf_model: nn.Module, name: str) -> nn.Parameter:
@@ -152,8 +211,6 @@ class LlavaVideoFamily(Family):
     `model.get_video_features` gives every frame's tokens in sequence order, nothing between
     frames: LLaVA-NeXT-Video, Video-LLaVA. A subclass names its vision modules and
     `video_tokens`, the layout of one row's frames."""
-
-    title: str = ""  # the model's name in error messages
 
     def config(self, hf_config) -> HookedVideoLLMConfig:
         return decoder_config(self, hf_config.text_config, qkv_bias=False)  # Llama: attention_bias is refused

@@ -121,9 +121,8 @@ class InternVideo25(InternVL):
     name = "internvideo2.5"
     architectures = (ARCHITECTURE,)
     hf_merge = False  # the release's own vision path (token compression), not HF InternVL's forward
-
-    def __init__(self, token_compression: bool = True, n_lm_heads: int = 1):
-        self.token_compression, self.n_lm_heads = token_compression, n_lm_heads
+    token_compression: bool = True  # the release's ToMe merge to 16 tokens a frame
+    n_lm_heads: int = 1  # ToMe's metric averages over this many heads
 
     def tokens_per_frame(self, hf_config) -> int:
         if self.token_compression:
@@ -320,5 +319,5 @@ def build(path: str | Path, *, dtype: torch.dtype = torch.float32, device="cpu",
         video_processor=InternVLVideoProcessor(size=size, image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD),
         tokenizer=tokenizer, image_seq_length=tokens_per_frame, chat_template=INTERNVL2_5_TEMPLATE,
     )
-    family = InternVideo25(token_compression, lc["num_attention_heads"])
+    family = InternVideo25(token_compression=token_compression, n_lm_heads=lc["num_attention_heads"])
     return hf_model, processor, family

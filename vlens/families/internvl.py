@@ -27,7 +27,9 @@ too) are refused.
 
 from __future__ import annotations
 
-import copy
+import dataclasses
+from dataclasses import field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -47,8 +49,9 @@ class InternVL(Family):
     architectures = ("InternVLForConditionalGeneration",)
     hf_merge = True  # features placed by HF's own forward (vlens.hf_merge)
     hf_inputs = ("pixel_values",)
-    tokenizer = None  # set by bind(): the per-frame text markers are tokenized with it
+    tokenizer: Any = None  # set by bind(): the per-frame text markers are tokenized with it
     img_ids: tuple[int | None, int | None] = (None, None)  # <img>, </img>; set by bind()
+    _label_ids: dict = field(default_factory=dict, compare=False, repr=False)  # memo: label text -> ids
 
     def config(self, hf_config) -> HookedVideoLLMConfig:
         t = hf_config.text_config
@@ -84,11 +87,12 @@ class InternVL(Family):
     # prompt -----------------------------------------------------------------------------------
     def bind(self, processor) -> InternVL:
         # The processor's own <img>/</img> ids and tokenizer: the markers are what it writes.
-        bound = copy.copy(self)
-        bound.tokenizer = getattr(processor, "tokenizer", None)
-        bound.img_ids = (getattr(processor, "start_image_token_id", None), getattr(processor, "end_image_token_id", None))
-        bound._label_ids = {}
-        return bound
+        return dataclasses.replace(
+            self,
+            tokenizer=getattr(processor, "tokenizer", None),
+            img_ids=(getattr(processor, "start_image_token_id", None), getattr(processor, "end_image_token_id", None)),
+            _label_ids={},
+        )
 
     def _text_ids(self, text: str) -> tuple[int, ...]:
         # Labels repeat in every row and call: tokenize each once.

@@ -183,10 +183,18 @@ class LlavaQwenRelease(OneVision):
     hf_merge = False  # the release's own video path (pooling, newline), not HF OneVision's forward
 
     architectures = (ARCHITECTURE,)
+    release: Release
+    settings: dict
+    tower_kind: str
 
-    def __init__(self, release: Release, settings: dict, tower_kind: str):
-        self.release, self.settings, self.tower_kind = release, dict(settings), tower_kind
-        self.name = release.name
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.release.name
+
+    def __post_init__(self) -> None:
+        settings = self.settings
+        object.__setattr__(self, "settings", dict(settings))  # a copy: the spec never changes
+        tower_kind = self.tower_kind
         if settings["mm_newline_position"] not in ("none", "grid", "frame", "one_token", "no_token"):
             raise ReleaseFormatError(f"mm_newline_position {settings['mm_newline_position']!r} is not supported "
                                      "(grid, frame, one_token, no_token)")

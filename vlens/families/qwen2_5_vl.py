@@ -23,11 +23,13 @@ from torch import Tensor, nn
 from vlens.config import HookedVideoLLMConfig
 from vlens.families.base import Family, decoder_config, decoder_weight_table, per_row
 from vlens.layout import LayoutError, VideoLayout, VisionToken
+from vlens.rotary import MRotary
 
 
 class Qwen25VL(Family):
     name = "qwen2.5-vl"
     architectures = ("Qwen2_5_VLForConditionalGeneration",)
+    title = "Qwen2.5-VL"  # the model's name in error messages (subclasses: Qwen2-VL)
     hf_merge = True  # features placed by HF's own forward (vlens.hf_merge); images supported
     hf_inputs = ("pixel_values", "pixel_values_videos", "image_grid_thw", "video_grid_thw",
                  "second_per_grid_ts", "mm_token_type_ids")
@@ -37,14 +39,18 @@ class Qwen25VL(Family):
         t = hf_config.text_config
         section = (getattr(t, "rope_parameters", None) or {}).get("mrope_section")
         if not section or len(section) != 3:
-            raise NotImplementedError(f"Qwen2.5-VL text config without a 3-part mrope_section: {section!r}")
+            raise NotImplementedError(f"{self.title} text config without a 3-part mrope_section: {section!r}")
         cfg = decoder_config(self, t, qkv_bias=True, mrope_section=list(section))
         if cfg.d_head != t.hidden_size // t.num_attention_heads:  # HF's attention uses hidden/heads
-            raise NotImplementedError(f"Qwen2.5-VL with head_dim {cfg.d_head} != hidden_size/num_heads")
+            raise NotImplementedError(f"{self.title} with head_dim {cfg.d_head} != hidden_size/num_heads")
         return cfg
 
     def weight_table(self, cfg: HookedVideoLLMConfig) -> dict[str, str]:
         return decoder_weight_table(cfg)
+
+    def rotary(self, cfg: HookedVideoLLMConfig) -> nn.Module:
+        """M-RoPE with the checkpoint's `mrope_section`, frequencies cut into 3 chunks (t, h, w)."""
+        return MRotary(cfg.d_head, cfg.rope_theta, cfg.extra["mrope_section"], interleaved=False)
 
     def vision_modules(self, hf_model: nn.Module) -> dict[str, nn.Module]:
         return {"visual": hf_model.model.visual}
@@ -81,14 +87,14 @@ class Qwen25VL(Family):
         grids = inputs.get("image_grid_thw") is not None or inputs.get("video_grid_thw") is not None
         types = inputs.get("mm_token_type_ids")
         if not grids or types is None:
-            if q_start > 0 and grids:
+            if q_start > 0:
                 raise ValueError(
-                    "Qwen2.5-VL continues the 3-D positions of the prompt: a continuation (q_start > 0) "
+                    f"{self.title} continues the 3-D positions of the prompt: a continuation (q_start > 0) "
                     "needs position_ids in its inputs (model.position_ids(prompt_inputs) gives the prompt's)"
                 )
             return super().position_ids(hf_model, inputs, batch=batch, n=n, q_start=q_start, device=device)
         if q_start != 0 or n != ids.shape[1]:
-            raise ValueError("Qwen2.5-VL's 3-D positions are computed for a whole prompt (q_start=0)")
+            raise ValueError(f"{self.title}'s 3-D positions are computed for a whole prompt (q_start=0)")
         pos, _ = hf_model.model.get_rope_index(
             ids,
             mm_token_type_ids=types,
@@ -140,7 +146,7 @@ class Qwen25VL(Family):
     # layout -------------------------------------------------------------------------------------
     def layout(self, input_ids: Tensor, attention_mask: Tensor | None, video, hf_config, inputs: dict) -> VideoLayout:
         if "video_grid_thw" not in inputs:
-            raise LayoutError("no video_grid_thw in the inputs: Qwen2.5-VL layouts need a video")
+            raise LayoutError(f"no video_grid_thw in the inputs: {self.title} layouts need a video")
         grid = inputs["video_grid_thw"]
         if grid.shape[0] != 1:
             raise LayoutError(f"one video per row is supported, this row has {grid.shape[0]}")

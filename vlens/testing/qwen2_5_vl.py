@@ -17,6 +17,16 @@ QWEN_VL_CHAT_TEMPLATE = chatml_template("<|vision_start|><|video_pad|><|vision_e
                                         system="You are a helpful assistant.")
 
 
+def qwen_vl_tokenizer(extra_words=()):
+    """The word-level tokenizer with Qwen-VL's vision tokens (`<|image_pad|>`, `<|video_pad|>`,
+    `<|vision_start|>`, `<|vision_end|>`) exposed as the processor reads them."""
+    return word_tokenizer_with(
+        {"image_token": "<|image_pad|>", "video_token": "<|video_pad|>",
+         "vision_start_token": "<|vision_start|>", "vision_end_token": "<|vision_end|>"},
+        extra_words=extra_words,
+    )
+
+
 def make_tiny_qwen2_5_vl(
     path: str | Path,
     *,
@@ -54,10 +64,7 @@ def make_tiny_qwen2_5_vl(
     )
 
     path = Path(path)
-    tokenizer = word_tokenizer_with(
-        {"image_token": "<|image_pad|>", "video_token": "<|video_pad|>",
-         "vision_start_token": "<|vision_start|>", "vision_end_token": "<|vision_end|>"}
-    )
+    tokenizer = qwen_vl_tokenizer()
     ids = tokenizer.convert_tokens_to_ids
     text = dict(
         lm_kwargs(tokenizer, n_layers=n_layers, d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads, d_mlp=d_mlp),
