@@ -13,6 +13,9 @@ indices first..last (count = last − first + 1 frames):
 - `"fps"` (LLaVA-NeXT-Video's demo): one frame a second — every round(clip_fps / 1)-th frame from
   `first` — when that gives at most `n_frames` frames (so possibly FEWER than `n_frames`),
   `"linspace"` otherwise.
+- `"internvl"` (InternVL's / InternVideo2.5's `get_index`): segments of (last − first) / n_frames
+  frames, idx_i = int(first + seg/2 + round(seg·i)) — centres of segments over last − first
+  rather than last − first + 1 frames, so it can differ from "centres" by one frame.
 
 With fewer frames than `n_frames`, "centres" and "linspace" repeat indices; that is an error unless
 `allow_repeat=True`. Timestamps are idx / fps (None for arrays unless `fps` is given).
@@ -43,8 +46,8 @@ import torch
 from jaxtyping import UInt8
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-SAMPLING = ("centres", "linspace", "fps")
-Sampling = Literal["centres", "linspace", "fps"]
+SAMPLING = ("centres", "linspace", "fps", "internvl")
+Sampling = Literal["centres", "linspace", "fps", "internvl"]
 FPS_POLICY_RATE = 1.0  # frames a second taken by sampling="fps" (the LLaVA-NeXT-Video demo's default)
 
 log = logging.getLogger(__name__)
@@ -165,6 +168,16 @@ def sample_indices(
         )
     if sampling == "linspace":
         return [int(i) for i in np.linspace(first, last, n_frames, dtype=int)]
+    if sampling == "internvl":
+        seg = (last - first) / n_frames
+        idx = [int(first + seg / 2 + np.round(seg * i)) for i in range(n_frames)]
+        if len(set(idx)) < len(idx) and not allow_repeat:
+            raise VideoError(
+                f"sampling='internvl' (the InternVL/InternVideo2.5 authors' get_index) takes frames {idx} from a "
+                f"window of {count} frames: it repeats a frame when n_frames={n_frames} is close to the window's "
+                "length. Pass allow_repeat=True to feed it as the authors do, or sampling='centres'"
+            )
+        return idx
     return [first + int(math.floor((i + 0.5) * count / n_frames)) for i in range(n_frames)]
 
 
@@ -306,7 +319,7 @@ def load_video(
         start, end: the window in seconds (the whole clip by default); needs a frame rate.
         fps: the frame rate of a folder or array (a file's own rate is used otherwise).
         allow_repeat: repeat frames when the window has fewer than `n_frames`.
-        sampling: "centres" | "linspace" | "fps" (module docstring).
+        sampling: "centres" | "linspace" | "fps" | "internvl" (module docstring).
 
     Returns:
         The `SampledVideo`: frames [t, h, w, 3], their indices and timestamps.
