@@ -174,3 +174,20 @@ def test_bad_images_are_refused(qwen, tmp_path):
         qwen.to_inputs([None, None], ["a", "b"], images=[frames(1)[0]])
     with pytest.raises(ValueError, match="nothing to show the model"):
         qwen.to_inputs(None, "q")
+
+
+def test_mixed_resolution_batch_of_a_resizing_family(model):
+    """LLaVA-OneVision's processor resizes every frame: 32×32 and 48×64 clips share a batch and
+    each row equals the row alone, knockouts included."""
+    clips, qs = [frames(3, 32, 32, seed=1), frames(3, 48, 64, seed=2)], ["what", "what is moving here"]
+    batch = model.to_inputs(clips, qs, n_frames=3)
+    spec = ko.LV() | ko.VT()
+    with torch.no_grad():
+        clean = model(batch)
+        knocked = model.run_with_hooks(batch, fwd_hooks=spec.hooks(batch, layers=ko.from_layer(1)))
+        for i in range(2):
+            alone = model.to_inputs(clips[i], qs[i], n_frames=3)
+            n = alone.seq_len
+            assert (clean[i, -n:] - model(alone)[0]).abs().max() <= ATOL
+            ref = model.run_with_hooks(alone, fwd_hooks=spec.hooks(alone, layers=ko.from_layer(1)))[0]
+            assert (knocked[i, -n:] - ref).abs().max() <= ATOL

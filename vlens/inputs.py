@@ -8,7 +8,7 @@ is (`layouts`), which frames were sampled (`videos`) and the prompt text (`promp
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -144,3 +144,40 @@ def as_frames(layout: VideoLayout) -> VideoLayout:
     frame = torch.where(img, layout.image, layout.frame)
     return VideoLayout(segment, frame, layout.row.clone(), layout.col.clone(), layout.frames_per_group,
                        layout.frame_times, torch.full_like(layout.image, -1))
+
+
+IGNORED_HF_KWARGS = ("labels", "use_cache", "return_dict")  # accepted by HF, no effect on the logits
+
+
+def check_hf_kwargs(family: Any, kwargs: Mapping[str, Any]) -> dict:
+    """The HF kwargs `model.inputs_from_hf` takes, checked: `input_ids` [batch, pos] of integers,
+    an `attention_mask` of the same shape, and only keys the family runs exactly
+    (`family.hf_inputs`); `IGNORED_HF_KWARGS` are dropped.
+
+    Raises:
+        TypeError: kwargs is not a mapping.
+        ValueError: a missing or malformed field, or a kwarg vlens does not run exactly (named).
+    """
+    if not isinstance(kwargs, Mapping):
+        raise TypeError(f"inputs_from_hf takes the HF model's kwargs as a dict, got {type(kwargs).__name__}")
+    if "input_ids" not in kwargs:
+        hint = " (vlens needs the token ids to lay out positions; pass input_ids instead)" if "inputs_embeds" in kwargs else ""
+        raise ValueError(f"inputs_from_hf needs input_ids [batch, pos]{hint}; got keys {sorted(kwargs)}")
+    ids = kwargs["input_ids"]
+    if not isinstance(ids, torch.Tensor) or ids.ndim != 2 or ids.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"input_ids must be an integer tensor [batch, pos], got "
+                         f"{getattr(ids, 'dtype', type(ids).__name__)} {tuple(getattr(ids, 'shape', ()))}")
+    if ids.shape[0] == 0:
+        raise ValueError("input_ids holds an empty batch")
+    accepted = set(getattr(family, "hf_inputs", ())) | {"input_ids", "attention_mask"}
+    unknown = sorted(set(kwargs) - accepted - set(IGNORED_HF_KWARGS))
+    if unknown:
+        raise ValueError(
+            f"vlens does not run these {family.name} inputs exactly: {unknown} (it takes "
+            f"{sorted(accepted)}); drop them or build the inputs with model.to_inputs"
+        )
+    mask = kwargs.get("attention_mask")
+    if mask is not None and (not isinstance(mask, torch.Tensor) or mask.shape != ids.shape):
+        raise ValueError(f"attention_mask must be [batch, pos] like input_ids {tuple(ids.shape)}, "
+                         f"got {tuple(getattr(mask, 'shape', ()))} (4-D masks are not supported)")
+    return {k: v for k, v in kwargs.items() if k not in IGNORED_HF_KWARGS}

@@ -129,3 +129,36 @@ def anyres_image_tokens(hf_config, image_size: Sequence[int], *, patched: bool, 
     for r in range(h):
         hi += [VisionToken("image", -1, r, c) for c in range(w)] + [VisionToken("image", -1, r, -1)]
     return base + hi
+
+
+def layouts_for(family, hf_config, tensors: dict, videos: Sequence) -> list[VideoLayout]:
+    """One layout per row of a batch of HF kwargs (`videos`: the row's SampledVideo or None).
+
+    Families whose features HF places (`hf_merge`) and that describe their media
+    (`media_tokens`) are laid out here, images and videos in any mix; the others (the released
+    formats, InternVL's frame-labelled videos) by their own `layout` rules, row by row.
+    """
+    ids, mask = tensors["input_ids"], tensors.get("attention_mask")
+    if (getattr(family, "hf_merge", False) and hasattr(family, "media_tokens")
+            and getattr(family, "media_layout_applies", lambda t: True)(tensors)):
+        images, vids = family.media_tokens(hf_config, tensors)
+        image_id, video_id = family.media_ids(hf_config)
+        image_rows = assign_to_rows(ids, image_id, [len(t) for t in images], "image")
+        video_rows = assign_to_rows(ids, video_id, [len(t) for t in vids], "video")
+        fpg = getattr(family, "frames_per_group", lambda c: 1)(hf_config)
+        layouts = []
+        for i in range(ids.shape[0]):
+            markers = family.markers(ids[i], hf_config) if hasattr(family, "markers") else None
+            times = videos[i].timestamps if videos[i] is not None and len(video_rows[i]) == 1 else None
+            layouts.append(row_layout(
+                ids[i], mask[i] if mask is not None else None, image_id=image_id, video_id=video_id,
+                images=[images[k] for k in image_rows[i]], videos=[vids[k] for k in video_rows[i]],
+                is_marker=markers, frames_per_group=fpg, frame_times=times,
+            ))
+        return layouts
+    B = ids.shape[0]
+    return [
+        family.layout(ids[i], mask[i] if mask is not None else None, videos[i], hf_config,
+                      {k: (v[i : i + 1] if isinstance(v, Tensor) and v.shape[:1] == (B,) else v) for k, v in tensors.items()})
+        for i in range(B)
+    ]

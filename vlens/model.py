@@ -32,7 +32,7 @@ from vlens.components import AttentionContext, AttentionPath, RMSNorm, Transform
 from vlens.config import HookedVideoLLMConfig
 from vlens.families import Family, check_weight_coverage, family_for, resolve
 from vlens.families.base import hf_parameter
-from vlens.inputs import VideoInputs, as_frames, load_images, with_media
+from vlens.inputs import VideoInputs, as_frames, check_hf_kwargs, load_images, with_media
 from vlens.video import SampledVideo, Sampling, load_video
 
 
@@ -278,67 +278,17 @@ class HookedVideoLLM(HookedRootModule):
             LayoutError: the tokens do not have the structure the family's rules predict (the
                 message names the missing token or field).
         """
-        if not isinstance(kwargs, Mapping):
-            raise TypeError(f"inputs_from_hf takes the HF model's kwargs as a dict, got {type(kwargs).__name__}")
-        if "input_ids" not in kwargs:
-            hint = " (vlens needs the token ids to lay out positions; pass input_ids instead)" if "inputs_embeds" in kwargs else ""
-            raise ValueError(f"inputs_from_hf needs input_ids [batch, pos]{hint}; got keys {sorted(kwargs)}")
-        ids = kwargs["input_ids"]
-        if not isinstance(ids, Tensor) or ids.ndim != 2 or ids.dtype not in (torch.int64, torch.int32):
-            raise ValueError(f"input_ids must be an integer tensor [batch, pos], got "
-                             f"{getattr(ids, 'dtype', type(ids).__name__)} {tuple(getattr(ids, 'shape', ()))}")
-        if ids.shape[0] == 0:
-            raise ValueError("input_ids holds an empty batch")
-        accepted = set(getattr(self.family, "hf_inputs", ())) | {"input_ids", "attention_mask"}
-        ignored = {"labels", "use_cache", "return_dict"}  # no effect on the logits
-        unknown = sorted(set(kwargs) - accepted - ignored)
-        if unknown:
-            raise ValueError(
-                f"vlens does not run these {self.family.name} inputs exactly: {unknown} (it takes "
-                f"{sorted(accepted)}); drop them or build the inputs with model.to_inputs"
-            )
-        mask = kwargs.get("attention_mask")
-        if mask is not None and (not isinstance(mask, Tensor) or mask.shape != ids.shape):
-            raise ValueError(f"attention_mask must be [batch, pos] like input_ids {tuple(ids.shape)}, "
-                             f"got {tuple(getattr(mask, 'shape', ()))} (4-D masks are not supported)")
-        tensors = {k: v for k, v in kwargs.items() if k not in ignored}
+        tensors = check_hf_kwargs(self.family, kwargs)
+        ids = tensors["input_ids"]
         inputs = self._with_layouts(tensors, [None] * ids.shape[0], [])
         if images_as_frames:
             inputs.layouts = [as_frames(l) for l in inputs.layouts]
         return inputs.to(self.cfg.device, self.cfg.dtype)
 
     def _with_layouts(self, tensors: dict, videos: list, prompts: list) -> VideoInputs:
-        ids, mask = tensors["input_ids"], tensors.get("attention_mask")
-        fam, config = self.family, self.hf_model.config
-        if (getattr(fam, "hf_merge", False) and hasattr(fam, "media_tokens")
-                and getattr(fam, "media_layout_applies", lambda t: True)(tensors)):
-            # images and videos in any mix, labelled in the order HF fills them (vlens.media_layout)
-            from vlens.media_layout import assign_to_rows, row_layout
+        from vlens.media_layout import layouts_for
 
-            images, vids = fam.media_tokens(config, tensors)
-            image_id, video_id = fam.media_ids(config)
-            image_rows = assign_to_rows(ids, image_id, [len(t) for t in images], "image")
-            video_rows = assign_to_rows(ids, video_id, [len(t) for t in vids], "video")
-            layouts = []
-            for i in range(ids.shape[0]):
-                markers = fam.markers(ids[i], config) if hasattr(fam, "markers") else None
-                times = videos[i].timestamps if videos[i] is not None and len(video_rows[i]) == 1 else None
-                layouts.append(row_layout(
-                    ids[i], mask[i] if mask is not None else None, image_id=image_id, video_id=video_id,
-                    images=[images[k] for k in image_rows[i]], videos=[vids[k] for k in video_rows[i]],
-                    is_marker=markers, frames_per_group=getattr(fam, "frames_per_group", lambda c: 1)(config),
-                    frame_times=times,
-                ))
-            return VideoInputs(tensors, layouts, videos, prompts)
-        rows = self.family.split_rows(tensors, self.hf_model.config) if hasattr(self.family, "split_rows") else None
-        layouts = []
-        for i in range(ids.shape[0]):
-            row = rows[i] if rows is not None else {
-                k: (v[i : i + 1] if isinstance(v, Tensor) and v.shape[:1] == (ids.shape[0],) else v) for k, v in tensors.items()
-            }
-            layouts.append(self.family.layout(ids[i], mask[i] if mask is not None else None, videos[i],
-                                              self.hf_model.config, row))
-        return VideoInputs(tensors, layouts, videos, prompts)
+        return VideoInputs(tensors, layouts_for(self.family, self.hf_model.config, tensors, videos), videos, prompts)
 
     def to_str_tokens(self, inputs: VideoInputs, row: int = 0) -> list[str]:
         """A label per position: token text, `<f3 r2 c5>` for video positions, `<i0 r1 c2>` for

@@ -164,6 +164,15 @@ class InternVL(Family):
     def media_ids(self, hf_config) -> tuple[int | None, int | None]:
         return hf_config.image_token_id, None
 
+    def markers(self, input_ids: Tensor, hf_config) -> Tensor:
+        """`<img>` / `</img>` (known from the bound processor) are template markers."""
+        ids = input_ids.cpu()
+        marks = torch.zeros_like(ids, dtype=torch.bool)
+        for tok in self.img_ids:
+            if tok is not None:
+                marks |= ids == tok
+        return marks
+
     def media_tokens(self, hf_config, inputs: dict) -> tuple[list, list]:
         """Every tile of `pixel_values` is one image of the shuffled grid's tokens (HF InternVL
         does not record which tiles form one picture; `inputs_from_hf(..., images_as_frames=True)`
