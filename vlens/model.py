@@ -241,7 +241,8 @@ class HookedVideoLLM(HookedRootModule):
                     f"{n_feats} features; build inputs with model.to_inputs (same processor, same frames)"
                 )
             x = x.masked_scatter(vision_mask[..., None], feats)
-            adds = [torch.zeros_like(x).masked_scatter(vision_mask[..., None], d.to(x.dtype)) for d in deep]
+            adds = [torch.zeros_like(x).masked_scatter(vision_mask[..., None], d.to(x.dtype))
+                    for d in deep[: self.cfg.deepstack_layers]]
         elif vision_mask.any():
             raise ValueError("input_ids contain vision placeholders but no pixel values were given")
         return x, adds
