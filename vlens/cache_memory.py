@@ -11,7 +11,8 @@ filter that keeps the N×N tensors out:
     names_filter=lambda name: not name.endswith(("hook_attn_scores", "hook_pattern"))
 
 The estimate is exact for the hooks of the hooked decoder (shapes below, in the model's dtype; the
-norms' `hook_scale` in fp32) and counts gradients too when `incl_bwd=True`.
+norms' `hook_scale` in fp32) and counts gradients too when `incl_bwd=True`; hooks it does not know
+(a family's extra hooks, e.g. MoE routing) are counted as [batch, pos, d_model].
 """
 
 from __future__ import annotations

@@ -159,6 +159,9 @@ class Attention(nn.Module):
         self.v_proj = _meta_linear(D, K * d, cfg.qkv_bias)
         self.o_proj = _meta_linear(H * d, D, False)
         self.scale = d**-0.5
+        if cfg.qk_norm:  # Qwen3: per-head RMSNorm on q and k (after hook_q/hook_k, before RoPE)
+            self.q_norm = RMSNorm(cfg, d)
+            self.k_norm = RMSNorm(cfg, d)
         # Knockouts folded in by HookedVideoLLM.hooks(); see vlens.knockout.
         self.knockouts: list[KnockoutHook] = []
         for name in ("q", "k", "v", "rot_q", "rot_k", "attn_scores", "pattern", "z"):
@@ -227,6 +230,8 @@ class Attention(nn.Module):
         q = self.hook_q(self.q_proj(x).view(B, Q, H, d))
         k = self.hook_k(self.k_proj(x).view(B, Q, Hkv, d))
         v = self.hook_v(self.v_proj(x).view(B, Q, Hkv, d))
+        if self.cfg.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
         cos, sin = rope
         q = self.hook_rot_q(apply_rotary(q, cos, sin))
         k = self.hook_rot_k(apply_rotary(k, cos, sin))
@@ -414,16 +419,27 @@ class TransformerBlock(nn.Module):
         self.ln1 = RMSNorm(cfg)
         self.attn = Attention(cfg, layer)
         self.ln2 = RMSNorm(cfg)
-        self.mlp = GatedMLP(cfg)
+        if cfg.moe is not None and layer in cfg.moe.layers:  # a sparse MoE MLP (vlens.moe)
+            from vlens.moe import SparseMoE
+
+            self.mlp = SparseMoE(cfg)
+        else:
+            self.mlp = GatedMLP(cfg)
         for name in ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out"):
             setattr(self, f"hook_{name}", HookPoint())
+        if layer < cfg.deepstack_layers:  # Qwen3-VL: this block's output gets vision features added
+            self.hook_deepstack = HookPoint()  # [batch, pos, d_model], zero outside vision positions
 
     def forward(
-        self, resid: Float[Tensor, "batch pos d_model"], rope: tuple[Tensor, Tensor], ctx: AttentionContext
+        self, resid: Float[Tensor, "batch pos d_model"], rope: tuple[Tensor, Tensor], ctx: AttentionContext,
+        deepstack: Float[Tensor, "batch pos d_model"] | None = None,
     ) -> Float[Tensor, "batch pos d_model"]:
         resid = self.hook_resid_pre(resid)
         resid = self.hook_resid_mid(resid + self.hook_attn_out(self.attn(self.ln1(resid), rope, ctx)))
-        return self.hook_resid_post(resid + self.hook_mlp_out(self.mlp(self.ln2(resid))))
+        resid = resid + self.hook_mlp_out(self.mlp(self.ln2(resid)))
+        if deepstack is not None:  # DeepStack: added after the MLP, inside resid_post (= next resid_pre)
+            resid = resid + self.hook_deepstack(deepstack)
+        return self.hook_resid_post(resid)
 
 
 class Unembed(nn.Module):

@@ -13,6 +13,16 @@ from dataclasses import dataclass, field
 import torch
 
 
+@dataclass(frozen=True)
+class MoEConfig:
+    """A sparse mixture-of-experts MLP (vlens.moe.SparseMoE) in the blocks `layers`."""
+
+    n_experts: int
+    top_k: int
+    d_expert: int
+    layers: tuple[int, ...]
+
+
 @dataclass
 class HookedVideoLLMConfig:
     n_layers: int
@@ -27,6 +37,9 @@ class HookedVideoLLMConfig:
     rope_theta: float = 10000.0
     qkv_bias: bool = True  # Qwen2 has q/k/v biases, Llama does not
     act_fn: str = "silu"
+    qk_norm: bool = False  # Qwen3: RMSNorm over d_head on every query and key head before RoPE
+    deepstack_layers: int = 0  # Qwen3-VL: vision features are added after blocks 0..deepstack_layers-1
+    moe: MoEConfig | None = None  # Qwen3-VL-MoE: sparse MLPs in moe.layers, dense ones elsewhere
     family: str = ""
     original_architecture: str = ""
     model_name: str = ""

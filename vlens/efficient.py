@@ -135,6 +135,12 @@ def efficient_forward(model, inputs, config: EfficientConfig, *, kv_cache: list 
     positions below E, non-vision positions from E on (what `generate_efficient` decodes with)."""
     L = model.cfg.n_layers
     config.check(L)
+    if model.cfg.deepstack_layers:
+        raise NotImplementedError(
+            f"efficient inference is not available for {model.cfg.family}: its DeepStack adds vision features to "
+            "the residual stream after the first blocks, which this prefill does not run; use the equivalent "
+            "knockout hooks (vlens.efficient.equivalent_hooks) with model.run_with_hooks instead"
+        )
     layouts = inputs.layouts
     x = model.hook_embed(model.embed_inputs(inputs))
     B, N, _ = x.shape

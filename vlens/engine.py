@@ -160,6 +160,8 @@ def run_sweep(
     starts = {s for s, _ in sweep_plan.groups}
     names = {f"blocks.{s}.hook_resid_pre" for s in starts}
     names |= {f"blocks.{l}.attn.hook_{n}" for l in range(min(starts, default=L), L) for n in ("rot_k", "v")}
+    n_deep = model.cfg.deepstack_layers  # Qwen3-VL: resumed rows need the DeepStack additions
+    names |= {f"blocks.{l}.hook_deepstack" for l in range(min(starts, default=L), n_deep)}
     logits, cache = model.run_with_cache(inputs, names_filter=lambda n: n in names, logits_to_keep=1, return_cache_object=False)
     out: dict[str, Tensor] = {"clean": logits[0, -1]} if clean else {}
     cached_bytes = sum(t.numel() * t.element_size() for t in cache.values())
@@ -200,7 +202,9 @@ def run_sweep(
             if mask is not None:
                 step["attention_mask"] = mask.expand(B, -1)
             with model.hooks(fwd_hooks=[(hook.name_filter, hook)]):
-                logits = model(step, start_at_layer=s, resid=resid.repeat(B, 1, 1), kv_cache=past, q_start=r0, logits_to_keep=1)
+                deep = {l: cache[f"blocks.{l}.hook_deepstack"][:, r0:].expand(B, -1, -1) for l in range(s, n_deep)}
+                logits = model(step, start_at_layer=s, resid=resid.repeat(B, 1, 1), kv_cache=past, q_start=r0,
+                               logits_to_keep=1, deepstack_adds=deep)
             for cfg, row in zip(part, logits[:, -1]):
                 out[cfg.name] = row
     return out

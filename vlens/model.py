@@ -306,12 +306,20 @@ class HookedVideoLLM(HookedRootModule):
         return inputs
 
     def embed_inputs(self, inputs: dict) -> Float[Tensor, "batch pos d_model"]:
-        """Token embeddings with the vision features placed at the vision placeholder positions.
+        """Token embeddings with the vision features placed at the vision placeholder positions."""
+        return self.embed_with_deepstack(inputs)[0]
 
-        HF-format families place features with the HF model's own code (vlens.hf_merge), so
-        images, several media per row and mixed resolutions land exactly where HF puts them;
-        the released formats use their family's vision path. `hook_video_features` sees the
-        features at the video and separator positions, [batch, n_vision, d_model] (rows with
+    def embed_with_deepstack(
+        self, inputs: dict
+    ) -> tuple[Float[Tensor, "batch pos d_model"], list[Float[Tensor, "batch pos d_model"]]]:
+        """`embed_inputs` plus the family's DeepStack additions (Qwen3-VL): one [batch, pos,
+        d_model] tensor per block 0, 1, … that gets it, zero outside the vision positions (an
+        empty list for every other family, or without pixel values).
+
+        HF-format families marked `hf_merge` place features with the HF model's own code
+        (vlens.hf_merge), so images, several media per row and mixed resolutions land exactly
+        where HF puts them; the others use their family's vision path. `hook_video_features` sees
+        the features at the video and separator positions, [batch, n_vision, d_model] (rows with
         fewer are zero-padded at the end; only real positions are written back)."""
         ids = inputs["input_ids"].to(self.cfg.device)
         has_pixels = any(k.startswith("pixel_values") for k in inputs)
@@ -333,11 +341,12 @@ class HookedVideoLLM(HookedRootModule):
                 where = ids == self.family.video_token_id(self.hf_model.config)
             if bool(where.any()):
                 x = self._hook_features(x, where)
-            return x
+            return x, []
         x = self.embed(ids)
         vision_mask = ids == self.family.video_token_id(self.hf_model.config)
+        adds: list[Tensor] = []
         if has_pixels:
-            feats = self.family.video_features(self.hf_model, inputs)
+            feats, deep = self.family.vision_outputs(self.hf_model, inputs)
             feats = self.hook_video_features(feats.to(x.dtype))
             n_slots, n_feats = int(vision_mask.sum()), feats.shape[0] * feats.shape[1]
             if n_slots != n_feats:
@@ -346,9 +355,11 @@ class HookedVideoLLM(HookedRootModule):
                     f"{n_feats} features; build inputs with model.to_inputs (same processor, same frames)"
                 )
             x = x.masked_scatter(vision_mask[..., None], feats)
+            adds = [torch.zeros_like(x).masked_scatter(vision_mask[..., None], d.to(x.dtype))
+                    for d in deep[: self.cfg.deepstack_layers]]
         elif vision_mask.any():
             raise ValueError("input_ids contain vision placeholders but no pixel values were given")
-        return x
+        return x, adds
 
     def _hook_features(self, x: Tensor, where: Tensor) -> Tensor:
         """Run `hook_video_features` on the features at `where` [batch, pos] and put them back."""
@@ -371,6 +382,8 @@ class HookedVideoLLM(HookedRootModule):
         logits_to_keep: int = 0,
         kv_cache: list | None = None,
         q_start: int = 0,
+        deepstack: bool = True,
+        deepstack_adds: dict[int, Tensor] | None = None,
     ) -> Tensor | None:
         """Logits [batch, pos, d_vocab] (return_type="logits"), or the residual stream before
         block `stop_at_layer` (TransformerLens semantics), or None (return_type=None).
@@ -379,14 +392,26 @@ class HookedVideoLLM(HookedRootModule):
         embedding and the earlier blocks; `logits_to_keep=k` unembeds only the last k positions
         (as HF's argument of that name). `kv_cache`/`q_start` run the last positions of a longer
         sequence against cached keys/values of the first `q_start` (decoding, sweeps).
+        `deepstack=False` leaves out the DeepStack additions (Qwen3-VL: the vision features added
+        after the first blocks), so a study can separate that route from the embedded tokens. A
+        forward resumed with `start_at_layer` over rows with vision positions cannot recompute them:
+        pass `deepstack_adds={layer: tensor [batch, pos, d_model]}` for the rows it runs (what
+        `blocks.{layer}.hook_deepstack` cached on the full run) for every DeepStack layer ≥ start.
         """
         inputs = self._as_inputs(inputs)
+        adds: dict[int, Tensor] = {}
         if start_at_layer is None:
-            x = self.hook_embed(self.embed_inputs(inputs))
+            x, computed = self.embed_with_deepstack(inputs)
+            adds = dict(enumerate(computed))
+            x = self.hook_embed(x)
         elif resid is None:
             raise ValueError("start_at_layer needs resid=, the residual stream entering that block")
         else:
             x = resid
+            adds = dict(deepstack_adds or {})
+            self._check_deepstack_resume(inputs, start_at_layer, deepstack, adds)
+        if not deepstack:
+            adds = {}
         B, N, _ = x.shape
         mask = inputs.get("attention_mask")
         if mask is not None:
@@ -399,7 +424,7 @@ class HookedVideoLLM(HookedRootModule):
         rope = self.rotary(self.position_ids(inputs, q_start=q_start, n=N, batch=B), x.dtype)
         ctx = AttentionContext(key_padding=key_padding, q_start=q_start, path=self.attention_path, kv_cache=kv_cache)
         for block in self.blocks[start_at_layer:stop_at_layer]:
-            x = block(x, rope, ctx)
+            x = block(x, rope, ctx, adds.get(block.layer))
         self.last_attention_path = "+".join(sorted(ctx.paths_taken)) or None
         if stop_at_layer is not None:
             return x
@@ -411,6 +436,21 @@ class HookedVideoLLM(HookedRootModule):
         if return_type != "logits":
             raise ValueError(f"return_type must be 'logits' or None, got {return_type!r}")
         return self.unembed(x)
+
+    def _check_deepstack_resume(self, inputs: dict, start_at_layer: int, deepstack: bool, adds: dict) -> None:
+        """A forward resumed at `start_at_layer` has no vision features: it needs `deepstack_adds`
+        for every DeepStack block from the start on where its rows hold vision positions."""
+        start = start_at_layer % max(self.cfg.n_layers, 1)
+        missing = [l for l in range(start, self.cfg.deepstack_layers) if l not in adds]
+        if not deepstack or not missing:
+            return
+        if bool((inputs["input_ids"] == self.family.video_token_id(self.hf_model.config)).any()):
+            raise ValueError(
+                f"start_at_layer={start_at_layer} on rows with vision positions: {self.family.name} adds DeepStack "
+                f"features after blocks {missing}, which a resumed forward cannot recompute; pass "
+                "deepstack_adds={layer: cache[f'blocks.{layer}.hook_deepstack'] of the full run (these rows)}, "
+                "or deepstack=False to leave them out"
+            )
 
     def position_ids(
         self, inputs: VideoInputs | dict, *, q_start: int = 0, n: int | None = None, batch: int | None = None
@@ -446,7 +486,7 @@ class HookedVideoLLM(HookedRootModule):
         the cache's device, or None for no limit): the call first estimates what the cache would
         keep (`vlens.cache_memory.estimate`) and raises `CacheMemoryError` above the budget,
         naming the `names_filter` that leaves out the N×N attention tensors."""
-        from transformer_lens import ActivationCache
+        from vlens.cache import VideoActivationCache  # TL's cache; decompose_resid also lists DeepStack
 
         from vlens import cache_memory
 
@@ -454,7 +494,7 @@ class HookedVideoLLM(HookedRootModule):
 
         out, cache = super().run_with_cache(*model_args, remove_batch_dim=remove_batch_dim, **kwargs)
         if return_cache_object:
-            cache = ActivationCache(cache, self, has_batch_dim=not remove_batch_dim)
+            cache = VideoActivationCache(cache, self, has_batch_dim=not remove_batch_dim)
         return out, cache
 
     # hooks: knockouts are folded into the attention mask ----------------------------------------------

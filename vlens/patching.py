@@ -160,6 +160,8 @@ def patch_sweep(
     names = {hook_name(l) for l in layers}
     starts = {f"blocks.{l}.hook_resid_pre" for l in layers}
     clean_logits, cache = model.run_with_cache(clean, names_filter=lambda n: n in names, logits_to_keep=1, return_cache_object=False)
+    n_deep = model.cfg.deepstack_layers  # Qwen3-VL: runs resumed below it need the DeepStack additions
+    starts |= {f"blocks.{l}.hook_deepstack" for l in range(min(layers, default=n_deep), n_deep)}
     corr_logits, corr_cache = model.run_with_cache(corrupted, names_filter=lambda n: n in starts, logits_to_keep=1, return_cache_object=False)
     clean_diff = float(logit_diff(clean_logits[:, -1], letter_ids, answer)[0])
     corr_diff = float(logit_diff(corr_logits[:, -1], letter_ids, answer)[0])
@@ -191,7 +193,9 @@ def patch_sweep(
         step["position_ids"] = positions
         s = min(l for l, _, _ in chunk)
         resid = corr_cache[f"blocks.{s}.hook_resid_pre"].repeat(B, 1, 1)  # a copy per row: hooks write in place
-        logits = model.run_with_hooks(step, fwd_hooks=fwd, start_at_layer=s, resid=resid, logits_to_keep=1)
+        deep = {l: corr_cache[f"blocks.{l}.hook_deepstack"].expand(B, -1, -1) for l in range(s, n_deep)}
+        logits = model.run_with_hooks(step, fwd_hooks=fwd, start_at_layer=s, resid=resid, logits_to_keep=1,
+                                      deepstack_adds=deep)
         diffs.append(logit_diff(logits[:, -1], letter_ids, answer))
     raw = torch.cat(diffs)
     shape = (len(layers), len(groups)) if site != "z" else (len(layers), model.cfg.n_heads, len(groups))

@@ -26,12 +26,15 @@ from vlens.families.llava_next_video import LlavaNextVideo
 from vlens.families.onevision import OneVision
 from vlens.families.qwen2_5_vl import Qwen25VL
 from vlens.families.qwen2_vl import Qwen2VL
+from vlens.families.qwen3_vl import Qwen3VL
+from vlens.families.qwen3_vl_moe import Qwen3VLMoe
+from vlens.families.smolvlm import SmolVLM
 from vlens.families.registry import Registration, build_registry
 from vlens.families.registry import resolve as _resolve
 from vlens.families.video_llava import VideoLlava
 
 # HF-native families (one spec each).
-FAMILIES: tuple[Family, ...] = (OneVision(), LlavaNextVideo(), VideoLlava(), Qwen25VL(), InternVL(), Qwen2VL())
+FAMILIES: tuple[Family, ...] = (OneVision(), LlavaNextVideo(), VideoLlava(), Qwen25VL(), InternVL(), Qwen2VL(), Qwen3VL(), Qwen3VLMoe(), SmolVLM())
 REGISTRY: tuple[Registration, ...] = build_registry(FAMILIES)
 
 

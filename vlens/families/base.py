@@ -78,6 +78,13 @@ class Family:
     def video_features(self, hf_model: nn.Module, inputs: VideoInputs) -> Float[Tensor, "batch n_vision d_model"]:
         raise NotImplementedError
 
+    def vision_outputs(
+        self, hf_model: nn.Module, inputs: VideoInputs
+    ) -> tuple[Float[Tensor, "batch n_vision d_model"], list[Float[Tensor, "batch n_vision d_model"]]]:
+        """`video_features` and the DeepStack features added after blocks 0, 1, … at the same
+        vision positions (Qwen3-VL; none by default). One vision-tower run gives both."""
+        return self.video_features(hf_model, inputs), []
+
     def layout(
         self, input_ids: Tensor, attention_mask: Tensor | None, video: SampledVideo | None, hf_config, inputs: dict
     ) -> VideoLayout:
