@@ -1,7 +1,7 @@
 """Inputs beyond to_inputs: your own HF kwargs, images next to a video, a mixed-resolution batch,
 frame-sampling policies, and what run_with_cache would cost.
 
-    python examples/07_inputs_and_images.py [QWEN2.5-VL_CHECKPOINT_DIR]
+    python examples/08_inputs_and_images.py [QWEN2.5-VL_CHECKPOINT_DIR]
 """
 
 import sys
