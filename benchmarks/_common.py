@@ -84,6 +84,14 @@ FAMILY_SHAPES = {
 }
 if hasattr(testing, "make_tiny_internvl"):
     FAMILY_SHAPES["internvl"] = (testing.make_tiny_internvl, dict(_LM), {})
+_QWEN3 = dict(_LM, d_head=64, patch_size=4, mrope_section=(8, 12, 12), max_pixels=16 * 64 * 64)  # bounds T·H·W
+FAMILY_SHAPES.update({
+    "qwen2-vl": (testing.make_tiny_qwen2_vl, dict(_LM, patch_size=4, mrope_section=(8, 12, 12)), {}),
+    "qwen3-vl": (testing.make_tiny_qwen3_vl, dict(_QWEN3), {"fps": 2.0}),
+    "qwen3-vl-moe": (testing.make_tiny_qwen3_vl_moe, dict(_QWEN3, n_experts=8, top_k=2, d_expert=352,
+                                                          mlp_only_layers=()), {"fps": 2.0}),
+    "smolvlm2": (testing.make_tiny_smolvlm, dict(_LM, image_size=64, patch_size=4), {"fps": 2.0}),
+})
 
 
 def family_checkpoint(family: str, root: Path | None = None) -> tuple[Path, dict]:

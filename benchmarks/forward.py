@@ -29,6 +29,7 @@ def main(argv=None) -> None:
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--families", action="store_true", help="every supported family at one small shape")
+    ap.add_argument("--only", nargs="+", default=None, help="with --families: just these families")
     args = ap.parse_args(argv)
     dtype = getattr(torch, args.dtype)
     print(f"device={args.device} dtype={args.dtype} threads={torch.get_num_threads()}")
@@ -49,7 +50,7 @@ def main(argv=None) -> None:
 
 def families(args, dtype) -> None:
     print(f"{'family':>17} {'frames':>6} {'positions':>9} {'HF sdpa s':>10} {'vlens s':>9} {'ratio':>6} {'max |Δ|':>8}")
-    for family in FAMILY_SHAPES:
+    for family in args.only or FAMILY_SHAPES:
         path, kw = family_checkpoint(family)
         model = HookedVideoLLM.from_pretrained(path, dtype=dtype, device=args.device)
         hf = model.hf_model

@@ -30,6 +30,11 @@ BUILDERS = {
 }
 if hasattr(testing, "make_tiny_internvl"):
     BUILDERS["internvl"] = (testing.make_tiny_internvl, {})
+BUILDERS.update({
+    "qwen2-vl": (testing.make_tiny_qwen2_vl, {}),
+    "qwen3-vl": (testing.make_tiny_qwen3_vl, {"fps": 2.0}),
+    "smolvlm2": (testing.make_tiny_smolvlm, {"fps": 2.0}),
+})
 
 COLORS = {"system": "#dddddd", "text": "#999999", "separator": "#000000", "marker": "#ff7f0e", "pad": "#ffffff"}
 FRAME_COLORS = ["#1f77b4", "#2ca02c", "#9467bd", "#d62728"]

@@ -75,7 +75,9 @@ def describe_layout(model, inputs) -> None:
 for name, path in CHECKPOINTS.items():
     # Exactly what a user does with the real download: the directory, nothing else.
     model = HookedVideoLLM.from_pretrained(path)
-    inputs = model.to_inputs(video, question, n_frames=8)
+    # sampling: the releases' own policies (LongVA linspace, LLaVA-NeXT-Video 1 fps, InternVideo2.5
+    # get_index) need a real clip; this 8-frame array takes the centre of each segment instead
+    inputs = model.to_inputs(video, question, n_frames=8, sampling="centres")
     print(f"\n{name}: family {model.family.name!r}, {model.cfg.n_layers} layers, in-memory "
           f"{type(model.hf_model).__name__}")
     describe_layout(model, inputs)
@@ -109,7 +111,7 @@ convert(str(CHECKPOINTS["InternVideo2.5-Chat-8B"]), str(root / "iv-hf"), "--no-t
 # The converted directory is an ordinary HF InternVL checkpoint: transformers loads it, and so does
 # vlens (family "internvl"). It is the plain InternVL2.5 path: every frame keeps all its tokens.
 plain = HookedVideoLLM.from_pretrained(root / "iv-hf")
-inputs = plain.to_inputs(video, question, n_frames=8)
+inputs = plain.to_inputs(video, question, n_frames=8, sampling="centres")
 print(f"\nconverted InternVideo2.5 (no token compression): family {plain.family.name!r}")
 describe_layout(plain, inputs)
 print(f"\ncheckpoints in {root}")

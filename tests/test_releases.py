@@ -49,7 +49,7 @@ def test_llava_release_logits_equal_reference(llava):
     assert model.family.name == name and type(model.hf_model).__name__ == "LlavaOnevisionForConditionalGeneration"
     side, per_frame = LLAVA[name][4]
     for n in (1, 3):
-        inputs = model.to_inputs(frames(n, 36, 48, seed=n), Q, n_frames=n)
+        inputs = model.to_inputs(frames(n, 36, 48, seed=n), Q, n_frames=n, sampling="centres")
         lay = inputs.layout
         assert lay.counts()["video"] == n * per_frame and "separator" not in lay.counts()
         assert lay.n_frames == n
@@ -71,7 +71,7 @@ def test_llava_release_prompt_is_qwen_1_5_with_chunks_tokenized_apart(llava):
     """Text tokens are LLaVA's tokenizer_image_token of the qwen_1_5 prompt: the chunks before and
     after <image> tokenized separately, the features in between."""
     _, path, model = llava
-    inputs = model.to_inputs(frames(2, seed=3), Q, n_frames=2)
+    inputs = model.to_inputs(frames(2, seed=3), Q, n_frames=2, sampling="centres")
     ids = inputs["input_ids"][0]
     tok = model.tokenizer
     prompt = ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n<image>\n"
@@ -91,7 +91,7 @@ def test_llava_release_frame_preprocessing(llava):
     name, path, model = llava
     size = model.hf_model.config.vision_config.image_size
     clip = frames(2, size, size, seed=4)
-    px = model.to_inputs(clip, Q, n_frames=2)["pixel_values_videos"][0]
+    px = model.to_inputs(clip, Q, n_frames=2, sampling="centres")["pixel_values_videos"][0]
     mean, std = (CLIP_MEAN, CLIP_STD) if name == "longva" else ((0.5,) * 3, (0.5,) * 3)
     expect = (torch.from_numpy(clip).float() / 255 - torch.tensor(mean)) / torch.tensor(std)
     assert (px - expect.permute(0, 3, 1, 2)).abs().max().item() <= 1e-5
@@ -110,7 +110,7 @@ def _knockout(model, inputs, spec_name, layers):
 @pytest.mark.parametrize("spec_name,layers", [("lv", [1, 2]), ("vt", [0, 2]), ("vs", [0, 1])])
 def test_llava_release_knockouts_equal_reference(llava, spec_name, layers):
     name, path, model = llava
-    inputs = model.to_inputs(frames(3, seed=7), Q, n_frames=3)
+    inputs = model.to_inputs(frames(3, seed=7), Q, n_frames=3, sampling="centres")
     ours, blocked = _knockout(model, inputs, spec_name, layers)
     expected = _llava_ref(name, path, inputs, blocked=blocked)
     clean = _llava_ref(name, path, inputs)
@@ -151,7 +151,7 @@ def test_internvideo_logits_equal_reference_with_token_compression(ivideo):
     path, model = ivideo
     assert model.family.name == "internvideo2.5" and type(model.hf_model).__name__ == "InternVLForConditionalGeneration"
     for n in (4, 8):
-        inputs = model.to_inputs(frames(n, 48, 48, seed=n), Q, n_frames=n)
+        inputs = model.to_inputs(frames(n, 48, 48, seed=n), Q, n_frames=n, sampling="centres")
         lay = inputs.layout
         # 16 merged tokens in each frame's <img> block; a group of 4 frames shares its 64
         assert lay.counts()["video"] == 16 * n and lay.n_frames == n // 4 and lay.frames_per_group == 4
@@ -161,13 +161,13 @@ def test_internvideo_logits_equal_reference_with_token_compression(ivideo):
         diff = (ours - _iv_ref(model, path, inputs)).abs().max().item()
         assert diff <= ATOL, (n, diff)
     with pytest.raises(ValueError, match="multiple of 4"):
-        model(model.to_inputs(frames(3, seed=1), Q, n_frames=3))
+        model(model.to_inputs(frames(3, seed=1), Q, n_frames=3, sampling="centres"))
 
 
 @pytest.mark.parametrize("spec_name,layers", [("lv", [1, 2]), ("vt", [0, 1]), ("vs", [2])])
 def test_internvideo_knockouts_equal_reference(ivideo, spec_name, layers):
     path, model = ivideo
-    inputs = model.to_inputs(frames(8, seed=5), Q, n_frames=8)
+    inputs = model.to_inputs(frames(8, seed=5), Q, n_frames=8, sampling="centres")
     ours, blocked = _knockout(model, inputs, spec_name, layers)
     expected = _iv_ref(model, path, inputs, blocked=blocked)
     assert (ours - expected).abs().max().item() <= ATOL
@@ -188,7 +188,7 @@ def test_convert_internvideo_without_compression_loads_in_transformers(ivideo, t
     hf = transformers.InternVLForConditionalGeneration.from_pretrained(out).eval()
     model = HookedVideoLLM.from_pretrained(out)  # the HF-format path (family internvl)
     assert model.family.name == "internvl"
-    inputs = model.to_inputs(frames(3, 48, 48, seed=2), Q, n_frames=3)
+    inputs = model.to_inputs(frames(3, 48, 48, seed=2), Q, n_frames=3, sampling="centres")
     with torch.no_grad():
         theirs = hf(**inputs).logits
         ours = model(inputs)

@@ -4,7 +4,7 @@ Causal attention is softmax(QKᵀ/√d + M)V; a knockout sets entries of M to �
 
 | knockout | query                                                       | key                     |
 |----------|-------------------------------------------------------------|-------------------------|
-| LV-K     | non-vision position after the last vision position          | vision (video, separator) |
+| LV-K     | text/marker position after the last vision position         | vision (video, separator) |
 | VT-K     | `video` position of frame i                                 | `video` of frame j ≠ i  |
 | VS-K     | `video` position of frame i                                 | other `video` of frame i |
 
@@ -22,6 +22,7 @@ folded into the SDPA mask (no N×N pattern) unless something else hooks that lay
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -94,7 +95,8 @@ class LV(Spec):
         n = len(layout)
         pos = torch.arange(n)
         vision = layout.is_vision
-        query = ~vision & ~layout.mask("pad") & (pos > layout.last_vision)
+        # image positions are neither queries nor keys: LV-K cuts the question from the video only
+        query = ~vision & ~layout.mask("pad", "image") & (pos > layout.last_vision)
         if layout.last_vision < 0:
             query = torch.zeros(n, dtype=torch.bool)
         return query[:, None] & vision[None, :] & _strictly_below(n)
@@ -229,33 +231,75 @@ class LayerSelection:
         return f"layer{'s' if len(ls) != 1 else ''} {', '.join(map(str, ls))}"
 
 
+def _layer_index(value: object, what: str) -> int:
+    """`value` as a layer index: Python and numpy integers (and 0-d integer tensors) are accepted;
+    floats (even 3.0), bools and strings are refused rather than truncated (1.9 is not layer 1)."""
+    if isinstance(value, bool) or (isinstance(value, Tensor) and value.dtype == torch.bool):
+        raise KnockoutError(f"{what} must be an integer layer index, got the bool {value!r}")
+    if isinstance(value, Tensor) and value.ndim == 0 and not value.is_floating_point():
+        return int(value.item())
+    try:
+        return operator.index(value)  # int, numpy integers; not float, str, ...
+    except TypeError:
+        raise KnockoutError(
+            f"{what} must be an integer layer index, got {value!r} ({type(value).__name__}); "
+            "pass an int (vlens does not round or truncate layer indices)"
+        ) from None
+
+
 def all_layers() -> LayerSelection:
+    """Every layer of the model."""
     return LayerSelection("all")
 
 
 def from_layer(i: int) -> LayerSelection:
-    return LayerSelection("from", (int(i),))
+    """Layers i..L−1 (L: the model's depth, known when the hooks run).
+
+    Raises:
+        KnockoutError: `i` is not an integer (e.g. 1.9 or "3").
+    """
+    return LayerSelection("from", (_layer_index(i, "from_layer(i)"),))
 
 
 def window(x: int, k: int = 4) -> LayerSelection:
-    """The k consecutive layers ending at x: x−k+1 .. x."""
-    return LayerSelection("window", (int(x), int(k)))
+    """The k consecutive layers ending at x: x−k+1 .. x.
+
+    Raises:
+        KnockoutError: `x` or `k` is not an integer, or k < 1.
+    """
+    x, k = _layer_index(x, "window(x, k): x"), _layer_index(k, "window(x, k): k")
+    if k < 1:
+        raise KnockoutError(f"window(x, k) needs k >= 1 layers, got k={k}")
+    return LayerSelection("window", (x, k))
 
 
-def layers(ls: Iterable[int]) -> LayerSelection:
-    ls = tuple(sorted({int(l) for l in ls}))
-    if not ls:
+def layers(ls: Iterable[int] | int) -> LayerSelection:
+    """Exactly the listed layers (one integer is a list of one).
+
+    Raises:
+        KnockoutError: no layer given, or an entry is not an integer.
+    """
+    if isinstance(ls, (str, bytes)):
+        raise KnockoutError(f"layers(...) takes integer layer indices, got the string {ls!r}")
+    if isinstance(ls, Tensor):
+        ls = ls.reshape(-1).tolist() if ls.ndim else [ls]
+    try:
+        items = list(ls)  # type: ignore[arg-type]
+    except TypeError:
+        items = [ls]  # a single index (int, numpy integer)
+    out = tuple(sorted({_layer_index(l, "layers([...]): each entry") for l in items}))
+    if not out:
         raise KnockoutError("layers([]) selects no layer; give at least one layer index")
-    return LayerSelection("list", (ls,))
+    return LayerSelection("list", (out,))
 
 
 def as_selection(sel: LayerSelection | int | Iterable[int] | None) -> LayerSelection:
+    """A layer selection from what users pass as `layers=`: None (all layers), a
+    `LayerSelection`, one integer or a list of integers."""
     if sel is None:
         return all_layers()
     if isinstance(sel, LayerSelection):
         return sel
-    if isinstance(sel, int):
-        return layers([sel])
     return layers(sel)
 
 

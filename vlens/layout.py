@@ -10,6 +10,7 @@ never guessed around.
 |-------------|---------------------------------------------------------------|-------|---------|
 | `video`     | vision-filled position of one frame (or temporal group)       | index | patch coordinates, −1 for a per-frame extra token |
 | `separator` | vision-filled position of no single frame (e.g. image_newline) | −1    | −1      |
+| `image`     | vision-filled position of a still image (`layout.image`: its index in the row) | −1 | patch coordinates, −1 for an extra token (CLS, newline) |
 | `marker`    | template text around or between frames                         | −1    | −1      |
 | `system`    | other tokens before the first vision position                  | −1    | −1      |
 | `text`      | other tokens after it                                          | −1    | −1      |
@@ -25,7 +26,7 @@ import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 
-SEGMENTS = ("system", "video", "separator", "marker", "text", "pad")
+SEGMENTS = ("system", "video", "separator", "image", "marker", "text", "pad")
 VISION_SEGMENTS = ("video", "separator")
 
 
@@ -37,10 +38,11 @@ class LayoutError(ValueError):
 class VisionToken:
     """How one vision-filled position is labelled (families emit these in sequence order)."""
 
-    segment: str  # "video" or "separator"
+    segment: str  # "video", "separator" or "image"
     frame: int = -1
     row: int = -1
     col: int = -1
+    image: int = -1  # the image's index in its row (segment "image")
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,10 +53,13 @@ class VideoLayout:
     col: Int[Tensor, "pos"]
     frames_per_group: int = 1
     frame_times: tuple[float, ...] | None = None
+    image: Int[Tensor, "pos"] | None = None  # image index per position (−1 where not an image)
 
     def __post_init__(self) -> None:
         n = len(self.segment)
-        for name in ("frame", "row", "col"):
+        if self.image is None:  # layouts without images (and callers that predate them)
+            object.__setattr__(self, "image", torch.full((n,), -1, dtype=torch.long))
+        for name in ("frame", "row", "col", "image"):
             if getattr(self, name).shape != (n,):
                 raise LayoutError(f"layout.{name} has shape {tuple(getattr(self, name).shape)}, expected ({n},)")
         unknown = set(self.segment) - set(SEGMENTS)
@@ -73,8 +78,9 @@ class VideoLayout:
         frames_per_group: int = 1,
         frame_times: Sequence[float] | None = None,
     ) -> VideoLayout:
-        """Label a sequence. `vision_tokens` describes the vision positions in order; its length
-        must equal the number of vision positions in the sequence."""
+        """Label a sequence. `is_vision` marks every vision-filled position (video frames,
+        separators and still images); `vision_tokens` describes them in order, so its length must
+        equal the number of marked positions."""
         n = int(is_vision.shape[0])
         n_vision = int(is_vision.sum())
         if n_vision != len(vision_tokens):
@@ -92,6 +98,7 @@ class VideoLayout:
         frame = torch.full((n,), -1, dtype=torch.long)
         row = torch.full((n,), -1, dtype=torch.long)
         col = torch.full((n,), -1, dtype=torch.long)
+        image = torch.full((n,), -1, dtype=torch.long)
         for i in range(n):
             if is_pad[i]:
                 segment[i] = "pad"
@@ -101,7 +108,7 @@ class VideoLayout:
                 segment[i] = "system"
         for i, tok in zip(vision_idx, vision_tokens):
             segment[i] = tok.segment
-            frame[i], row[i], col[i] = tok.frame, tok.row, tok.col
+            frame[i], row[i], col[i], image[i] = tok.frame, tok.row, tok.col, tok.image
         return cls(
             tuple(segment),
             frame,
@@ -109,6 +116,7 @@ class VideoLayout:
             col,
             frames_per_group=frames_per_group,
             frame_times=tuple(float(t) for t in frame_times) if frame_times is not None else None,
+            image=image,
         )
 
     # views ---------------------------------------------------------------------------------------
@@ -135,6 +143,16 @@ class VideoLayout:
         """Number of frames (temporal groups) that have video positions."""
         f = self.frame[self.is_video]
         return int(f.max()) + 1 if f.numel() else 0
+
+    @property
+    def is_image(self) -> Bool[Tensor, "pos"]:
+        return self.mask("image")
+
+    @property
+    def n_images(self) -> int:
+        """Number of still images in the row."""
+        i = self.image[self.is_image]
+        return int(i.max()) + 1 if i.numel() else 0
 
     @property
     def has_video(self) -> bool:
@@ -167,16 +185,21 @@ class VideoLayout:
             torch.cat([self.col, pad]),
             self.frames_per_group,
             self.frame_times,
+            torch.cat([self.image, pad]),
         )
 
     def labels(self, tokens: Sequence[str] | None = None) -> list[str]:
         """One label per position: the token text, or `<f3 r2 c5>` for a video position
-        (`<f3 cls>` for a per-frame extra token, `<sep>` for a separator)."""
+        (`<f3 extra>` for a per-frame extra token, `<sep>` for a separator, `<i0 r1 c2>` for
+        a position of image 0, `<i0 extra>` for an image's extra token)."""
         out = []
         for i, seg in enumerate(self.segment):
             if seg == "video":
                 f, r, c = int(self.frame[i]), int(self.row[i]), int(self.col[i])
                 out.append(f"<f{f} r{r} c{c}>" if r >= 0 else f"<f{f} extra>")
+            elif seg == "image":
+                k, r, c = int(self.image[i]), int(self.row[i]), int(self.col[i])
+                out.append(f"<i{k} r{r} c{c}>" if r >= 0 and c >= 0 else f"<i{k} extra>")
             elif seg == "separator":
                 out.append("<sep>")
             elif seg == "pad":
@@ -187,4 +210,5 @@ class VideoLayout:
 
     def __repr__(self) -> str:
         parts = ", ".join(f"{k}={v}" for k, v in self.counts().items())
-        return f"VideoLayout(len={len(self)}, frames={self.n_frames}, {parts})"
+        images = f"images={self.n_images}, " if self.n_images else ""
+        return f"VideoLayout(len={len(self)}, frames={self.n_frames}, {images}{parts})"

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +33,10 @@ from vlens.components import Embed, RMSNorm, TransformerBlock, Unembed
 from vlens.config import HookedVideoLLMConfig
 from vlens.families import Family, check_weight_coverage, family_for, resolve
 from vlens.families.base import hf_parameter
-from vlens.inputs import VideoInputs
+from vlens.inputs import VideoInputs, as_frames, check_hf_kwargs, load_images, with_media
 from vlens.interventions import BatchRows, EdgeRemoval, InterventionError, Interventions, RowPlan
 from vlens.kv_cache import KVCache
-from vlens.video import SampledVideo, load_video
+from vlens.video import SampledVideo, Sampling, load_video
 
 
 class HookedVideoLLM(HookedRootModule):
@@ -181,70 +181,158 @@ class HookedVideoLLM(HookedRootModule):
         fps: float | None = None,
         allow_repeat: bool = False,
         system_prompt: str | None = None,
+        sampling: Sampling | None = None,
+        images: Any = None,
     ) -> VideoInputs:
         """Sample frames, build the chat prompt and run the checkpoint's own processor.
 
         One sample: `to_inputs(video, "question")`. A batch: lists of videos and questions (rows
-        are left-padded; every row's answer position is the last). `video` is a file path, a
-        folder of frames, a list of HxWx3 uint8 frames or a uint8 [T,H,W,3] array/tensor.
+        are left-padded; every row's answer position is the last).
+
+        Args:
+            video: a file path, a folder of frames, a list of HxWx3 uint8 frames or a uint8
+                [T,H,W,3] array/tensor (a list of those for a batch).
+            question: the user's text (a list for a batch).
+            n_frames, start, end, fps, allow_repeat: see `vlens.video.load_video`.
+            system_prompt: a system message (the template's default when None).
+            sampling: "centres" | "linspace" | "fps" (vlens.video); None takes the checkpoint
+                family's default (its authors' policy for the released formats, else "centres").
+            images: still images shown before the video in the user turn: one image (a PIL
+                image, an HxWx3 uint8 array or an image file path) or a list of them; for a batch,
+                one such list per row. `video` may then be None (images only).
+
+        Returns:
+            `VideoInputs`: the processor's tensors plus one layout per row.
+
+        Raises:
+            ValueError: no processor, an empty batch, or videos and questions that do not pair up.
+            VideoError: a bad sampling argument or an unreadable video.
         """
         if self.processor is None:
             raise ValueError("this model has no processor; pass one to HookedVideoLLM.from_hf(hf_model, processor)")
         if isinstance(question, str):
             videos, questions = [video], [question]
         else:
+            if not isinstance(question, Sequence):
+                raise TypeError(f"question must be a str or a list of str, got {type(question).__name__}")
             questions = list(question)
+            if not questions:
+                raise ValueError("an empty batch: give at least one question (and one video per question)")
+            if video is None:  # images only
+                video = [None] * len(questions)
             if not isinstance(video, (list, tuple)) or len(video) != len(questions):
                 raise ValueError(
                     f"a batch needs one video per question: got {len(questions)} questions and "
                     f"{len(video) if isinstance(video, (list, tuple)) else 'a single'} video(s)"
                 )
+            bad = [i for i, q in enumerate(questions) if not isinstance(q, str)]
+            if bad:
+                raise TypeError(f"every question must be a str; row(s) {bad} are not")
             videos = list(video)
+        if sampling is None:
+            sampling = getattr(self.family, "default_sampling", "centres")
+        row_images = load_images(images, len(questions))
         sampled = [
-            load_video(v, n_frames, start=start, end=end, fps=fps, allow_repeat=allow_repeat) for v in videos
+            None if v is None else
+            load_video(v, n_frames, start=start, end=end, fps=fps, allow_repeat=allow_repeat, sampling=sampling)
+            for v in videos
         ]
+        if all(v is None for v in sampled) and not any(row_images):
+            raise ValueError("nothing to show the model: pass a video, images=, or both")
         prompts = [
             self.processor.apply_chat_template(
-                self.family.messages(q, system_prompt), add_generation_prompt=True, tokenize=False
+                with_media(self.family.messages(q, system_prompt), len(ims), video=v is not None),
+                add_generation_prompt=True, tokenize=False,
             )
-            for q in questions
+            for q, v, ims in zip(questions, sampled, row_images)
         ]
-        return self.inputs_from_prompts(prompts, sampled)
+        return self.inputs_from_prompts(prompts, sampled, row_images if any(row_images) else None)
 
-    def inputs_from_prompts(self, prompts: Sequence[str], videos: Sequence[SampledVideo]) -> VideoInputs:
-        """Processor call for already-templated prompts and sampled videos, plus layouts."""
-        shapes = {v.frames.shape for v in videos}
-        if len(shapes) > 1:
+    def inputs_from_prompts(
+        self, prompts: Sequence[str], videos: Sequence[SampledVideo | None], images: Sequence[Sequence[Any]] | None = None,
+    ) -> VideoInputs:
+        """Processor call for already-templated prompts, sampled videos and (optionally) images,
+        plus one layout per row.
+
+        Args:
+            prompts: one templated prompt per row (its placeholders say where media go).
+            videos: one `SampledVideo` (or None: no video) per row.
+            images: per row, the images of that row in prompt order (PIL images or HxWx3 uint8
+                arrays); None for no images.
+
+        Returns:
+            `VideoInputs` on the model's device and dtype.
+        """
+        rows = len(prompts)
+        if rows == 0:
+            raise ValueError("an empty batch: give at least one prompt")
+        if len(videos) != rows or (images is not None and len(images) != rows):
+            raise ValueError(f"{rows} prompts need one entry per row in videos (got {len(videos)})"
+                             + ("" if images is None else f" and images (got {len(images)})"))
+        present = [v for v in videos if v is not None]
+        frame_counts = {len(v) for v in present}
+        if len(frame_counts) > 1 and not getattr(self.family, "per_row_frame_counts", False):
             raise ValueError(
-                f"all videos of a batch must have the same number and size of frames, got {sorted(shapes)}; "
-                "sample the same n_frames for every row (frames are resized by the processor only per video)"
+                f"the videos of a batch have different frame counts {sorted(frame_counts)}; {self.family.name} stacks "
+                "every row's frames into one tensor: sample the same n_frames for every row"
             )
-        tensors = self.processor(
-            text=list(prompts),
-            videos=[v.frames for v in videos],
-            return_tensors="pt",
-            padding=True,
-            do_sample_frames=False,
-            **self.family.processor_kwargs(list(videos)),
-        )
-        tensors = dict(tensors)
-        layouts = [
-            self.family.layout(
-                tensors["input_ids"][i],
-                tensors["attention_mask"][i] if "attention_mask" in tensors else None,
-                videos[i],
-                self.hf_model.config,
-                {k: (v[i : i + 1] if isinstance(v, Tensor) and v.shape[:1] == (len(prompts),) else v) for k, v in tensors.items()},
-            )
-            for i in range(len(prompts))
-        ]
-        inputs = VideoInputs(tensors, layouts, videos, prompts)
+        if present and len(present) != rows:
+            raise ValueError("every row of a batch needs a video, or none does (rows without video: "
+                             f"{[i for i, v in enumerate(videos) if v is None]})")
+        flat_images = [im for row in (images or []) for im in row]
+        call: dict[str, Any] = {"text": list(prompts), "return_tensors": "pt", "padding": True}
+        if present:
+            call.update(videos=[v.frames for v in present], do_sample_frames=False, **self.family.processor_kwargs(present))
+        if flat_images:
+            # one list per row: processors that tile single images (OneVision's batch_num_images)
+            # count images per row from this nesting
+            call["images"] = [list(r) for r in images] if all(images) else flat_images
+        tensors = dict(self.processor(**call))
+        return self._with_layouts(tensors, list(videos), list(prompts)).to(self.cfg.device, self.cfg.dtype)
+
+    def inputs_from_hf(self, kwargs: Mapping[str, Any], *, images_as_frames: bool = False) -> VideoInputs:
+        """`VideoInputs` (one layout per row) from HF model kwargs you built yourself — your own
+        preprocessing, HF's test inputs — with no processor: the layouts come from `input_ids`,
+        `attention_mask`, the grids/sizes and the checkpoint config's token ids.
+
+        `model(inputs)` then equals `hf_model(**kwargs)` (the vision features are placed by HF's
+        own code); kwargs the family's HF model takes but vlens does not run exactly are refused.
+
+        Args:
+            kwargs: the HF model's keyword arguments: `input_ids` [batch, pos] and what the family
+                takes (`attention_mask`, `pixel_values`, `pixel_values_videos`, `image_sizes`,
+                `image_grid_thw`, `video_grid_thw`, `second_per_grid_ts`, `mm_token_type_ids`, ...).
+            images_as_frames: lay out each row's images as the frames of one video (image k is
+                frame k). For InternVL, whose frames are images to the model (only the processor's
+                "FrameN:" text tells them apart, which raw kwargs need not carry).
+
+        Returns:
+            `VideoInputs` holding the same tensors (moved to the model's device; floating ones
+            cast to its dtype).
+
+        Raises:
+            TypeError: kwargs is not a mapping of tensors with `input_ids`.
+            ValueError: a kwarg vlens cannot run exactly (named), or a missing field.
+            LayoutError: the tokens do not have the structure the family's rules predict (the
+                message names the missing token or field).
+        """
+        tensors = check_hf_kwargs(self.family, kwargs)
+        ids = tensors["input_ids"]
+        inputs = self._with_layouts(tensors, [None] * ids.shape[0], [])
+        if images_as_frames:
+            inputs.layouts = [as_frames(l) for l in inputs.layouts]
         return inputs.to(self.cfg.device, self.cfg.dtype)
 
+    def _with_layouts(self, tensors: dict, videos: list, prompts: list) -> VideoInputs:
+        from vlens.media_layout import layouts_for
+
+        return VideoInputs(tensors, layouts_for(self.family, self.hf_model.config, tensors, videos), videos, prompts)
+
     def to_str_tokens(self, inputs: VideoInputs, row: int = 0) -> list[str]:
-        """A label per position: token text, `<f3 r2 c5>` for video positions, `<sep>`, `<pad>`."""
+        """A label per position: token text, `<f3 r2 c5>` for video positions, `<i0 r1 c2>` for
+        image positions, `<sep>`, `<pad>`."""
         ids = inputs["input_ids"][row].tolist()
-        tokens = self.tokenizer.convert_ids_to_tokens(ids)
+        tokens = self.tokenizer.convert_ids_to_tokens(ids) if self.processor is not None else None
         return inputs.layouts[row].labels(tokens)
 
     # forward -----------------------------------------------------------------------------------------
@@ -274,12 +362,38 @@ class HookedVideoLLM(HookedRootModule):
     ) -> tuple[Float[Tensor, "batch pos d_model"], list[Float[Tensor, "batch pos d_model"]]]:
         """`embed_inputs` plus the family's DeepStack additions (Qwen3-VL): one [batch, pos,
         d_model] tensor per block 0, 1, … that gets it, zero outside the vision positions (an
-        empty list for every other family, or without pixel values)."""
+        empty list for every other family, or without pixel values).
+
+        HF-format families marked `hf_merge` place features with the HF model's own code
+        (vlens.hf_merge), so images, several media per row and mixed resolutions land exactly
+        where HF puts them; the others use their family's vision path. `hook_video_features` sees
+        the features at the video and separator positions, [batch, n_vision, d_model] (rows with
+        fewer are zero-padded at the end; only real positions are written back)."""
         ids = inputs["input_ids"].to(self.cfg.device)
+        has_pixels = any(k.startswith("pixel_values") for k in inputs)
+        if has_pixels and getattr(self.family, "hf_merge", False):
+            from vlens.hf_merge import merged_embeddings
+
+            hf_kwargs = {k: v for k, v in inputs.items() if k in getattr(self.family, "hf_inputs", ()) or k in ("input_ids", "attention_mask")}
+            try:
+                x = merged_embeddings(self.hf_model, hf_kwargs)
+            except (ValueError, RuntimeError, IndexError) as e:
+                raise ValueError(
+                    f"the inputs' vision placeholder tokens and pixel values do not match ({e}); build inputs with "
+                    "model.to_inputs or model.inputs_from_hf from tensors the HF model accepts"
+                ) from e
+            layouts = getattr(inputs, "layouts", None)
+            if layouts:
+                where = torch.stack([l.is_vision for l in layouts]).to(x.device)
+            else:
+                where = ids == self.family.video_token_id(self.hf_model.config)
+            if bool(where.any()):
+                x = self._hook_features(x, where)
+            return x, []
         x = self.embed(ids)
         vision_mask = ids == self.family.video_token_id(self.hf_model.config)
         adds: list[Tensor] = []
-        if any(k.startswith("pixel_values") for k in inputs):
+        if has_pixels:
             feats, deep = self.family.vision_outputs(self.hf_model, inputs)
             feats = self.hook_video_features(feats.to(x.dtype))
             n_slots, n_feats = int(vision_mask.sum()), feats.shape[0] * feats.shape[1]
@@ -289,10 +403,21 @@ class HookedVideoLLM(HookedRootModule):
                     f"{n_feats} features; build inputs with model.to_inputs (same processor, same frames)"
                 )
             x = x.masked_scatter(vision_mask[..., None], feats)
-            adds = [torch.zeros_like(x).masked_scatter(vision_mask[..., None], d.to(x.dtype)) for d in deep]
+            adds = [torch.zeros_like(x).masked_scatter(vision_mask[..., None], d.to(x.dtype))
+                    for d in deep[: self.cfg.deepstack_layers]]
         elif vision_mask.any():
             raise ValueError("input_ids contain vision placeholders but no pixel values were given")
         return x, adds
+
+    def _hook_features(self, x: Tensor, where: Tensor) -> Tensor:
+        """Run `hook_video_features` on the features at `where` [batch, pos] and put them back."""
+        counts = where.sum(1)
+        n = int(counts.max())
+        slot = torch.arange(n, device=x.device)[None] < counts[:, None]  # [batch, n]: real entries
+        feats = x.new_zeros(x.shape[0], n, x.shape[-1])
+        feats[slot] = x[where]
+        feats = self.hook_video_features(feats)
+        return x.masked_scatter(where[..., None], feats[slot])
 
     def forward(
         self,
@@ -447,12 +572,24 @@ class HookedVideoLLM(HookedRootModule):
             return given.expand(*given.shape[:-2], batch, n) if given.shape[-2] != batch else given
         return self.family.position_ids(self.hf_model, inputs, batch=batch, n=n, q_start=q_start, device=self.cfg.device)
 
-    def run_with_cache(self, *model_args, return_cache_object: bool = True, remove_batch_dim: bool = False, **kwargs):
+    def run_with_cache(
+        self, *model_args, return_cache_object: bool = True, remove_batch_dim: bool = False,
+        memory_budget: int | str | None = "auto", **kwargs,
+    ):
         """TransformerLens' run_with_cache, returning an `ActivationCache` (its methods —
         decompose_resid, accumulated_resid, stack_head_results, ... — work on this model).
         Caching `hook_attn_scores`/`hook_pattern` takes the explicit attention path; a
-        `names_filter` without them keeps the fast one."""
+        `names_filter` without them keeps the fast one.
+
+        `memory_budget` (bytes, a size such as "40GB", "auto" = half the memory now available on
+        the cache's device, or None for no limit): the call first estimates what the cache would
+        keep (`vlens.cache_memory.estimate`) and raises `CacheMemoryError` above the budget,
+        naming the `names_filter` that leaves out the N×N attention tensors."""
         from vlens.cache import VideoActivationCache  # TL's cache; decompose_resid also lists DeepStack
+
+        from vlens import cache_memory
+
+        cache_memory.check(self, model_args, kwargs, memory_budget)
 
         out, cache = super().run_with_cache(*model_args, remove_batch_dim=remove_batch_dim, **kwargs)
         if return_cache_object:

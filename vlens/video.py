@@ -1,29 +1,56 @@
 """Reading and sampling video: files (decord), frame folders, arrays.
 
-Sampling convention (uniform, segment centres): the clip, or the window [start, end] seconds of
-it, covers frame indices first..last. It is cut into `n_frames` equal segments and the frame at the
-centre of each is taken:
+Sampling policies (`sampling=`). The clip, or the window [start, end] seconds of it, covers frame
+indices first..last (count = last − first + 1 frames):
 
-    idx_i = first + floor((i + 0.5) * (last - first + 1) / n_frames),   i = 0..n_frames-1
+- `"centres"` (vlens's default, the uniform segment sampling of LLaVA-style evaluators): the window
+  is cut into `n_frames` equal segments and the frame at the centre of each is taken,
 
-This is the uniform segment sampling of LLaVA-style evaluators. With fewer frames than `n_frames`
-the same formula repeats indices; that is an error unless `allow_repeat=True`. Timestamps are
-idx / fps (None for arrays unless `fps` is given).
+      idx_i = first + floor((i + 0.5) * count / n_frames),   i = 0..n_frames-1
+
+- `"linspace"` (LongVA's and LLaVA's evaluation code): `np.linspace(first, last, n_frames,
+  dtype=int)`, so the first and last frames are always taken.
+- `"fps"` (LLaVA-NeXT-Video's demo): one frame a second — every round(clip_fps / 1)-th frame from
+  `first` — when that gives at most `n_frames` frames (so possibly FEWER than `n_frames`),
+  `"linspace"` otherwise.
+- `"internvl"` (InternVL's / InternVideo2.5's `get_index`): segments of (last − first) / n_frames
+  frames, idx_i = int(first + seg/2 + round(seg·i)) — centres of segments over last − first
+  rather than last − first + 1 frames, so it can differ from "centres" by one frame.
+
+With fewer frames than `n_frames`, "centres" and "linspace" repeat indices; that is an error unless
+`allow_repeat=True`. Timestamps are idx / fps (None for arrays unless `fps` is given).
+
+Only regular files are opened (a FIFO or a device would block or stream forever); decord's own
+C-level messages (`moov atom not found`, `ERROR opening`, ...) are captured and folded into the
+`VideoError` instead of being printed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
+import numbers
+import operator
+import os
 import re
+import stat
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from jaxtyping import UInt8
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+SAMPLING = ("centres", "linspace", "fps", "internvl")
+Sampling = Literal["centres", "linspace", "fps", "internvl"]
+FPS_POLICY_RATE = 1.0  # frames a second taken by sampling="fps" (the LLaVA-NeXT-Video demo's default)
+
+log = logging.getLogger(__name__)
 
 
 class VideoError(ValueError):
@@ -42,21 +69,115 @@ class SampledVideo:
         return len(self.indices)
 
 
+# argument checks -----------------------------------------------------------------------------------
+def check_n_frames(n_frames: Any) -> int:
+    """`n_frames` as an int >= 1. Floats (even 4.0), strings and bools are refused rather than
+    converted: a silent int() would hide a mistake upstream (e.g. a CLI value read as text).
+
+    Raises:
+        VideoError: not an integer, or < 1.
+    """
+    if isinstance(n_frames, bool):
+        raise VideoError(f"n_frames must be an integer >= 1, got the bool {n_frames!r}")
+    try:
+        n = operator.index(n_frames)  # int and numpy integers
+    except TypeError:
+        hint = ""
+        if isinstance(n_frames, float) and n_frames.is_integer():
+            hint = f" (pass n_frames={int(n_frames)})"
+        elif isinstance(n_frames, str) and n_frames.strip().isdigit():
+            hint = f" (pass n_frames={int(n_frames)}, an int, not a string)"
+        raise VideoError(
+            f"n_frames must be an integer >= 1, got {n_frames!r} ({type(n_frames).__name__}){hint}"
+        ) from None
+    if n < 1:
+        raise VideoError(f"n_frames must be >= 1, got {n}")
+    return n
+
+
+def _check_seconds(value: Any, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise VideoError(f"{name} must be a number of seconds or None, got {value!r} ({type(value).__name__})")
+    v = float(value)
+    if not math.isfinite(v):
+        raise VideoError(f"{name} must be a finite number of seconds, got {value!r}; leave it None for the clip's {'start' if name == 'start' else 'end'}")
+    if v < 0:
+        raise VideoError(f"{name} must be >= 0 seconds, got {value!r}")
+    return v
+
+
+def check_fps(fps: Any) -> float | None:
+    """`fps` as a finite positive float (or None).
+
+    Raises:
+        VideoError: not a number, not finite, or <= 0.
+    """
+    if fps is None:
+        return None
+    if isinstance(fps, bool) or not isinstance(fps, numbers.Real):
+        raise VideoError(f"fps must be a positive number of frames per second or None, got {fps!r} ({type(fps).__name__})")
+    f = float(fps)
+    if not math.isfinite(f) or f <= 0:
+        raise VideoError(f"fps must be a finite number > 0 (the clip's frames per second), got {fps!r}")
+    return f
+
+
+def check_sampling(sampling: Any) -> str:
+    if sampling not in SAMPLING:
+        raise VideoError(f"sampling must be one of {', '.join(map(repr, SAMPLING))}, got {sampling!r}")
+    return sampling
+
+
+# sampling -------------------------------------------------------------------------------------------
 def sample_indices(
-    n_total: int, n_frames: int, *, first: int = 0, last: int | None = None, allow_repeat: bool = False
+    n_total: int,
+    n_frames: int,
+    *,
+    first: int = 0,
+    last: int | None = None,
+    allow_repeat: bool = False,
+    sampling: Sampling = "centres",
+    fps: float | None = None,
 ) -> list[int]:
-    """Uniform segment-centre indices in [first, last] (inclusive; last defaults to n_total-1)."""
-    if n_frames < 1:
-        raise VideoError(f"n_frames must be >= 1, got {n_frames}")
+    """Frame indices in [first, last] (inclusive; last defaults to n_total-1) by the policy
+    `sampling` (see the module docstring). `fps` (the clip's frame rate) is needed by "fps".
+
+    Raises:
+        VideoError: a bad argument, an empty window, or too few frames without `allow_repeat`.
+    """
+    n_frames = check_n_frames(n_frames)
+    check_sampling(sampling)
     last = n_total - 1 if last is None else last
     count = last - first + 1
     if count < 1:
         raise VideoError(f"the clip window holds no frame (frames {first}..{last} of {n_total})")
+    if sampling == "fps":
+        if fps is None:
+            raise VideoError("sampling='fps' takes one frame a second and needs the clip's frame rate: pass fps=")
+        step = max(1, round(fps / FPS_POLICY_RATE))
+        idx = list(range(first, last + 1, step))
+        if len(idx) <= n_frames:
+            return idx
+        sampling = "linspace"
     if count < n_frames and not allow_repeat:
         raise VideoError(
             f"the clip has {count} frames in the requested window but n_frames={n_frames} were asked; "
             "ask for fewer frames or pass allow_repeat=True to repeat frames"
         )
+    if sampling == "linspace":
+        return [int(i) for i in np.linspace(first, last, n_frames, dtype=int)]
+    if sampling == "internvl":
+        seg = (last - first) / n_frames
+        idx = [int(first + seg / 2 + np.round(seg * i)) for i in range(n_frames)]
+        if len(set(idx)) < len(idx) and not allow_repeat:
+            raise VideoError(
+                f"sampling='internvl' (the InternVL/InternVideo2.5 authors' get_index) takes frames {idx} from a "
+                f"window of {count} frames: it repeats a frame when n_frames={n_frames} is close to the window's "
+                "length. Pass allow_repeat=True to feed it as the authors do, or sampling='centres'"
+            )
+        return idx
     return [first + int(math.floor((i + 0.5) * count / n_frames)) for i in range(n_frames)]
 
 
@@ -66,12 +187,15 @@ def _window(n_total: int, fps: float | None, start: float | None, end: float | N
     if fps is None:
         raise VideoError(f"start/end seconds need a frame rate, and {what} has none: pass fps=")
     duration = n_total / fps
-    s = 0.0 if start is None else float(start)
-    e = duration if end is None else float(end)
-    if s < 0 or e <= s:
-        raise VideoError(f"need 0 <= start < end, got start={start}, end={end}")
+    s = 0.0 if start is None else start
+    e = duration if end is None else end
     if s >= duration:
-        raise VideoError(f"start={s}s is past the end of the clip ({duration:.2f}s)")
+        raise VideoError(
+            f"start={s:g}s is at or past the end of {what}, which is {duration:.2f}s long "
+            f"({n_total} frames at {fps:g} fps); pass a start before {duration:.2f}s"
+        )
+    if e <= s:
+        raise VideoError(f"need start < end, got start={start}, end={end}")
     first = int(math.floor(s * fps))
     last = min(n_total - 1, int(math.ceil(e * fps)) - 1)
     return first, max(first, last)
@@ -95,20 +219,84 @@ def _check_array(frames: Any) -> np.ndarray:
         )
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise VideoError(f"frames must be uint8 [T,H,W,3], got {frames.dtype} {list(frames.shape)}")
+    if frames.shape[0] == 0:
+        raise VideoError("the frame array holds no frame (shape [0, H, W, 3])")
     return frames
+
+
+# files ------------------------------------------------------------------------------------------------
+def check_regular_file(path: Path, what: str = "video") -> None:
+    """Refuse anything but a regular file (after following links): opening a FIFO blocks until a
+    writer appears, and a device may stream forever.
+
+    Raises:
+        VideoError: `path` is missing or is not a regular file.
+    """
+    try:
+        mode = path.stat().st_mode
+    except OSError as e:
+        raise VideoError(f"{what} not found: {path} ({e.strerror})") from None
+    if not stat.S_ISREG(mode):
+        kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+        raise VideoError(f"{what} {path} is {kind}; vlens only opens regular files (copy the stream to a file first)")
+
+
+@contextlib.contextmanager
+def captured_stderr() -> Iterator[list[str]]:
+    """Capture what C code writes to file descriptor 2 (decord/FFmpeg print there directly, past
+    Python's sys.stderr). Yields a list that holds the captured text once the block exits."""
+    out: list[str] = []
+    try:
+        fd = 2
+        saved = os.dup(fd)
+    except OSError:  # no fd 2 (some embedded interpreters): nothing to capture
+        yield out
+        return
+    with tempfile.TemporaryFile() as tmp:
+        try:
+            import sys
+
+            sys.stderr.flush()
+        except Exception:
+            pass
+        os.dup2(tmp.fileno(), fd)
+        try:
+            yield out
+        finally:
+            os.dup2(saved, fd)
+            os.close(saved)
+            tmp.seek(0)
+            out.append(tmp.read().decode("utf-8", "replace").strip())
+
+
+def _with_native(message: str, native: list[str]) -> str:
+    text = " ".join(" ".join(native).split())
+    return f"{message} (decoder said: {text[:500]})" if text else message
 
 
 def _read_file(path: Path) -> tuple[Any, int, float]:
     from decord import VideoReader, cpu
 
-    try:
-        vr = VideoReader(str(path), ctx=cpu(0), num_threads=1)
-        n = len(vr)
-        fps = float(vr.get_avg_fps())
-    except Exception as e:  # decord raises its own DECORDError / RuntimeError
-        raise VideoError(f"cannot read video {path}: {e}. Is it a complete, valid video file?") from e
+    check_regular_file(path)
+    with captured_stderr() as native:
+        try:
+            vr = VideoReader(str(path), ctx=cpu(0), num_threads=1)
+            n = len(vr)
+            fps = float(vr.get_avg_fps())
+            err = None
+        except Exception as e:  # decord raises its own DECORDError / RuntimeError
+            err = e
+    if err is not None:
+        raise VideoError(
+            _with_native(f"cannot read video {path}: {err}. Is it a complete, valid video file?", native)
+        ) from err
+    if native and native[0]:
+        log.debug("decord on %s: %s", path, native[0])
     if n < 1:
         raise VideoError(f"video {path} has no frames")
+    if not math.isfinite(fps) or fps <= 0:
+        raise VideoError(f"video {path} reports a frame rate of {fps}; pass the real one as fps=")
     return vr, n, fps
 
 
@@ -120,23 +308,43 @@ def load_video(
     end: float | None = None,
     fps: float | None = None,
     allow_repeat: bool = False,
+    sampling: Sampling = "centres",
 ) -> SampledVideo:
-    """Sample `n_frames` frames uniformly (see the module docstring) from a file, a frame folder,
-    a list of frames or an array/tensor."""
-    if n_frames < 1:
-        raise VideoError(f"n_frames must be >= 1, got {n_frames}")
+    """Sample frames from a file, a frame folder, a list of frames or an array/tensor.
+
+    Args:
+        video: a path to a video file, a folder of frame images, a list of HxWx3 uint8 frames or a
+            uint8 [T,H,W,3] array/tensor.
+        n_frames: how many frames ("fps" sampling may take fewer, see the module docstring).
+        start, end: the window in seconds (the whole clip by default); needs a frame rate.
+        fps: the frame rate of a folder or array (a file's own rate is used otherwise).
+        allow_repeat: repeat frames when the window has fewer than `n_frames`.
+        sampling: "centres" | "linspace" | "fps" | "internvl" (module docstring).
+
+    Returns:
+        The `SampledVideo`: frames [t, h, w, 3], their indices and timestamps.
+
+    Raises:
+        VideoError: a bad argument (named, with the fix) or an unreadable video.
+    """
+    n_frames = check_n_frames(n_frames)
+    start, end = _check_seconds(start, "start"), _check_seconds(end, "end")
+    fps = check_fps(fps)
+    check_sampling(sampling)
     if start is not None and end is not None and start >= end:
         raise VideoError(f"start ({start}) must be before end ({end})")
+    pick = dict(n_frames=n_frames, allow_repeat=allow_repeat, sampling=sampling)
     if isinstance(video, (str, Path)):
         path = Path(video)
         if not path.exists():
             raise VideoError(f"video not found: {path}")
         if path.is_dir():
-            files = sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key)
+            files = sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
+                           key=_natural_key)
             if not files:
                 raise VideoError(f"frame folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
             first, last = _window(len(files), fps, start, end, f"frame folder {path}")
-            idx = sample_indices(len(files), n_frames, first=first, last=last, allow_repeat=allow_repeat)
+            idx = sample_indices(len(files), first=first, last=last, fps=fps, **pick)
             from PIL import Image
 
             try:
@@ -148,15 +356,18 @@ def load_video(
         vr, n, file_fps = _read_file(path)
         use_fps = fps or file_fps
         first, last = _window(n, use_fps, start, end, f"video {path}")
-        idx = sample_indices(n, n_frames, first=first, last=last, allow_repeat=allow_repeat)
-        try:
-            frames = vr.get_batch(idx).asnumpy()
-        except Exception as e:
-            raise VideoError(f"cannot decode frames {idx[:4]}... of {path}: {e}") from e
+        idx = sample_indices(n, first=first, last=last, fps=use_fps, **pick)
+        with captured_stderr() as native:
+            try:
+                frames, err = vr.get_batch(idx).asnumpy(), None
+            except Exception as e:
+                frames, err = None, e
+        if err is not None:
+            raise VideoError(_with_native(f"cannot decode frames {idx[:4]}... of {path}: {err}", native)) from err
         return SampledVideo(frames, tuple(idx), tuple(i / use_fps for i in idx), use_fps, str(path))
     frames = _check_array(video)
-    first, last = _window(len(frames), fps, start, end, "an array of frames")
-    idx = sample_indices(len(frames), n_frames, first=first, last=last, allow_repeat=allow_repeat)
+    first, last = _window(len(frames), fps, start, end, "the array of frames")
+    idx = sample_indices(len(frames), first=first, last=last, fps=fps, **pick)
     times = tuple(i / fps for i in idx) if fps else None
     return SampledVideo(frames[idx], tuple(idx), times, fps, "array")
 

@@ -12,7 +12,9 @@ run. A missing annotation file, or a missing task source folder, is an error nam
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -20,6 +22,41 @@ import numpy as np
 
 class DatasetError(ValueError):
     """A dataset directory does not have the released layout (names the expected path)."""
+
+
+def inside(root: str | Path, relative: str, what: str) -> Path:
+    """`root / relative` for a path read from an annotation file, refused unless it stays inside
+    `root`: an absolute path or one whose `..` parts climb out would read files the dataset does
+    not hold. The check is on the path's text (normalised), so a dataset folder that is itself a
+    symlink to another disk still works.
+
+    Args:
+        root: the dataset folder (or a folder inside it) the annotation's paths are relative to.
+        relative: the path as written in the annotation.
+        what: where it was read from, for the error (e.g. "MVBench action_sequence.json item 3").
+
+    Returns:
+        The joined path.
+
+    Raises:
+        DatasetError: `relative` is empty, absolute, or leaves `root`.
+    """
+    text = str(relative)
+    if not text.strip() or "\x00" in text:
+        raise DatasetError(f"{what}: video path {relative!r} is empty or invalid")
+    if os.path.isabs(text) or Path(text).drive or text.startswith(("~", "\\")):
+        raise DatasetError(
+            f"{what}: video path {relative!r} is absolute; annotation paths must be relative to {root} "
+            "(vlens only reads videos inside the dataset folder)"
+        )
+    joined = os.path.normpath(os.path.join(str(root), text))
+    base = os.path.normpath(str(root))
+    if os.path.commonpath([base, joined]) != base:
+        raise DatasetError(
+            f"{what}: video path {relative!r} leaves the dataset folder {root} (it resolves to {joined}); "
+            "vlens only reads videos inside the dataset folder"
+        )
+    return Path(joined)
 
 
 @dataclass(frozen=True)
@@ -63,4 +100,4 @@ def load_dataset(spec: str, *, limit: int | None = None, task: str | list[str] |
     return samples[:limit] if limit is not None else samples
 
 
-__all__ = ["DATASET_NAMES", "DatasetError", "Sample", "load_dataset"]
+__all__ = ["DATASET_NAMES", "DatasetError", "Sample", "inside", "load_dataset"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from vlens.data import DatasetError, Sample
+from vlens.data import DatasetError, Sample, inside
 
 
 def load(root: str, *, task=None) -> list[Sample]:
@@ -20,7 +20,7 @@ def load(root: str, *, task=None) -> list[Sample]:
     for q in json.loads(questions.read_text()):
         uid = q["q_uid"]
         options = tuple(str(q[f"option {i}"]) for i in range(5))
-        path = root_p / "videos" / f"{uid}.mp4"
+        path = inside(root_p / "videos", f"{uid}.mp4", f"EgoSchema question {uid!r}")
         meta = {} if path.exists() else {"missing": f"video not found: {path}"}
         answer = answers.get(uid)
         samples.append(Sample(f"egoschema/{uid}", str(path), str(q["question"]), options, None if answer is None else int(answer), meta=meta))

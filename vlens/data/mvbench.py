@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from vlens.data import DatasetError, Sample
+from vlens.data import DatasetError, Sample, inside
 
 # task json stem → (task name, source folder under video/, frame folders?, time bound?)
 TASKS = {
@@ -67,7 +67,7 @@ def load(root: str, *, task=None) -> list[Sample]:
             candidates = tuple(str(c) for c in item["candidates"])
             if item["answer"] not in candidates:
                 raise DatasetError(f"{json_dir / (key + '.json')} item {i}: answer {item['answer']!r} is not a candidate")
-            path = source_dir / item["video"]
+            path = inside(source_dir, item["video"], f"MVBench {key}.json item {i}")
             meta = {"task": key, "task_name": name}
             if not path.exists():
                 meta["missing"] = f"video not found: {path}"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from vlens.data import DatasetError, Sample
+from vlens.data import DatasetError, Sample, inside
 
 PARQUET = Path("videomme") / "test-00000-of-00001.parquet"
 LETTER = re.compile(r"^\s*([A-Z])[.)]\s*")
@@ -38,7 +38,9 @@ def load(root: str, *, task=None, duration=None, domain=None, task_type=None) ->
     samples = []
     for row in df.itertuples(index=False):
         vid = str(row.videoID)
-        path = next((d / f"{vid}.mp4" for d in video_dirs if (d / f"{vid}.mp4").exists()), video_dirs[0] / f"{vid}.mp4")
+        where = f"Video-MME question {row.question_id}"
+        candidates = [inside(d, f"{vid}.mp4", where) for d in video_dirs]
+        path = next((c for c in candidates if c.exists()), candidates[0])
         options = tuple(_strip_letter(o) for o in row.options)
         answer = ord(str(row.answer).strip()[0]) - ord("A")
         meta = {"duration": row.duration, "domain": row.domain, "sub_category": row.sub_category, "task_type": row.task_type}

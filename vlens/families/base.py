@@ -238,6 +238,24 @@ class LlavaVideoFamily(Family):
         """The vision positions of `n_frames` frames of height×width pixels, in sequence order."""
         raise NotImplementedError
 
+    # images and videos in any mix (vlens.media_layout; used where `hf_merge` is set) ------------
+    def media_ids(self, hf_config) -> tuple[int | None, int | None]:
+        return hf_config.image_token_id, hf_config.video_token_id
+
+    def image_tokens(self, hf_config, inputs: dict) -> list[list[VisionToken]]:
+        raise NotImplementedError
+
+    def media_tokens(self, hf_config, inputs: dict) -> tuple[list[list[VisionToken]], list[list[VisionToken]]]:
+        """Every image's and every video's tokens, in batch order."""
+        images = self.image_tokens(hf_config, inputs) if self.image_key in inputs else []
+        videos = []
+        if "pixel_values_videos" in inputs:
+            b, n_frames, _, h, w = inputs["pixel_values_videos"].shape
+            videos = [self.video_tokens(hf_config, n_frames, h, w) for _ in range(b)]
+        return images, videos
+
+    image_key = "pixel_values"
+
     def layout(self, input_ids: Tensor, attention_mask: Tensor | None, video, hf_config, inputs: dict) -> VideoLayout:
         if "pixel_values_videos" not in inputs:
             raise LayoutError(f"no pixel_values_videos in the inputs: {self.title} layouts need a video")

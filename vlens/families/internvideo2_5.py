@@ -120,6 +120,8 @@ def merge_tokens(x: Float[Tensor, "groups tokens c"], target: int, n_heads: int)
 class InternVideo25(InternVL):
     name = "internvideo2.5"
     architectures = (ARCHITECTURE,)
+    hf_merge = False  # the release's own vision path (token compression), not HF InternVL's forward
+    default_sampling = "internvl"  # the release's get_index (vlens.video)
     token_compression: bool = True  # the release's ToMe merge to 16 tokens a frame
     n_lm_heads: int = 1  # ToMe's metric averages over this many heads
 
@@ -233,12 +235,40 @@ def hf_state_dict(state: dict[str, Tensor], lc: dict, n_vision_heads: int) -> di
 def export_refusal(path: Path, config: dict, *, token_compression: bool) -> str | None:
     """Why `vlens convert` cannot write this release as an HF directory: HF's InternVL has no
     token compression, so only the uncompressed path can be written."""
+
+    hf_merge = False  # the release's own vision path (token compression), not HF InternVL's forward
+    default_sampling = "internvl"  # the release's get_index (vlens.video)
     if not token_compression:
         return None
     return ("InternVideo2.5's released inference compresses every 4 frames to 64 tokens (HiCo/ToMe), which "
             "InternVLForConditionalGeneration does not compute. Pass --no-token-compression to write the plain "
             "InternVL2.5 path HF computes (a different model input than the release's chat), or load the release "
             "with HookedVideoLLM.from_pretrained(DIR)")
+
+
+def needs_bos(path: Path, tokenizer) -> bool:
+    """Whether the chat template must write `<s>` itself so that every prompt starts with it, as the
+    authors' tokenizer makes it start: InternLM2Tokenizer prepends BOS (`add_bos_token`: as
+    tokenizer_config.json says, else True when the tokenizer has a BOS token) and `model.chat`
+    tokenizes the templated prompt with it. A tokenizer.json's post-processor may or may not add it; we look at what it does.
+
+    Raises:
+        ReleaseFormatError: the release says no BOS but the tokenizer.json adds one, or BOS is
+            wanted and the tokenizer has none.
+    """
+    import json
+
+    tc_file = Path(path) / "tokenizer_config.json"
+    wanted = json.loads(tc_file.read_text()).get("add_bos_token") if tc_file.exists() else None
+    if wanted is None:  # InternLM2Tokenizer's default: prepend BOS whenever the tokenizer has one
+        wanted = tokenizer.bos_token_id is not None
+    probe = tokenizer("a", add_special_tokens=True)["input_ids"]
+    adds = tokenizer.bos_token_id is not None and probe[:1] == [tokenizer.bos_token_id]
+    if wanted and tokenizer.bos_token_id is None:
+        raise ReleaseFormatError("the release's tokenizer prepends a BOS token, but this tokenizer has no bos_token")
+    if not wanted and adds:
+        raise ReleaseFormatError("tokenizer_config.json says add_bos_token=false but the tokenizer.json adds a BOS token")
+    return wanted and not adds
 
 
 def build(path: str | Path, *, dtype: torch.dtype = torch.float32, device="cpu", attn_implementation: str = "sdpa",
@@ -297,6 +327,7 @@ def build(path: str | Path, *, dtype: torch.dtype = torch.float32, device="cpu",
     if "<video>" not in vocab:  # the template's placeholder, expanded by the processor before tokenizing
         tokenizer.add_tokens(["<video>"], special_tokens=True)
     tokenizer._set_model_specific_special_tokens(named)
+    template = INTERNVL2_5_TEMPLATE if not needs_bos(path, tokenizer) else "{{ bos_token }}" + INTERNVL2_5_TEMPLATE
     tokens_per_frame = (NUM_TOME_TOKENS // LOCAL_NUM_FRAMES if token_compression
                         else (image_size // vc["patch_size"] // round(1 / config["downsample_ratio"])) ** 2)
     hf_config = InternVLConfig(
@@ -314,7 +345,7 @@ def build(path: str | Path, *, dtype: torch.dtype = torch.float32, device="cpu",
     processor = InternVLProcessor(
         image_processor=GotOcr2ImageProcessor(size=size, crop_to_patches=False, image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD),
         video_processor=InternVLVideoProcessor(size=size, image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD),
-        tokenizer=tokenizer, image_seq_length=tokens_per_frame, chat_template=INTERNVL2_5_TEMPLATE,
+        tokenizer=tokenizer, image_seq_length=tokens_per_frame, chat_template=template,
     )
     family = InternVideo25(token_compression=token_compression, n_lm_heads=lc["num_attention_heads"])
     return hf_model, processor, family

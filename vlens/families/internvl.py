@@ -47,6 +47,8 @@ NEXT_FRAME_TEXT = "\nFrame{n}: "
 class InternVL(Family):
     name = "internvl"
     architectures = ("InternVLForConditionalGeneration",)
+    hf_merge = True  # features placed by HF's own forward (vlens.hf_merge)
+    hf_inputs = ("pixel_values",)
     tokenizer: Any = None  # set by bind(): the per-frame text markers are tokenized with it
     img_ids: tuple[int | None, int | None] = (None, None)  # <img>, </img>; set by bind()
     _label_ids: dict = field(default_factory=dict, compare=False, repr=False)  # memo: label text -> ids
@@ -148,3 +150,41 @@ class InternVL(Family):
         times = video.timestamps if video is not None else None
         return VideoLayout.build(is_vision, tokens, is_pad=is_pad, is_marker=is_marker, frame_times=times)
 
+
+    # images (vlens.media_layout) ------------------------------------------------------------------
+    def media_layout_applies(self, inputs: dict) -> bool:
+        """Frame-labelled prompts (the processor's `FrameN: <img>…</img>`, found with the
+        tokenizer) take the video rules above; anything else is laid out as images."""
+        if self.tokenizer is None or None in self.img_ids:
+            return True
+        label = self._text_ids(FIRST_FRAME_TEXT.format(n=1))
+        ids = inputs["input_ids"]
+        return not any(_contains(row.tolist(), list(label)) for row in ids)
+
+    def media_ids(self, hf_config) -> tuple[int | None, int | None]:
+        return hf_config.image_token_id, None
+
+    def markers(self, input_ids: Tensor, hf_config) -> Tensor:
+        """`<img>` / `</img>` (known from the bound processor) are template markers."""
+        ids = input_ids.cpu()
+        marks = torch.zeros_like(ids, dtype=torch.bool)
+        for tok in self.img_ids:
+            if tok is not None:
+                marks |= ids == tok
+        return marks
+
+    def media_tokens(self, hf_config, inputs: dict) -> tuple[list, list]:
+        """Every tile of `pixel_values` is one image of the shuffled grid's tokens (HF InternVL
+        does not record which tiles form one picture; `inputs_from_hf(..., images_as_frames=True)`
+        reads them as the frames of a video)."""
+        if "pixel_values" not in inputs:
+            return [], []
+        h, w = inputs["pixel_values"].shape[-2:]
+        gh, gw = self.shuffled_grid(hf_config, int(h), int(w))
+        one = [VisionToken("image", -1, r, c) for r in range(gh) for c in range(gw)]
+        return [list(one) for _ in range(inputs["pixel_values"].shape[0])], []
+
+
+def _contains(seq: list[int], sub: list[int]) -> bool:
+    n = len(sub)
+    return any(seq[i : i + n] == sub for i in range(len(seq) - n + 1))

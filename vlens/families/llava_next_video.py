@@ -18,6 +18,8 @@ class LlavaNextVideo(LlavaVideoFamily):
     name = "llava-next-video"
     title = "LLaVA-NeXT-Video"
     architectures = ("LlavaNextVideoForConditionalGeneration",)
+    hf_merge = True  # features placed by HF's own forward (vlens.hf_merge); images supported
+    hf_inputs = ("pixel_values", "image_sizes", "pixel_values_videos")
 
     def vision_modules(self, hf_model: nn.Module) -> dict[str, nn.Module]:
         m = hf_model.model
@@ -34,3 +36,11 @@ class LlavaNextVideo(LlavaVideoFamily):
     def video_tokens(self, hf_config, n_frames: int, height: int, width: int) -> list[VisionToken]:
         gh, gw = self.pooled_grid(hf_config, height, width)
         return [VisionToken("video", f, r, c) for f in range(n_frames) for r in range(gh) for c in range(gw)]
+
+    def image_tokens(self, hf_config, inputs: dict) -> list[list[VisionToken]]:
+        """Every image's tokens, anyres-packed as HF's `pack_image_features` does (every image tiled)."""
+        from vlens.media_layout import anyres_image_tokens
+
+        if "image_sizes" not in inputs:
+            raise LayoutError("pixel_values without image_sizes: LLaVA-NeXT-Video needs every image's (height, width)")
+        return [anyres_image_tokens(hf_config, hw, patched=True, max_patches=None) for hw in inputs["image_sizes"].tolist()]

@@ -94,6 +94,7 @@ class Release:
     title: str
     merge_type: str              # how config.json's mm_patch_merge_type identifies it (prefix)
     tower: str                   # "clip" or "siglip"
+    sampling: str                # the authors' frame sampling (vlens.video): LongVA linspace, LLaVA-NeXT demo fps
     overwrite: tuple = ()        # settings the authors' inference scripts overwrite the config with
 
     def settings(self, config: dict) -> dict:
@@ -102,7 +103,9 @@ class Release:
              "mm_newline_position": config.get("mm_newline_position", "one_token"),
              "mm_vision_select_layer": config.get("mm_vision_select_layer", -2),
              "mm_vision_select_feature": config.get("mm_vision_select_feature", "patch"),
-             "mm_patch_merge_type": config["mm_patch_merge_type"]}
+             "mm_patch_merge_type": config["mm_patch_merge_type"],
+             # LLaVA's prepare_inputs_labels_for_multimodal cuts the spliced sequence to this length
+             "tokenizer_model_max_length": config.get("tokenizer_model_max_length")}
         s.update(dict(self.overwrite))
         if self.merge_type == "unires":  # LongVA's video branch never adds a newline
             s["mm_newline_position"] = "none"
@@ -110,8 +113,8 @@ class Release:
 
 
 RELEASES = (
-    Release("longva", "LongVA (EvolvingLMMs-Lab/LongVA)", "unires", "clip"),
-    Release("llava-next-video-qwen", "LLaVA-NeXT-Video-32B-Qwen (LLaVA-VL/LLaVA-NeXT)", "spatial", "siglip",
+    Release("longva", "LongVA (EvolvingLMMs-Lab/LongVA)", "unires", "clip", "linspace"),
+    Release("llava-next-video-qwen", "LLaVA-NeXT-Video-32B-Qwen (LLaVA-VL/LLaVA-NeXT)", "spatial", "siglip", "fps",
             overwrite=(("mm_spatial_pool_mode", "average"), ("mm_spatial_pool_stride", 2),
                        ("mm_newline_position", "grid"))),
 )
@@ -180,6 +183,8 @@ def pooled_side(grid: int, mode: str, stride: int) -> int:
 class LlavaQwenRelease(OneVision):
     """The LLaVA-Qwen releases on an in-memory OneVision model, with the release's video path."""
 
+    hf_merge = False  # the release's own video path (pooling, newline), not HF OneVision's forward
+
     architectures = (ARCHITECTURE,)
     release: Release
     settings: dict
@@ -188,6 +193,12 @@ class LlavaQwenRelease(OneVision):
     @property
     def name(self) -> str:  # type: ignore[override]
         return self.release.name
+
+    @property
+    def default_sampling(self) -> str:
+        """The authors' frame sampling: LongVA `np.linspace(0, N−1, n)`; LLaVA-NeXT-Video's demo
+        1 fps while that is ≤ n frames, else linspace (vlens.video)."""
+        return self.release.sampling
 
     def __post_init__(self) -> None:
         settings = self.settings
@@ -256,6 +267,16 @@ class LlavaQwenRelease(OneVision):
         if "pixel_values_videos" not in inputs:
             raise LayoutError(f"no pixel_values_videos in the inputs: {self.name} layouts need a video")
         n_frames = inputs["pixel_values_videos"].shape[1]
+        limit = self.settings.get("tokenizer_model_max_length")
+        length = int(attention_mask.sum()) if attention_mask is not None else int(input_ids.shape[0])
+        if limit is not None and length > limit:
+            # LLaVA's prepare_inputs_labels_for_multimodal silently cuts the spliced sequence to
+            # this length, i.e. drops the end of the prompt (the question); we do not run that
+            raise LayoutError(
+                f"the prompt is {length} positions long ({n_frames} frames), over the release's "
+                f"tokenizer_model_max_length={limit}: the authors' code would cut it to {limit} positions, dropping "
+                "the end of the prompt (the question). vlens refuses rather than run a different prompt: use fewer frames"
+            )
         tokens = self.tokens(n_frames, self.pooled_grid(hf_config))
         is_pad = attention_mask == 0 if attention_mask is not None else None
         times = video.timestamps if video is not None else None
@@ -341,6 +362,12 @@ def build(path: str | Path, *, dtype: torch.dtype = torch.float32, device="cpu",
     config = config or read_config(path)
     vcfg, kind, release = resolve(config, path)
     settings = release.settings(config)
+    if config.get("rope_scaling"):
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "%s: config.json has rope_scaling=%s, which the authors' loader overrides with None; vlens does the same",
+            path, config["rope_scaling"])
     if kind == "siglip":  # LLaVA's SigLipVisionTower deletes the last layer (and the head)
         vcfg.num_hidden_layers -= 1
         vcfg.vision_use_head = False
@@ -362,7 +389,7 @@ def build(path: str | Path, *, dtype: torch.dtype = torch.float32, device="cpu",
         rope_theta=config.get("rope_theta", 10000.0), rms_norm_eps=config.get("rms_norm_eps", 1e-6),
         hidden_act=config.get("hidden_act", "silu"), tie_word_embeddings=config.get("tie_word_embeddings", False),
         use_sliding_window=config.get("use_sliding_window", False),
-        rope_scaling=config.get("rope_scaling"),
+        rope_scaling=None,  # the authors' loader (LLaVA builder) forces rope_scaling=None whatever config.json says
     )
     hf_config = LlavaOnevisionConfig(
         text_config=text.to_dict(), vision_config=vcfg.to_dict(),

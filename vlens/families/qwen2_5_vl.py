@@ -30,6 +30,10 @@ class Qwen25VL(Family):
     name = "qwen2.5-vl"
     architectures = ("Qwen2_5_VLForConditionalGeneration",)
     title = "Qwen2.5-VL"  # the model's name in error messages (subclasses: Qwen2-VL)
+    hf_merge = True  # features placed by HF's own forward (vlens.hf_merge); images supported
+    hf_inputs = ("pixel_values", "pixel_values_videos", "image_grid_thw", "video_grid_thw",
+                 "second_per_grid_ts", "mm_token_type_ids")
+    per_row_frame_counts = True  # every video has its own grid: rows may differ in frames and size
 
     def config(self, hf_config) -> HookedVideoLLMConfig:
         t = hf_config.text_config
@@ -75,8 +79,14 @@ class Qwen25VL(Family):
 
     # positions ----------------------------------------------------------------------------------
     def position_ids(self, hf_model: nn.Module, inputs: dict, *, batch: int, n: int, q_start: int, device) -> Tensor:
+        """HF's positions for exactly these kwargs: 3-D M-RoPE positions from `get_rope_index`
+        when `mm_token_type_ids` and a grid are given (what the processor returns), else plain
+        positions 0..n−1 on all three axes — which is what HF's forward uses without
+        `mm_token_type_ids` (`compute_3d_position_ids` returns None), padding or not."""
         ids = inputs["input_ids"]
-        if "video_grid_thw" not in inputs and "image_grid_thw" not in inputs:
+        grids = inputs.get("image_grid_thw") is not None or inputs.get("video_grid_thw") is not None
+        types = inputs.get("mm_token_type_ids")
+        if not grids or types is None:
             if q_start > 0:
                 raise ValueError(
                     f"{self.title} continues the 3-D positions of the prompt: a continuation (q_start > 0) "
@@ -85,9 +95,6 @@ class Qwen25VL(Family):
             return super().position_ids(hf_model, inputs, batch=batch, n=n, q_start=q_start, device=device)
         if q_start != 0 or n != ids.shape[1]:
             raise ValueError(f"{self.title}'s 3-D positions are computed for a whole prompt (q_start=0)")
-        types = inputs.get("mm_token_type_ids")
-        if types is None:
-            types = (ids == hf_model.config.video_token_id).long() * 2 + (ids == hf_model.config.image_token_id).long()
         pos, _ = hf_model.model.get_rope_index(
             ids,
             mm_token_type_ids=types,
@@ -97,6 +104,44 @@ class Qwen25VL(Family):
             attention_mask=inputs.get("attention_mask"),
         )
         return pos.to(device)
+
+    # images and videos in any mix (vlens.media_layout) ------------------------------------------
+    def media_ids(self, hf_config) -> tuple[int | None, int | None]:
+        return hf_config.image_token_id, hf_config.video_token_id
+
+    def frames_per_group(self, hf_config) -> int:
+        return hf_config.vision_config.temporal_patch_size
+
+    def media_tokens(self, hf_config, inputs: dict) -> tuple[list, list]:
+        """Every image (t×(h/m)×(w/m) merged patches of its `image_grid_thw` row) and every video
+        (temporal group g of its `video_grid_thw` row = frame g), in batch order."""
+        m = hf_config.vision_config.spatial_merge_size
+        out = []
+        for key, segment in (("image_grid_thw", "image"), ("video_grid_thw", "video")):
+            grid = inputs.get(key)
+            if grid is None:
+                if ("pixel_values" if segment == "image" else "pixel_values_videos") in inputs:
+                    raise LayoutError(f"{segment} pixel values without {key}: Qwen2.5-VL needs every {segment}'s grid")
+                out.append([])
+                continue
+            items = []
+            for t, h, w in grid.tolist():
+                if segment == "image":
+                    items.append([VisionToken("image", -1, r, c) for _ in range(t) for r in range(h // m) for c in range(w // m)])
+                else:
+                    items.append([VisionToken("video", g, r, c) for g in range(t) for r in range(h // m) for c in range(w // m)])
+            out.append(items)
+        return out[0], out[1]
+
+    def markers(self, input_ids: Tensor, hf_config) -> Tensor:
+        """`<|vision_start|>` and `<|vision_end|>` (where the prompt has them) are template markers."""
+        ids = input_ids.cpu()
+        marks = torch.zeros_like(ids, dtype=torch.bool)
+        for name in ("vision_start_token_id", "vision_end_token_id"):
+            tok = getattr(hf_config, name, None)
+            if tok is not None:
+                marks |= ids == tok
+        return marks
 
     # layout -------------------------------------------------------------------------------------
     def layout(self, input_ids: Tensor, attention_mask: Tensor | None, video, hf_config, inputs: dict) -> VideoLayout:

@@ -20,6 +20,7 @@ class Qwen2VL(Qwen25VL):
     name = "qwen2-vl"
     architectures = ("Qwen2VLForConditionalGeneration",)
     title = "Qwen2-VL"
+    hf_inputs = ("pixel_values", "pixel_values_videos", "image_grid_thw", "video_grid_thw", "mm_token_type_ids")
 
     def processor_kwargs(self, videos) -> dict:
         """Nothing: Qwen2-VL's positions do not depend on the frames' times."""

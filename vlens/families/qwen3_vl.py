@@ -58,6 +58,10 @@ class Qwen3VL(Qwen25VL):
     name = "qwen3-vl"
     architectures = ("Qwen3VLForConditionalGeneration",)
     title = "Qwen3-VL"
+    # DeepStack and the textual timestamps take the family's own vision path and layout rules;
+    # raw-kwargs input (inputs_from_hf) is not supported for it yet, so no kwargs are accepted
+    hf_merge = False
+    hf_inputs = ()
     tokenizer: Any = None  # set by bind(): the timestamps are checked token by token with it
     _text_memo: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -67,9 +71,8 @@ class Qwen3VL(Qwen25VL):
         if not section or len(section) != 3:
             raise NotImplementedError(f"{self.title} text config without a 3-part mrope_section: {section!r}")
         cfg = decoder_config(self, t, qkv_bias=False, mrope_section=list(section))
-        n_deep = len(hf_config.vision_config.deepstack_visual_indexes)
-        if n_deep > cfg.n_layers:
-            raise NotImplementedError(f"{self.title}: {n_deep} DeepStack feature sets for {cfg.n_layers} LM layers")
+        # HF adds set l after layer l for l < n_layers: sets beyond the LM's depth are never used
+        n_deep = min(len(hf_config.vision_config.deepstack_visual_indexes), cfg.n_layers)
         return dataclasses.replace(cfg, qk_norm=True, deepstack_layers=n_deep)
 
     def weight_table(self, cfg: HookedVideoLLMConfig) -> dict[str, str]:

@@ -18,6 +18,9 @@ class VideoLlava(LlavaVideoFamily):
     name = "video-llava"
     title = "Video-LLaVA"
     architectures = ("VideoLlavaForConditionalGeneration",)
+    hf_merge = True  # features placed by HF's own forward (vlens.hf_merge); images supported
+    hf_inputs = ("pixel_values_images", "pixel_values_videos")
+    image_key = "pixel_values_images"
 
     def vision_modules(self, hf_model: nn.Module) -> dict[str, nn.Module]:
         m = hf_model.model  # the image tower is not used for videos
@@ -31,3 +34,12 @@ class VideoLlava(LlavaVideoFamily):
             tokens.append(VisionToken("video", f))  # the frame's CLS token
             tokens += [VisionToken("video", f, r, c) for r in range(gh) for c in range(gw)]
         return tokens
+
+    def image_tokens(self, hf_config, inputs: dict) -> list[list[VisionToken]]:
+        """Every image's tokens: the image tower's P×P patches row-major, after its CLS token
+        unless `vision_feature_select_strategy` is "default" (which drops it, for images only)."""
+        pixels = inputs["pixel_values_images"]
+        patch = hf_config.vision_config.patch_size
+        gh, gw = pixels.shape[-2] // patch, pixels.shape[-1] // patch
+        cls = [] if hf_config.vision_feature_select_strategy == "default" else [VisionToken("image")]
+        return [cls + [VisionToken("image", -1, r, c) for r in range(gh) for c in range(gw)] for _ in range(pixels.shape[0])]
