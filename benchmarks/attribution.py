@@ -53,12 +53,12 @@ def compare(model, inputs, letters, answer, configs, timing: dict | None = None)
     rec = attribute_sample(model, inputs, configs, letters, answer)
     t2 = time.perf_counter()
     if timing is not None:
-        t3 = time.perf_counter()
-        attribute_sample(model, inputs, configs, letters, answer, letters=False)
-        t4 = time.perf_counter()
         timing["engine"].append(t1 - t0)
-        timing["attribution"].append(t2 - t1)
-        timing["attribution (2 directions)"].append(t4 - t3)
+        timing["attribution (letters)"].append(t2 - t1)
+        for readout in ("metrics", "logit_diff"):
+            t3 = time.perf_counter()
+            attribute_sample(model, inputs, configs, letters, answer, readout=readout)
+            timing[f"attribution ({readout})"].append(time.perf_counter() - t3)
     clean = score(exact_logits["clean"], letters, answer)
     out = defaultdict(lambda: ([], []))
     for c in configs:
@@ -106,7 +106,7 @@ def organism(args) -> None:
 
 def report_timing(timing: dict) -> None:
     eng = statistics.median(timing["engine"])
-    for name in ("attribution", "attribution (2 directions)"):
+    for name in ("attribution (letters)", "attribution (metrics)", "attribution (logit_diff)"):
         t = statistics.median(timing[name])
         print(f"{name:28s}: median {t:.3f} s/sample vs engine {eng:.3f} s → {t / eng:.1%}")
 

@@ -120,12 +120,15 @@ def test_selections_are_sums_of_layers(attr):
         attr.delta(ko.VT(), ko.from_layer(4))
 
 
-def test_two_direction_mode_equals_the_letters_linear_estimate(model, sample, attr):
-    fast = attribute_knockouts(model, sample, SPECS, LETTERS, ANSWER, letters=False)
+@pytest.mark.parametrize("readout", ["metrics", "logit_diff"])
+def test_cheaper_readouts_equal_the_letters_linear_estimate(model, sample, attr, readout):
+    """By linearity, backpropagating a metric's direction equals combining the letter directions."""
+    fast = attribute_knockouts(model, sample, SPECS, LETTERS, ANSWER, readout=readout)
+    assert fast.per_layer.shape[-1] == (2 if readout == "metrics" else 1)
     for spec in SPECS:
         for sel in (ko.all_layers(), ko.from_layer(2), ko.layers([1])):
             a, b = attr.change(spec, sel), fast.change(spec, sel)
-            for m in a:
+            for m in b:
                 assert a[m] == pytest.approx(b[m], rel=1e-4, abs=1e-6), (spec, sel, m)
 
 
@@ -178,6 +181,8 @@ def test_bad_inputs_are_clear_errors(model, sample):
         attribute_knockouts(model, sample, ["lv"], LETTERS, ANSWER)
     with pytest.raises(AttributionError, match="metric"):
         verify_top(model, sample, {}, [], 1, LETTERS, ANSWER, metric="accuracy")
+    with pytest.raises(AttributionError, match="readout"):
+        attribute_knockouts(model, sample, [ko.LV()], LETTERS, ANSWER, readout="vocab")
 
 
 def test_rank_agreement_helpers():

@@ -20,13 +20,14 @@ first-order term of the multi-layer expansion, which drops the cross-layer terms
 i changes the q, k, v that layer j > i sees).
 
 Readout correction. The metrics are functions of the option-letter logits ℓ at the answer position.
-With `letters=True` (default) the backward runs once per direction ℓ_j − ℓ_a (j ≠ answer a), so
+With readout="letters" (default) the backward runs once per direction ℓ_j − ℓ_a (j ≠ answer a), so
 n_options − 1 backwards give the first-order change Δℓ of every letter logit (up to a common shift,
 which no metric sees). Records then evaluate the metrics *exactly* on ℓ + Δℓ: the max over wrong
 letters and the softmax of p(correct) are not linearised, which is where a linear estimate of
 p(correct) fails first (it leaves [0, 1] once the softmax saturates); this correction captures all
-orders of the readout's curvature at no extra cost (the network stays linearised). `letters=False`
-runs two backwards only (logit difference, log p(correct)); p(correct) is then p·exp(Δ log p).
+orders of the readout's curvature at no extra cost (the network stays linearised).
+readout="metrics" runs two backwards only (logit difference, log p(correct); p(correct) is then
+p·exp(Δ log p)), readout="logit_diff" one (the logit difference alone: the cheapest ranking).
 
     attr = attribute_knockouts(model, inputs, [ko.LV(), ko.VT()], letter_ids, answer)
     attr.per_layer                          # [spec, layer, direction] first-order changes
@@ -55,6 +56,7 @@ from vlens.metrics import kl_letters, score
 from vlens.prompts import LETTERS
 
 METRICS = ("logit_diff", "log_p_correct", "p_correct")
+READOUTS = ("letters", "metrics", "logit_diff")
 
 
 class AttributionError(ValueError):
@@ -70,7 +72,8 @@ class KnockoutAttribution:
         per_layer: [spec, layer, direction] ⟨∂y/∂z_l, z_l^ko − z_l⟩ for each readout direction y.
         directions: [direction, option] the readout directions y = C ℓ over the letter logits ℓ.
         direction_names: a name per direction (`"B-A"` = ℓ_B − ℓ_A; or the metric's name).
-        letters_mode: whether the directions are ℓ_j − ℓ_answer for every wrong j.
+        readout: "letters" (directions ℓ_j − ℓ_answer for every wrong j), "metrics" (logit
+            difference, log p(correct)) or "logit_diff".
         clean_logits: [d_vocab] the clean logits at the answer position.
         letter_ids: token ids of the option letters; answer: index of the correct option.
         affected_rows: per spec label, how many query rows lose at least one edge.
@@ -80,7 +83,7 @@ class KnockoutAttribution:
     per_layer: Float[Tensor, "spec layer direction"]
     directions: Float[Tensor, "direction option"]
     direction_names: list[str]
-    letters_mode: bool
+    readout: str
     clean_logits: Float[Tensor, "d_vocab"]
     letter_ids: list[int]
     answer: int
@@ -107,8 +110,8 @@ class KnockoutAttribution:
 
     def letter_delta(self, spec: Spec, layers=None) -> Float[Tensor, "option"]:
         """First-order change of each letter logit relative to the answer's (Δℓ_answer := 0)."""
-        if not self.letters_mode:
-            raise AttributionError("letter-logit changes need attribute_knockouts(..., letters=True)")
+        if self.readout != "letters":
+            raise AttributionError(f"letter-logit changes need readout='letters', this ran readout={self.readout!r}")
         d = self.delta(spec, layers)
         out = torch.zeros(len(self.letter_ids))
         wrong = [j for j in range(len(self.letter_ids)) if j != self.answer]
@@ -118,16 +121,19 @@ class KnockoutAttribution:
     def change(self, spec: Spec, layers=None) -> dict[str, float]:
         """First-order change of each metric: logit difference (correct − best wrong letter, the
         best wrong one fixed at the clean run's), log p(correct) and p(correct) (softmax over the
-        option letters)."""
+        option letters). readout="logit_diff" gives the logit difference only."""
         letters = self.clean_letters
         p = letters.softmax(-1)
-        if self.letters_mode:
+        if self.readout == "letters":
             rel = self.letter_delta(spec, layers)  # Δ(ℓ_j − ℓ_a)
             d_ld = -float(rel[_best_wrong(letters, self.answer)])
             d_logp = -float((p * rel).sum())
         else:
             d = self.delta(spec, layers)
-            d_ld, d_logp = float(d[0]), float(d[1])
+            d_ld = float(d[0])
+            if self.readout == "logit_diff":
+                return {"logit_diff": d_ld}
+            d_logp = float(d[1])
         return {"logit_diff": d_ld, "log_p_correct": d_logp, "p_correct": float(p[self.answer]) * d_logp}
 
     def record(self, spec: Spec, layers=None) -> dict:
@@ -137,20 +143,19 @@ class KnockoutAttribution:
         clean = self._clean_letter_score
         d = self.change(spec, layers)
         p_a = clean["p_correct"]
-        linear = {
-            "logit_diff_linear": clean["logit_diff"] + d["logit_diff"],
-            "log_p_correct_linear": math.log(p_a) + d["log_p_correct"],
-            "p_correct_linear": p_a + d["p_correct"],
-        }
-        if self.letters_mode:
+        linear = {"logit_diff_linear": clean["logit_diff"] + d["logit_diff"]}
+        if "log_p_correct" in d:
+            linear.update(log_p_correct_linear=math.log(p_a) + d["log_p_correct"], p_correct_linear=p_a + d["p_correct"])
+        if self.readout == "letters":
             est = letters + self.letter_delta(spec, layers)
             out = score(est, list(range(len(est))), self.answer)
             out.pop("p_correct_vocab", None)  # over the letters only here: not the vocabulary's
             out["kl"] = kl_letters(clean["letter_logits"], out["letter_logits"])
         else:
             ld = linear["logit_diff_linear"]
-            out = {"answer": LETTERS[self.answer], "correct": ld > 0, "logit_diff": ld,
-                   "p_correct": math.exp(min(0.0, linear["log_p_correct_linear"]))}
+            out = {"answer": LETTERS[self.answer], "correct": ld > 0, "logit_diff": ld}
+            if "log_p_correct_linear" in linear:
+                out["p_correct"] = math.exp(min(0.0, linear["log_p_correct_linear"]))
         return {**out, **linear, "method": "attribution"}
 
 
@@ -160,13 +165,15 @@ def _best_wrong(letters: Tensor, answer: int) -> int:
     return int(masked.argmax())
 
 
-def _directions(letters: Tensor, answer: int, letters_mode: bool) -> tuple[Tensor, list[str]]:
+def _directions(letters: Tensor, answer: int, readout: str) -> tuple[Tensor, list[str]]:
     n = len(letters)
     eye = torch.eye(n)
-    if letters_mode:
+    if readout == "letters":
         wrong = [j for j in range(n) if j != answer]
         return eye[wrong] - eye[answer], [f"{LETTERS[j]}-{LETTERS[answer]}" for j in wrong]
     w = _best_wrong(letters, answer)
+    if readout == "logit_diff":
+        return (eye[answer] - eye[w])[None], ["logit_diff"]
     return torch.stack([eye[answer] - eye[w], eye[answer] - letters.softmax(-1)]), ["logit_diff", "log_p_correct"]
 
 
@@ -202,7 +209,7 @@ def frozen_parameters(model) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
-def _clean_forward_backward(model, inputs, letter_ids, answer, letters_mode):
+def _clean_forward_backward(model, inputs, letter_ids, answer, readout):
     """One clean forward keeping each layer's rot_q, rot_k, v and z; one backward per readout
     direction giving ∂y/∂z_l. Returns (clean logits, C, names, acts[l] = (q, k, v, z), grads[l] =
     [direction, pos, head, d_head])."""
@@ -224,7 +231,7 @@ def _clean_forward_backward(model, inputs, letter_ids, answer, letters_mode):
         logits = model.run_with_hooks(step, start_at_layer=0, resid=x, logits_to_keep=1,
                                       fwd_hooks=[(lambda n: n in names, keep)])
         letters = logits[0, -1, list(letter_ids)].float()
-        C, dir_names = _directions(letters.detach().cpu(), answer, letters_mode)
+        C, dir_names = _directions(letters.detach().cpu(), answer, readout)
         ys = letters @ C.to(letters.device).T
         zs = [kept[f"blocks.{l}.attn.hook_z"] for l in range(L)]
         # all directions in one batched backward (vmap over the cotangent): equal to one backward
@@ -277,7 +284,7 @@ def attribute_knockouts(
     letter_ids: Sequence[int],
     answer: int,
     *,
-    letters: bool = True,
+    readout: str = "letters",
     chunk_rows: int = 1024,
 ) -> KnockoutAttribution:
     """First-order effect of every spec in every layer, from one forward and one backward per
@@ -288,8 +295,9 @@ def attribute_knockouts(
         inputs: VideoInputs of one sample (batch of one).
         specs: knockout specs (any `Spec`: LV/VT/VS, unions, Custom).
         letter_ids: token ids of the option letters; answer: the correct option's index.
-        letters: True: n_options − 1 backwards, every letter logit estimated (readout correction,
-            see the module docstring); False: two backwards (logit difference, log p(correct)).
+        readout: "letters": n_options − 1 backward directions, every letter logit estimated
+            (readout correction, see the module docstring); "metrics": two (logit difference,
+            log p(correct)); "logit_diff": one.
         chunk_rows: query rows per masked attention call (bounds its [row, pos] mask and scores).
 
     Returns:
@@ -303,19 +311,21 @@ def attribute_knockouts(
     _check(model, inputs, specs, letter_ids, answer)
     if chunk_rows < 1:
         raise AttributionError(f"chunk_rows must be >= 1, got {chunk_rows}")
+    if readout not in READOUTS:
+        raise AttributionError(f"readout must be one of {', '.join(READOUTS)}, got {readout!r}")
     layout = inputs.layout
-    clean_logits, C, names, acts, grads = _clean_forward_backward(model, inputs, list(letter_ids), answer, letters)
+    clean_logits, C, names, acts, grads = _clean_forward_backward(model, inputs, list(letter_ids), answer, readout)
     per_layer = torch.zeros(len(specs), model.cfg.n_layers, len(names))
     for l, ((q, k, v, _), g) in enumerate(zip(acts, grads)):
         scale = getattr(model.blocks[l].attn, "scale", model.cfg.d_head**-0.5)
         est = _layer_estimates(q, k, v, g, lambda: (s.blocked(layout) for s in specs), scale, chunk_rows)
         per_layer[:, l] = est.cpu()
     affected = {repr(s): int(s.blocked(layout).any(-1).sum()) for s in specs}
-    return KnockoutAttribution(specs, per_layer, C, names, letters, clean_logits.cpu(), list(letter_ids), answer, affected)
+    return KnockoutAttribution(specs, per_layer, C, names, readout, clean_logits.cpu(), list(letter_ids), answer, affected)
 
 
 def attribute_sample(
-    model, inputs, configs: Sequence[SweepConfig], letter_ids: Sequence[int], answer: int, *, letters: bool = True
+    model, inputs, configs: Sequence[SweepConfig], letter_ids: Sequence[int], answer: int, *, readout: str = "letters"
 ) -> dict[str, dict]:
     """The whole study of one sample from one forward + backward: configuration name → record.
 
@@ -324,12 +334,12 @@ def attribute_sample(
 
     Args:
         configs: the study's configurations (e.g. `vlens.experiments.configs_for(...)`).
-        letters: see `attribute_knockouts`.
+        readout: see `attribute_knockouts`.
 
     Returns:
         {"clean": record, config.name: record, ...}.
     """
-    attr = attribute_knockouts(model, inputs, [c.spec for c in configs], letter_ids, answer, letters=letters)
+    attr = attribute_knockouts(model, inputs, [c.spec for c in configs], letter_ids, answer, readout=readout)
     L = model.cfg.n_layers
     out = {"clean": {**score(attr.clean_logits, attr.letter_ids, answer), "method": "attribution"}}
     for c in configs:
@@ -371,6 +381,8 @@ def verify_top(
     if missing:
         raise AttributionError(f"configs {missing[:3]} have no attribution record; run attribute_sample on the same configs")
     field = f"{metric}_linear"
+    if configs and field not in records[configs[0].name]:
+        raise AttributionError(f"the records carry no {metric} estimate (readout='logit_diff'); verify by metric='logit_diff'")
     clean = records["clean"]
     base = clean["logit_diff"] if metric == "logit_diff" else clean["p_correct"]
     base = math.log(base) if metric == "log_p_correct" else base
