@@ -45,7 +45,7 @@ for c in sorted(configs, key=lambda c: -abs(records[c.name]["logit_diff"] - clea
 
 # 3. Confirm the largest estimates exactly (the engine runs only these).
 for name, r in verify_top(model, inputs, records, configs, 5, letters, sample.answer).items():
-    print(f"  exact {name:18s} logit diff {r['logit_diff']:+6.2f} (linear estimate {r['estimate']:+6.2f})")
+    print(f"  exact {name:18s} logit diff {r['logit_diff']:+6.2f} (estimate {r['estimate']:+6.2f})")
 
 # 4. How well does the estimate rank the whole study? (exact: every configuration)
 exact = run_sweep(model, inputs, configs)

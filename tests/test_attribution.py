@@ -162,7 +162,7 @@ def test_verify_top_reruns_the_largest_estimates_exactly(model, sample):
     rec = attribute_sample(model, sample, configs, LETTERS, ANSWER)
     verified = verify_top(model, sample, rec, configs, 3, LETTERS, ANSWER)
     clean = rec["clean"]["logit_diff"]
-    sizes = sorted((abs(rec[c.name]["logit_diff_linear"] - clean) for c in configs), reverse=True)
+    sizes = sorted((abs(rec[c.name]["logit_diff"] - clean) for c in configs), reverse=True)
     assert [abs(v["estimate"] - clean) for v in verified.values()] == pytest.approx(sizes[:3])
     exact = run_sweep(model, sample, [c for c in configs if c.name in verified])
     for name, v in verified.items():

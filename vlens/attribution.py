@@ -364,7 +364,8 @@ def verify_top(
     Args:
         records: `attribute_sample`'s output for the same inputs and configs.
         k: how many to verify (0 verifies none).
-        metric: "logit_diff", "p_correct" or "log_p_correct" (its `*_linear` estimate ranks).
+        metric: "logit_diff", "p_correct" or "log_p_correct": the record's value of it ranks
+            (readout-corrected where the record has one, else its `*_linear` first-order value).
 
     Returns:
         config name → exact record (`score` fields, `kl`, `spec`, `layers`, method="exact",
@@ -380,8 +381,11 @@ def verify_top(
     missing = [c.name for c in configs if c.name not in records]
     if missing:
         raise AttributionError(f"configs {missing[:3]} have no attribution record; run attribute_sample on the same configs")
-    field = f"{metric}_linear"
-    if configs and field not in records[configs[0].name]:
+    # rank by the record's best estimate: the readout-corrected value where there is one
+    # (readout="letters": logit_diff, p_correct), else the first-order `*_linear` one
+    first = records[configs[0].name] if configs else {}
+    field = metric if metric in first else f"{metric}_linear"
+    if configs and field not in first:
         raise AttributionError(f"the records carry no {metric} estimate (readout='logit_diff'); verify by metric='logit_diff'")
     clean = records["clean"]
     base = clean["logit_diff"] if metric == "logit_diff" else clean["p_correct"]
