@@ -4,6 +4,7 @@
     python benchmarks/attribution.py families                    # tiny random checkpoints, every family
     python benchmarks/attribution.py patching [--samples 6]      # attribution patching vs patch_sweep
     python benchmarks/attribution.py timing --shape 0.5B         # attribution / engine wall time
+    python benchmarks/attribution.py flops                       # the FLOP model at 0.5B / 7B shapes
 
 Per protocol (global1, global2, windows) and metric: Spearman between the estimated and the exact
 change (pooled over samples × configurations, and the median per sample), and top-k agreement of
@@ -202,9 +203,51 @@ def timing(args) -> None:
     report_timing(t)
 
 
+def attribution_flops(c, layout, specs, n_layers: int, k: int) -> float:
+    """FLOPs of attribute_knockouts: the clean forward; k backward directions that need input
+    gradients only (each linear layer's matmul once more per direction, attention's backward ≈ 2.5×
+    its forward: recomputed scores, dV, dP, dQ, dK); per layer one dense-mask attention call (QKᵀ and
+    AV over all N keys) for the clean rows of any spec and one per spec over its rows."""
+    from vlens.engine import SweepPlan
+
+    N = len(layout)
+    full = SweepPlan({}, n_layers, N).flops(c)[0]  # one forward, as the engine counts it
+    H, d = c.n_heads, c.d_head
+    attn = n_layers * 4 * H * d * (N * (N + 1) / 2)
+    blocked = [s.blocked(layout) for s in specs]
+    rows = [int(b.any(-1).sum()) for b in blocked]
+    union = int(torch.stack([b.any(-1) for b in blocked]).any(0).sum())
+    dz = n_layers * 4 * H * d * N * (union + sum(rows))
+    return full + k * ((full - attn) + 2.5 * attn) + dz
+
+
+def flops(args) -> None:
+    """The FLOP model at the study's real shapes (a full CPU run of a 7B model is out of reach)."""
+    from types import SimpleNamespace
+
+    from _common import SHAPES
+    from sweep import synthetic_layout
+
+    from vlens import knockout as ko
+    from vlens.engine import plan
+
+    specs = [ko.LV(), ko.VT(), ko.VS(), ko.LV() | ko.VT() | ko.VS()]
+    for name in ("0.5B", "7B"):
+        shape = SHAPES[name]
+        c = SimpleNamespace(n_heads=shape["n_heads"], n_key_value_heads=shape["n_kv_heads"], d_head=shape["d_model"] // shape["n_heads"],
+                            d_model=shape["d_model"], d_mlp=shape["d_mlp"], d_vocab=shape["vocab_size"])
+        L = shape["n_layers"]
+        for frames in (4, 32):
+            layout = synthetic_layout(frames, 196, 14, 60)
+            engine, naive = plan(study(L), layout, L).flops(c)
+            ratios = " ".join(f"k={k}: {attribution_flops(c, layout, specs, L, k) / engine:5.1%}" for k in (1, 2, 3))
+            print(f"{name} ({L} layers), {frames} frames ({len(layout)} positions): engine/naive {engine / naive:5.1%}; "
+                  f"attribution/engine {ratios}  (k = backward directions)")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=("organism", "families", "patching", "timing"))
+    ap.add_argument("what", choices=("organism", "families", "patching", "timing", "flops"))
     ap.add_argument("--samples", type=int, default=12)
     ap.add_argument("--shape", default="0.5B")
     ap.add_argument("--frames", type=int, default=4)
@@ -212,7 +255,7 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    {"organism": organism, "families": families, "patching": patching, "timing": timing}[args.what](args)
+    {"organism": organism, "families": families, "patching": patching, "timing": timing, "flops": flops}[args.what](args)
 
 
 if __name__ == "__main__":

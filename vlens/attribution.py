@@ -211,7 +211,7 @@ def frozen_parameters(model) -> Iterator[None]:
 
 def _clean_forward_backward(model, inputs, letter_ids, answer, readout):
     """One clean forward keeping each layer's rot_q, rot_k, v and z; one backward per readout
-    direction giving ∂y/∂z_l. Returns (clean logits, C, names, acts[l] = (q, k, v, z), grads[l] =
+    direction giving ∂y/∂z_l. Returns (clean logits, C, names, acts[l] = (q, k, v), grads[l] =
     [direction, pos, head, d_head])."""
     L = model.cfg.n_layers
     with torch.no_grad():  # the vision tower and embedding: no gradient needed below block 0
@@ -238,7 +238,8 @@ def _clean_forward_backward(model, inputs, letter_ids, answer, readout):
         # per direction, cheaper on small models where per-op overhead dominates
         eye = torch.eye(len(ys), dtype=ys.dtype, device=ys.device)
         grads = [g[:, 0] for g in torch.autograd.grad(ys, zs, grad_outputs=eye, is_grads_batched=True)]
-    acts = [tuple(kept[f"blocks.{l}.attn.hook_{n}"][0].detach() for n in ("rot_q", "rot_k", "v", "z")) for l in range(L)]
+    # z itself is not kept: the clean rows are recomputed next to the knocked ones (_layer_estimates)
+    acts = [tuple(kept[f"blocks.{l}.attn.hook_{n}"][0].detach() for n in ("rot_q", "rot_k", "v")) for l in range(L)]
     return logits[0, -1].detach(), C, dir_names, acts, grads
 
 
@@ -316,7 +317,7 @@ def attribute_knockouts(
     layout = inputs.layout
     clean_logits, C, names, acts, grads = _clean_forward_backward(model, inputs, list(letter_ids), answer, readout)
     per_layer = torch.zeros(len(specs), model.cfg.n_layers, len(names))
-    for l, ((q, k, v, _), g) in enumerate(zip(acts, grads)):
+    for l, ((q, k, v), g) in enumerate(zip(acts, grads)):
         scale = getattr(model.blocks[l].attn, "scale", model.cfg.d_head**-0.5)
         est = _layer_estimates(q, k, v, g, lambda: (s.blocked(layout) for s in specs), scale, chunk_rows)
         per_layer[:, l] = est.cpu()
