@@ -169,6 +169,7 @@ def _frames(inputs, layout, row: int, frames, n_groups: int, max_px: int) -> tup
     return out, size
 
 
+@torch.no_grad()
 def _knockout_rows(model, inputs, knockouts: Mapping[str, Sequence], row: int) -> dict:
     """Clean vs each knockout on this one input: top token, p(clean top token), KL over the vocab."""
     def last_logprobs(hooks):
