@@ -1,6 +1,6 @@
 """FLOPs by formula from the config and the layout: clean vs efficient inference.
 
-"Attention FLOPs" are the QKᵀ and AV products only (DESIGN.md; the study's 37.5% counts these):
+"Attention FLOPs" are the QKᵀ and AV products only (docs/efficient.md; the study's 37.5% counts these):
 a query row that sees K keys costs 2·K·d_head for QKᵀ and 2·K·d_head for AV, per head. Linear
 FLOPs (q/k/v/o projections and the SwiGLU MLP) are 2·d_in·d_out per row. A multiply-add is 2 FLOPs
 (torch.utils.flop_counter's convention).
