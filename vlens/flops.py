@@ -18,6 +18,13 @@ from vlens.layout import VideoLayout
 
 @dataclass
 class LayerFlops:
+    """FLOPs of one decoder layer for one sequence (a multiply-add counts 2).
+
+    Attributes:
+        attention: the QKᵀ and AV products only.
+        linear: the Q/K/V/O projections and the gated MLP.
+    """
+
     attention: float  # QKᵀ + AV
     linear: float  # projections + MLP
 
@@ -28,6 +35,15 @@ def _linear_per_row(cfg) -> float:
 
 
 def clean_flops(cfg, layout: VideoLayout) -> list[LayerFlops]:
+    """FLOPs of every layer of the full (clean) forward.
+
+    Args:
+        cfg: the model's config (`n_layers`, `n_heads`, `n_key_value_heads`, `d_head`, `d_model`, `d_mlp`).
+        layout: the sequence's layout (its length is what counts).
+
+    Returns:
+        One `LayerFlops` per layer.
+    """
     n = len(layout)
     keys = n * (n + 1) / 2  # causal: row i sees i+1 keys
     attn = 4 * cfg.n_heads * cfg.d_head * keys
@@ -35,6 +51,17 @@ def clean_flops(cfg, layout: VideoLayout) -> list[LayerFlops]:
 
 
 def efficient_flops(cfg, layout: VideoLayout, config: EfficientConfig) -> list[LayerFlops]:
+    """FLOPs of every layer of the efficient forward: layers ≥ `exit_layer` run only the non-vision
+    positions; the first `temporal_prune_layers` (below the exit) attend block-diagonally by frame.
+
+    Args:
+        cfg: the model's config, as for `clean_flops`.
+        layout: the sequence's layout.
+        config: exit and pruning layers.
+
+    Returns:
+        One `LayerFlops` per layer.
+    """
     n = len(layout)
     video = layout.is_video
     per_key = 4 * cfg.n_heads * cfg.d_head
@@ -61,6 +88,17 @@ def efficient_flops(cfg, layout: VideoLayout, config: EfficientConfig) -> list[L
 
 
 def summary(cfg, layout: VideoLayout, config: EfficientConfig) -> dict:
+    """Efficient vs clean FLOPs for one sequence.
+
+    Args:
+        cfg: the model's config, as for `clean_flops`.
+        layout: the sequence's layout.
+        config: exit and pruning layers.
+
+    Returns:
+        `attention_fraction` and `total_fraction` (efficient / clean), and the four totals
+        `clean_attention`, `efficient_attention`, `clean_total`, `efficient_total`.
+    """
     clean, eff = clean_flops(cfg, layout), efficient_flops(cfg, layout, config)
     ca, ea = sum(x.attention for x in clean), sum(x.attention for x in eff)
     ct, et = sum(x.attention + x.linear for x in clean), sum(x.attention + x.linear for x in eff)

@@ -68,20 +68,43 @@ def load_summary(out_dir: str | Path) -> tuple[dict, list[dict], dict[str, dict]
 
 def chance_accuracy(records: Sequence[dict]) -> float | None:
     """Expected accuracy of a uniform guess: the mean of 1 / (number of options) over the samples
-    scored clean (the option count is the length of their `letter_logits`); None if none."""
+    scored clean (the option count is the length of their `letter_logits`).
+
+    Args:
+        records: result records of a run.
+
+    Returns:
+        The chance accuracy, or None when no clean record has letter logits.
+    """
     sizes = [len(r["letter_logits"]) for r in records if r.get("config") == "clean" and r.get("letter_logits")]
     return sum(1 / n for n in sizes) / len(sizes) if sizes else None
 
 
 def fmt_value(v: float | None, pct: bool = False) -> str:
-    """A table cell: `–` for a missing or NaN value, a percentage or 3 decimals otherwise."""
+    """A table cell: `–` for a missing or NaN value, a percentage or 3 decimals otherwise.
+
+    Args:
+        v: the value.
+        pct: format as a percentage with one decimal.
+
+    Returns:
+        The cell text.
+    """
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
     return f"{v:.1%}" if pct else f"{v:.3f}"
 
 
 def config_label(name: str, layers: Sequence[int] | None) -> str:
-    """A configuration's readable name: windows carry their layer range (`windows/lv/4–7`)."""
+    """A configuration's readable name: windows carry their layer range (`windows/lv/4–7`).
+
+    Args:
+        name: the stored configuration name (`windows/lv/7` names a window by its last layer).
+        layers: the configuration's layers.
+
+    Returns:
+        The label; names other than windows are returned as they are.
+    """
     if name.startswith("windows/") and layers:
         kind = name.split("/")[1]
         return f"windows/{kind}/{layers[0]}–{layers[-1]}" if len(layers) > 1 else f"windows/{kind}/{layers[0]}"

@@ -32,6 +32,16 @@ class VideoError(ValueError):
 
 @dataclass(frozen=True)
 class SampledVideo:
+    """Frames sampled from a clip, and where they came from.
+
+    Attributes:
+        frames: `[t, h, w, 3]` uint8 RGB.
+        indices: frame index in the source of each sampled frame.
+        timestamps: seconds of each sampled frame (None when the source has no frame rate).
+        fps: the source's frame rate, or None.
+        source: the path, or `"array"`.
+    """
+
     frames: UInt8[np.ndarray, "t h w 3"]
     indices: tuple[int, ...]
     timestamps: tuple[float, ...] | None
@@ -45,7 +55,21 @@ class SampledVideo:
 def sample_indices(
     n_total: int, n_frames: int, *, first: int = 0, last: int | None = None, allow_repeat: bool = False
 ) -> list[int]:
-    """Uniform segment-centre indices in [first, last] (inclusive; last defaults to n_total-1)."""
+    """Uniform segment-centre indices in [first, last] (inclusive; last defaults to n_total-1).
+
+    Args:
+        n_total: frames in the source.
+        n_frames: frames to sample.
+        first: first frame of the window.
+        last: last frame of the window (default: the last frame).
+        allow_repeat: allow fewer frames than `n_frames` in the window (indices then repeat).
+
+    Returns:
+        `n_frames` indices, non-decreasing.
+
+    Raises:
+        VideoError: `n_frames < 1`, an empty window, or too few frames without `allow_repeat`.
+    """
     if n_frames < 1:
         raise VideoError(f"n_frames must be >= 1, got {n_frames}")
     last = n_total - 1 if last is None else last
@@ -122,7 +146,23 @@ def load_video(
     allow_repeat: bool = False,
 ) -> SampledVideo:
     """Sample `n_frames` frames uniformly (see the module docstring) from a file, a frame folder,
-    a list of frames or an array/tensor."""
+    a list of frames or an array/tensor.
+
+    Args:
+        video: a video file path (decord), a folder of frame images (natural sort order), a list of
+            `[h, w, 3]` uint8 frames, or a `[t, h, w, 3]` uint8 array or tensor.
+        n_frames: frames to sample.
+        start: window start in seconds (needs a frame rate: the file's, or `fps`).
+        end: window end in seconds.
+        fps: frame rate of a folder or array (for timestamps and windows); overrides a file's.
+        allow_repeat: allow clips shorter than `n_frames` (indices repeat).
+
+    Returns:
+        `SampledVideo` with `[n_frames, h, w, 3]` uint8 frames.
+
+    Raises:
+        VideoError: a missing or unreadable source, a bad window, or too few frames.
+    """
     if n_frames < 1:
         raise VideoError(f"n_frames must be >= 1, got {n_frames}")
     if start is not None and end is not None and start >= end:
@@ -162,7 +202,19 @@ def load_video(
 
 
 def write_video(path: str | Path, frames: UInt8[np.ndarray, "t h w 3"], fps: float = 8.0) -> Path:
-    """Write a real mp4 (MPEG-4 part 2, yuv420p) with PyAV: tests and the synthetic dataset use it."""
+    """Write a real mp4 (MPEG-4 part 2, yuv420p) with PyAV: tests and the synthetic dataset use it.
+
+    Args:
+        path: output file (parent folders are created).
+        frames: `[t, h, w, 3]` uint8 RGB; odd widths/heights lose their last column/row (yuv420p).
+        fps: frame rate (rounded to an integer).
+
+    Returns:
+        `path`.
+
+    Raises:
+        VideoError: `frames` is not a `[t, h, w, 3]` uint8 array.
+    """
     import av
 
     path = Path(path)

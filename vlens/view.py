@@ -31,11 +31,15 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from jaxtyping import Float
+
+if TYPE_CHECKING:
+    from vlens.inputs import VideoInputs
+    from vlens.model import HookedVideoLLM
 
 QUERIES = ("answer", "question")
 QUERY_NOTES = {
@@ -78,7 +82,7 @@ def _query_rows(layout) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def attention_maps(model, inputs, *, layers: Sequence[int] | None = None, row: int = 0,
+def attention_maps(model: HookedVideoLLM, inputs: VideoInputs, *, layers: Sequence[int] | None = None, row: int = 0,
                    fwd_hooks: Sequence = ()) -> AttentionMaps:
     """Attention from the answer position and from the question to each frame's patches.
 
@@ -228,7 +232,14 @@ def page_data(maps: AttentionMaps, frames: list[dict], frame_px: tuple[int, int]
 
 
 def render_html(data: dict) -> str:
-    """The self-contained page for `data` (from `page_data`): one string of HTML."""
+    """The self-contained page for `data`: one string of HTML.
+
+    Args:
+        data: from `page_data`.
+
+    Returns:
+        The HTML, with the data as a JSON script element (`</` escaped so no label can end it).
+    """
     from html import escape
 
     from vlens.view_page import PAGE
@@ -237,7 +248,7 @@ def render_html(data: dict) -> str:
     return PAGE.replace("__TITLE__", escape(data["title"])).replace("__DATA__", payload)
 
 
-def view_attention(model, inputs, *, path: str | Path = "vlens-view.html", layers: Sequence[int] | None = None,
+def view_attention(model: HookedVideoLLM, inputs: VideoInputs, *, path: str | Path = "vlens-view.html", layers: Sequence[int] | None = None,
                    row: int = 0, knockouts: Mapping[str, Sequence] | None = None,
                    patching: Mapping[str, Mapping] | None = None, frames: Any = None, title: str | None = None,
                    max_frame_px: int = 224) -> Path:
