@@ -17,6 +17,7 @@ import contextlib
 import io
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,8 +37,11 @@ def cells(script: Path) -> list[tuple[str, str]]:
     return [(c.cell_type, c.source) for c in nb.cells if c.source.strip()]
 
 
-def execute(script: Path) -> list[dict]:
+def execute(script: Path, workdir: Path | None = None) -> list[dict]:
     """Run the script's cells in order; returns one dict per cell: kind, source, text, images (PNG bytes).
+
+    Files the script writes (e.g. the viewer's HTML) land in `workdir` (default: a temporary
+    folder, removed afterwards), never beside the script in the repository.
 
     Raises whatever a cell raises, with the cell's first line added to the message.
     """
@@ -49,8 +53,12 @@ def execute(script: Path) -> list[dict]:
     namespace: dict = {"__name__": "__main__", "__file__": str(script)}
     out = []
     cwd = os.getcwd()
+    scratch = None
+    if workdir is None:
+        scratch = tempfile.TemporaryDirectory(prefix="vlens-tutorial-")
+        workdir = Path(scratch.name)
     try:
-        os.chdir(script.parent)  # a tutorial's relative paths are next to it, as with `python script.py`
+        os.chdir(workdir)
         for i, (kind, source) in enumerate(cells(script)):
             rec = {"kind": kind, "source": source, "text": "", "images": []}
             if kind == "code":
@@ -69,6 +77,8 @@ def execute(script: Path) -> list[dict]:
             out.append(rec)
     finally:
         os.chdir(cwd)
+        if scratch is not None:
+            scratch.cleanup()
     return out
 
 

@@ -116,7 +116,8 @@ def _span(layers: Sequence[int] | None) -> str:
 
 
 # figure helpers ---------------------------------------------------------------------------------
-def _save(fig, path: Path) -> Path:
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
     fmt = path.suffix.lstrip(".").lower()
     if fmt not in FORMATS:
         raise ValueError(f"figure path {path} ends in .{fmt}; use one of {', '.join('.' + f for f in FORMATS)}")

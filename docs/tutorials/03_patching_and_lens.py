@@ -54,10 +54,6 @@ corrupted = corrupt(model, clean, "video", other=model.to_inputs(other.video, qu
 res = patch_sweep(model, clean, corrupted, letters, sample.answer, site="resid_pre")
 print(f"logit diff of the right answer: clean {res.clean_diff:.2f}, corrupted {res.corrupted_diff:.2f}")
 
-from vlens.plot import plot_patching
-
-plot_patching("patching/resid_pre/video", {"effect": res.effect, "groups": res.groups, "layers": res.layers, "n": 1},
-              "patching.png")
 fig, ax = plt.subplots(figsize=(5.5, 3.6))
 im = ax.imshow(res.effect, origin="lower", aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1)
 ax.set_xticks(range(len(res.groups)), res.groups, rotation=60, ha="right")
@@ -65,9 +61,10 @@ ax.set_ylabel("layer (patched at its input)")
 fig.colorbar(im, label="normalised effect (0 = corrupted, 1 = clean)")
 
 # %% [markdown]
-# Early on, the clean answer lives in the video positions (patching them restores it); by the top
-# layers it has moved to the final position. The layer where the two cross is where the question
-# reads the video — the same layers where LV-K windows hurt (tutorial 2).
+# Patched at the input of layer 0, the video positions carry the whole clean answer; from layer 1
+# on, the final position (and partly the question) carries it: on this clip the text has read what
+# it needs from the video by then. `vlens run patching` averages this over a dataset, and the
+# report draws it on one layer axis with the window knockouts.
 #
 # ## The logit lens
 
