@@ -207,7 +207,7 @@ def plot_global2(summary: dict, path: Path, *, chance: float | None = None) -> P
         ax.set_ylabel("performance ratio (knocked / clean)")
         ax.set_title("Global setting 2: one knockout type in all layers")
         ax.grid(axis="x", visible=False)
-        ax.legend(loc="upper right")
+        ax.legend(ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.1))  # below: error bars reach the top
         return _save(fig, path)
 
 
@@ -343,7 +343,7 @@ def plot_layer_axis(summary: dict, patching: dict, lens: dict | None, n_layers: 
             _reference_lines(ax, chance, summary.get("clean", {}).get("accuracy"))
             ax.set_ylabel("knockout ratio")
             ax.set_title("window knockouts (x = the window's last layer)")
-            ax.legend(ncol=5)
+            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
         if patching:
             ax = axes.pop(0)
             for name, agg in patching.items():
@@ -353,14 +353,14 @@ def plot_layer_axis(summary: dict, patching: dict, lens: dict | None, n_layers: 
                         ax.plot(agg["layers"], agg["effect"][:, j].numpy(), style, marker=".", label=f"{name.split('/', 1)[1]}: {g}")
             ax.set_ylabel("patching effect")
             ax.set_title("activation patching (x = layer whose input is patched)")
-            ax.legend()
+            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
         if lens is not None:
             ax = axes.pop(0)
             ax.plot(range(len(lens["labels"])), lens["p_correct"].numpy(), marker="o", color=CLEAN_COLOR, label="p(correct letter)")
             ax.plot(range(len(lens["labels"])), lens["top1"].numpy(), marker="s", color=TYPE_COLORS["vt"], label="ranked first")
             ax.set_ylabel("logit lens")
             ax.set_title(f"logit lens (x = residual entering layer x; x = {n_layers}: final)")
-            ax.legend()
+            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
         _integer_layer_axis(fig.axes[-1], list(range(n_layers + 1)))
         fig.axes[-1].set_xlabel("layer")
         return _save(fig, path)
