@@ -19,4 +19,5 @@ pip install -q -e ".[docs]"
 export NO_MKDOCS_2_WARNING=1
 python docs/render_tutorials.py
 VLENS_DOCS_IMG=1 python -m pytest -q -p no:cacheprovider tests/test_view_browser.py tests/test_tutorials.py -m "not slow"
+python examples/07_attention_viewer.py "${TMPDIR:-/tmp}/vlens-view-example.html"
 mkdocs build --strict -d "${DOCS_SITE_DIR:-site}"
