@@ -251,7 +251,7 @@ def render_html(data: dict) -> str:
 def view_attention(model: HookedVideoLLM, inputs: VideoInputs, *, path: str | Path = "vlens-view.html", layers: Sequence[int] | None = None,
                    row: int = 0, knockouts: Mapping[str, Sequence] | None = None,
                    patching: Mapping[str, Mapping] | None = None, frames: Any = None, title: str | None = None,
-                   max_frame_px: int = 224) -> Path:
+                   max_frame_px: int = 224, fwd_hooks: Sequence = ()) -> Path:
     """Write the attention viewer for one input as a self-contained HTML file.
 
     Args:
@@ -267,6 +267,8 @@ def view_attention(model: HookedVideoLLM, inputs: VideoInputs, *, path: str | Pa
         frames: `[T, H, W, 3]` uint8 pixels, only for inputs that carry no sampled video.
         title: page title (default: the model's family and the prompt).
         max_frame_px: frames are downscaled to at most this many pixels on a side in the file.
+        fwd_hooks: hooks active while the attention is read (e.g. a knockout), so the overlays show
+            attention under that intervention; the knockout table always compares with the clean run.
 
     Returns:
         The path written.
@@ -274,7 +276,7 @@ def view_attention(model: HookedVideoLLM, inputs: VideoInputs, *, path: str | Pa
     Raises:
         ViewError: no video patches in the inputs, a bad `row`/`layers`, or `frames` of the wrong shape.
     """
-    maps = attention_maps(model, inputs, layers=layers, row=row)
+    maps = attention_maps(model, inputs, layers=layers, row=row, fwd_hooks=fwd_hooks)
     layout = inputs.layouts[row]
     pics, size = _frames(inputs, layout, row, frames, maps.maps.shape[3], max_frame_px)
     if title is None:
