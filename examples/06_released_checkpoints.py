@@ -14,8 +14,11 @@ one thing to change is the paths in CHECKPOINTS below.
     python examples/06_released_checkpoints.py
 """
 
+import atexit
 import contextlib
 import io
+import os
+import shutil
 import tempfile
 import textwrap
 from pathlib import Path
@@ -29,6 +32,10 @@ from vlens.cli import main as vlens_cli
 from vlens.testing import make_tiny_internvideo2_5, make_tiny_llava_next_video_qwen, make_tiny_longva
 
 root = Path(tempfile.mkdtemp(prefix="vlens-releases-"))
+# The tiny checkpoints are scratch: removed when the script ends (also on an error), unless
+# VLENS_KEEP=1 keeps them to look at.
+if os.environ.get("VLENS_KEEP") != "1":
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
 
 # With the real downloads, point these at their directories instead, e.g.
 #   "LongVA-7B": "/data/LongVA-7B",   (config.json, model-*.safetensors, tokenizer files)
@@ -114,4 +121,4 @@ plain = HookedVideoLLM.from_pretrained(root / "iv-hf")
 inputs = plain.to_inputs(video, question, n_frames=8, sampling="centres")
 print(f"\nconverted InternVideo2.5 (no token compression): family {plain.family.name!r}")
 describe_layout(plain, inputs)
-print(f"\ncheckpoints in {root}")
+print(f"\ncheckpoints in {root}" + ("" if os.environ.get("VLENS_KEEP") == "1" else " (removed at exit; VLENS_KEEP=1 keeps them)"))

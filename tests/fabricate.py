@@ -1,4 +1,4 @@
-"""Tiny benchmark directories in the released layouts (shared/DATASETS.md), with real mp4 files."""
+"""Tiny benchmark directories in the released layouts (docs/datasets.md), with real mp4 files."""
 
 from __future__ import annotations
 

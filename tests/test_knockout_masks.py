@@ -17,7 +17,7 @@ SETTINGS = settings(max_examples=60, deadline=None)
 
 
 def _brute(layout: VideoLayout, kind: str) -> torch.Tensor:
-    """Edge-by-edge reading of DESIGN.md's table."""
+    """Edge-by-edge reading of the knockout table in docs/knockouts.md."""
     n = len(layout)
     seg, frame = layout.segment, layout.frame.tolist()
     vision = {"video", "separator"}

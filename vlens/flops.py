@@ -1,6 +1,6 @@
 """FLOPs by formula from the config and the layout: clean vs efficient inference.
 
-"Attention FLOPs" are the QKᵀ and AV products only (DESIGN.md; the study's 37.5% counts these):
+"Attention FLOPs" are the QKᵀ and AV products only (docs/efficient.md; the study's 37.5% counts these):
 a query row that sees K keys costs 2·K·d_head for QKᵀ and 2·K·d_head for AV, per head. Linear
 FLOPs (q/k/v/o projections and the SwiGLU MLP) are 2·d_in·d_out per row. A multiply-add is 2 FLOPs
 (torch.utils.flop_counter's convention).
@@ -18,6 +18,13 @@ from vlens.layout import VideoLayout
 
 @dataclass
 class LayerFlops:
+    """FLOPs of one decoder layer for one sequence (a multiply-add counts 2).
+
+    Attributes:
+        attention: the QKᵀ and AV products only.
+        linear: the Q/K/V/O projections and the gated MLP.
+    """
+
     attention: float  # QKᵀ + AV
     linear: float  # projections + MLP
 
@@ -46,10 +53,30 @@ def unembed_per_row(cfg) -> float:
 
 
 def clean_flops(cfg, layout: VideoLayout) -> list[LayerFlops]:
+    """FLOPs of every layer of the full (clean) forward.
+
+    Args:
+        cfg: the model's config (`n_layers`, `n_heads`, `n_key_value_heads`, `d_head`, `d_model`, `d_mlp`).
+        layout: the sequence's layout (its length is what counts).
+
+    Returns:
+        One `LayerFlops` per layer.
+    """
     return [suffix_layer_flops(cfg, len(layout)) for _ in range(cfg.n_layers)]
 
 
 def efficient_flops(cfg, layout: VideoLayout, config: EfficientConfig) -> list[LayerFlops]:
+    """FLOPs of every layer of the efficient forward: layers ≥ `exit_layer` run only the non-vision
+    positions; the first `temporal_prune_layers` (below the exit) attend block-diagonally by frame.
+
+    Args:
+        cfg: the model's config, as for `clean_flops`.
+        layout: the sequence's layout.
+        config: exit and pruning layers.
+
+    Returns:
+        One `LayerFlops` per layer.
+    """
     n = len(layout)
     video = layout.is_video
     per_key = attention_per_key(cfg)
@@ -76,6 +103,17 @@ def efficient_flops(cfg, layout: VideoLayout, config: EfficientConfig) -> list[L
 
 
 def summary(cfg, layout: VideoLayout, config: EfficientConfig) -> dict:
+    """Efficient vs clean FLOPs for one sequence.
+
+    Args:
+        cfg: the model's config, as for `clean_flops`.
+        layout: the sequence's layout.
+        config: exit and pruning layers.
+
+    Returns:
+        `attention_fraction` and `total_fraction` (efficient / clean), and the four totals
+        `clean_attention`, `efficient_attention`, `clean_total`, `efficient_total`.
+    """
     clean, eff = clean_flops(cfg, layout), efficient_flops(cfg, layout, config)
     ca, ea = sum(x.attention for x in clean), sum(x.attention for x in eff)
     ct, et = sum(x.attention + x.linear for x in clean), sum(x.attention + x.linear for x in eff)

@@ -20,6 +20,21 @@ from vlens.video import SampledVideo
 
 
 class VideoInputs(dict):
+    """The HF model's kwargs for a batch (a dict), plus what each position and row is.
+
+    Built by `model.to_inputs`. `hf_model(**inputs)` runs the HF model on the same tensors.
+
+    Args:
+        tensors: what the checkpoint's processor returned (`input_ids` `[batch, pos]`,
+            `attention_mask`, pixel values, …).
+        layouts: one `VideoLayout` per row.
+        videos: the `SampledVideo` of each row (None for a row without video).
+        prompts: the templated prompt text of each row.
+
+    Raises:
+        ValueError: the number of layouts differs from the batch size.
+    """
+
     def __init__(
         self,
         tensors: dict,
@@ -47,6 +62,7 @@ class VideoInputs(dict):
 
     @property
     def batch_size(self) -> int:
+        """Rows in the batch."""
         return int(self["input_ids"].shape[0])
 
     @property
@@ -57,10 +73,19 @@ class VideoInputs(dict):
 
     @property
     def seq_len(self) -> int:
+        """Positions per row (after padding)."""
         return int(self["input_ids"].shape[1])
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> VideoInputs:
-        """Move tensors to `device`; cast floating tensors (pixel values) to `dtype`."""
+        """Move tensors to `device`; cast floating tensors (pixel values) to `dtype`.
+
+        Args:
+            device: target device (None: stay).
+            dtype: dtype for floating tensors (None: keep); integer tensors are never cast.
+
+        Returns:
+            New `VideoInputs` with the same layouts, videos and prompts.
+        """
         moved = {}
         for k, v in self.items():
             if isinstance(v, torch.Tensor):

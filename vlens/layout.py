@@ -47,6 +47,20 @@ class VisionToken:
 
 @dataclass(frozen=True, eq=False)
 class VideoLayout:
+    """What every position of one sequence is: segment, frame (or temporal group), patch row/col.
+
+    Attributes:
+        segment: one of `system`, `video`, `separator`, `marker`, `text`, `pad` per position.
+        frame: `[pos]` frame (temporal group) index of `video` positions, −1 elsewhere.
+        row: `[pos]` patch row of `video` positions, −1 elsewhere and for per-frame extra tokens.
+        col: `[pos]` patch column, likewise.
+        frames_per_group: frames sharing one group of tokens (2 for Qwen2.5-VL's temporal patches).
+        frame_times: seconds of each sampled frame, or None.
+
+    Raises:
+        LayoutError: tensors whose length differs from `segment`'s, or unknown segment names.
+    """
+
     segment: tuple[str, ...]
     frame: Int[Tensor, "pos"]
     row: Int[Tensor, "pos"]
@@ -80,7 +94,23 @@ class VideoLayout:
     ) -> VideoLayout:
         """Label a sequence. `is_vision` marks every vision-filled position (video frames,
         separators and still images); `vision_tokens` describes them in order, so its length must
-        equal the number of marked positions."""
+        equal the number of marked positions.
+
+        Args:
+            is_vision: `[pos]` where the processor put vision placeholder tokens.
+            vision_tokens: the label of each vision position, in sequence order.
+            is_pad: `[pos]` padding positions (default: none).
+            is_marker: `[pos]` template text around or between frames (default: none).
+            frames_per_group: frames per temporal group.
+            frame_times: seconds of each sampled frame.
+
+        Returns:
+            The layout; non-vision positions before the first vision position are `system`, after
+            it `text` (unless pad or marker).
+
+        Raises:
+            LayoutError: the number of vision positions differs from `len(vision_tokens)`.
+        """
         n = int(is_vision.shape[0])
         n_vision = int(is_vision.sum())
         if n_vision != len(vision_tokens):
@@ -132,10 +162,12 @@ class VideoLayout:
 
     @property
     def is_vision(self) -> Bool[Tensor, "pos"]:
+        """`[pos]` vision-filled positions (`video` and `separator`)."""
         return self.mask(*VISION_SEGMENTS)
 
     @property
     def is_video(self) -> Bool[Tensor, "pos"]:
+        """`[pos]` positions of one frame (segment `video`)."""
         return self.mask("video")
 
     @property
@@ -156,12 +188,19 @@ class VideoLayout:
 
     @property
     def has_video(self) -> bool:
+        """Whether any position is a `video` position."""
         return bool(self.is_vision.any())
 
     def positions(self, *segments: str) -> Int[Tensor, "n"]:
+        """Indices of the positions whose segment is one of `segments`, ascending.
+
+        Raises:
+            LayoutError: an unknown segment name.
+        """
         return self.mask(*segments).nonzero().flatten()
 
     def frame_positions(self, frame: int) -> Int[Tensor, "n"]:
+        """Indices of the `video` positions of frame (temporal group) `frame`, ascending."""
         return (self.is_video & (self.frame == frame)).nonzero().flatten()
 
     @property
@@ -171,10 +210,18 @@ class VideoLayout:
         return int(idx[-1]) if idx.numel() else -1
 
     def counts(self) -> dict[str, int]:
+        """Positions per segment, for the segments present."""
         return {s: self.segment.count(s) for s in SEGMENTS if self.segment.count(s)}
 
     def extend(self, n: int) -> VideoLayout:
-        """The layout after `n` generated tokens (they are `text`)."""
+        """The layout after `n` generated tokens (they are `text`).
+
+        Args:
+            n: generated tokens appended to the sequence.
+
+        Returns:
+            A new layout `n` positions longer (the same object when `n == 0`).
+        """
         if n == 0:
             return self
         pad = torch.full((n,), -1, dtype=torch.long)
@@ -191,7 +238,15 @@ class VideoLayout:
     def labels(self, tokens: Sequence[str] | None = None) -> list[str]:
         """One label per position: the token text, or `<f3 r2 c5>` for a video position
         (`<f3 extra>` for a per-frame extra token, `<sep>` for a separator, `<i0 r1 c2>` for
-        a position of image 0, `<i0 extra>` for an image's extra token)."""
+        a position of image 0, `<i0 extra>` for an image's extra token).
+
+        Args:
+            tokens: token strings per position (e.g. `model.to_str_tokens(inputs)`); without them
+                text positions read `<segment>`.
+
+        Returns:
+            One string per position.
+        """
         out = []
         for i, seg in enumerate(self.segment):
             if seg == "video":

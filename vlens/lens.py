@@ -27,6 +27,17 @@ from torch import Tensor
 
 @dataclass
 class LensResult:
+    """The logit lens at one position, per layer.
+
+    Attributes:
+        p_letters: `[layer + 1, n_options]` softmax over the option letters' logits after each
+            block's input residual (`0_pre` … `{L-1}_pre`) and the final residual (`final`).
+        p_vocab: `[layer + 1, n_options]` the letters' probabilities under the full vocabulary.
+        rank: `[layer + 1]` rank of the correct letter among the letters (0 = predicted; −1 when
+            no answer was given).
+        labels: `"0_pre", …, "final"`.
+    """
+
     p_letters: Float[Tensor, "layer n_options"]  # softmax over the option letters
     p_vocab: Float[Tensor, "layer n_options"]  # the letters' probabilities under the full vocab
     rank: Tensor  # [layer] rank of the correct letter among the letters (0 = predicted)
@@ -36,6 +47,21 @@ class LensResult:
 @torch.no_grad()
 def logit_lens(model, inputs, letter_ids: Sequence[int], answer: int | None = None, *, position: int = -1,
                apply_norm: bool = True, row: int = 0) -> LensResult:
+    """Decode the residual stream at `position` after every layer through the unembedding.
+
+    Args:
+        model: a `HookedVideoLLM`.
+        inputs: `VideoInputs`.
+        letter_ids: token id of each option letter, in option order.
+        answer: index of the correct option (None: `rank` is −1).
+        position: sequence position to decode (default: the answer position, −1).
+        apply_norm: apply the final norm before the unembedding (the default; at the last layer
+            this equals the model's logits).
+        row: batch row.
+
+    Returns:
+        `LensResult` with `[n_layers + 1, n_options]` probabilities.
+    """
     L = model.cfg.n_layers
     names = {f"blocks.{l}.hook_resid_pre" for l in range(L)} | {f"blocks.{L - 1}.hook_resid_post"}
     _, cache = model.run_with_cache(inputs, names_filter=lambda n: n in names)
@@ -58,7 +84,20 @@ def attention_to_frames(model, inputs, *, query: str = "question", row: int = 0)
     """Attention mass from the query rows (`question`: text after the video; `final`: the last
     position) to each frame's video positions, then to the separator/markers ('other vision'),
     and to the text/system positions, per layer and head, averaged over query rows:
-    [layer, head, n_frames + 2] whose last axis sums to 1."""
+    [layer, head, n_frames + 2] whose last axis sums to 1.
+
+    Args:
+        model: a `HookedVideoLLM`.
+        inputs: `VideoInputs`.
+        query: `question` (every text position after the video) or `final` (the last position).
+        row: batch row.
+
+    Returns:
+        `[layer, head, n_frames + 2]` attention mass, reduced inside hooks (no pattern is cached).
+
+    Raises:
+        ValueError: an unknown `query`.
+    """
     layout = inputs.layouts[row]
     n = len(layout)
     if query == "question":

@@ -42,7 +42,14 @@ class PatchingError(ValueError):
 
 def position_groups(layout: VideoLayout) -> dict[str, Tensor]:
     """Named groups of positions: 'frame i' for each frame, 'video' (all vision positions),
-    'question' (text after the video, without the final position), 'final'."""
+    'question' (text after the video, without the final position), 'final'.
+
+    Args:
+        layout: the layout of one sequence.
+
+    Returns:
+        `{name: positions}`, each a LongTensor `[n]` of sequence positions; empty groups are left out.
+    """
     groups = {f"frame {f}": layout.frame_positions(f) for f in range(layout.n_frames)}
     groups["video"] = layout.positions("video", "separator")
     n = len(layout)
@@ -53,6 +60,15 @@ def position_groups(layout: VideoLayout) -> dict[str, Tensor]:
 
 
 def check_same_layout(clean, corrupted) -> None:
+    """Check that two inputs can be patched into each other, position for position.
+
+    Args:
+        clean: `VideoInputs` of the clean run.
+        corrupted: `VideoInputs` of the corrupted run.
+
+    Raises:
+        PatchingError: a row's segments or frame labels differ, or the batch sizes differ.
+    """
     for i, (a, b) in enumerate(zip(clean.layouts, corrupted.layouts)):
         if a.segment != b.segment or not torch.equal(a.frame, b.frame):
             raise PatchingError(
@@ -67,7 +83,25 @@ def check_same_layout(clean, corrupted) -> None:
 def corrupt(model, clean, kind: str, *, frame: int = 0, other=None, question: str | None = None, seed: int = 0):
     """Corrupted inputs for a clean sample (batch of one): frames `shuffle`d (seeded) or
     `reverse`d, one `replace`d (frame `frame` by the first frame of `other`, or by black), a
-    different `video` (`other`, same question), or a different `question` (same token count)."""
+    different `video` (`other`, same question), or a different `question` (same token count).
+
+    Args:
+        model: the `HookedVideoLLM` that built `clean`.
+        clean: `VideoInputs` of one sample, carrying its sampled video.
+        kind: one of `shuffle`, `reverse`, `replace`, `video`, `question`.
+        frame: `replace`: the sampled frame to overwrite.
+        other: `replace` / `video`: a `SampledVideo` or anything `load_video` reads; frames are
+            resized to the clean frames' size.
+        question: `question`: the new question text (it must tokenize to the same length).
+        seed: `shuffle`: the permutation's seed (never the identity for more than one frame).
+
+    Returns:
+        `VideoInputs` with the same layout as `clean`.
+
+    Raises:
+        PatchingError: an unknown kind, a batch of more than one, a missing `other`/`question`, a
+            frame out of range, or a corrupted input whose layout differs from the clean one.
+    """
     if kind not in CORRUPTIONS:
         raise PatchingError(f"unknown corruption {kind!r}; choose from {', '.join(CORRUPTIONS)}")
     if clean.batch_size != 1:
@@ -117,7 +151,16 @@ def _resize_like(frame: np.ndarray, like: np.ndarray) -> np.ndarray:
 
 
 def logit_diff(logits: Float[Tensor, "batch d_vocab"], letter_ids: Sequence[int], answer: int) -> Tensor:
-    """Correct option letter's logit minus the best wrong one, per row."""
+    """Correct option letter's logit minus the best wrong one, per row.
+
+    Args:
+        logits: logits at the answer position, `[batch, d_vocab]`.
+        letter_ids: token id of each option letter, in option order.
+        answer: index of the correct option.
+
+    Returns:
+        `[batch]` logit differences.
+    """
     letters = logits[:, list(letter_ids)].float()
     wrong = torch.cat([letters[:, :answer], letters[:, answer + 1 :]], dim=1)
     return letters[:, answer] - wrong.max(dim=1).values
@@ -125,6 +168,20 @@ def logit_diff(logits: Float[Tensor, "batch d_vocab"], letter_ids: Sequence[int]
 
 @dataclass
 class PatchingResult:
+    """What `patch_sweep` measured.
+
+    Attributes:
+        effect: `[layer, group]` (site `z`: `[layer, head, group]`) normalised logit difference,
+            (patched − corrupted) / (clean − corrupted): 0 = the corrupted answer, 1 = the clean one;
+            NaN everywhere when clean and corrupted give the same difference.
+        raw: the patched runs' logit differences, same shape.
+        clean_diff: logit difference of the clean run.
+        corrupted_diff: logit difference of the corrupted run.
+        groups: names of the position groups (the last axis).
+        site: the patched site.
+        layers: the patched layers (the first axis).
+    """
+
     effect: Tensor  # [layer, group] or [layer, head, group]: normalised logit difference
     raw: Tensor  # the patched runs' logit differences, same shape
     clean_diff: float
@@ -147,7 +204,26 @@ def patch_sweep(
     groups: dict[str, Tensor] | None = None,
     batch_size: int = 16,
 ) -> PatchingResult:
-    """Patch the clean `site` activation into the corrupted run at every (layer, group[, head])."""
+    """Patch the clean `site` activation into the corrupted run at every (layer, group[, head]).
+
+    Args:
+        model: a `HookedVideoLLM`.
+        clean: `VideoInputs` of one sample.
+        corrupted: `VideoInputs` with the same layout (see `corrupt`).
+        letter_ids: token id of each option letter.
+        answer: index of the correct option.
+        site: `resid_pre`, `attn_out`, `mlp_out` (hook `blocks.{l}.hook_<site>`) or `z`
+            (`blocks.{l}.attn.hook_z`, one patch per head).
+        layers: layers to patch (default: all).
+        groups: `{name: positions}` (default: `position_groups(clean.layout)`).
+        batch_size: patched runs per forward.
+
+    Returns:
+        `PatchingResult` with effect `[layer, group]` (`z`: `[layer, head, group]`).
+
+    Raises:
+        PatchingError: an unknown site, a batch of more than one, or different layouts.
+    """
     if site not in SITES:
         raise PatchingError(f"unknown site {site!r}; sites: {', '.join(SITES)}")
     check_same_layout(clean, corrupted)
@@ -207,7 +283,21 @@ def patch_sweep(
 
 @torch.no_grad()
 def patch_naive(model, clean, corrupted, letter_ids, answer, *, site="resid_pre", layers=None, groups=None) -> Tensor:
-    """Reference loop: one forward per (layer, group) — what research code does. Raw diffs."""
+    """Reference loop: one forward per (layer, group) — what research code does. Raw diffs.
+
+    Args:
+        model: a `HookedVideoLLM`.
+        clean: clean `VideoInputs`.
+        corrupted: corrupted `VideoInputs`, same layout.
+        letter_ids: token id of each option letter.
+        answer: index of the correct option.
+        site: as in `patch_sweep` (heads are not split here).
+        layers: layers to patch (default: all).
+        groups: `{name: positions}` (default: `position_groups(clean.layout)`).
+
+    Returns:
+        `[layer, group]` raw logit differences of the patched runs (not normalised).
+    """
     L = model.cfg.n_layers
     layers = list(range(L)) if layers is None else list(layers)
     groups = position_groups(clean.layout) if groups is None else groups

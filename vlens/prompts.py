@@ -22,6 +22,18 @@ INSTRUCTION = "Answer with the option's letter from the given choices directly."
 
 
 def mc_question(question: str, options: Sequence[str]) -> str:
+    """The multiple-choice user turn: the question, one `X. option` line per option, the instruction.
+
+    Args:
+        question: the question text.
+        options: 2 to 10 option texts, lettered A, B, … in order.
+
+    Returns:
+        The prompt text (the chat template is applied later, by `to_inputs`).
+
+    Raises:
+        ValueError: fewer than 2 or more than 10 options.
+    """
     if not 2 <= len(options) <= len(LETTERS):
         raise ValueError(f"a multiple-choice question needs 2–{len(LETTERS)} options, got {len(options)}")
     lines = [question.strip()] + [f"{LETTERS[i]}. {o}" for i, o in enumerate(options)] + [INSTRUCTION]
@@ -34,7 +46,19 @@ def letter_token_ids(tokenizer, n: int, context: str = "\n") -> list[int]:
     Tokenizers differ: Qwen's BPE writes "A" after the generation prompt's newline, SentencePiece
     models "▁A", some vocabularies only have " A". The letter is tokenised after `context` (the
     end of the generation prompt) and the one new token is taken; a letter that does not come out
-    as exactly one token is an error (scoring would silently compare the wrong things)."""
+    as exactly one token is an error (scoring would silently compare the wrong things).
+
+    Args:
+        tokenizer: the checkpoint's tokenizer (`model.tokenizer`).
+        n: number of options.
+        context: text the letter follows (the end of the generation prompt).
+
+    Returns:
+        `n` token ids, for A, B, ….
+
+    Raises:
+        ValueError: a letter is not a single token, or two letters share a token id.
+    """
     ids = []
     base = tokenizer(context, add_special_tokens=False)["input_ids"]
     for letter in LETTERS[:n]:

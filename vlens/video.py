@@ -59,6 +59,16 @@ class VideoError(ValueError):
 
 @dataclass(frozen=True)
 class SampledVideo:
+    """Frames sampled from a clip, and where they came from.
+
+    Attributes:
+        frames: `[t, h, w, 3]` uint8 RGB.
+        indices: frame index in the source of each sampled frame.
+        timestamps: seconds of each sampled frame (None when the source has no frame rate).
+        fps: the source's frame rate, or None.
+        source: the path, or `"array"`.
+    """
+
     frames: UInt8[np.ndarray, "t h w 3"]
     indices: tuple[int, ...]
     timestamps: tuple[float, ...] | None
@@ -373,7 +383,19 @@ def load_video(
 
 
 def write_video(path: str | Path, frames: UInt8[np.ndarray, "t h w 3"], fps: float = 8.0) -> Path:
-    """Write a real mp4 (MPEG-4 part 2, yuv420p) with PyAV: tests and the synthetic dataset use it."""
+    """Write a real mp4 (MPEG-4 part 2, yuv420p) with PyAV: tests and the synthetic dataset use it.
+
+    Args:
+        path: output file (parent folders are created).
+        frames: `[t, h, w, 3]` uint8 RGB; odd widths/heights lose their last column/row (yuv420p).
+        fps: frame rate (rounded to an integer).
+
+    Returns:
+        `path`.
+
+    Raises:
+        VideoError: `frames` is not a `[t, h, w, 3]` uint8 array.
+    """
     import av
 
     path = Path(path)

@@ -1,4 +1,4 @@
-"""Benchmarks as lists of `Sample`s, read from the released layouts (shared/DATASETS.md).
+"""Benchmarks as lists of `Sample`s, read from the released layouts (docs/datasets.md).
 
     load_dataset("videomme:/data/Video-MME", duration="short", limit=50)
     load_dataset("mvbench:/data/MVBench", task="action_sequence")

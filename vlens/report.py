@@ -1,0 +1,165 @@
+"""The markdown report of a run directory: settings, baselines (chance, language prior), one row
+per configuration with 95% intervals, the figures of `vlens.plot`, and sections only for what ran.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from vlens.plot import (
+    FORMATS,
+    chance_accuracy,
+    config_label,
+    fmt_value,
+    load_summary,
+    plot_global1,
+    plot_global2,
+    plot_layer_axis,
+    plot_lens,
+    plot_patching,
+    plot_windows,
+)
+
+
+def _by_group(records: list[dict], field: str) -> dict[str, list[dict]]:
+    groups: dict[str, list[dict]] = {}
+    for r in records:
+        g = r.get("meta", {}).get(field)
+        if g is not None:
+            groups.setdefault(str(g), []).append(r)
+    return groups
+
+
+def _embed(fig: Path) -> str:
+    # markdown viewers show PNG and SVG inline; a PDF is a link
+    return f"[{fig.name}]({fig.name})" if fig.suffix == ".pdf" else f"![{fig.stem}]({fig.name})"
+
+
+def _mechanisms_section(out: Path, records: list[dict], summary: dict, n_layers: int, fmt: str,
+                        chance: float | None) -> list[str]:
+    from vlens.experiments.mechanisms import aggregate_lens, aggregate_patching
+
+    patching, lens = aggregate_patching(records), aggregate_lens(records)
+    if not patching and lens is None:
+        return []
+    shown = (["knockouts"] if any(k.startswith("windows/") for k in summary) else []) + \
+        (["patching"] if patching else []) + (["the logit lens"] if lens is not None else [])
+    title = ", ".join(shown[:-1]) + (" and " if len(shown) > 1 else "") + shown[-1]
+    lines = ["", f"## {title[0].upper() + title[1:]} on one layer axis", ""]
+    axis = plot_layer_axis(summary, patching, lens, n_layers, out / f"layers.{fmt}", chance=chance)
+    lines += [_embed(axis), ""]
+    for name, agg in patching.items():
+        fig = plot_patching(name, agg, out / (name.replace("/", "_") + f".{fmt}"))
+        best = divmod(int(agg["effect"].nan_to_num(-1e9).argmax()), len(agg["groups"]))
+        lines += [f"### {name}", "",
+                  f"- {agg['n']} samples; mean logit diff of the clean answer: clean {agg['clean_diff']:.3f}, corrupted {agg['corrupted_diff']:.3f}",
+                  f"- largest effect {float(agg['effect'].flatten().nan_to_num(-1e9).max()):.2f} at layer {agg['layers'][best[0]]}, "
+                  f"group `{agg['groups'][best[1]]}`", "", _embed(fig), ""]
+    if lens is not None:
+        fig = plot_lens(lens, out / f"lens.{fmt}", chance=chance)
+        top = lens["top1"].tolist()  # the first layer whose top-1 rate is within 5 points of the output's
+        first = next((lens["labels"][i] for i, v in enumerate(top) if v >= top[-1] - 0.05), None)
+        lines += ["### Logit lens", "",
+                  f"- {lens['n']} samples; correct letter ranked first: {float(lens['top1'][-1]):.0%} at the output"
+                  + (f"; first within 5 points of that at `{first}`" if first else ""), "", _embed(fig), ""]
+    return lines
+
+
+def _table(summary: dict, chance: float | None) -> list[str]:
+    lines = [
+        "| configuration | layers | n | accuracy | 95% CI | ratio | 95% CI | p(correct) | logit diff | KL(clean‖knocked) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    clean_acc = summary.get("clean", {}).get("accuracy")
+    for name, s in summary.items():
+        layers = s["layers"]
+        span = "" if not layers else (f"{layers[0]}–{layers[-1]}" if len(layers) > 1 else str(layers[0]))
+        kl = "–" if name == "prior" else fmt_value(s["kl"])  # the prior has no logits to compare
+        lines.append(
+            f"| {config_label(name, layers)} | {span} | {s['n']} | {fmt_value(s['accuracy'], True)} "
+            f"| {fmt_value(s['accuracy_ci'][0], True)}–{fmt_value(s['accuracy_ci'][1], True)} "
+            f"| {fmt_value(s['ratio'])} | {fmt_value(s['ratio_ci'][0])}–{fmt_value(s['ratio_ci'][1])} "
+            f"| {fmt_value(s['p_correct'])} | {fmt_value(s['logit_diff'])} | {kl} |"
+        )
+        if name == "clean" and chance is not None:  # chance right under clean, as a baseline row
+            ratio = fmt_value(chance / clean_acc) if clean_acc else "–"
+            lines.append(f"| chance (uniform guess) | | | {chance:.1%} | | {ratio} | | | | |")
+    return lines
+
+
+def write_report(out_dir: str | Path, format: str = "png") -> Path:
+    """Summarise a run directory into `report.md` and its figures.
+
+    Args:
+        out_dir: a directory written by `vlens run` (settings.json + results*.jsonl).
+        format: figure format, `png`, `pdf` or `svg` (PDF figures are linked, not inlined).
+
+    Returns:
+        The path of `report.md`.
+
+    Raises:
+        ValueError: an unknown `format`.
+        StoreError: `out_dir` is not a run directory.
+    """
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}; got {format!r}")
+    out = Path(out_dir)
+    settings, records, summary = load_summary(out)
+    chance = chance_accuracy(records)
+    n_layers = int(settings.get("n_layers", 0))
+    figs = [
+        plot_global1(summary, n_layers, out / f"global1.{format}", chance=chance) if n_layers else None,
+        plot_global2(summary, out / f"global2.{format}", chance=chance),
+        plot_windows(summary, out / f"windows.{format}", settings.get("window"), chance=chance),
+    ]
+    skipped = sorted({(r["sample"], r["skipped"]) for r in records if "skipped" in r})
+    protocols = settings.get("protocols")
+    protocols = ", ".join(protocols) if isinstance(protocols, (list, tuple)) else str(protocols)
+    clean = summary.get("clean", {})
+    lines = [
+        f"# vlens report: {protocols} on {settings.get('data')}",
+        "",
+        f"- model: `{settings.get('model')}` ({n_layers} layers), frames: {settings.get('frames')}, dtype: {settings.get('dtype')}",
+        f"- samples scored: {clean.get('n', 0)}, skipped: {len(skipped)}",
+        f"- clean accuracy: {fmt_value(clean.get('accuracy', math.nan), True)}",
+    ]
+    if chance is not None:
+        lines.append(f"- chance (a uniform guess over each question's options): {chance:.1%}")
+    if "prior" in summary:
+        lines.append("- language prior (no video; the most frequent answer of the same question among the other samples): "
+                     f"{fmt_value(summary['prior']['accuracy'], True)}")
+    lines += [f"- vlens {settings.get('vlens_version')}, prompt format {settings.get('prompt_format')}", ""]
+    lines += [line for fig in figs if fig is not None for line in (_embed(fig), "")]
+    if summary:
+        lines += _table(summary, chance)
+    for field in ("kind", "task"):
+        groups = _by_group([r for r in records if "correct" in r], field)
+        if len(groups) < 2:
+            continue
+        cols = [c for c in ("clean", "prior", "global2/lv", "global2/vt", "global2/vs", "global2/all") if c in summary]
+        lines += ["", f"## Accuracy by {field}", "", "| " + field + " | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+        for g, rows in sorted(groups.items()):
+            accs = []
+            for c in cols:
+                vals = [r["correct"] for r in rows if r["config"] == c]
+                accs.append(fmt_value(sum(vals) / len(vals), True) if vals else "–")
+            lines.append(f"| {g} | " + " | ".join(accs) + " |")
+    eff_rows = [r for r in records if r["config"].startswith("efficient/") and "seconds" in r]
+    if eff_rows:
+        clean_t = {r["sample"]: r["seconds"] for r in records if r["config"] == "clean" and "seconds" in r}
+        speedups = [clean_t[r["sample"]] / r["seconds"] for r in eff_rows if r["sample"] in clean_t and r["seconds"] > 0]
+        frac = sum(r["attention_flops_fraction"] for r in eff_rows) / len(eff_rows)
+        total = sum(r["flops_fraction"] for r in eff_rows) / len(eff_rows)
+        name = eff_rows[0]["config"]
+        lines += ["", "## Efficient inference", "",
+                  f"- {name}: accuracy {fmt_value(summary[name]['accuracy'], True)} vs clean {fmt_value(clean.get('accuracy'), True)}",
+                  f"- attention FLOPs (QKᵀ, AV): {frac:.1%} of clean; all FLOPs: {total:.1%}"]
+        if speedups:
+            lines.append(f"- measured prefill speed-up (median over samples): {sorted(speedups)[len(speedups) // 2]:.2f}×")
+    lines += _mechanisms_section(out, records, summary, n_layers, format, chance)
+    if skipped:
+        lines += ["", "## Skipped samples", ""] + [f"- `{s}`: {why}" for s, why in skipped[:50]]
+    report = out / "report.md"
+    report.write_text("\n".join(lines) + "\n")
+    return report

@@ -1,0 +1,414 @@
+"""`vlens view`: one self-contained HTML page showing where a video LLM looks.
+
+    from vlens.view import view_attention
+    path = view_attention(model, inputs, path="view.html",
+                          knockouts={"LV-K all layers": ko.LV().hooks(inputs, layers=ko.all_layers())})
+
+    $ vlens view runs/demo            # a run directory: its first scored sample, its results
+
+The page shows the sampled frames with the attention from the answer position (and, averaged,
+from the question's positions) over each frame's patches as overlays, one layer and head at a time
+(sliders; the head slider's last stop is the mean over heads); the knockout results per
+configuration; the activation-patching heatmaps when there are any. Everything (frames as PNG data
+URIs, the attention maps, the script) is inside the file: it opens offline, from a mail
+attachment, from a CI artifact.
+
+Attention is read from `blocks.{l}.attn.hook_pattern` inside hooks that keep only the rows of the
+two query kinds and the columns of the video patches, so no N×N pattern is cached: a 7B model at 32
+frames stays within a few hundred MB. Each (query, layer, head) map is stored as uint8 scaled to its
+own maximum (printed on the page): the page compares patches and frames within a map, and the
+per-frame attention mass (exact, float) compares across layers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import json
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from jaxtyping import Float
+
+if TYPE_CHECKING:
+    from vlens.inputs import VideoInputs
+    from vlens.model import HookedVideoLLM
+
+QUERIES = ("answer", "question")
+QUERY_NOTES = {
+    "answer": "from the answer position (the last one, whose logits give the answer)",
+    "question": "mean over the question's positions after the video (the answer position excluded)",
+}
+
+
+class ViewError(ValueError):
+    """The inputs or run directory cannot be shown (names what is missing and what to pass)."""
+
+
+@dataclass
+class AttentionMaps:
+    """Attention from query positions to every frame's patches, per layer and head.
+
+    Attributes:
+        maps: `[query, layer, head, frame, row, col]` attention weight to each patch position;
+            the head axis has `n_heads + 1` entries, the last being the mean over heads.
+        mass: `[query, layer, head, frame]` total attention to each frame's video positions
+            (per-frame extra tokens such as a CLS token included), same head axis.
+        queries: names of the query axis (`"answer"`, and `"question"` when the prompt has text
+            after the video besides the answer position).
+        layers: the model layers of the layer axis.
+    """
+
+    maps: Float[np.ndarray, "query layer head frame row col"]
+    mass: Float[np.ndarray, "query layer head frame"]
+    queries: tuple[str, ...]
+    layers: list[int]
+
+
+def _query_rows(layout) -> dict[str, torch.Tensor]:
+    n = len(layout.segment)
+    rows = {"answer": torch.tensor([n - 1])}
+    after = [i for i in layout.positions("text").tolist() if layout.last_vision < i < n - 1]
+    if after:
+        rows["question"] = torch.tensor(after)
+    return rows
+
+
+@torch.no_grad()
+def attention_maps(model: HookedVideoLLM, inputs: VideoInputs, *, layers: Sequence[int] | None = None, row: int = 0,
+                   fwd_hooks: Sequence = ()) -> AttentionMaps:
+    """Attention from the answer position and from the question to each frame's patches.
+
+    Args:
+        model: a `HookedVideoLLM`.
+        inputs: `VideoInputs` from `model.to_inputs`; `row` picks the batch row.
+        layers: layers to read (default: all).
+        row: batch row.
+        fwd_hooks: extra hooks to run with (e.g. a knockout's `spec.hooks(...)`), so the maps show
+            attention under that intervention.
+
+    Returns:
+        `AttentionMaps` with maps `[query, layer, n_heads + 1, frame, row, col]`.
+
+    Raises:
+        ViewError: the row has no video positions with patch coordinates, or a layer is out of range.
+    """
+    if not 0 <= row < inputs.batch_size:
+        raise ViewError(f"row={row} is out of range for a batch of {inputs.batch_size}; pass 0 ≤ row < {inputs.batch_size}")
+    layout = inputs.layouts[row]
+    L, H = model.cfg.n_layers, model.cfg.n_heads
+    layers = list(range(L)) if layers is None else [int(x) for x in layers]
+    bad = [x for x in layers if not 0 <= x < L]
+    if bad or not layers:
+        raise ViewError(f"layers {bad or '[]'} are not layers of this {L}-layer model; pass layers within 0..{L - 1}")
+    video = layout.is_video
+    patch = video & (layout.row >= 0) & (layout.col >= 0)
+    if not bool(patch.any()):
+        raise ViewError("these inputs have no video patch positions (layout.row/col ≥ 0); pass inputs built from a video")
+    F = layout.n_frames
+    R, C = int(layout.row[patch].max()) + 1, int(layout.col[patch].max()) + 1
+    keys = patch.nonzero().flatten()
+    cell = (layout.frame[keys] * R + layout.row[keys]) * C + layout.col[keys]  # flat [frame, row, col]
+    frame_of = torch.nn.functional.one_hot(layout.frame[video.nonzero().flatten()], F).float()  # [video pos, frame]
+    vid = video.nonzero().flatten()
+    q_rows = _query_rows(layout)
+    queries = tuple(q for q in QUERIES if q in q_rows)
+    maps = torch.zeros(len(queries), len(layers), H + 1, F * R * C)
+    mass = torch.zeros(len(queries), len(layers), H + 1, F)
+    where = {layer: i for i, layer in enumerate(layers)}
+
+    def read(pattern, hook):
+        i = where[hook.layer()]
+        for qi, q in enumerate(queries):
+            p = pattern[row][:, q_rows[q].to(pattern.device)].float().mean(1).cpu()  # [head, key]
+            m = torch.zeros(H, F * R * C).index_add_(1, cell, p[:, keys])
+            maps[qi, i, :H], maps[qi, i, H] = m, m.mean(0)
+            fm = p[:, vid] @ frame_of
+            mass[qi, i, :H], mass[qi, i, H] = fm, fm.mean(0)
+
+    hooks = list(fwd_hooks) + [(f"blocks.{layer}.attn.hook_pattern", read) for layer in layers]
+    model.run_with_hooks(inputs, fwd_hooks=hooks, logits_to_keep=1)
+    return AttentionMaps(maps.reshape(len(queries), len(layers), H + 1, F, R, C).numpy(), mass.numpy(), queries, layers)
+
+
+def _png_uri(frame: np.ndarray, max_px: int) -> str:
+    from PIL import Image
+
+    img = Image.fromarray(np.ascontiguousarray(frame, dtype=np.uint8))
+    scale = max_px / max(img.size)
+    if scale < 1:
+        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _frames(inputs, layout, row: int, frames, n_groups: int, max_px: int) -> tuple[list[dict], tuple[int, int]]:
+    """One picture per frame (temporal group: its first frame) with a label; size in CSS px."""
+    if frames is None and row < len(inputs.videos) and inputs.videos[row] is not None:
+        frames = inputs.videos[row].frames
+    fpg = layout.frames_per_group
+    times = layout.frame_times
+    out, size = [], (160, 160)
+    if frames is not None:
+        frames = np.asarray(frames)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) < n_groups * fpg:
+            raise ViewError(f"frames must be [T, H, W, 3] uint8 with T ≥ {n_groups * fpg} (the frames these inputs "
+                            f"were built from); got shape {tuple(frames.shape)}")
+        h, w = frames.shape[1:3]
+        k = 160 / max(h, w)
+        size = (round(w * k), round(h * k))
+    for g in range(n_groups):
+        label = f"frame {g}" if fpg == 1 else f"frames {g * fpg}–{g * fpg + fpg - 1}"
+        if times is not None and g * fpg < len(times):
+            label += f" · {times[g * fpg]:.1f}s"
+        out.append({"src": _png_uri(frames[g * fpg], max_px) if frames is not None else "", "label": label})
+    return out, size
+
+
+@torch.no_grad()
+def _knockout_rows(model, inputs, knockouts: Mapping[str, Sequence], row: int) -> dict:
+    """Clean vs each knockout on this one input: top token, p(clean top token), KL over the vocab."""
+    def last_logprobs(hooks):
+        logits = model.run_with_hooks(inputs, fwd_hooks=list(hooks), logits_to_keep=1)
+        return logits[row, -1].float().log_softmax(-1)
+
+    clean = last_logprobs([])
+    top = int(clean.argmax())
+    tok = model.tokenizer.convert_ids_to_tokens([top])[0]
+    rows = [{"cells": ["clean", repr(tok), f"{clean[top].exp():.3f}", "0"], "bar": float(clean[top].exp())}]
+    for name, hooks in knockouts.items():
+        lp = last_logprobs(hooks)
+        new_top = model.tokenizer.convert_ids_to_tokens([int(lp.argmax())])[0]
+        kl = float((clean.exp() * (clean - lp)).sum())
+        rows.append({"cells": [name, repr(new_top), f"{lp[top].exp():.3f}", f"{kl:.4f}"], "bar": float(lp[top].exp())})
+    return {"columns": ["configuration", "top next token", f"p({tok!r})", "KL(clean‖knocked)"], "rows": rows,
+            "note": f"This input only: the next-token distribution at the answer position, clean and under each "
+                    f"knockout; p({tok!r}) is the probability of the clean run's top token (bar)."}
+
+
+def _patching_list(patching: Mapping[str, Mapping] | None) -> list[dict]:
+    out = []
+    for name, agg in (patching or {}).items():
+        effect = torch.as_tensor(agg["effect"]).float()
+        out.append({"name": name, "layers": [int(x) for x in agg["layers"]], "groups": list(agg["groups"]),
+                    "n": int(agg.get("n", 1)),
+                    "effect": [[None if math.isnan(v) else round(v, 4) for v in r] for r in effect.tolist()]})
+    return out
+
+
+def page_data(maps: AttentionMaps, frames: list[dict], frame_px: tuple[int, int], heads: int, *, title: str,
+              subtitle: str = "", knockouts: dict | None = None, patching: list[dict] | None = None) -> dict:
+    """The JSON document the page draws from (the format is described in `vlens.view_page`).
+
+    Args:
+        maps: from `attention_maps`.
+        frames: `[{src, label}]`, one per frame of `maps`.
+        frame_px: `(width, height)` of a frame on the page, in CSS pixels.
+        heads: number of attention heads (the head axis of `maps` has `heads + 1` entries).
+        title: page title; subtitle: one line under it.
+        knockouts: `{columns, rows: [{cells, bar}], note}` or None.
+        patching: `[{name, layers, groups, effect, n}]` or None.
+
+    Returns:
+        A JSON-serialisable dict.
+    """
+    scale = maps.maps.reshape(*maps.maps.shape[:3], -1).max(-1)  # [query, layer, head]
+    q8 = np.rint(255 * maps.maps / np.maximum(scale, 1e-12)[..., None, None, None]).astype(np.uint8)
+    return {
+        "title": title, "subtitle": subtitle, "frames": frames, "frame_px": list(frame_px),
+        "grid": list(maps.maps.shape[-2:]), "layers": maps.layers, "heads": list(range(heads)),
+        "queries": list(maps.queries), "query_notes": [QUERY_NOTES[q] for q in maps.queries],
+        "maps": base64.b64encode(q8.tobytes()).decode(), "scale": scale.astype(float).tolist(),
+        "mass": np.round(maps.mass.astype(float), 5).tolist(), "knockouts": knockouts, "patching": patching or [],
+    }
+
+
+def render_html(data: dict) -> str:
+    """The self-contained page for `data`: one string of HTML.
+
+    Args:
+        data: from `page_data`.
+
+    Returns:
+        The HTML, with the data as a JSON script element (`</` escaped so no label can end it).
+    """
+    from html import escape
+
+    from vlens.view_page import PAGE
+
+    payload = json.dumps(data, allow_nan=False).replace("</", "<\\/")  # a "</script>" in a label stays text
+    return PAGE.replace("__TITLE__", escape(data["title"])).replace("__DATA__", payload)
+
+
+def view_attention(model: HookedVideoLLM, inputs: VideoInputs, *, path: str | Path = "vlens-view.html", layers: Sequence[int] | None = None,
+                   row: int = 0, knockouts: Mapping[str, Sequence] | None = None,
+                   patching: Mapping[str, Mapping] | None = None, frames: Any = None, title: str | None = None,
+                   max_frame_px: int = 224, fwd_hooks: Sequence = ()) -> Path:
+    """Write the attention viewer for one input as a self-contained HTML file.
+
+    Args:
+        model: a `HookedVideoLLM`.
+        inputs: `VideoInputs` from `model.to_inputs` (the sampled frames travel on them).
+        path: where to write the page.
+        layers: layers on the layer slider (default: all).
+        row: batch row to show.
+        knockouts: optional `{name: fwd_hooks}`, e.g. `{"LV-K all": ko.LV().hooks(inputs,
+            layers=ko.all_layers())}`; each is run on this input and compared with the clean run.
+        patching: optional `{name: {"effect": [layer, group], "layers": [...], "groups": [...], "n": int}}`
+            (the report's aggregate) shown as heatmaps.
+        frames: `[T, H, W, 3]` uint8 pixels, only for inputs that carry no sampled video.
+        title: page title (default: the model's family and the prompt).
+        max_frame_px: frames are downscaled to at most this many pixels on a side in the file.
+        fwd_hooks: hooks active while the attention is read (e.g. a knockout), so the overlays show
+            attention under that intervention; the knockout table always compares with the clean run.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ViewError: no video patches in the inputs, a bad `row`/`layers`, or `frames` of the wrong shape.
+    """
+    maps = attention_maps(model, inputs, layers=layers, row=row, fwd_hooks=fwd_hooks)
+    layout = inputs.layouts[row]
+    pics, size = _frames(inputs, layout, row, frames, maps.maps.shape[3], max_frame_px)
+    if title is None:
+        family = getattr(getattr(model, "family", None), "name", "model")
+        title = f"vlens view · {family} · {model.cfg.n_layers} layers × {model.cfg.n_heads} heads"
+    prompt = inputs.prompts[row] if row < len(inputs.prompts) else ""
+    ko_table = _knockout_rows(model, inputs, knockouts, row) if knockouts else None
+    data = page_data(maps, pics, size, model.cfg.n_heads, title=title, subtitle=prompt[-300:],
+                     knockouts=ko_table, patching=_patching_list(patching))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_html(data), encoding="utf-8")
+    return path
+
+
+def _run_knockouts(summary: dict, chance: float | None) -> dict | None:
+    from vlens.plot import config_label, fmt_value
+
+    if not summary:
+        return None
+    rows = []
+    for name, s in summary.items():
+        acc_ci = f"{fmt_value(s['accuracy_ci'][0], True)}–{fmt_value(s['accuracy_ci'][1], True)}"
+        ratio_ci = f"{fmt_value(s['ratio_ci'][0])}–{fmt_value(s['ratio_ci'][1])}"
+        rows.append({"cells": [config_label(name, s.get("layers")), str(s["n"]), fmt_value(s["accuracy"], True), acc_ci,
+                               fmt_value(s["ratio"]), ratio_ci], "bar": None if math.isnan(s["accuracy"]) else s["accuracy"]})
+    note = "Accuracy over the run's samples per configuration, with 95% bootstrap intervals (bar: accuracy)."
+    if chance is not None:
+        note += f" Chance (a uniform guess over each question's options): {chance:.1%}."
+    return {"columns": ["configuration", "n", "accuracy", "95% CI", "ratio", "95% CI"], "rows": rows, "note": note}
+
+
+def view_run(run_dir: str | Path, *, sample: str | None = None, path: str | Path | None = None,
+             layers: Sequence[int] | None = None, device: str = "cpu") -> Path:
+    """Write the viewer for a `vlens run` directory: one sample's attention, the run's results.
+
+    The model and dataset are the ones in the directory's settings.json; the sample is `sample`
+    (an id from results.jsonl) or the first scored one.
+
+    Args:
+        run_dir: a directory written by `vlens run` / `vlens demo`.
+        sample: sample id to show (default: the first sample scored clean).
+        path: output file (default: `run_dir/view.html`).
+        layers: layers on the slider (default: all).
+        device: where the model runs.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ViewError: the directory has no scored sample, or `sample` is not in it.
+        StoreError: `run_dir` is not a run directory.
+    """
+    from vlens import HookedVideoLLM
+    from vlens.data import load_dataset
+    from vlens.plot import chance_accuracy, load_summary
+    from vlens.prompts import mc_question
+
+    run_dir = Path(run_dir)
+    settings, records, summary = load_summary(run_dir)
+    scored = [r["sample"] for r in records if r["config"] == "clean" and "correct" in r]
+    if not scored:
+        raise ViewError(f"{run_dir} has no sample scored clean yet; run `vlens run ... --out {run_dir}` first")
+    wanted = sample or scored[0]
+    samples = load_dataset(settings["data"], task=settings.get("task"), **settings.get("filters", {}))
+    match = [s for s in samples if s.id == wanted]
+    if not match:
+        raise ViewError(f"sample {wanted!r} is not in {settings['data']}; pick one of the ids in {run_dir}/results.jsonl "
+                        f"(e.g. {scored[0]!r})")
+    s = match[0]
+    model = HookedVideoLLM.from_pretrained(settings["model"], device=device)
+    inputs = model.to_inputs(s.video, mc_question(s.question, s.options), n_frames=int(settings["frames"]),
+                             start=s.start, end=s.end, fps=s.fps, allow_repeat=bool(settings.get("allow_repeat", False)))
+    try:
+        from vlens.experiments.mechanisms import aggregate_patching
+
+        patching = aggregate_patching(records)
+    except ImportError:  # the analysis layer moved: show the page without the heatmaps
+        patching = {}
+    answer = "" if s.answer is None else f" (answer: {'ABCDEFGHIJ'[s.answer]}. {s.options[s.answer]})"
+    maps = attention_maps(model, inputs, layers=layers)
+    pics, size = _frames(inputs, inputs.layout, 0, None, maps.maps.shape[3], 224)
+    data = page_data(maps, pics, size, model.cfg.n_heads,
+                     title=f"vlens view · {run_dir.name} · sample {s.id}",
+                     subtitle=f"{s.question}{answer} — model {Path(settings['model']).name}, {settings['frames']} frames",
+                     knockouts=_run_knockouts(summary, chance_accuracy(records)), patching=_patching_list(patching))
+    out = Path(path) if path is not None else run_dir / "view.html"
+    out.write_text(render_html(data), encoding="utf-8")
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `vlens view` argument parser (the CLI mounts it as a subcommand)."""
+    p = argparse.ArgumentParser(
+        prog="vlens view",
+        description="Write one self-contained HTML page (no network) for a run directory: a sample's frames with the "
+        "attention from the answer position and from the question over each frame's patches, per layer and head "
+        "(sliders); the knockout results per configuration; the patching heatmaps when the run has them.")
+    p.add_argument("dir", help="run directory written by `vlens run` or `vlens demo` (holds settings.json)")
+    p.add_argument("--sample", default=None, help="sample id to show (default: the first one scored)")
+    p.add_argument("--out", default=None, help="output HTML file (default: DIR/view.html)")
+    p.add_argument("--layers", default=None, help="comma-separated layers for the slider (default: all)")
+    p.add_argument("--device", default="cpu", help="where the model runs: cpu, cuda, cuda:1, …")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`vlens view DIR [--sample ID] [--out FILE] [--layers 0,3,7] [--device cpu]`.
+
+    Args:
+        argv: the arguments after `view` (default: `sys.argv[1:]`).
+
+    Returns:
+        0 on success, 2 with a message on stderr when the directory or a choice is unusable.
+    """
+    from vlens.data import DatasetError
+    from vlens.store import StoreError
+
+    args = build_parser().parse_args(argv)
+    try:
+        layers = None if args.layers is None else [int(x) for x in args.layers.split(",") if x.strip()]
+    except ValueError:
+        print(f"vlens view: --layers takes comma-separated integers, e.g. 0,3,7; got {args.layers!r}", file=sys.stderr)
+        return 2
+    try:
+        out = view_run(args.dir, sample=args.sample, path=args.out, layers=layers, device=args.device)
+    except (ViewError, StoreError, DatasetError, FileNotFoundError) as e:
+        print(f"vlens view: {e}", file=sys.stderr)
+        return 2
+    print(f"view: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
