@@ -48,7 +48,8 @@ def attribution_patch(
 
     Args:
         model: a HookedVideoLLM.
-        clean, corrupted: VideoInputs of one sample each, with the same layout (`corrupt(...)`).
+        clean: VideoInputs of one sample.
+        corrupted: VideoInputs of the same sample corrupted, with the same layout (`corrupt(...)`).
         letter_ids: token ids of the option letters; answer: the correct option's index.
         site: "resid_pre", "attn_out", "mlp_out" ([layer, group]) or "z" ([layer, head, group]).
         layers: the layers to estimate (all by default); groups: name → positions

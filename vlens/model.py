@@ -140,8 +140,10 @@ class HookedVideoLLM(HookedRootModule):
                 then runs on its weights' device (the residual stream moves between blocks).
 
         Raises:
-            FileNotFoundError / ValueError: not a checkpoint directory; UnsupportedModelError:
-            an architecture vlens has no family for (the message lists the supported ones).
+            FileNotFoundError: the directory does not exist.
+            ValueError: not a checkpoint directory, or device and device_map both given.
+            UnsupportedModelError: an architecture vlens has no family for (the message lists the
+                supported ones).
         """
         if device_map is not None and str(device) != "cpu":
             raise ValueError(f"pass device= or device_map=, not both (got device={device!r}, device_map={device_map!r})")
@@ -193,7 +195,11 @@ class HookedVideoLLM(HookedRootModule):
             video: a file path, a folder of frames, a list of HxWx3 uint8 frames or a uint8
                 [T,H,W,3] array/tensor (a list of those for a batch).
             question: the user's text (a list for a batch).
-            n_frames, start, end, fps, allow_repeat: see `vlens.video.load_video`.
+            n_frames: frames to sample (see `vlens.video.load_video`).
+            start: window start in seconds.
+            end: window end in seconds.
+            fps: frame rate of a folder or array.
+            allow_repeat: allow clips shorter than `n_frames`.
             system_prompt: a system message (the template's default when None).
             sampling: "centres" | "linspace" | "fps" (vlens.video); None takes the checkpoint
                 family's default (its authors' policy for the released formats, else "centres").

@@ -326,7 +326,8 @@ def load_video(
         video: a path to a video file, a folder of frame images, a list of HxWx3 uint8 frames or a
             uint8 [T,H,W,3] array/tensor.
         n_frames: how many frames ("fps" sampling may take fewer, see the module docstring).
-        start, end: the window in seconds (the whole clip by default); needs a frame rate.
+        start: window start in seconds (the whole clip by default); needs a frame rate.
+        end: window end in seconds.
         fps: the frame rate of a folder or array (a file's own rate is used otherwise).
         allow_repeat: repeat frames when the window has fewer than `n_frames`.
         sampling: "centres" | "linspace" | "fps" | "internvl" (module docstring).

@@ -1,6 +1,6 @@
 """The attention viewer: one self-contained HTML page for one clip and question.
 
-    python examples/07_attention_viewer.py [OUT.html]
+    python examples/11_attention_viewer.py [OUT.html]
 
 On the model organism (shipped with vlens, no download): the sampled frames with the attention from
 the answer position and from the question over each frame's patches, per layer and head (sliders);

@@ -1,6 +1,6 @@
 """Attribution: the whole knockout study, and every activation patch, from one backward pass.
 
-    python examples/07_attribution.py [CHECKPOINT_DIR]      # default: the shipped model organism
+    python examples/10_attribution.py [CHECKPOINT_DIR]      # default: the shipped model organism
 
 An exact sweep runs every configuration (global1, global2, every window: 27 on the 8-layer
 organism, 107 on a 28-layer 7B model). Attribution estimates them all from the clean forward and

@@ -5,7 +5,7 @@ several vision-tower layers to the residual stream after the first LM blocks (De
 script shows where the timestamps sit in the layout, how much DeepStack moves the answer, how an
 LV-K study separates the two routes (`deepstack=False`), and the MoE router's hooks.
 
-    python examples/07_deepstack_timestamps_moe.py      # a few seconds on a CPU, no downloads
+    python examples/09_deepstack_timestamps_moe.py      # a few seconds on a CPU, no downloads
 
 With a real checkpoint, replace the builder with its directory:
     model = HookedVideoLLM.from_pretrained("/data/Qwen3-VL-30B-A3B-Instruct", dtype="bfloat16", device="cuda")
