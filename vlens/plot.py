@@ -21,7 +21,7 @@ import matplotlib.ticker
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from vlens.experiments.runner import summarise  # noqa: E402
+from vlens.analysis import summarise  # noqa: E402
 from vlens.store import load_results, run_key  # noqa: E402
 
 TYPE_COLORS = {"lv": "#d62728", "vt": "#1f77b4", "vs": "#2ca02c", "all": "#7f7f7f"}
@@ -193,7 +193,7 @@ def _by_group(records: list[dict], field: str) -> dict[str, list[dict]]:
 
 
 def _mechanisms_section(out: Path, records: list[dict], summary: dict, n_layers: int) -> list[str]:
-    from vlens.experiments.mechanisms import aggregate_lens, aggregate_patching
+    from vlens.analysis import aggregate_lens, aggregate_patching
 
     patching, lens = aggregate_patching(records), aggregate_lens(records)
     if not patching and lens is None:
