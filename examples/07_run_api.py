@@ -6,6 +6,7 @@ Defaults: the shipped model organism and 24 held-out synthetic clips (about a mi
 CPU). What `vlens run` does is exactly this: the CLI only builds the RunConfig.
 """
 
+import dataclasses
 import sys
 import tempfile
 
@@ -27,7 +28,7 @@ config = RunConfig(model=ckpt, data=data, out=out, protocols="global2,windows,le
 print(dry_run(config).describe())
 
 # 2. Half the run (as if interrupted), then all of it: the second call resumes from the store.
-first = run(RunConfig(**{**config.__dict__, "limit": 12, "report": False}))
+first = run(dataclasses.replace(config, limit=12, report=False))
 print(f"first call: {first.counts.scored} scored")
 result = run(config)
 print(f"second call: {result.counts.scored} scored, {result.counts.already} already in the store")

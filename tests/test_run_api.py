@@ -70,6 +70,8 @@ def test_nothing_scored_is_an_error_naming_reason_and_flag(onevision_dir, model,
     assert "## Skipped samples" in (tmp_path / "n" / "report.md").read_text()  # the store and report are kept
     with pytest.raises(NothingScoredError):  # a rerun finds only skips in the store: still nothing scored
         run(cfg, model=model)
+    with pytest.raises(RunError, match="no usable sample.*--frames 6"):
+        dry_run(cfg, model=model)
     argv = ["run", "global2", "--model", str(onevision_dir), "--data", "synthetic:0,n=3,frames=6", "--out",
             str(tmp_path / "cli"), "--quiet"]
     assert main(argv) == 1

@@ -215,12 +215,14 @@ def _hint(reasons: Sequence[str]) -> str:
     return "see the skipped samples in report.md"
 
 
+def _why(reasons: dict[str, str]) -> str:
+    """The most common skip reason and the flag that fixes it."""
+    reason, k = Counter(reasons.values()).most_common(1)[0] if reasons else ("unknown", 0)
+    return f"most common reason ({k} samples): {reason}. Fix: {_hint(list(reasons.values()))}"
+
+
 def _nothing_scored(totals: Counts, n_samples: int) -> NothingScoredError:
-    reason, k = Counter(totals.reasons.values()).most_common(1)[0] if totals.reasons else ("unknown", 0)
-    return NothingScoredError(
-        f"nothing was scored: all {n_samples} samples were skipped; most common reason ({k} samples): {reason}. "
-        f"Fix: {_hint(list(totals.reasons.values()))}"
-    )
+    return NothingScoredError(f"nothing was scored: all {n_samples} samples were skipped; {_why(totals.reasons)}")
 
 
 def run(config: RunConfig, *, model=None) -> RunResult:
@@ -364,8 +366,7 @@ def dry_run(config: RunConfig, *, model=None, measure: int = 2) -> DryRun:
                             letter_token_ids(model.tokenizer, len(sample.options)))
         break
     if ctx is None:
-        raise RunError(f"no usable sample among the first {len(reasons)} of this share: "
-                       + _nothing_scored(Counts(reasons=reasons), len(reasons)).args[0].split(": ", 1)[1])
+        raise RunError(f"no usable sample among the first {len(reasons)} of this share; {_why(reasons)}")
     costs = [clean_cost(model, ctx.inputs.layout) if any(p.needs_clean for p in protocols) else Cost(0, 0.0)]
     costs += [p.cost(ctx) for p in protocols]
     usable = [(i, s) for i, s in share if s.id not in reasons][: max(1, measure)]

@@ -58,15 +58,28 @@ class Protocol:
     needs_clean: bool = True
 
     def names(self) -> list[str]:
+        """The record names (`config` fields) this protocol writes for every sample."""
         raise NotImplementedError
 
     def settings(self) -> dict:
+        """Settings that change this protocol's numbers; merged into the run key (settings.json)."""
         return {}
 
     def __call__(self, ctx: SampleContext, todo: Sequence[str]) -> list[dict]:
+        """Records for one sample.
+
+        Args:
+            ctx: the sample's shared context (inputs, letters, clean logits, the whole dataset).
+            todo: the subset of `names()` not yet in the store (compute at least these).
+
+        Returns:
+            One dict per record, each with a `config` field; the loop adds `sample`, `meta` and
+            `method`. A record with a `skipped` field (the reason) marks a record that cannot be made.
+        """
         raise NotImplementedError
 
     def cost(self, ctx: SampleContext) -> Cost:
+        """Forwards and FLOPs of one sample beyond the shared clean forward (for --dry-run)."""
         return Cost(0, 0.0)
 
 
