@@ -83,6 +83,7 @@ def test_store_resumes_repairs_and_refuses_other_settings(tmp_path):
     store.append([{"sample": "s1", "config": "clean", "correct": True}])  # duplicate key: ignored
     with open(store.path, "a") as f:
         f.write('{"sample": "s2", "config": "clean", "corr')  # a write torn by a kill
+    store.close()  # one writer per part: the next store of the same part opens after this one closed
     again = ResultStore(tmp_path, settings)
     assert again.done == {("s1", "clean"), ("s1", "x")}
     again.append([{"sample": "s2", "config": "clean", "correct": True}])
@@ -90,6 +91,7 @@ def test_store_resumes_repairs_and_refuses_other_settings(tmp_path):
     assert len(lines) == 3 and all(json.loads(l) for l in lines)
     _, records = load_results(tmp_path)
     assert len(records) == 3
+    again.close()
     with pytest.raises(StoreError, match="frames: 8 there, 16 now"):
         ResultStore(tmp_path, {"model": "m", "frames": 16})
     with pytest.raises(StoreError, match="not a vlens run directory"):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import sys
 from pathlib import Path
 
@@ -17,21 +15,14 @@ examples:
   vlens run efficient --model ckpt/ --data videomme:/data/Video-MME --exit-layer 18 --prune-layers 8 --out runs/eff
   vlens run windows,patching,lens --model ckpt/ --data synthetic:1,n=60 --frames 8 --out runs/mech   # one layer axis
   vlens report runs/vm                         # report.md + global1.png, global2.png, windows.png
+  vlens run global1,global2,windows --model ckpt/ --data videomme:/data/Video-MME --dry-run   # forwards, FLOPs, time
+  torchrun --nproc-per-node 8 -m vlens run windows --model ckpt/ --data videomme:/data/Video-MME --device cuda --out runs/vm
+  vlens store check runs/vm                    # bad lines, torn tails; `vlens store repair runs/vm` moves them aside
 
 Runs are resumable: run the same command again after an interruption and finished samples are
 kept. An --out directory refuses a run with different settings (model, data, frames, dtype, ...).
+A run where every sample is skipped exits 1 with the reason and the flag that fixes it.
 """
-
-
-def _fingerprint(model_dir: Path) -> str:
-    """Config + weight file names and sizes: changes when the checkpoint does, cheap to compute."""
-    h = hashlib.sha256()
-    for p in sorted(model_dir.glob("*.json")) + sorted(model_dir.glob("*.safetensors")):
-        h.update(p.name.encode())
-        h.update(str(p.stat().st_size).encode())
-        if p.suffix == ".json" and p.stat().st_size < 1_000_000:
-            h.update(p.read_bytes())
-    return h.hexdigest()[:16]
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -44,98 +35,87 @@ def _shard(text: str) -> tuple[int, int]:
     return i, n
 
 
+def run_config(args: argparse.Namespace):
+    """The `vlens run` flags as a RunConfig (all the CLI does besides printing)."""
+    from vlens.run import RunConfig
+
+    return RunConfig(
+        model=args.model, data=args.data, out=args.out, protocols=args.protocol, frames=args.frames,
+        allow_repeat=args.allow_repeat, limit=args.limit, task=args.task, duration=args.duration, domain=args.domain,
+        task_type=args.task_type, window=args.window, shard=args.shard, device=args.device, dtype=args.dtype,
+        engine=args.engine, max_memory_gib=args.max_memory, exit_layer=args.exit_layer, prune_layers=args.prune_layers,
+        site=args.site, corruption=args.corruption, report=not args.no_report, progress=not args.quiet,
+    )
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    import torch
+    from vlens.run import NothingScoredError, dry_run, run
 
-    import vlens
-    from vlens import HookedVideoLLM
-    from vlens.data import load_dataset
-    from vlens.experiments import PROTOCOLS, configs_for, run_study
-    from vlens.experiments.mechanisms import MECHANISMS, run_lens, run_patching
-    from vlens.experiments.runner import shard_of
-    from vlens.prompts import PROMPT_FORMAT
-    from vlens.store import ResultStore
-
-    protocols = [p.strip() for p in args.protocol.split(",") if p.strip()]
-    if "efficient" in protocols and len(protocols) > 1:
-        print("vlens run: run `efficient` on its own (it has its own settings)", file=sys.stderr)
+    try:
+        config = run_config(args)
+    except (ValueError, TypeError) as e:
+        print(f"vlens run: {e}", file=sys.stderr)
         return 2
-    unknown = [p for p in protocols if p not in (*PROTOCOLS, *MECHANISMS, "efficient")]
-    if unknown:
-        print(f"vlens run: unknown protocol(s) {unknown}; choose from {', '.join((*PROTOCOLS, *MECHANISMS, 'efficient'))}",
-              file=sys.stderr)
-        return 2
-    model_dir = Path(args.model).resolve()
-    filters = {"duration": args.duration, "domain": args.domain, "task_type": args.task_type}
-    samples = load_dataset(args.data, limit=args.limit, task=args.task, **filters)
-    samples = shard_of(samples, args.shard)
-    model = HookedVideoLLM.from_pretrained(model_dir, dtype=getattr(torch, args.dtype), device=args.device)
-    efficient = None
-    if protocols == ["efficient"]:
-        from vlens.efficient import EfficientConfig
+    if args.dry_run:
+        estimate = dry_run(config, measure=args.measure)
+        from vlens.distributed import world
 
-        scaled = EfficientConfig.scaled(model.cfg.n_layers)
-        efficient = EfficientConfig(
-            scaled.exit_layer if args.exit_layer is None else args.exit_layer,
-            scaled.temporal_prune_layers if args.prune_layers is None else args.prune_layers,
-        )
-        efficient.check(model.cfg.n_layers)
-    knockouts = [p for p in protocols if p in PROTOCOLS]
-    configs = [c for p in knockouts for c in configs_for(p, model.cfg.n_layers, window=args.window)]
-    settings = {
-        "model": str(model_dir),
-        "model_fingerprint": _fingerprint(model_dir),
-        "n_layers": model.cfg.n_layers,
-        "data": args.data,
-        "task": args.task,
-        "filters": {k: v for k, v in filters.items() if v is not None},
-        "protocols": protocols,
-        "window": args.window,
-        "frames": args.frames,
-        "allow_repeat": args.allow_repeat,
-        "dtype": args.dtype,
-        "prompt_format": PROMPT_FORMAT,
-        **({"exit_layer": efficient.exit_layer, "prune_layers": efficient.temporal_prune_layers} if efficient else {}),
-        **({"site": args.site, "corruption": args.corruption} if "patching" in protocols else {}),
-        "vlens_version": vlens.__version__,
-    }
-    store = ResultStore(args.out, settings, shard=args.shard)
-    what = f"{len(configs) + 1} configurations" if configs else "clean"
-    what += "".join(f" + {m}" for m in MECHANISMS if m in protocols)
-    print(f"{len(samples)} samples × {what} → {store.path}", file=sys.stderr)
-    max_memory = None if args.max_memory is None else int(args.max_memory * 2**30)
-    if efficient is not None:
-        from vlens.experiments.efficient_run import run_efficient
+        if world().is_main:
+            print(estimate.describe())
+        return 0
+    try:
+        result = run(config)
+    except NothingScoredError as e:
+        print(f"vlens run: {e}", file=sys.stderr)
+        return 1
+    if result.rank == 0:
+        t = result.totals
+        print(f"done: {t.scored} scored, {t.skipped} skipped, {t.already} already in the store"
+              + (f" ({result.world_size} processes)" if result.world_size > 1 else ""), file=sys.stderr)
+        if result.report is not None:
+            print(f"report: {result.report}", file=sys.stderr)
+    return 0
 
-        counts = run_efficient(model, samples, efficient, store, n_frames=args.frames, allow_repeat=args.allow_repeat,
-                               progress=not args.quiet)
-    else:
-        common = dict(n_frames=args.frames, allow_repeat=args.allow_repeat, progress=not args.quiet)
-        counts = {"done": 0, "skipped": 0, "already": 0}
-        runs = []
-        if knockouts:
-            runs.append(lambda: run_study(model, samples, configs, store, engine=args.engine, max_memory=max_memory, **common))
-        if "patching" in protocols:
-            runs.append(lambda: run_patching(model, samples, store, site=args.site, corruption=args.corruption, **common))
-        if "lens" in protocols:
-            runs.append(lambda: run_lens(model, samples, store, **common))
-        for run in runs:
-            for k, v in run().items():
-                counts[k] = max(counts[k], v)
-    print(f"done: {counts['done']} scored, {counts['skipped']} skipped, {counts['already']} already in the store", file=sys.stderr)
-    if not args.no_report:
-        from vlens.plot import write_report
 
-        print(f"report: {write_report(args.out)}", file=sys.stderr)
+def cmd_store(args: argparse.Namespace) -> int:
+    from vlens import store
+
+    reports = store.repair(args.dir) if args.action == "repair" else store.check(args.dir)
+    bad = False
+    for r in reports:
+        problems = []
+        if r.bad_lines:
+            lines = ", ".join(map(str, r.bad_lines[:10])) + (" …" if len(r.bad_lines) > 10 else "")
+            problems.append(f"{len(r.bad_lines)} bad line(s) at {lines}")
+        if r.torn_tail:
+            problems.append("a torn last line (a killed write)")
+        if r.duplicates:
+            problems.append(f"{r.duplicates} duplicate key(s) (the first record of a key is used)")
+        if r.locked:
+            problems.append("being written by a live process")
+        bad |= bool(r.bad_lines or r.torn_tail)
+        fixed = " → moved to " + r.path.name + ".corrupt" if args.action == "repair" and (r.bad_lines or r.torn_tail) else ""
+        print(f"{r.path.name}: {r.records} records" + (f"; {'; '.join(problems)}" if problems else ", ok") + fixed)
+    if not reports:
+        print(f"{args.dir}: no result files yet")
+    if args.action == "check" and bad:
+        print(f"run `vlens store repair {args.dir}` to move the bad lines aside (nothing is deleted)", file=sys.stderr)
+        return 1
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from vlens.plot import write_report
 
-    report = write_report(args.dir)
+    report = write_report(args.dir, format=args.format)
     print(report.read_text() if args.print else f"report: {report}")
     return 0
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    from vlens.view import main as view_main
+
+    return view_main(args.args)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -241,12 +221,30 @@ def build_parser() -> argparse.ArgumentParser:
                      help="patching: the corrupted clip: the next sample's video (default), or this clip reversed / shuffled / frame 0 blacked out")
     run.add_argument("--no-report", action="store_true", help="don't write report.md at the end")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print the number of forwards, the engine's FLOPs and an estimated time (from timing "
+                     "--measure samples here), then stop; writes nothing")
+    run.add_argument("--measure", type=int, default=2, help="--dry-run: samples to time (the first one warms up; default 2)")
     run.set_defaults(func=cmd_run)
+
+    st = sub.add_parser("store", help="check or repair a run directory's result files",
+                        description="check: list every part file's records, bad lines, torn tails, duplicates "
+                        "(exit 1 if a file has bad lines). repair: move bad lines and torn tails to <file>.corrupt, "
+                        "keeping every good record; the next `vlens run` recomputes the affected samples.")
+    st.add_argument("action", choices=["check", "repair"])
+    st.add_argument("dir")
+    st.set_defaults(func=cmd_store)
 
     rep = sub.add_parser("report", help="write report.md and plots for a run directory")
     rep.add_argument("dir")
     rep.add_argument("--print", action="store_true", help="print the report to stdout")
+    rep.add_argument("--format", default="png", choices=["png", "pdf", "svg"], help="figure format (default png)")
     rep.set_defaults(func=cmd_report)
+
+    view = sub.add_parser("view", add_help=False,
+                          help="write a self-contained HTML attention viewer for a run directory (vlens view DIR --help)")
+    view.add_argument("args", nargs=argparse.REMAINDER, help="the viewer's own arguments: DIR [--sample --out --layers --device]")
+    view.set_defaults(func=cmd_view)
 
     demo = sub.add_parser("demo", help="the study end to end on the shipped model organism (no network, minutes on CPU)")
     demo.add_argument("--out", default=None, help="output directory (default: ./vlens-demo; rerunning resumes)")
@@ -272,14 +270,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import logging
+
     from vlens.data import DatasetError
     from vlens.patching import PatchingError
+    from vlens.run import RunError
     from vlens.store import StoreError
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["view"]:  # the viewer parses its own arguments (`vlens view DIR --help`)
+        from vlens.view import main as view_main
+
+        return view_main(argv[1:])
     args = build_parser().parse_args(argv)
+    if not logging.getLogger("vlens.run").handlers:  # the run's one-line header, on stderr
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logging.getLogger("vlens.run").addHandler(handler)
+        logging.getLogger("vlens.run").setLevel(logging.INFO)
     try:
         return args.func(args)
-    except (DatasetError, StoreError, PatchingError, FileNotFoundError) as e:
+    except (DatasetError, StoreError, PatchingError, RunError, FileNotFoundError) as e:
         print(f"vlens {args.command}: {e}", file=sys.stderr)
         return 2
 

@@ -21,36 +21,41 @@ COLUMNS = (("clean", "clean"), ("prior", "no-video prior"), ("global2/lv", "LV-K
 
 def summary_table(out: Path) -> str:
     """Accuracy by question kind: clean, the language prior, and each knockout in all layers."""
+    from vlens.analysis import accuracy_by
     from vlens.store import load_results
 
     _, records = load_results(out)
-    kinds = sorted({r["meta"].get("kind") for r in records if "correct" in r and r["meta"].get("kind")})
+    table = accuracy_by(records, "kind", [c for c, _ in COLUMNS])
     head = f"{'kind':<13}" + "".join(f"{label:>16}" for _, label in COLUMNS)
     rows = [head, "-" * len(head)]
-    for kind in [*kinds, "all"]:
-        cells = []
-        for config, _ in COLUMNS:
-            vals = [r["correct"] for r in records if r["config"] == config and "correct" in r
-                    and (kind == "all" or r["meta"].get("kind") == kind)]
-            cells.append(f"{sum(vals) / len(vals):>15.0%} " if vals else f"{'–':>16}")
-        rows.append(f"{kind:<13}" + "".join(cells))
+    for kind, accs in table.items():
+        rows.append(f"{kind:<13}" + "".join(f"{accs[c]:>15.0%} " if c in accs else f"{'–':>16}" for c, _ in COLUMNS))
     return "\n".join(rows)
+
+
+def config(out: str | Path | None = None, *, n: int = 120, frames: int = 8, protocols: str = PROTOCOLS,
+           model_dir: str | Path | None = None):
+    """The demo's RunConfig: the organism on `n` held-out synthetic clips of `frames` frames."""
+    from vlens.organism import checkpoint_dir
+    from vlens.run import RunConfig
+
+    return RunConfig(model=Path(model_dir) if model_dir is not None else checkpoint_dir(),
+                     data=f"synthetic:{HELD_OUT_SEED},n={n},frames={frames}", out=Path(out or "vlens-demo"),
+                     protocols=protocols, frames=frames, window=4)
 
 
 def main(out: str | Path | None = None, *, n: int = 120, frames: int = 8, protocols: str = PROTOCOLS,
          model_dir: str | Path | None = None) -> int:
-    from vlens.cli import main as cli
-    from vlens.organism import checkpoint_dir
+    """Run the demo and print its summary (the CLI's `vlens demo`). Returns the exit code."""
+    from vlens.run import run
 
-    out = Path(out) if out is not None else Path("vlens-demo")
-    model_dir = Path(model_dir) if model_dir is not None else checkpoint_dir()
-    print(f"vlens demo: the model organism ({model_dir}) on {n} held-out synthetic clips, {frames} frames each\n"
-          f"  protocols {protocols} → {out}/", file=sys.stderr)
-    code = cli(["run", protocols, "--model", str(model_dir), "--data", f"synthetic:{HELD_OUT_SEED},n={n},frames={frames}",
-                "--frames", str(frames), "--window", "4", "--out", str(out)])
-    if code != 0:
-        return code
+    cfg = config(out, n=n, frames=frames, protocols=protocols, model_dir=model_dir)
+    print(f"vlens demo: the model organism ({cfg.model}) on {n} held-out synthetic clips, {frames} frames each\n"
+          f"  protocols {','.join(cfg.protocols)} → {cfg.out}/", file=sys.stderr)
+    result = run(cfg)
+    print(f"done: {result.totals.scored} scored, {result.totals.skipped} skipped, {result.totals.already} already in the store",
+          file=sys.stderr)
     print("\naccuracy by question kind (held-out):")
-    print(summary_table(out))
-    print(f"\nreport: {out / 'report.md'}  (figures: global1.png, global2.png, windows.png, layers.png, lens.png)")
+    print(summary_table(cfg.out))
+    print(f"\nreport: {result.report}  (figures: global1.png, global2.png, windows.png, layers.png, lens.png)")
     return 0

@@ -57,7 +57,7 @@ def load_summary(out_dir: str | Path) -> tuple[dict, list[dict], dict[str, dict]
     Raises:
         StoreError: `out_dir` is not a run directory.
     """
-    from vlens.experiments.runner import summarise  # the one place plots read the runner's summary
+    from vlens.analysis import summarise  # the analysis layer, between the store and the plots
 
     settings, records = load_results(out_dir)
     with warnings.catch_warnings():

@@ -38,7 +38,7 @@ def _embed(fig: Path) -> str:
 
 def _mechanisms_section(out: Path, records: list[dict], summary: dict, n_layers: int, fmt: str,
                         chance: float | None) -> list[str]:
-    from vlens.experiments.mechanisms import aggregate_lens, aggregate_patching
+    from vlens.analysis import aggregate_lens, aggregate_patching
 
     patching, lens = aggregate_patching(records), aggregate_lens(records)
     if not patching and lens is None:

@@ -351,7 +351,7 @@ def view_run(run_dir: str | Path, *, sample: str | None = None, path: str | Path
     inputs = model.to_inputs(s.video, mc_question(s.question, s.options), n_frames=int(settings["frames"]),
                              start=s.start, end=s.end, fps=s.fps, allow_repeat=bool(settings.get("allow_repeat", False)))
     try:
-        from vlens.experiments.mechanisms import aggregate_patching
+        from vlens.analysis import aggregate_patching
 
         patching = aggregate_patching(records)
     except ImportError:  # the analysis layer moved: show the page without the heatmaps

@@ -7,7 +7,9 @@
 | `windows` | each of LV/VT/VS on every window of k consecutive layers (x = window end layer) |
 
 One clean pass per sample is shared by all configurations of that sample; the sweep engine
-(vlens.engine) runs them (`engine="naive"` keeps the reference loop: one forward each).
+(vlens.engine) runs them (`engine="naive"` keeps the reference loop: one forward each). How a run
+is driven: `vlens.run` (RunConfig → run → RunResult); the per-sample loop: `runner`; what it
+computes per sample: `protocols`.
 """
 
 from __future__ import annotations
@@ -34,6 +36,4 @@ def configs_for(protocol: str, n_layers: int, *, window: int = 4) -> list[SweepC
     raise ValueError(f"unknown protocol {protocol!r}; protocols: {', '.join(PROTOCOLS)}")
 
 
-from vlens.experiments.runner import run_study  # noqa: E402
-
-__all__ = ["PROTOCOLS", "configs_for", "run_study"]
+__all__ = ["PROTOCOLS", "configs_for"]

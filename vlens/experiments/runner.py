@@ -1,22 +1,38 @@
-"""Score every sample under every configuration of the chosen protocols, into the result store."""
+"""The one per-sample loop every protocol runs in.
+
+For each sample of this process's share: skip it if every record its protocols write is already in
+the store; else build its inputs once (a missing or unreadable video is recorded as *skipped*
+with the reason, not fatal), let each protocol compute the records it still lacks from a shared
+`SampleContext` (inputs, option-letter ids, the clean logits computed once), and append the
+sample's records in one write, so a sample is complete in the store or recomputed.
+
+A protocol is a small object (see `vlens.experiments.protocols.Protocol`): its record names, the
+settings that change its numbers, `__call__(ctx, todo) -> records` and a cost estimate.
+"""
 
 from __future__ import annotations
 
-import math
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import torch
+from jaxtyping import Float
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from vlens.data import Sample
-from vlens.engine import SweepConfig, run_naive, run_sweep
-from vlens.metrics import LETTERS, kl_letters, language_prior, score
+from vlens.metrics import score
 from vlens.prompts import letter_token_ids, mc_question
-from vlens.store import ResultStore
 from vlens.video import VideoError
 
 
 def sample_inputs(model, sample: Sample, n_frames: int, allow_repeat: bool = False):
+    """The model's inputs for one sample: its clip, the multiple-choice prompt.
+
+    Raises:
+        VideoError: the clip cannot be read or sampled as asked.
+    """
     return model.to_inputs(
         sample.video, mc_question(sample.question, sample.options), n_frames=n_frames,
         start=sample.start, end=sample.end, fps=sample.fps, allow_repeat=allow_repeat,
@@ -24,112 +40,176 @@ def sample_inputs(model, sample: Sample, n_frames: int, allow_repeat: bool = Fal
 
 
 def shard_of(samples: Sequence[Sample], shard: tuple[int, int]) -> list[Sample]:
+    """Samples i, i+n, i+2n, … of `samples` for shard (i, n), 0-based.
+
+    Raises:
+        ValueError: i or n out of range.
+    """
     i, n = shard
     if n < 1 or not 0 <= i < n:
         raise ValueError(f"--shard {i}/{n} is out of range: use i/n with 0 <= i < n (0-based)")
     return [s for k, s in enumerate(samples) if k % n == i]
 
 
+def base_record(sample: Sample) -> dict:
+    """The fields every record of a sample carries: its id and scalar metadata (kind, task, …)."""
+    return {"sample": sample.id, "meta": {k: v for k, v in sample.meta.items() if isinstance(v, (str, int, float, bool))}}
+
+
+@dataclass
+class SampleContext:
+    """What the protocols of one sample share. `index` is the sample's position in the whole
+    dataset (`dataset`), not in this process's share, so anything derived from it (the next
+    sample's clip, a corruption seed) does not depend on sharding."""
+
+    model: object
+    sample: Sample
+    index: int
+    dataset: Sequence[Sample]
+    n_frames: int
+    allow_repeat: bool
+    inputs: object
+    letters: list[int]
+    _clean: Tensor | None = None
+    clean_seconds: float | None = None  # set when the clean logits came from a timed plain forward
+    _clean_score: dict | None = field(default=None, repr=False)
+
+    def clean_logits(self) -> Float[Tensor, "d_vocab"]:
+        """Last-position logits of the clean forward, computed once per sample (timed)."""
+        if self._clean is None:
+            t0 = time.perf_counter()
+            self._clean = self.model(self.inputs, logits_to_keep=1)[0, -1]
+            if self._clean.is_cuda:
+                torch.cuda.synchronize(self._clean.device)
+            self.clean_seconds = time.perf_counter() - t0
+        return self._clean
+
+    def set_clean_logits(self, logits: Float[Tensor, "d_vocab"]) -> None:
+        """Share clean logits another computation already produced (the sweep engine's)."""
+        if self._clean is None:
+            self._clean = logits
+
+    def clean_score(self) -> dict:
+        """`metrics.score` of the clean logits (pred, correct, letter logits, …)."""
+        if self._clean_score is None:
+            self._clean_score = score(self.clean_logits(), self.letters, self.sample.answer)
+        return self._clean_score
+
+    def other_inputs(self, sample: Sample):
+        """Inputs of another sample's clip under the same settings.
+
+        Raises:
+            VideoError: that clip is missing or cannot be sampled.
+        """
+        if sample.missing is not None:
+            raise VideoError(sample.missing)
+        return sample_inputs(self.model, sample, self.n_frames, self.allow_repeat)
+
+
+@dataclass
+class Counts:
+    """What one process's loop did: samples newly scored, newly skipped, and already in the store
+    (of which `already_scored` have a scored record). `reasons`: sample → why it was skipped
+    (this run's and earlier runs'), for samples of this share that have no scored record."""
+
+    scored: int = 0
+    skipped: int = 0
+    already: int = 0
+    already_scored: int = 0
+    reasons: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return self.scored + self.skipped + self.already
+
+    def postfix(self) -> dict:
+        return {"scored": self.scored, "skipped": self.skipped, "already": self.already}
+
+
+def record_names(protocols: Sequence) -> list[str]:
+    """Every record name a sample gets from `protocols` ("clean" first when one needs it)."""
+    names = ["clean"] if any(p.needs_clean for p in protocols) else []
+    for p in protocols:
+        names += [n for n in p.names() if n not in names]
+    return names
+
+
 @torch.no_grad()
-def run_study(
+def run_samples(
     model,
-    samples: Sequence[Sample],
-    configs: Sequence[SweepConfig],
-    store: ResultStore,
+    share: Sequence[tuple[int, Sample]],
+    dataset: Sequence[Sample],
+    protocols: Sequence,
+    store,
     *,
     n_frames: int,
-    engine: str = "fast",
-    max_memory: int | None = None,
     allow_repeat: bool = False,
     progress: bool = True,
-) -> dict:
-    """Run `configs` on every sample not already complete in `store`. Returns counts."""
-    if engine not in ("fast", "naive"):
-        raise ValueError(f"engine must be 'fast' or 'naive', got {engine!r}")
-    names = ["clean"] + [c.name for c in configs]
-    counts = {"done": 0, "skipped": 0, "already": 0}
+    desc: str = "samples",
+) -> Counts:
+    """Run `protocols` on every sample of `share` not yet complete in `store`.
+
+    Args:
+        model: a HookedVideoLLM.
+        share: (index in `dataset`, sample) pairs this process runs.
+        dataset: the whole dataset (after filters, before --limit/--shard): baselines and
+            cross-sample corruptions read it, so results do not depend on the share.
+        protocols: Protocol objects (vlens.experiments.protocols), run in this order per sample.
+        store: anything with `has(sample, config)`, `append(records)` (a ResultStore).
+        n_frames, allow_repeat: frame sampling of every clip.
+        progress: show one bar over `share`; its postfix counts scored / skipped / already,
+            which add up to the bar's position.
+
+    Returns:
+        Counts of this call.
+    """
+    names = record_names(protocols)
+    counts = Counts()
     letter_cache: dict[int, list[int]] = {}
-    # the no-video baseline from the answer distribution, stored as configuration "prior"
-    priors = dict(zip((s.id for s in samples), language_prior(samples)))
-    bar = tqdm(samples, desc="samples", unit="sample", disable=not progress, dynamic_ncols=True)
-    for sample in bar:
-        todo = [c for c in configs if not store.has(sample.id, c.name)]
-        if not todo and store.has(sample.id, "clean"):
-            counts["already"] += 1
+    bar = tqdm(share, desc=desc, unit="sample", disable=not progress, dynamic_ncols=True)
+    for index, sample in bar:
+        todo = [n for n in names if not store.has(sample.id, n)]
+        if not todo:
+            counts.already += 1
+            if sample.id in getattr(store, "scored", {sample.id}):
+                counts.already_scored += 1
+            elif sample.id in getattr(store, "skipped", {}):
+                counts.reasons[sample.id] = store.skipped[sample.id]
+            bar.set_postfix(counts.postfix(), refresh=False)
             continue
-        base = {"sample": sample.id, "meta": {k: v for k, v in sample.meta.items() if isinstance(v, (str, int, float, bool))}}
-        reason = sample.missing
-        inputs = None
+        base = base_record(sample)
+        reason, inputs = sample.missing, None
         if reason is None:
             try:
                 inputs = sample_inputs(model, sample, n_frames, allow_repeat)
             except VideoError as e:  # recorded, not fatal: a long run keeps going
                 reason = str(e)
         if reason is not None:
-            store.append([{**base, "config": n, "skipped": reason} for n in names])
-            counts["skipped"] += 1
+            store.append([{**base, "config": n, "method": _method_of(n, protocols), "skipped": reason} for n in todo])
+            counts.skipped += 1
+            counts.reasons[sample.id] = reason
+            bar.set_postfix(counts.postfix(), refresh=False)
             continue
         n_opt = len(sample.options)
         if n_opt not in letter_cache:
             letter_cache[n_opt] = letter_token_ids(model.tokenizer, n_opt)
-        letters = letter_cache[n_opt]
-        if engine == "fast":
-            logits = run_sweep(model, inputs, todo, max_memory=max_memory)
-        else:
-            logits = run_naive(model, inputs, todo)
-        clean = score(logits["clean"], letters, sample.answer)
-        records = [{**base, "config": "clean", **clean}]
-        if priors.get(sample.id) is not None:
-            records.append({**base, "config": "prior", "pred": LETTERS[priors[sample.id]], "answer": LETTERS[sample.answer],
-                            "correct": priors[sample.id] == sample.answer})
-        for c in todo:
-            s = score(logits[c.name], letters, sample.answer)
-            s["kl"] = kl_letters(clean["letter_logits"], s["letter_logits"])
-            records.append({**base, "config": c.name, "spec": repr(c.spec), "layers": list(c.layers.resolve(model.cfg.n_layers)), **s})
+        ctx = SampleContext(model, sample, index, dataset, n_frames, allow_repeat, inputs, letter_cache[n_opt])
+        records = []
+        for p in protocols:
+            mine = [n for n in p.names() if n in todo]
+            if mine:
+                records += [{**base, "method": p.method, **r} for r in p(ctx, mine)]
+        if "clean" in todo:
+            clean = {**base, "config": "clean", "method": "clean", **ctx.clean_score()}
+            if ctx.clean_seconds is not None:
+                clean["seconds"] = ctx.clean_seconds
+            records.insert(0, clean)
         store.append(records)
-        counts["done"] += 1
-        bar.set_postfix(done=counts["done"], skipped=counts["skipped"])
+        counts.scored += 1
+        bar.set_postfix(counts.postfix(), refresh=False)
+    bar.close()
     return counts
 
 
-def _mean(rows: Sequence[dict], field: str) -> float:
-    vals = [r[field] for r in rows if field in r]
-    return sum(vals) / len(vals) if vals else math.nan
-
-
-def summarise(records: Sequence[dict], key: str) -> dict[str, dict]:
-    """Per configuration: n, accuracy, performance ratio, bootstrap CI, mean p/logit diff/KL."""
-    from vlens.metrics import accuracy, bootstrap_ci, performance_ratio
-
-    by_sample_clean = {r["sample"]: r for r in records if r["config"] == "clean" and "correct" in r}
-    import re
-
-    natural = lambda name: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]  # noqa: E731
-    configs = sorted({r["config"] for r in records if "correct" in r}, key=lambda n: (n != "clean", n != "prior", natural(n)))
-    out = {}
-    clean_acc = accuracy([r["correct"] for r in by_sample_clean.values()])
-    for name in configs:
-        rows = [r for r in records if r["config"] == name and "correct" in r and r["sample"] in by_sample_clean]
-        if not rows:
-            continue
-        clean = [by_sample_clean[r["sample"]]["correct"] for r in rows]
-        knocked = [r["correct"] for r in rows]
-        acc = accuracy(knocked)
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ratio = performance_ratio(acc, accuracy(clean)) if name != "clean" else 1.0 if clean_acc else math.nan
-        ci = bootstrap_ci(clean, knocked, f"{key}|{name}")
-        out[name] = {
-            "n": len(rows),
-            "accuracy": acc,
-            "ratio": ratio,
-            "accuracy_ci": ci["accuracy"],
-            "ratio_ci": ci["ratio"],
-            "p_correct": _mean(rows, "p_correct"),
-            "logit_diff": _mean(rows, "logit_diff"),
-            "kl": _mean(rows, "kl") if name not in ("clean", "prior") else 0.0,
-            "layers": rows[0].get("layers"),
-        }
-    return out
+def _method_of(name: str, protocols: Sequence) -> str:
+    return next((p.method for p in protocols if name in p.names()), "clean")

@@ -1,0 +1,253 @@
+"""The analysis layer: store records → typed summaries, between the store and the plots/report.
+
+Data flows store → analysis → plots: nothing here imports a runner or a model, and the plots read
+only what this module returns. Every number is a function of the *set* of records: rows are put in
+a stable order (by sample id) before anything order-sensitive (bootstrap resampling, float sums),
+and means use `math.fsum`, so a report is identical whatever the sharding, the number of workers,
+the resume history or the order of lines in the result files.
+
+    from vlens.analysis import analyse
+    a = analyse("runs/vm")                 # StudyAnalysis
+    a.summary["global2/lv"].ratio_ci       # (lo, hi)
+    a.to_pandas()                          # one row per configuration
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from vlens.metrics import accuracy, bootstrap_ci, performance_ratio
+from vlens.store import load_results, run_key
+
+
+class _ByKey:
+    """Read fields as `s["ratio"]` too: plot.py reads summaries by key (kept for its call sites)."""
+
+    def __getitem__(self, key: str):
+        try:
+            return getattr(self, key)
+        except AttributeError:
+            raise KeyError(key) from None
+
+    def __contains__(self, key: str) -> bool:
+        return key in {f.name for f in fields(self)}
+
+    def get(self, key: str, default=None):
+        return getattr(self, key, default)
+
+
+@dataclass(frozen=True)
+class ConfigSummary(_ByKey):
+    """One configuration's aggregate over the samples scored both clean and under it.
+
+    `accuracy_ci` and `ratio_ci` are 95% percentile-bootstrap intervals (1000 paired resamples,
+    seeded from the run key and the configuration name)."""
+
+    name: str
+    n: int
+    accuracy: float
+    ratio: float
+    accuracy_ci: tuple[float, float]
+    ratio_ci: tuple[float, float]
+    p_correct: float
+    logit_diff: float
+    kl: float
+    layers: list[int] | None
+
+
+@dataclass(frozen=True)
+class PatchingSummary(_ByKey):
+    """Normalised patching effect of one (site, corruption): (mean patched − mean corrupted) /
+    (mean clean − mean corrupted) of the clean answer's logit difference, per layer and group."""
+
+    name: str
+    effect: Float[Tensor, "layer group"]
+    groups: list[str]
+    layers: list[int]
+    n: int
+    clean_diff: float
+    corrupted_diff: float
+
+
+@dataclass(frozen=True)
+class LensSummary(_ByKey):
+    """The logit lens and question→frame attention, averaged over samples."""
+
+    labels: list[str]
+    p_correct: Float[Tensor, "layer"]
+    top1: Float[Tensor, "layer"]
+    frame_mass: Float[Tensor, "layer frame_plus"]
+    n: int
+
+
+def _by_sample(rows: Sequence[dict]) -> list[dict]:
+    return sorted(rows, key=lambda r: r["sample"])
+
+
+def _mean(rows: Sequence[dict], field: str) -> float:
+    vals = [r[field] for r in rows if field in r]
+    return math.fsum(vals) / len(vals) if vals else math.nan  # fsum: exact, whatever the order
+
+
+def _natural(name: str) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def summarise(records: Sequence[dict], key: str) -> dict[str, ConfigSummary]:
+    """Per configuration (clean, prior, then the rest in natural order): n, accuracy, performance
+    ratio, bootstrap CIs, mean p(correct) / logit diff / KL.
+
+    Args:
+        records: store records (any order).
+        key: the run key (`store.run_key(settings)`); seeds the bootstrap.
+
+    Returns:
+        `{configuration: ConfigSummary}`; configurations with no scored sample are left out.
+    """
+    by_sample_clean = {r["sample"]: r for r in records if r["config"] == "clean" and "correct" in r}
+    configs = sorted({r["config"] for r in records if "correct" in r}, key=lambda n: (n != "clean", n != "prior", _natural(n)))
+    clean_acc = accuracy([r["correct"] for r in _by_sample(by_sample_clean.values())])
+    out = {}
+    for name in configs:
+        rows = _by_sample([r for r in records if r["config"] == name and "correct" in r and r["sample"] in by_sample_clean])
+        if not rows:
+            continue
+        clean = [by_sample_clean[r["sample"]]["correct"] for r in rows]
+        knocked = [r["correct"] for r in rows]
+        acc = accuracy(knocked)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ratio = performance_ratio(acc, accuracy(clean)) if name != "clean" else 1.0 if clean_acc else math.nan
+        ci = bootstrap_ci(clean, knocked, f"{key}|{name}")
+        out[name] = ConfigSummary(
+            name=name, n=len(rows), accuracy=acc, ratio=ratio, accuracy_ci=ci["accuracy"], ratio_ci=ci["ratio"],
+            p_correct=_mean(rows, "p_correct"), logit_diff=_mean(rows, "logit_diff"),
+            kl=_mean(rows, "kl") if name not in ("clean", "prior") else 0.0, layers=rows[0].get("layers"),
+        )
+    return out
+
+
+def aggregate_patching(records: Sequence[dict]) -> dict[str, PatchingSummary]:
+    """Per patching configuration: the normalised effect [layer, group] of the averaged logit diffs
+    (normalising averages, not per sample: per-sample ratios blow up where the corruption barely
+    moves the answer). Samples with another group set (another frame count) are left out."""
+    by_name: dict[str, list[dict]] = {}
+    for r in _by_sample(records):
+        if r["config"].startswith("patching/") and "raw" in r:
+            by_name.setdefault(r["config"], []).append(r)
+    out = {}
+    for name, rows in sorted(by_name.items()):
+        groups = rows[0]["groups"]
+        rows = [r for r in rows if r["groups"] == groups]
+        raw = torch.tensor([r["raw"] for r in rows], dtype=torch.float64).mean(0).float()
+        clean = _mean(rows, "clean_diff")
+        corr = _mean(rows, "corrupted_diff")
+        denom = clean - corr
+        effect = (raw - corr) / denom if abs(denom) > 1e-9 else torch.full_like(raw, float("nan"))
+        out[name] = PatchingSummary(name, effect, groups, rows[0]["layers"], len(rows), clean, corr)
+    return out
+
+
+def aggregate_lens(records: Sequence[dict]) -> LensSummary | None:
+    """The lens records averaged over samples (frame attention over the samples with the fewest
+    frames' column count), or None when the run has no lens records."""
+    rows = _by_sample([r for r in records if r["config"] == "lens" and "p_correct" in r])
+    if not rows:
+        return None
+    n_frames = min(len(r["frame_mass"][0]) for r in rows)
+    rows_f = [r for r in rows if len(r["frame_mass"][0]) == n_frames]
+    f64 = dict(dtype=torch.float64)
+    return LensSummary(
+        labels=rows[0]["labels"],
+        p_correct=torch.tensor([r["p_correct"] for r in rows], **f64).mean(0).float(),
+        top1=torch.tensor([[x == 0 for x in r["rank"]] for r in rows], **f64).mean(0).float(),
+        frame_mass=torch.tensor([r["frame_mass"] for r in rows_f], **f64).mean(0).float(),
+        n=len(rows),
+    )
+
+
+def accuracy_by(records: Sequence[dict], field: str, configs: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Accuracy of each configuration per value of `meta[field]` (e.g. question kind), plus "all".
+
+    Returns:
+        `{group: {configuration: accuracy}}`; a configuration with no sample in a group is absent.
+    """
+    groups: dict[str, dict[str, list[bool]]] = {}
+    for r in records:
+        if "correct" not in r or r["config"] not in configs:
+            continue
+        for g in (str(r.get("meta", {}).get(field)), "all"):
+            if g != "None":
+                groups.setdefault(g, {}).setdefault(r["config"], []).append(r["correct"])
+    return {g: {c: sum(v) / len(v) for c, v in by.items()} for g, by in sorted(groups.items(), key=lambda kv: (kv[0] == "all", kv[0]))}
+
+
+@dataclass(frozen=True)
+class StudyAnalysis:
+    """Everything the report shows about one run directory, typed."""
+
+    settings: dict
+    key: str
+    records: list[dict]
+    summary: dict[str, ConfigSummary]
+    patching: dict[str, PatchingSummary]
+    lens: LensSummary | None
+    skipped: list[tuple[str, str]]  # (sample, reason), sorted
+
+    @property
+    def n_scored(self) -> int:
+        """Samples scored clean."""
+        return self.summary["clean"].n if "clean" in self.summary else 0
+
+    def to_pandas(self):
+        """One row per configuration: name, n, accuracy, its CI, ratio, its CI, p_correct, logit_diff, kl, layers.
+
+        Returns:
+            pandas.DataFrame indexed by configuration name.
+        """
+        import pandas as pd
+
+        rows = []
+        for s in self.summary.values():
+            rows.append({"config": s.name, "n": s.n, "accuracy": s.accuracy, "accuracy_lo": s.accuracy_ci[0],
+                         "accuracy_hi": s.accuracy_ci[1], "ratio": s.ratio, "ratio_lo": s.ratio_ci[0],
+                         "ratio_hi": s.ratio_ci[1], "p_correct": s.p_correct, "logit_diff": s.logit_diff, "kl": s.kl,
+                         "layers": s.layers})
+        return pd.DataFrame(rows, columns=["config", "n", "accuracy", "accuracy_lo", "accuracy_hi", "ratio", "ratio_lo",
+                                           "ratio_hi", "p_correct", "logit_diff", "kl", "layers"]).set_index("config")
+
+    def records_frame(self):
+        """One row per stored record (sample, config, and the scalar fields), for custom analyses.
+
+        Returns:
+            pandas.DataFrame.
+        """
+        import pandas as pd
+
+        flat = [{k: v for k, v in r.items() if not isinstance(v, (list, dict))} | {f"meta.{k}": v for k, v in r.get("meta", {}).items()}
+                for r in self.records]
+        return pd.DataFrame(flat)
+
+
+def analyse(out_dir: str | Path) -> StudyAnalysis:
+    """Read a run directory (every part) and summarise it.
+
+    Raises:
+        StoreError: not a run directory. CorruptStoreError: a bad line, naming file and line.
+    """
+    settings, records = load_results(out_dir)
+    key = run_key(settings)
+    return StudyAnalysis(
+        settings=settings, key=key, records=records, summary=summarise(records, key),
+        patching=aggregate_patching(records), lens=aggregate_lens(records),
+        skipped=sorted({(r["sample"], r["skipped"]) for r in records if "skipped" in r}),
+    )
