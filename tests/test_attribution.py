@@ -264,3 +264,26 @@ def test_parameters_keep_requires_grad_after_attribution_even_on_error(model, sa
         model.reset_hooks()
     assert [p.requires_grad for p in model.parameters()] == before
     assert not model.blocks[1].attn.hook_z._forward_hooks
+
+
+def test_vlens_run_attribution_stores_estimates_and_verified_exact_runs(tmp_path):
+    """`vlens run attribution --verify-top K`: every study configuration estimated (method
+    "attribution"), the K largest re-run exactly as `verified/<name>` (method "exact")."""
+    from vlens.cli import main
+    from vlens.organism import checkpoint_dir
+    from vlens.store import load_results
+
+    out = tmp_path / "attr"
+    assert main(["run", "attribution", "--model", str(checkpoint_dir()), "--data", "synthetic:1,n=2", "--frames", "8",
+                 "--verify-top", "2", "--out", str(out), "--quiet"]) == 0
+    settings, records = load_results(out)
+    methods = {r["config"]: r["method"] for r in records}
+    study = [n for n in methods if n.startswith(("global1/", "global2/", "windows/"))]
+    assert len(study) == 8 + 4 + 3 * 5  # 8 layers: 8 from-layer, 4 all-layer, 3 × 5 windows
+    assert {methods[n] for n in study} == {"attribution"}
+    verified = [r for r in records if r["config"].startswith("verified/")]
+    assert len(verified) == 2 * 2 and all(r["method"] == "exact" for r in verified)
+    assert all(r["config"].removeprefix("verified/") in methods for r in verified)
+    assert settings["attribution"] == {"readout": "letters", "verify_top": 2}  # part of the run key
+    assert main(["run", "attribution,global1", "--model", str(checkpoint_dir()), "--data", "synthetic:1,n=2",
+                 "--out", str(tmp_path / "x"), "--quiet"]) == 2  # attribution runs on its own

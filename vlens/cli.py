@@ -45,6 +45,7 @@ def run_config(args: argparse.Namespace):
         task_type=args.task_type, window=args.window, shard=args.shard, device=args.device, dtype=args.dtype,
         engine=args.engine, max_memory_gib=args.max_memory, exit_layer=args.exit_layer, prune_layers=args.prune_layers,
         site=args.site, corruption=args.corruption, report=not args.no_report, progress=not args.quiet,
+        options={"attribution": {"readout": args.readout, "verify_top": args.verify_top}} if "attribution" in str(args.protocol) else {},
     )
 
 
@@ -197,7 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
         "and question→frame attention per layer). Results go to an append-only "
         "store in --out; an interrupted run resumes where it stopped.",
     )
-    run.add_argument("protocol", help="global1, global2, windows, patching, lens (or a comma-separated list), or efficient")
+    run.add_argument("protocol", help="global1, global2, windows, patching, lens (or a comma-separated list), efficient, "
+                     "or attribution (the whole knockout study estimated from one backward per sample)")
     run.add_argument("--model", required=True, help="local HF checkpoint directory")
     run.add_argument("--data", required=True, help="videomme:DIR, mvbench:DIR, egoschema:DIR or synthetic[:SEED[,n=…]]")
     run.add_argument("--out", required=True, help="run directory (created; resumed if it exists)")
@@ -216,6 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-memory", type=float, default=None, help="GiB the sweep engine may keep (cache + batches)")
     run.add_argument("--exit-layer", type=int, default=None, help="efficient: vision leaves the sequence from this layer (default round(18/28·L))")
     run.add_argument("--prune-layers", type=int, default=None, help="efficient: per-frame attention in the first P layers (default round(8/28·L))")
+    run.add_argument("--verify-top", type=int, default=0, metavar="K",
+                     help="attribution: re-run the K largest estimates exactly (stored as verified/<name>)")
+    run.add_argument("--readout", default="letters", choices=["letters", "metrics", "logit_diff"],
+                     help="attribution: backward directions (letters: every option letter, most exact; see docs/attribution.md)")
     run.add_argument("--site", default="resid_pre", choices=["resid_pre", "attn_out", "mlp_out"], help="patching: which activation is patched (default resid_pre)")
     run.add_argument("--corruption", default="video", choices=["video", "reverse", "shuffle", "replace"],
                      help="patching: the corrupted clip: the next sample's video (default), or this clip reversed / shuffled / frame 0 blacked out")

@@ -261,11 +261,46 @@ class EfficientProtocol(Protocol):
         return Cost(1, sum(x.attention + x.linear for x in eff))
 
 
+class AttributionProtocol(Protocol):
+    """The whole knockout study of a sample estimated from one forward + one backward
+    (vlens.attribution), stored under the exact protocols' names with method="attribution";
+    `verify_top` > 0 re-runs the largest estimates exactly, stored as `verified/<name>`."""
+
+    method = "attribution"
+
+    def __init__(self, configs: Sequence[SweepConfig], n_layers: int, *, readout: str = "letters", verify_top: int = 0):
+        if verify_top < 0:
+            raise ValueError(f"--verify-top must be >= 0, got {verify_top}")
+        self.configs, self.n_layers, self.readout, self.verify_top = list(configs), n_layers, readout, verify_top
+
+    def names(self) -> list[str]:
+        return [c.name for c in self.configs]
+
+    def settings(self) -> dict:
+        return {"attribution": {"readout": self.readout, "verify_top": self.verify_top}}
+
+    def __call__(self, ctx: SampleContext, todo: Sequence[str]) -> list[dict]:
+        from vlens.attribution import attribute_sample, verify_top
+
+        todo_set = set(todo)
+        sub = [c for c in self.configs if c.name in todo_set]
+        recs = attribute_sample(ctx.model, ctx.inputs, sub, ctx.letters, ctx.sample.answer, readout=self.readout)
+        records = [{"config": c.name, **recs[c.name]} for c in sub]
+        if self.verify_top:
+            exact = verify_top(ctx.model, ctx.inputs, recs, sub, min(self.verify_top, len(sub)), ctx.letters, ctx.sample.answer)
+            records += [{"config": f"verified/{name}", **r} for name, r in exact.items()]
+        return records
+
+    def cost(self, ctx: SampleContext) -> Cost:
+        c = clean_cost(ctx.model, ctx.inputs.layout)
+        return Cost(2, 2 * c.flops)  # about one forward and one backward (2× a forward) beyond the clean pass
+
+
 # -- the registry ------------------------------------------------------------------------------------
 ProtocolFactory = Callable[..., Protocol]  # factory(config: RunConfig, model, dataset) -> Protocol
 
 KNOCKOUT_PROTOCOLS = ("global1", "global2", "windows")
-EXCLUSIVE = {"efficient"}  # run on their own: they have their own settings
+EXCLUSIVE = {"efficient", "attribution"}  # run on their own: they have their own settings and names
 
 
 def _patching(config, model, dataset) -> Protocol:
@@ -285,7 +320,17 @@ def _efficient(config, model, dataset) -> Protocol:
     return EfficientProtocol(cfg, model.cfg.n_layers)
 
 
-_REGISTRY: dict[str, ProtocolFactory] = {"patching": _patching, "lens": _lens, "efficient": _efficient}
+def _attribution(config, model, dataset) -> Protocol:
+    from vlens.experiments import configs_for
+
+    opts = dict(config.options.get("attribution", {}))
+    configs = [c for p in KNOCKOUT_PROTOCOLS for c in configs_for(p, model.cfg.n_layers, window=config.window)]
+    return AttributionProtocol(configs, model.cfg.n_layers, readout=opts.get("readout", "letters"),
+                               verify_top=int(opts.get("verify_top", 0)))
+
+
+_REGISTRY: dict[str, ProtocolFactory] = {"patching": _patching, "lens": _lens, "efficient": _efficient,
+                                         "attribution": _attribution}
 
 
 def register_protocol(name: str, factory: ProtocolFactory, *, exclusive: bool = False) -> None:
