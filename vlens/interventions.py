@@ -98,14 +98,12 @@ class Interventions:
 
     def merged(self, other: Interventions) -> Interventions:
         """Both sets of edits (nested `model.hooks()` contexts compose); at most one plan."""
-        if not self.by_layer:
-            return other if self.plan is None or other.plan is None else _two_plans()
-        if not other.by_layer:
-            return Interventions(self.by_layer, self.plan or other.plan) if not (self.plan and other.plan) else _two_plans()
         if self.plan is not None and other.plan is not None:
-            _two_plans()
-        layers = tuple(a + b for a, b in zip(self.by_layer, other.by_layer))
-        return Interventions(layers, self.plan or other.plan)
+            raise InterventionError("two efficient-inference plans in one call; pass one")
+        plan = self.plan or other.plan
+        if not self.by_layer or not other.by_layer:
+            return Interventions(self.by_layer or other.by_layer, plan)
+        return Interventions(tuple(a + b for a, b in zip(self.by_layer, other.by_layer)), plan)
 
     def at(self, layer: int) -> tuple[EdgeRemoval, ...]:
         return self.by_layer[layer] if self.by_layer else ()
@@ -126,10 +124,6 @@ class Interventions:
 
     def __bool__(self) -> bool:
         return self.plan is not None or any(self.by_layer)
-
-
-def _two_plans():
-    raise InterventionError("two efficient-inference plans in one call; pass one")
 
 
 def same_layout(a: VideoLayout, b: VideoLayout) -> bool:
