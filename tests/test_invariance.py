@@ -128,7 +128,7 @@ def test_sharded_runs_in_any_order_equal_the_single_run(onevision_dir, model, si
 
 
 def test_report_is_the_same_for_sharded_resumed_and_single_runs(onevision_dir, model, single, tmp_path):
-    from vlens.plot import write_report
+    from vlens.report import write_report
 
     sharded, resumed = tmp_path / "sharded", tmp_path / "resumed"
     for i in (1, 0):

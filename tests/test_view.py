@@ -112,7 +112,7 @@ def test_vlens_view_on_a_run_directory(onevision_dir, tmp_path, capsys):
 
 
 def test_report_baselines_and_formats(onevision_dir, tmp_path):
-    from vlens.plot import write_report
+    from vlens.report import write_report
 
     run = _fake_run(tmp_path, onevision_dir)
     text = write_report(run).read_text()

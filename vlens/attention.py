@@ -35,6 +35,7 @@ from transformer_lens.hook_points import HookPoint
 from vlens.config import HookedVideoLLMConfig
 from vlens.interventions import Interventions, index_rows
 from vlens.kv_cache import KVCache
+from vlens.norm import RMSNorm
 
 AttentionPath = Literal["auto", "explicit", "fast", "flex"]
 
@@ -285,8 +286,6 @@ class Attention(nn.Module):
         self.o_proj = meta_linear(H * d, D, False)
         self.scale = d**-0.5
         if cfg.qk_norm:  # Qwen3: per-head RMSNorm on q and k (after hook_q/hook_k, before RoPE)
-            from vlens.components import RMSNorm
-
             self.q_norm = RMSNorm(cfg, d)
             self.k_norm = RMSNorm(cfg, d)
         self.hook_q = HookPoint()  # [batch, pos, head, d_head]

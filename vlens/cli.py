@@ -106,7 +106,7 @@ def cmd_store(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from vlens.plot import write_report
+    from vlens.report import write_report
 
     report = write_report(args.dir, format=args.format)
     print(report.read_text() if args.print else f"report: {report}")

@@ -29,7 +29,8 @@ from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
 from vlens.attention import AttentionContext, AttentionPath
-from vlens.components import Embed, RMSNorm, TransformerBlock, Unembed
+from vlens.components import Embed, TransformerBlock, Unembed
+from vlens.norm import RMSNorm
 from vlens.config import HookedVideoLLMConfig
 from vlens.families import Family, check_weight_coverage, family_for, resolve
 from vlens.families.base import hf_parameter

@@ -365,17 +365,3 @@ def plot_layer_axis(summary: dict, patching: dict, lens: dict | None, n_layers: 
         fig.axes[-1].set_xlabel("layer")
         return _save(fig, path)
 
-
-def write_report(out_dir: str | Path, format: str = "png") -> Path:
-    """Summarise a run directory into `report.md` and its figures (see `vlens.report.write_report`).
-
-    Args:
-        out_dir: a directory written by `vlens run`.
-        format: figure format: `png`, `pdf` or `svg`.
-
-    Returns:
-        The path of `report.md`.
-    """
-    from vlens.report import write_report as write
-
-    return write(out_dir, format=format)

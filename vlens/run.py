@@ -259,7 +259,7 @@ def run(config: RunConfig, *, model=None) -> RunResult:
                         sum(c.already_scored for c in every), {k: v for c in every for k, v in c.reasons.items()})
         report = None
         if w.is_main and config.report:
-            from vlens.plot import write_report
+            from vlens.report import write_report
 
             report = write_report(config.out)
         distributed.barrier(w)  # the report is written before any rank returns
