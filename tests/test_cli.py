@@ -115,3 +115,17 @@ def test_shards_merge(onevision_dir, tmp_path):
     assert main([*base, "--shard", "0/2"]) == 0
     assert main([*base, "--shard", "1/2"]) == 0
     assert len({s for s, _ in _records(tmp_path / "s")}) == 6
+
+
+def test_help_starts_without_loading_torch():
+    """`vlens --help` and `vlens run --help` answer without importing torch/transformers (the
+    package's names are imported on first use), so they take well under 2 s."""
+    import subprocess
+    import sys
+
+    for args in (["--help"], ["run", "--help"], ["report", "--help"]):
+        code = ("import sys\nfrom vlens.cli import main\ntry:\n    main(%r)\nexcept SystemExit:\n    pass\n"
+                "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, sorted(sys.modules)[:5]\n" % args)
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert "usage: vlens" in done.stdout

@@ -2,21 +2,46 @@
 
     from vlens import HookedVideoLLM, knockout as ko
     model = HookedVideoLLM.from_pretrained("path/to/checkpoint")
+
+The names below are imported on first use (PEP 562), so `vlens --help` and other light entry
+points do not pay for torch, transformers and TransformerLens.
 """
 
-from vlens import knockout
-from vlens.config import HookedVideoLLMConfig
-from vlens.inputs import VideoInputs
-from vlens.layout import LayoutError, VideoLayout
-from vlens.model import HookedVideoLLM
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "HookedVideoLLM",
-    "HookedVideoLLMConfig",
-    "LayoutError",
-    "VideoInputs",
-    "VideoLayout",
-    "knockout",
-]
+_LAZY = {
+    "HookedVideoLLM": ("vlens.model", "HookedVideoLLM"),
+    "HookedVideoLLMConfig": ("vlens.config", "HookedVideoLLMConfig"),
+    "LayoutError": ("vlens.layout", "LayoutError"),
+    "VideoInputs": ("vlens.inputs", "VideoInputs"),
+    "VideoLayout": ("vlens.layout", "VideoLayout"),
+    "knockout": ("vlens.knockout", None),
+}
+
+__all__ = list(_LAZY)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from vlens import knockout
+    from vlens.config import HookedVideoLLMConfig
+    from vlens.inputs import VideoInputs
+    from vlens.layout import LayoutError, VideoLayout
+    from vlens.model import HookedVideoLLM
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'vlens' has no attribute {name!r}")
+    module, attr = _LAZY[name]
+    value = importlib.import_module(module)
+    value = value if attr is None else getattr(value, attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

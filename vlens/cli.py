@@ -278,17 +278,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     import logging
 
-    from vlens.data import DatasetError
-    from vlens.patching import PatchingError
-    from vlens.run import RunError
-    from vlens.store import StoreError
-
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["view"]:  # the viewer parses its own arguments (`vlens view DIR --help`)
         from vlens.view import main as view_main
 
         return view_main(argv[1:])
     args = build_parser().parse_args(argv)
+    # imported after parsing: `vlens --help` and `vlens <command> --help` never load torch
+    from vlens.data import DatasetError
+    from vlens.patching import PatchingError
+    from vlens.run import RunError
+    from vlens.store import StoreError
+
     if not logging.getLogger("vlens.run").handlers:  # the run's one-line header, on stderr
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(message)s"))
