@@ -502,3 +502,13 @@ class KnockoutHook:
         if self.on == "attn_scores":
             return self.apply_to_scores(tensor, q_start)
         return self.apply_to_pattern(tensor, q_start)
+
+
+def __getattr__(name: str):
+    # map-the-flow's protocols live in vlens.flow (which imports this module): ko.keep_only,
+    # ko.flow_specs, ko.KeepOnly resolve lazily
+    if name in ("keep_only", "flow_specs", "KeepOnly"):
+        from vlens import flow
+
+        return getattr(flow, name)
+    raise AttributeError(f"module 'vlens.knockout' has no attribute {name!r}")
