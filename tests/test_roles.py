@@ -103,3 +103,12 @@ def test_roles_errors_are_clear(model):
         with_roles(model, inputs, QUESTION, OPTIONS, answer="E")
     with pytest.raises(LayoutError, match="unknown role"):
         dataclasses.replace(inputs.layout, role=("nope",) * len(inputs.layout))
+
+
+def test_to_str_tokens_shows_roles_on_request(model):
+    inputs = model.to_inputs(frames(2), mc_question(QUESTION, OPTIONS), n_frames=2)
+    rolled = with_roles(model, inputs, QUESTION, OPTIONS, answer="A")
+    plain, shown = model.to_str_tokens(rolled), model.to_str_tokens(rolled, roles=True)
+    assert plain == model.to_str_tokens(inputs)
+    assert [s.rsplit("|", 1)[0] if s != p else s for s, p in zip(shown, plain)] == plain
+    assert shown[-1] == plain[-1] + "|last"
