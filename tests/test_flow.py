@@ -96,3 +96,27 @@ def test_effective_pathway_agrees_across_paths_and_has_no_nan(model, flow_inputs
     assert all(torch.isfinite(v).all() for v in out.values())
     assert (out["fast"] - out["explicit"]).abs().max() <= 1e-4
     assert (out["flex"] - out["explicit"]).abs().max() <= 1e-4
+
+
+def test_attention_flow_equals_the_cached_pattern_reduced(model, flow_inputs):
+    from vlens.flow import attention_flow, key_groups
+
+    names, mass = attention_flow(model, flow_inputs)
+    assert mass.shape == (model.cfg.n_layers, 2, len(names))
+    assert {"frame 0", "frame 2", "question", "option", "last"} <= set(names)
+    assert torch.allclose(mass.sum(-1), torch.ones(model.cfg.n_layers, 2), atol=1e-5)
+    with torch.no_grad():
+        _, cache = model.run_with_cache(flow_inputs, names_filter=lambda n: n.endswith("hook_pattern"))
+    layout = flow_inputs.layout
+    _, index = key_groups(layout)
+    q = torch.tensor([r == "question" for r in layout.role])
+    for l in range(model.cfg.n_layers):
+        p = cache[f"blocks.{l}.attn.hook_pattern"][0].mean(0)
+        for g, name in enumerate(names):
+            keys = torch.tensor([i == g for i in index])
+            assert torch.allclose(mass[l, 0, g], p[-1, keys].sum(), atol=1e-5), (l, name)
+            assert torch.allclose(mass[l, 1, g], p[q][:, keys].sum(-1).mean(), atol=1e-5), (l, name)
+    # under last<-video in every layer, last reads nothing from the frames
+    _, knocked = attention_flow(model, flow_inputs, fwd_hooks=ko.flow_specs()["last<-video"].hooks(flow_inputs))
+    frames_ = [g for g, n in enumerate(names) if n.startswith("frame") or n == "separator"]
+    assert knocked[:, 0, frames_].abs().max() < 1e-6 and mass[:, 0, frames_].sum() > 0

@@ -92,3 +92,71 @@ def flow_specs() -> dict[str, Spec]:
 
 
 __all__ = ["KeepOnly", "flow_specs", "keep_only"]
+
+
+# ------------------------------------------------------------------------------------------------
+# Attention flow: where `last` and `question` read from, per layer
+# ------------------------------------------------------------------------------------------------
+def key_groups(layout: VideoLayout) -> tuple[list[str], list[int]]:
+    """The group of every key position: `frame i` for video positions, else the text role, else
+    the segment (`separator`, `system`, `pad`, ...).
+
+    Returns:
+        `(names, index)`: the group names in first-seen order and each position's group index.
+    """
+    names: list[str] = []
+    index = []
+    for i, seg in enumerate(layout.segment):
+        g = f"frame {int(layout.frame[i])}" if seg == "video" else (layout.role[i] or seg)
+        if g not in names:
+            names.append(g)
+        index.append(names.index(g))
+    return names, index
+
+
+def attention_flow(model, inputs, sources: tuple[str, ...] = ("last", "question"), fwd_hooks=()):
+    """Attention mass from each source role to each key group (frame or role), per layer.
+
+    Reduced inside each layer's `hook_pattern` hook (the N×N pattern is never kept): for a
+    source, the mass is the pattern summed over the keys of a group, averaged over heads and over
+    the source's positions.
+
+    Args:
+        model: a HookedVideoLLM.
+        inputs: VideoInputs of one row, with roles (`vlens.roles.with_roles`).
+        sources: role names (or any selector) whose attention is measured.
+        fwd_hooks: extra hooks for the same forward (e.g. a knockout, to see the flow under it).
+
+    Returns:
+        `(groups, mass)`: group names and `mass` `[n_layers, n_sources, n_groups]` (fp32); each
+        source's row sums to 1 in every layer (0 where a knockout emptied its rows).
+
+    Raises:
+        ValueError: a batch of more than one row, or a source with no positions.
+    """
+    from vlens.positions import as_positions
+
+    if len(inputs.layouts) != 1:
+        raise ValueError(f"attention_flow takes one row, got {len(inputs.layouts)}; index the batch first")
+    layout = inputs.layout
+    names, index = key_groups(layout)
+    onehot = torch.zeros(len(layout), len(names))
+    onehot[torch.arange(len(layout)), torch.tensor(index)] = 1.0
+    rows = []
+    for s in sources:
+        r = as_positions(s)(layout)
+        if not r.any():
+            raise ValueError(f"source {s!r} has no positions in this layout (roles derived? see vlens.roles.with_roles)")
+        rows.append(r)
+    out = torch.zeros(model.cfg.n_layers, len(sources), len(names))
+
+    def reduce(pattern, hook):
+        p = pattern[0].float().mean(0)  # [q, k], heads averaged
+        for j, r in enumerate(rows):
+            out[hook.layer(), j] = (p[r.to(p.device)].mean(0) @ onehot.to(p.device)).cpu()
+        return pattern
+
+    hooks = list(fwd_hooks) + [(lambda n: n.endswith("attn.hook_pattern"), reduce)]
+    with torch.no_grad():
+        model.run_with_hooks(inputs, fwd_hooks=hooks)
+    return names, out
