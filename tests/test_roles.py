@@ -17,15 +17,15 @@ from vlens.roles import with_roles
 from conftest import frames
 
 QUESTION, OPTIONS = "What color is the ball?", ["red", "green", "blue"]
-BUILDERS = {  # the families of tests/test_families.py CASES (their to_inputs kwargs)
-    "llava-next-video": (testing.make_tiny_llava_next_video, {}, 2),
-    "video-llava": (testing.make_tiny_video_llava, {}, 2),
-    "qwen2.5-vl": (testing.make_tiny_qwen2_5_vl, {"fps": 3.0}, 2),
-    "qwen2-vl": (testing.make_tiny_qwen2_vl, {}, 2),
-    "qwen3-vl": (testing.make_tiny_qwen3_vl, {"fps": 3.0}, 2),
-    "qwen3-vl-moe": (testing.make_tiny_qwen3_vl_moe, {"fps": 3.0}, 2),
-    "smolvlm2": (testing.make_tiny_smolvlm, {"fps": 3.0}, 2),
-    "internvl": (testing.make_tiny_internvl, {}, 2),
+BUILDERS = {  # the families of tests/test_families.py CASES (their to_inputs kwargs, HF class)
+    "llava-next-video": (testing.make_tiny_llava_next_video, {}, 2, "LlavaNextVideoForConditionalGeneration"),
+    "video-llava": (testing.make_tiny_video_llava, {}, 2, "VideoLlavaForConditionalGeneration"),
+    "qwen2.5-vl": (testing.make_tiny_qwen2_5_vl, {"fps": 3.0}, 2, "Qwen2_5_VLForConditionalGeneration"),
+    "qwen2-vl": (testing.make_tiny_qwen2_vl, {}, 2, "Qwen2VLForConditionalGeneration"),
+    "qwen3-vl": (testing.make_tiny_qwen3_vl, {"fps": 3.0}, 2, "Qwen3VLForConditionalGeneration"),
+    "qwen3-vl-moe": (testing.make_tiny_qwen3_vl_moe, {"fps": 3.0}, 2, "Qwen3VLMoeForConditionalGeneration"),
+    "smolvlm2": (testing.make_tiny_smolvlm, {"fps": 3.0}, 2, "SmolVLMForConditionalGeneration"),
+    "internvl": (testing.make_tiny_internvl, {}, 2, "InternVLForConditionalGeneration"),
 }
 
 
@@ -63,16 +63,33 @@ def check_roles(model: HookedVideoLLM, inputs) -> None:
 
 @pytest.fixture(scope="module", params=list(BUILDERS))
 def family(request, tmp_path_factory):
-    build, kwargs, n = BUILDERS[request.param]
+    build, kwargs, n, hf_class = BUILDERS[request.param]
     path = build(tmp_path_factory.mktemp(request.param) / "ckpt", seed=0)
-    return HookedVideoLLM.from_pretrained(path), kwargs, n
+    return HookedVideoLLM.from_pretrained(path), kwargs, n, path, hf_class
 
 
 @pytest.mark.slow
-def test_roles_for_every_family(family):
-    model, kwargs, n = family
+def test_roles_and_edges_parity_for_every_family(family):
+    import transformers
+
+    from hf_reference import hf_knockout
+
+    model, kwargs, n, path, hf_class = family
     inputs = model.to_inputs(frames(n), mc_question(QUESTION, OPTIONS), n_frames=n, **kwargs)
-    check_roles(model, with_roles(model, inputs, QUESTION, OPTIONS, answer="B"))
+    inputs = with_roles(model, inputs, QUESTION, OPTIONS, answer="B")
+    check_roles(model, inputs)
+    # an Edges knockout over roles = HF with the same mask through AttentionInterface
+    spec = ko.Edges("last", ("question", "option")) | ko.Edges(ko.option(correct=True), "vision")
+    hf = getattr(transformers, hf_class).from_pretrained(path, attn_implementation="sdpa").eval()
+    sel = ko.layers([1])
+    with torch.no_grad():
+        hooks = spec.hooks(inputs, layers=sel)
+        ours = model.run_with_hooks(inputs, fwd_hooks=hooks)
+        with hf_knockout(hf, {1: hooks[0][1].blocked_full(inputs.seq_len, "cpu")}):
+            ref = hf(**inputs).logits
+        clean = model(inputs)
+    assert (ours - ref).abs().max().item() <= 1e-4
+    assert (ours - clean).abs().max().item() > 1e-6
 
 
 def test_roles_on_onevision(model):

@@ -412,7 +412,7 @@ class KnockoutHook:
         if on not in ("pattern", "attn_scores"):
             raise KnockoutError(f"on must be 'pattern' or 'attn_scores', got {on!r}")
         if not isinstance(spec, Spec):
-            raise KnockoutError(f"{spec!r} is not a knockout spec; use ko.LV(), ko.VT(), ko.VS() or ko.Custom(fn)")
+            raise KnockoutError(f"{spec!r} is not a knockout spec; use ko.LV(), ko.VT(), ko.VS(), ko.Edges(...) or ko.Custom(fn)")
         if not layouts:
             raise KnockoutError("knockout hooks need at least one row of inputs (the batch is empty)")
         for i, layout in enumerate(layouts):
