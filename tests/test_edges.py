@@ -16,7 +16,7 @@ from vlens.layout import LayoutError
 from conftest import frames
 from strategies import layouts, layouts_with_roles
 
-SETTINGS = settings(max_examples=50, deadline=None)
+SETTINGS = settings(max_examples=40, deadline=None)
 NAMES = ["video", "separator", "marker", "system", "text", "vision", "after_vision", "all",
          "template", "question", "option", "answer_prompt", "last"]
 

@@ -23,7 +23,7 @@ def _true_option(layout):
     return torch.tensor([r == "option" and l == layout.correct for r, l in zip(layout.role, layout.option_letter)])
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(layouts_with_roles())
 def test_flow_specs_block_their_definitions(layout):
     specs = ko.flow_specs()
@@ -68,22 +68,28 @@ def test_lv_is_a_superset_of_question_and_last_from_video(flow_inputs):
     assert set(layout.role[i] for i in rows.nonzero().flatten().tolist()) <= {"option", "answer_prompt", "template"}
 
 
+@pytest.fixture(scope="module")
+def clean_logits(model, flow_inputs):
+    with torch.no_grad():
+        return model(flow_inputs)
+
+
 @pytest.mark.parametrize("name", [n for n in ko.flow_specs() if n != "effective_pathway"])
-def test_flow_knockouts_match_the_hf_reference(model, hf_models, flow_inputs, name):
+def test_flow_knockouts_match_the_hf_reference(model, hf_models, flow_inputs, clean_logits, name):
     spec, sel = ko.flow_specs()[name], ko.window(2, 3, align="center")  # layers 1-3
     assert spec.blocked(flow_inputs.layout).any(), f"{name} removes nothing on this layout"
     with torch.no_grad():
         hooks = spec.hooks(flow_inputs, layers=sel)
         ours = model.run_with_hooks(flow_inputs, fwd_hooks=hooks)
-        with model.attention_path_as("explicit"):
-            explicit = model.run_with_hooks(flow_inputs, fwd_hooks=spec.hooks(flow_inputs, layers=sel, on="attn_scores"))
         blocked = hooks[0][1].blocked_full(flow_inputs.seq_len, "cpu")
         with hf_knockout(hf_models["sdpa"], {l: blocked for l in sel.resolve(model.cfg.n_layers)}):
             ref = hf_models["sdpa"](**flow_inputs).logits
-        clean = model(flow_inputs)
+        if name in ("cross_frame", "last<-last"):  # the explicit path (−∞ on the scores) too
+            with model.attention_path_as("explicit"):
+                explicit = model.run_with_hooks(flow_inputs, fwd_hooks=spec.hooks(flow_inputs, layers=sel, on="attn_scores"))
+            assert (explicit - ref).abs().max().item() <= 1e-4
     assert (ours - ref).abs().max().item() <= 1e-4
-    assert (explicit - ref).abs().max().item() <= 1e-4
-    assert (ours - clean).abs().max().item() > 1e-6, "the knockout changed nothing"
+    assert (ours - clean_logits).abs().max().item() > 1e-6, "the knockout changed nothing"
 
 
 def test_effective_pathway_agrees_across_paths_and_has_no_nan(model, flow_inputs):
