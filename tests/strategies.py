@@ -51,3 +51,34 @@ def layouts(draw, max_frames: int = 4, max_grid: int = 3, allow_pad: bool = True
     return VideoLayout.build(
         torch.tensor(is_vision), tokens, is_pad=is_pad, is_marker=torch.tensor(is_marker)
     )
+
+
+@st.composite
+def layouts_with_roles(draw, max_frames: int = 4, max_grid: int = 3) -> VideoLayout:
+    """A random layout (as `layouts`) with text roles the way a chat prompt has them: system
+    text is `system` then `template`; text after the video is template, question, lettered
+    options, answer prompt, `last`; sometimes the correct letter is known."""
+    import dataclasses
+
+    from vlens.prompts import LETTERS
+
+    layout = draw(layouts(max_frames=max_frames, max_grid=max_grid))
+    n = len(layout)
+    role, letter = [""] * n, [""] * n
+    pre = [i for i, s in enumerate(layout.segment) if s == "system"]
+    post = [i for i, s in enumerate(layout.segment) if s == "text"]
+    cut = draw(st.integers(0, len(pre)))
+    for j, i in enumerate(pre):
+        role[i] = "system" if j < cut else "template"
+    n_options = 0
+    for j, i in enumerate(post):
+        r = draw(st.sampled_from(["template", "question", "option", "answer_prompt"]))
+        role[i] = r
+        if r == "option":
+            letter[i] = LETTERS[draw(st.integers(0, 3))]
+            n_options += 1
+    if layout.segment[-1] == "text":
+        role[-1] = "last"
+        letter[-1] = ""
+    correct = draw(st.sampled_from([None, "A", "B", "C", "D"]))
+    return dataclasses.replace(layout, role=tuple(role), option_letter=tuple(letter), correct=correct)

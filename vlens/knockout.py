@@ -8,8 +8,11 @@ Causal attention is softmax(QKᵀ/√d + M)V; a knockout sets entries of M to �
 | VT-K     | `video` position of frame i                                 | `video` of frame j ≠ i  |
 | VS-K     | `video` position of frame i                                 | other `video` of frame i |
 
-`spec.blocked(layout)` is exactly the removed edges, all strictly below the diagonal, so no row
-is ever empty and no NaN can appear. Specs compose with `|` (union of removed edges). Frames that
+`ko.Edges(queries=..., keys=..., frames=..., diagonal=...)` removes any query ← key edges over
+segments, text roles and frames (vlens.positions); LV, VT and VS are named `Edges`.
+`spec.blocked(layout)` is exactly the removed edges, strictly below the diagonal unless a spec
+asks for the diagonal explicitly (`diagonal=True`); a row that loses every edge gets attention
+output 0 (no NaN) on every path. Specs compose with `|` (union of removed edges). Frames that
 share tokens (a temporal group) are one frame: the layout's `frame` is the group index.
 
     hooks = (ko.LV() | ko.VT()).hooks(inputs, layers=ko.from_layer(14))
@@ -33,6 +36,7 @@ from torch import Tensor
 
 from vlens.interventions import InterventionError, check_layouts
 from vlens.layout import VideoLayout
+from vlens.positions import Positions, as_positions, at, option, role, segment  # noqa: F401 (re-exported)
 
 HookSite = Literal["pattern", "attn_scores"]
 
@@ -86,58 +90,101 @@ def _parts(spec: Spec) -> tuple[Spec, ...]:
     return spec.parts if isinstance(spec, Union) else (spec,)
 
 
-class LV(Spec):
-    """Language → video: text after the video cannot see any vision position."""
+FrameRelation = Literal["any", "same", "other", "earlier", "later"]
+_FRAME_RELATIONS = ("any", "same", "other", "earlier", "later")
+_ARROWS = {"any": "", "same": " (same frame)", "other": " (other frames)", "earlier": " (earlier frames)", "later": " (later frames)"}
 
-    label = "LV-K"
+
+class Edges(Spec):
+    """Remove every edge query ← key with the query in `queries` and the key in `keys`.
+
+    The edge q ← k exists only for k < q (causality; k = q, the diagonal, only with
+    `diagonal=True`). `frames` restricts edges between two `video` positions by their frames:
+    `same` (f_k = f_q), `other` (f_k ≠ f_q), `earlier` (f_k < f_q), `later` (never true for
+    causal video, kept for symmetry); with any relation but `any` both ends must be `video`
+    positions (they are the only ones with a frame).
+
+    A query row that loses every edge (possible only with `diagonal=True`) has attention output
+    exactly 0 in that layer, on every attention path and dtype (no NaN).
+
+    Args:
+        queries: a position selector (vlens.positions): a segment, role or special name, a tuple
+            of them, or `ko.segment/role/option/at(...)`.
+        keys: likewise.
+        frames: the frame relation between query and key.
+        diagonal: also remove q ← q for positions in both sets.
+        name: the label (default: `Edges(queries←keys ...)`); specs with one label are equal.
+
+    Raises:
+        KnockoutError: an unknown frame relation, or a non-bool `diagonal`.
+    """
+
+    def __init__(self, queries: object, keys: object, *, frames: FrameRelation = "any",
+                 diagonal: bool = False, name: str | None = None):
+        if frames not in _FRAME_RELATIONS:
+            raise KnockoutError(f"Edges(frames={frames!r}): the frame relation must be one of {_FRAME_RELATIONS}")
+        if not isinstance(diagonal, bool):
+            raise KnockoutError(f"Edges(diagonal={diagonal!r}) must be True or False")
+        self.queries, self.keys = as_positions(queries), as_positions(keys)
+        self.frames, self.diagonal = frames, diagonal
+        self.label = name or (
+            f"Edges({self.queries.name}←{self.keys.name}{_ARROWS[frames]}{', with diagonal' if diagonal else ''})"
+        )
 
     def blocked(self, layout: VideoLayout) -> Bool[Tensor, "q k"]:
         n = len(layout)
-        pos = torch.arange(n)
-        vision = layout.is_vision
+        out = self.queries(layout)[:, None] & self.keys(layout)[None, :]
+        out &= torch.ones(n, n, dtype=torch.bool).tril(0 if self.diagonal else -1)
+        if self.frames != "any":
+            video, f = layout.is_video, layout.frame
+            fq, fk = f[:, None], f[None, :]
+            rel = {"same": fq == fk, "other": fq != fk, "earlier": fk < fq, "later": fk > fq}[self.frames]
+            out &= video[:, None] & video[None, :] & rel
+        return out
+
+
+class LV(Edges):
+    """Language → video: text after the video cannot see any vision position."""
+
+    def __init__(self):
         # image positions are neither queries nor keys: LV-K cuts the question from the video only
-        query = ~vision & ~layout.mask("pad", "image") & (pos > layout.last_vision)
-        if layout.last_vision < 0:
-            query = torch.zeros(n, dtype=torch.bool)
-        return query[:, None] & vision[None, :] & _strictly_below(n)
+        super().__init__("after_vision", "vision", name="LV-K")
 
 
-class VT(Spec):
+class VT(Edges):
     """Video temporal: a video position of frame i cannot see video positions of frames j ≠ i."""
 
-    label = "VT-K"
-
-    def blocked(self, layout: VideoLayout) -> Bool[Tensor, "q k"]:
-        video, f = layout.is_video, layout.frame
-        return video[:, None] & video[None, :] & (f[:, None] != f[None, :]) & _strictly_below(len(layout))
+    def __init__(self):
+        super().__init__("video", "video", frames="other", name="VT-K")
 
 
-class VS(Spec):
+class VS(Edges):
     """Video spatial: a video position cannot see other video positions of its own frame."""
 
-    label = "VS-K"
-
-    def blocked(self, layout: VideoLayout) -> Bool[Tensor, "q k"]:
-        video, f = layout.is_video, layout.frame
-        return video[:, None] & video[None, :] & (f[:, None] == f[None, :]) & _strictly_below(len(layout))
+    def __init__(self):
+        super().__init__("video", "video", frames="same", name="VS-K")
 
 
 class Custom(Spec):
     """Any edges: `fn(layout) -> bool [q, k]`. Entries above the diagonal are future positions,
-    already masked, and are ignored; marking the diagonal is an error (a row could go empty)."""
+    already masked, and are ignored; marking the diagonal is an error unless `diagonal=True`
+    (then a row can lose every edge: its attention output is 0)."""
 
-    def __init__(self, fn: Callable[[VideoLayout], Tensor], name: str = "custom"):
-        self.fn = fn
-        self.label = f"Custom({name})"
+    def __init__(self, fn: Callable[[VideoLayout], Tensor], name: str = "custom", *, diagonal: bool = False):
+        self.fn, self.diagonal = fn, diagonal
+        self.label = f"Custom({name}{', with diagonal' if diagonal else ''})"
 
     def blocked(self, layout: VideoLayout) -> Bool[Tensor, "q k"]:
         n = len(layout)
         out = torch.as_tensor(self.fn(layout))
         if out.shape != (n, n) or out.dtype != torch.bool:
             raise KnockoutError(f"{self.label}: fn must return a bool tensor of shape ({n}, {n}), got {out.dtype} {tuple(out.shape)}")
-        if out.diagonal().any():
-            raise KnockoutError(f"{self.label} blocks the diagonal (a position from itself); that can empty a row")
-        return out & _strictly_below(n)
+        if out.diagonal().any() and not self.diagonal:
+            raise KnockoutError(
+                f"{self.label} blocks the diagonal (a position from itself), which can empty a row; "
+                "pass diagonal=True if you mean it (an emptied row has attention output 0)"
+            )
+        return out & torch.ones(n, n, dtype=torch.bool).tril(0 if self.diagonal else -1)
 
 
 class Union(Spec):
@@ -194,13 +241,13 @@ class LayerSelection:
                 raise KnockoutError(f"from_layer({i}) is out of range: the model has {n_layers} layers (0..{n_layers - 1})")
             return tuple(range(i, n_layers))
         if self.kind == "window":
-            x, k = self.args
-            if k < 1 or x - k + 1 < 0 or x >= n_layers:
+            lo, hi = _window_range(self.args)
+            if lo < 0 or hi >= n_layers:
                 raise KnockoutError(
-                    f"window({x}, k={k}) covers layers {x - k + 1}..{x}, which must all exist: "
+                    f"{_window_call(self.args)} covers layers {lo}..{hi}, which must all exist: "
                     f"the model has {n_layers} layers (0..{n_layers - 1})"
                 )
-            return tuple(range(x - k + 1, x + 1))
+            return tuple(range(lo, hi + 1))
         (ls,) = self.args
         bad = [l for l in ls if not 0 <= l < n_layers]
         if bad:
@@ -213,8 +260,8 @@ class LayerSelection:
         if self.kind == "from":
             return layer >= self.args[0]
         if self.kind == "window":
-            x, k = self.args
-            return x - k + 1 <= layer <= x
+            lo, hi = _window_range(self.args)
+            return lo <= layer <= hi
         return layer in self.args[0]
 
     def __str__(self) -> str:
@@ -223,8 +270,8 @@ class LayerSelection:
         if self.kind == "from":
             return f"layers {self.args[0]}–end"
         if self.kind == "window":
-            x, k = self.args
-            return f"layers {x - k + 1}–{x}"
+            lo, hi = _window_range(self.args)
+            return f"layers {lo}–{hi}"
         ls = self.args[0]
         if len(ls) > 1 and list(ls) == list(range(ls[0], ls[-1] + 1)):
             return f"layers {ls[0]}–{ls[-1]}"
@@ -261,16 +308,38 @@ def from_layer(i: int) -> LayerSelection:
     return LayerSelection("from", (_layer_index(i, "from_layer(i)"),))
 
 
-def window(x: int, k: int = 4) -> LayerSelection:
-    """The k consecutive layers ending at x: x−k+1 .. x.
+def _window_range(args: tuple) -> tuple[int, int]:
+    """First and last layer of a window: `end` is x−k+1 .. x; `center` is x−k//2 .. x+k//2 for
+    odd k and x−k//2 .. x+k//2−1 for even k (k layers, one more before x than after)."""
+    x, k = args[0], args[1]
+    if len(args) > 2 and args[2] == "center":
+        return x - k // 2, x - k // 2 + k - 1
+    return x - k + 1, x
+
+
+def _window_call(args: tuple) -> str:
+    return f"window({args[0]}, k={args[1]}" + (", align='center')" if len(args) > 2 else ")")
+
+
+def window(x: int, k: int = 4, align: Literal["end", "center"] = "end") -> LayerSelection:
+    """k consecutive layers around layer x.
+
+    `align="end"` (the default, the seed study's): x−k+1 .. x, the window ending at x.
+    `align="center"` (map-the-flow's): x−k//2 .. x+k//2 for odd k (window(x, 9, "center") is
+    x−4 .. x+4); for even k the window has one more layer before x than after:
+    x−k//2 .. x+k//2−1 (window(x, 4, "center") is x−2 .. x+1). Layers are checked against the
+    model's depth when the hooks run; `str()` names the layer range.
 
     Raises:
-        KnockoutError: `x` or `k` is not an integer, or k < 1.
+        KnockoutError: `x` or `k` is not an integer, k < 1, or an unknown `align`.
     """
     x, k = _layer_index(x, "window(x, k): x"), _layer_index(k, "window(x, k): k")
     if k < 1:
         raise KnockoutError(f"window(x, k) needs k >= 1 layers, got k={k}")
-    return LayerSelection("window", (x, k))
+    if align not in ("end", "center"):
+        raise KnockoutError(f"window(x, k, align={align!r}): align must be 'end' or 'center'")
+    # `end` keeps the two-element args it always had (stored sweep configs compare equal)
+    return LayerSelection("window", (x, k) if align == "end" else (x, k, "center"))
 
 
 def layers(ls: Iterable[int] | int) -> LayerSelection:
@@ -343,7 +412,7 @@ class KnockoutHook:
         if on not in ("pattern", "attn_scores"):
             raise KnockoutError(f"on must be 'pattern' or 'attn_scores', got {on!r}")
         if not isinstance(spec, Spec):
-            raise KnockoutError(f"{spec!r} is not a knockout spec; use ko.LV(), ko.VT(), ko.VS() or ko.Custom(fn)")
+            raise KnockoutError(f"{spec!r} is not a knockout spec; use ko.LV(), ko.VT(), ko.VS(), ko.Edges(...) or ko.Custom(fn)")
         if not layouts:
             raise KnockoutError("knockout hooks need at least one row of inputs (the batch is empty)")
         for i, layout in enumerate(layouts):
@@ -433,3 +502,13 @@ class KnockoutHook:
         if self.on == "attn_scores":
             return self.apply_to_scores(tensor, q_start)
         return self.apply_to_pattern(tensor, q_start)
+
+
+def __getattr__(name: str):
+    # map-the-flow's protocols live in vlens.flow (which imports this module): ko.keep_only,
+    # ko.flow_specs, ko.KeepOnly resolve lazily
+    if name in ("keep_only", "flow_specs", "KeepOnly"):
+        from vlens import flow
+
+        return getattr(flow, name)
+    raise AttributeError(f"module 'vlens.knockout' has no attribute {name!r}")

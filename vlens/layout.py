@@ -28,6 +28,8 @@ from torch import Tensor
 
 SEGMENTS = ("system", "video", "separator", "image", "marker", "text", "pad")
 VISION_SEGMENTS = ("video", "separator")
+# text roles (`layout.role`); "" where a position has none (vision, pad, or roles not derived)
+ROLES = ("system", "template", "question", "option", "answer_prompt", "last", "generated")
 
 
 class LayoutError(ValueError):
@@ -68,9 +70,26 @@ class VideoLayout:
     frames_per_group: int = 1
     frame_times: tuple[float, ...] | None = None
     image: Int[Tensor, "pos"] | None = None  # image index per position (−1 where not an image)
+    role: tuple[str, ...] | None = None  # text role per position (ROLES, or "")
+    option_letter: tuple[str, ...] | None = None  # the option's letter at `option` positions, "" elsewhere
+    correct: str | None = None  # the correct option's letter, when known
 
     def __post_init__(self) -> None:
         n = len(self.segment)
+        if self.role is None:
+            # without derived roles only one is known for sure: the scored (last) position
+            role = [""] * n
+            if n and self.segment[-1] not in ("pad", *VISION_SEGMENTS, "image"):
+                role[-1] = "last"
+            object.__setattr__(self, "role", tuple(role))
+        if self.option_letter is None:
+            object.__setattr__(self, "option_letter", ("",) * n)
+        for name in ("role", "option_letter"):
+            if len(getattr(self, name)) != n:
+                raise LayoutError(f"layout.{name} has {len(getattr(self, name))} entries, expected {n}")
+        bad_roles = set(self.role) - set(ROLES) - {""}
+        if bad_roles:
+            raise LayoutError(f"unknown role names {sorted(bad_roles)}; roles are {ROLES}")
         if self.image is None:  # layouts without images (and callers that predate them)
             object.__setattr__(self, "image", torch.full((n,), -1, dtype=torch.long))
         for name in ("frame", "row", "col", "image"):
@@ -160,6 +179,17 @@ class VideoLayout:
             raise LayoutError(f"unknown segment names {sorted(unknown)}; segments are {SEGMENTS}")
         return torch.tensor([s in segments for s in self.segment], dtype=torch.bool)
 
+    def role_mask(self, *roles: str) -> Bool[Tensor, "pos"]:
+        """Positions whose text role is one of `roles`.
+
+        Raises:
+            LayoutError: an unknown role name.
+        """
+        unknown = set(roles) - set(ROLES)
+        if unknown:
+            raise LayoutError(f"unknown role names {sorted(unknown)}; roles are {ROLES}")
+        return torch.tensor([r in roles for r in self.role], dtype=torch.bool)
+
     @property
     def is_vision(self) -> Bool[Tensor, "pos"]:
         """`[pos]` vision-filled positions (`video` and `separator`)."""
@@ -233,9 +263,12 @@ class VideoLayout:
             self.frames_per_group,
             self.frame_times,
             torch.cat([self.image, pad]),
+            self.role + ("generated",) * n,
+            self.option_letter + ("",) * n,
+            self.correct,
         )
 
-    def labels(self, tokens: Sequence[str] | None = None) -> list[str]:
+    def labels(self, tokens: Sequence[str] | None = None, roles: bool = False) -> list[str]:
         """One label per position: the token text, or `<f3 r2 c5>` for a video position
         (`<f3 extra>` for a per-frame extra token, `<sep>` for a separator, `<i0 r1 c2>` for
         a position of image 0, `<i0 extra>` for an image's extra token).
@@ -243,6 +276,8 @@ class VideoLayout:
         Args:
             tokens: token strings per position (e.g. `model.to_str_tokens(inputs)`); without them
                 text positions read `<segment>`.
+            roles: append each text position's role (`What|question`, `B|option B*`, the `*`
+                marking the correct option); positions without a role are unchanged.
 
         Returns:
             One string per position.
@@ -260,7 +295,14 @@ class VideoLayout:
             elif seg == "pad":
                 out.append("<pad>")
             else:
-                out.append(tokens[i] if tokens is not None else f"<{seg}>")
+                text = tokens[i] if tokens is not None else f"<{seg}>"
+                r = self.role[i]
+                if roles and r:
+                    if r == "option" and self.option_letter[i]:
+                        star = "*" if self.option_letter[i] == self.correct else ""
+                        r = f"option {self.option_letter[i]}{star}"
+                    text = f"{text}|{r}"
+                out.append(text)
         return out
 
     def __repr__(self) -> str:

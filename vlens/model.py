@@ -335,12 +335,13 @@ class HookedVideoLLM(HookedRootModule):
 
         return VideoInputs(tensors, layouts_for(self.family, self.hf_model.config, tensors, videos), videos, prompts)
 
-    def to_str_tokens(self, inputs: VideoInputs, row: int = 0) -> list[str]:
+    def to_str_tokens(self, inputs: VideoInputs, row: int = 0, roles: bool = False) -> list[str]:
         """A label per position: token text, `<f3 r2 c5>` for video positions, `<i0 r1 c2>` for
-        image positions, `<sep>`, `<pad>`."""
+        image positions, `<sep>`, `<pad>`; with `roles=True` text positions carry their role
+        (`What|question`, `B|option B*`; see vlens.roles)."""
         ids = inputs["input_ids"][row].tolist()
         tokens = self.tokenizer.convert_ids_to_tokens(ids) if self.processor is not None else None
-        return inputs.layouts[row].labels(tokens)
+        return inputs.layouts[row].labels(tokens, roles=roles)
 
     # forward -----------------------------------------------------------------------------------------
     def _as_inputs(self, inputs: VideoInputs | dict | Tensor) -> dict:

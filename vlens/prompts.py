@@ -40,6 +40,34 @@ def mc_question(question: str, options: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def mc_spans(question: str, options: Sequence[str] | None = None) -> tuple[str, list[tuple[str, str, int, int]]]:
+    """The user turn and where each part of it is, as character spans.
+
+    Args:
+        question: the question text.
+        options: the option texts (None: a plain question, the whole text is the question).
+
+    Returns:
+        `(text, spans)`: `text` is exactly `mc_question(question, options)` (or `question` when
+        there are no options); `spans` are `(role, letter, start, end)` with role `question`,
+        `option` (letter A, B, …; the span covers `B. text`) or `answer_prompt` (the instruction).
+
+    Raises:
+        ValueError: fewer than 2 or more than 10 options.
+    """
+    if options is None:
+        return question, [("question", "", 0, len(question))]
+    text = mc_question(question, options)
+    spans, pos = [], 0
+    parts = [("question", "", question.strip())]
+    parts += [("option", LETTERS[i], f"{LETTERS[i]}. {o}") for i, o in enumerate(options)]
+    parts += [("answer_prompt", "", INSTRUCTION)]
+    for role, letter, part in parts:  # the lines, in order, joined by "\n"
+        spans.append((role, letter, pos, pos + len(part)))
+        pos += len(part) + 1
+    return text, spans
+
+
 def letter_token_ids(tokenizer, n: int, context: str = "\n") -> list[int]:
     """Token id of each of the first `n` letters *as the assistant's first token*.
 

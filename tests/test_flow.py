@@ -1,0 +1,128 @@
+"""map-the-flow's protocols (vlens.flow): masks against their definitions, keep-only as the
+complement, and parity of Edges knockouts with the AttentionInterface reference (tiny OneVision)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+
+from vlens import knockout as ko
+from vlens.prompts import mc_question
+from vlens.roles import with_roles
+
+from conftest import frames
+from hf_reference import hf_knockout
+from strategies import layouts_with_roles
+from test_edges import _brute
+
+QUESTION, OPTIONS = "what color is the object", ["red", "green", "blue", "yellow"]
+
+
+def _true_option(layout):
+    return torch.tensor([r == "option" and l == layout.correct for r, l in zip(layout.role, layout.option_letter)])
+
+
+@settings(max_examples=30, deadline=None)
+@given(layouts_with_roles())
+def test_flow_specs_block_their_definitions(layout):
+    specs = ko.flow_specs()
+    assert torch.equal(specs["cross_frame"].blocked(layout), ko.VT().blocked(layout))
+    for name, (q, k, diag) in {
+        "question<-video": (["question"], ["vision"], False), "last<-video": (["last"], ["vision"], False),
+        "last<-question": (["last"], ["question"], False), "last<-last": (["last"], ["last"], True),
+        "last<-options": (["last"], ["option"], False),
+    }.items():
+        assert torch.equal(specs[name].blocked(layout), _brute(layout, q, k, "any", diag)), name
+    if layout.correct is not None:
+        t = _true_option(layout)
+        assert torch.equal(specs["true_option<-video"].blocked(layout), t[:, None] & _brute(layout, ["all"], ["vision"], "any", False))
+    # keep-only: exactly the causal edges (diagonal included) between real positions minus the kept
+    keep = (_brute(layout, ["video"], ["video"], "any", True) | _brute(layout, ["question"], ["vision"], "any", False)
+            | _brute(layout, ["last"], ["question"], "any", False) | _brute(layout, ["last"], ["last"], "any", True))
+    real = ~layout.mask("pad")
+    causal = torch.ones(len(layout), len(layout), dtype=torch.bool).tril() & real[:, None] & real[None, :]
+    assert torch.equal(specs["effective_pathway"].blocked(layout), causal & ~keep)
+
+
+def test_keep_only_errors():
+    with pytest.raises(TypeError, match="knockout spec"):
+        ko.KeepOnly("video")
+    with pytest.raises(TypeError, match="at least one"):
+        ko.keep_only()
+
+
+@pytest.fixture(scope="module")
+def flow_inputs(model):
+    inputs = model.to_inputs(frames(3, seed=3), mc_question(QUESTION, OPTIONS), n_frames=3)
+    return with_roles(model, inputs, QUESTION, OPTIONS, answer="C")
+
+
+def test_lv_is_a_superset_of_question_and_last_from_video(flow_inputs):
+    layout, specs = flow_inputs.layout, ko.flow_specs()
+    lv = ko.LV().blocked(layout)
+    qv = (specs["question<-video"] | specs["last<-video"]).blocked(layout)
+    assert not (qv & ~lv).any()
+    extra = lv & ~qv  # the options, the answer prompt and template tokens after the video
+    rows = extra.any(-1)
+    assert set(layout.role[i] for i in rows.nonzero().flatten().tolist()) <= {"option", "answer_prompt", "template"}
+
+
+@pytest.fixture(scope="module")
+def clean_logits(model, flow_inputs):
+    with torch.no_grad():
+        return model(flow_inputs)
+
+
+@pytest.mark.parametrize("name", [n for n in ko.flow_specs() if n != "effective_pathway"])
+def test_flow_knockouts_match_the_hf_reference(model, hf_models, flow_inputs, clean_logits, name):
+    spec, sel = ko.flow_specs()[name], ko.window(2, 3, align="center")  # layers 1-3
+    assert spec.blocked(flow_inputs.layout).any(), f"{name} removes nothing on this layout"
+    with torch.no_grad():
+        hooks = spec.hooks(flow_inputs, layers=sel)
+        ours = model.run_with_hooks(flow_inputs, fwd_hooks=hooks)
+        blocked = hooks[0][1].blocked_full(flow_inputs.seq_len, "cpu")
+        with hf_knockout(hf_models["sdpa"], {l: blocked for l in sel.resolve(model.cfg.n_layers)}):
+            ref = hf_models["sdpa"](**flow_inputs).logits
+        if name in ("cross_frame", "last<-last"):  # the explicit path (−∞ on the scores) too
+            with model.attention_path_as("explicit"):
+                explicit = model.run_with_hooks(flow_inputs, fwd_hooks=spec.hooks(flow_inputs, layers=sel, on="attn_scores"))
+            assert (explicit - ref).abs().max().item() <= 1e-4
+    assert (ours - ref).abs().max().item() <= 1e-4
+    assert (ours - clean_logits).abs().max().item() > 1e-6, "the knockout changed nothing"
+
+
+def test_effective_pathway_agrees_across_paths_and_has_no_nan(model, flow_inputs):
+    spec, sel = ko.flow_specs()["effective_pathway"], ko.window(2, 3, align="center")
+    out = {}
+    with torch.no_grad():
+        for path in ("fast", "explicit", "flex"):
+            with model.attention_path_as(path):
+                out[path] = model.run_with_hooks(flow_inputs, fwd_hooks=spec.hooks(flow_inputs, layers=sel))
+    assert all(torch.isfinite(v).all() for v in out.values())
+    assert (out["fast"] - out["explicit"]).abs().max() <= 1e-4
+    assert (out["flex"] - out["explicit"]).abs().max() <= 1e-4
+
+
+def test_attention_flow_equals_the_cached_pattern_reduced(model, flow_inputs):
+    from vlens.flow import attention_flow, key_groups
+
+    names, mass = attention_flow(model, flow_inputs)
+    assert mass.shape == (model.cfg.n_layers, 2, len(names))
+    assert {"frame 0", "frame 2", "question", "option", "last"} <= set(names)
+    assert torch.allclose(mass.sum(-1), torch.ones(model.cfg.n_layers, 2), atol=1e-5)
+    with torch.no_grad():
+        _, cache = model.run_with_cache(flow_inputs, names_filter=lambda n: n.endswith("hook_pattern"))
+    layout = flow_inputs.layout
+    _, index = key_groups(layout)
+    q = torch.tensor([r == "question" for r in layout.role])
+    for l in range(model.cfg.n_layers):
+        p = cache[f"blocks.{l}.attn.hook_pattern"][0].mean(0)
+        for g, name in enumerate(names):
+            keys = torch.tensor([i == g for i in index])
+            assert torch.allclose(mass[l, 0, g], p[-1, keys].sum(), atol=1e-5), (l, name)
+            assert torch.allclose(mass[l, 1, g], p[q][:, keys].sum(-1).mean(), atol=1e-5), (l, name)
+    # under last<-video in every layer, last reads nothing from the frames
+    _, knocked = attention_flow(model, flow_inputs, fwd_hooks=ko.flow_specs()["last<-video"].hooks(flow_inputs))
+    frames_ = [g for g, n in enumerate(names) if n.startswith("frame") or n == "separator"]
+    assert knocked[:, 0, frames_].abs().max() < 1e-6 and mass[:, 0, frames_].sum() > 0
