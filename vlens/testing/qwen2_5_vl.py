@@ -55,17 +55,10 @@ def make_tiny_qwen2_5_vl(
     32×32 frames give 4·4 = 16 tokens a group. The vision tower uses window attention in every
     block but the last (`fullatt_block_indexes`).
     """
-    from transformers import (
-        Qwen2_5_VLConfig,
-        Qwen2_5_VLForConditionalGeneration,
-        Qwen2_5_VLProcessor,
-        Qwen2VLImageProcessor,
-        Qwen2VLVideoProcessor,
-    )
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
 
     path = Path(path)
     tokenizer = qwen_vl_tokenizer()
-    ids = tokenizer.convert_tokens_to_ids
     text = dict(
         lm_kwargs(tokenizer, n_layers=n_layers, d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads, d_mlp=d_mlp),
         rms_norm_eps=1e-6,
@@ -84,7 +77,21 @@ def make_tiny_qwen2_5_vl(
         out_hidden_size=d_model,
         fullatt_block_indexes=[vision_layers - 1],
     )
-    config = Qwen2_5_VLConfig(
+    return save_qwen_vl((Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor), text, vision,
+                        tokenizer, path, seed=seed, patch_size=patch_size, min_pixels=min_pixels, max_pixels=max_pixels,
+                        dtype=dtype)
+
+
+def save_qwen_vl(hf_classes: tuple, text: dict, vision: dict, tokenizer, path: Path, *, seed: int, patch_size: int,
+                 min_pixels: int, max_pixels: int, dtype: torch.dtype) -> Path:
+    """What the Qwen-VL builders share: the config with the vision token ids, the seeded random
+    model, the Qwen2-VL image/video processors (2 frames a temporal patch, 2×2 merging), saving.
+    `hf_classes`: (config, model, processor) classes of the family."""
+    from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+
+    config_cls, model_cls, processor_cls = hf_classes
+    ids = tokenizer.convert_tokens_to_ids
+    config = config_cls(
         text_config=text,
         vision_config=vision,
         image_token_id=ids("<|image_pad|>"),
@@ -93,12 +100,12 @@ def make_tiny_qwen2_5_vl(
         vision_end_token_id=ids("<|vision_end|>"),
         tie_word_embeddings=False,
     )
-    config.architectures = ["Qwen2_5_VLForConditionalGeneration"]
+    config.architectures = [model_cls.__name__]
     torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(config)
+    model = model_cls(config)
     size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
     common = dict(size=size, patch_size=patch_size, temporal_patch_size=2, merge_size=2)
-    processor = Qwen2_5_VLProcessor(
+    processor = processor_cls(
         image_processor=Qwen2VLImageProcessor(**common),
         video_processor=Qwen2VLVideoProcessor(**common),
         tokenizer=tokenizer,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from vlens.testing.common import lm_kwargs, save_checkpoint
-from vlens.testing.qwen2_5_vl import QWEN_VL_CHAT_TEMPLATE, qwen_vl_tokenizer
+from vlens.testing.common import lm_kwargs
+from vlens.testing.qwen2_5_vl import qwen_vl_tokenizer, save_qwen_vl
 
 
 def make_tiny_qwen2_vl(
@@ -30,17 +30,10 @@ def make_tiny_qwen2_vl(
     """A tiny random Qwen2-VL checkpoint (full-attention ViT with 2×2 patch merging, Qwen2 LM with
     M-RoPE over group indices, real `Qwen2VLProcessor`) in `path`. Geometry as
     `make_tiny_qwen2_5_vl`: 32×32 frames give 4·4 = 16 tokens per group of 2 frames."""
-    from transformers import (
-        Qwen2VLConfig,
-        Qwen2VLForConditionalGeneration,
-        Qwen2VLImageProcessor,
-        Qwen2VLProcessor,
-        Qwen2VLVideoProcessor,
-    )
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
 
     path = Path(path)
     tokenizer = qwen_vl_tokenizer()
-    ids = tokenizer.convert_tokens_to_ids
     text = dict(
         lm_kwargs(tokenizer, n_layers=n_layers, d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads, d_mlp=d_mlp),
         rms_norm_eps=1e-6,
@@ -48,24 +41,5 @@ def make_tiny_qwen2_vl(
     )
     vision = dict(depth=vision_layers, embed_dim=vision_d, mlp_ratio=2, num_heads=2, hidden_size=d_model,
                   patch_size=patch_size, spatial_merge_size=2, temporal_patch_size=2)
-    config = Qwen2VLConfig(
-        text_config=text,
-        vision_config=vision,
-        image_token_id=ids("<|image_pad|>"),
-        video_token_id=ids("<|video_pad|>"),
-        vision_start_token_id=ids("<|vision_start|>"),
-        vision_end_token_id=ids("<|vision_end|>"),
-        tie_word_embeddings=False,
-    )
-    config.architectures = ["Qwen2VLForConditionalGeneration"]
-    torch.manual_seed(seed)
-    model = Qwen2VLForConditionalGeneration(config)
-    size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
-    common = dict(size=size, patch_size=patch_size, temporal_patch_size=2, merge_size=2)
-    processor = Qwen2VLProcessor(
-        image_processor=Qwen2VLImageProcessor(**common),
-        video_processor=Qwen2VLVideoProcessor(**common),
-        tokenizer=tokenizer,
-        chat_template=QWEN_VL_CHAT_TEMPLATE,
-    )
-    return save_checkpoint(model, processor, tokenizer, path, dtype)
+    return save_qwen_vl((Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor), text, vision, tokenizer,
+                        path, seed=seed, patch_size=patch_size, min_pixels=min_pixels, max_pixels=max_pixels, dtype=dtype)
