@@ -13,7 +13,7 @@ These are real savings with an exact equivalent through knockout hooks (`equival
 from E on, every non-vision query may not see any vision key (LV-K extended to all non-vision
 queries, covering markers between frames); below P, VT-K. The efficient run's logits at the
 non-vision positions equal that knockout run's (tested to 1e-4 in fp32), which proves the savings
-change nothing else. Depth scaling (DESIGN.md): E = round(18/28·L), P = round(8/28·L).
+change nothing else. Depth scaling (docs/efficient.md): E = round(18/28·L), P = round(8/28·L).
 """
 
 from __future__ import annotations

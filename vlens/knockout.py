@@ -1,6 +1,6 @@
 """Attention knockouts: which attention edges to remove, in which layers.
 
-Causal attention is softmax(QKᵀ/√d + M)V; a knockout sets entries of M to −∞ (DESIGN.md):
+Causal attention is softmax(QKᵀ/√d + M)V; a knockout sets entries of M to −∞ (docs/knockouts.md):
 
 | knockout | query                                                       | key                     |
 |----------|-------------------------------------------------------------|-------------------------|

@@ -120,7 +120,7 @@ class HookedVideoLLM(HookedRootModule):
     def _assemble(cls, family: Family, hf_model: nn.Module, processor: Any, name: str) -> HookedVideoLLM:
         cfg = dataclasses.replace(family.config(hf_model.config), model_name=name)
         if processor is not None and getattr(processor, "tokenizer", None) is not None:
-            processor.tokenizer.padding_side = "left"  # batches are left-padded (DESIGN.md)
+            processor.tokenizer.padding_side = "left"  # batches are left-padded (docs/getting-started.md)
         return cls(cfg, family, hf_model.eval(), processor)
 
     @classmethod
