@@ -71,10 +71,21 @@ class LayerMask:
     first_row: int = 0  # rows before it are plain causal over a prefix (the SDPA split)
     empty: Bool[Tensor, "batch q"] | None = None  # rows with no allowed key: output 0
     frame_blocks: object | None = None  # temporal pruning's per-frame blocks (vlens.efficient)
+    block_mask: object | None = None  # FlexAttention's, made once from this mask (see _flex)
+    dense: Bool[Tensor, "batch q k"] | None = None  # `base`, materialised once for plain causal rows
 
     @property
     def edited(self) -> bool:
         return bool(self.blocked)
+
+    def causal_or_base(self, Q: int, K: int, device: torch.device) -> Bool[Tensor, "batch q k"]:
+        """`base` as a tensor (plain causal rows: the last Q rows of a K×K triangle), built once
+        per forward and shared by every layer using this mask."""
+        if self.base is not None:
+            return self.base
+        if self.dense is None:
+            self.dense = torch.ones(K, K, dtype=torch.bool, device=device).tril()[K - Q :][None]
+        return self.dense
 
 
 @dataclass
@@ -193,18 +204,15 @@ def _flex(q: QKV, k: QKV, v: QKV, mask: LayerMask, attn: Attention) -> QKV:
 
     B, _, Q, _ = q.shape
     K = k.shape[2]
-    if getattr(mask, "_block_mask", None) is None:
-        if mask.allowed is None:
-            allowed = torch.ones(K, K, dtype=torch.bool, device=q.device).tril()[K - Q :][None]
-        else:
-            allowed = mask.allowed
+    if mask.block_mask is None:
+        allowed = mask.causal_or_base(Q, K, q.device) if mask.allowed is None else mask.allowed
         allowed = allowed.expand(B, Q, K).contiguous()
 
         def mask_mod(b, h, q_idx, kv_idx):
             return allowed[b, q_idx, kv_idx]
 
-        mask._block_mask = create_block_mask(mask_mod, B, None, Q, K, device=q.device)
-    return _flex_attention(q, k, v, mask._block_mask, attn.scale, attn.cfg.n_groups > 1)
+        mask.block_mask = create_block_mask(mask_mod, B, None, Q, K, device=q.device)
+    return _flex_attention(q, k, v, mask.block_mask, attn.scale, attn.cfg.n_groups > 1)
 
 
 def _per_frame(q: QKV, k: QKV, v: QKV, mask: LayerMask, attn: Attention) -> QKV:
@@ -239,7 +247,7 @@ def _explicit(q: QKV, k: QKV, v: QKV, mask: LayerMask, attn: Attention) -> QKV:
     qg = einops.rearrange(q, "batch (kv_head group) q d -> batch kv_head group q d", group=G)
     scores = torch.matmul(qg, k[:, :, None].transpose(-1, -2)) * attn.scale
     scores = einops.rearrange(scores, "batch kv_head group q k -> batch (kv_head group) q k")
-    base = mask.base if mask.base is not None else torch.ones(K, K, dtype=torch.bool, device=q.device).tril()[K - Q :][None]
+    base = mask.causal_or_base(Q, K, q.device)
     scores = scores.masked_fill(~base[:, None], float("-inf"))
     if "attn_scores" in mask.blocked:
         scores = scores.masked_fill(mask.blocked["attn_scores"][:, None], float("-inf"))

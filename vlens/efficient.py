@@ -25,7 +25,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from vlens import knockout as ko
-from vlens.interventions import check_layouts
+from vlens.interventions import InterventionError, check_layouts
 from vlens.layout import VideoLayout
 
 
@@ -104,7 +104,15 @@ class EfficientPlan:
         self._pruning = _TemporalPruning(self) if self.prune > 0 else None
 
     def check_batch(self, rows) -> None:
+        """Built for this batch, and every row keeps the same positions (rows leave the sequence
+        together at the exit layer): checked before the forward runs anything."""
         check_layouts(f"the efficient-inference plan {self.config}", self.layouts, rows)
+        kept = self.kept_rows("cpu")
+        if not bool((kept == kept[0]).all()):
+            raise InterventionError(
+                "the rows of this batch keep different positions (different layouts or padding); run an "
+                "efficient-inference plan one sample at a time"
+            )
 
     def kept_rows(self, device) -> Bool[Tensor, "batch pos"]:
         return torch.stack([~layout.is_vision for layout in self.layouts]).to(device)

@@ -35,7 +35,7 @@ from vlens.config import HookedVideoLLMConfig
 from vlens.families import Family, check_weight_coverage, family_for, resolve
 from vlens.families.base import hf_parameter
 from vlens.inputs import VideoInputs, as_frames, check_hf_kwargs, load_images, with_media
-from vlens.interventions import BatchRows, EdgeRemoval, InterventionError, Interventions, RowPlan
+from vlens.interventions import BatchRows, EdgeRemoval, Interventions, RowPlan
 from vlens.kv_cache import KVCache
 from vlens.video import SampledVideo, Sampling, load_video
 
@@ -377,7 +377,7 @@ class HookedVideoLLM(HookedRootModule):
         where HF puts them; the others use their family's vision path. `hook_video_features` sees
         the features at the video and separator positions, [batch, n_vision, d_model] (rows with
         fewer are zero-padded at the end; only real positions are written back)."""
-        ids = inputs["input_ids"].to(self.cfg.device)
+        ids = inputs["input_ids"]  # on the model's device (forward checks; never moved silently)
         has_pixels = any(k.startswith("pixel_values") for k in inputs)
         if has_pixels and getattr(self.family, "hf_merge", False):
             from vlens.hf_merge import merged_embeddings
@@ -475,6 +475,8 @@ class HookedVideoLLM(HookedRootModule):
         self._check_device(inputs)
         if start_at_layer is not None and resid is None:
             raise ValueError("start_at_layer needs resid=, the residual stream entering that block")
+        if kv_cache is not None and not isinstance(kv_cache, KVCache):
+            raise TypeError(f"kv_cache must be a vlens.kv_cache.KVCache, got {type(kv_cache).__name__}")
         B, N = (resid.shape[:2] if start_at_layer is not None else inputs["input_ids"].shape)
         layouts = getattr(inputs, "layouts", None) if q_start == 0 else None
         # every intervention must belong to this batch: checked before anything runs
@@ -487,7 +489,6 @@ class HookedVideoLLM(HookedRootModule):
             if mask.shape[0] != B:
                 raise ValueError(f"attention_mask has {mask.shape[0]} rows but the batch has {B}")
         key_padding = None if mask is None or bool(mask.all()) else mask
-        adds: dict[int, Tensor] = {}
         if start_at_layer is None:
             x, computed = self.embed_with_deepstack(inputs)
             adds = dict(enumerate(computed))
@@ -499,8 +500,6 @@ class HookedVideoLLM(HookedRootModule):
         if not deepstack:
             adds = {}
         cos, sin = self.rotary(self.position_ids(inputs, q_start=q_start, n=N, batch=B), x.dtype)
-        if kv_cache is not None and not isinstance(kv_cache, KVCache):
-            raise TypeError(f"kv_cache must be a vlens.kv_cache.KVCache, got {type(kv_cache).__name__}")
         ctx = AttentionContext(
             n_pos=q_start + N, q_start=q_start, q_index=torch.arange(q_start, q_start + N, device=x.device),
             key_padding=key_padding, interventions=active, path=self.attention_path, kv_cache=kv_cache,
@@ -534,13 +533,7 @@ class HookedVideoLLM(HookedRootModule):
     def _leave(plan: RowPlan, ctx: AttentionContext, x: Tensor, cos: Tensor, sin: Tensor, adds: dict[int, Tensor]):
         """Rows the plan drops leave the sequence: the residual rows, their rotary tables and
         any DeepStack additions still to come."""
-        kept = plan.kept_rows(x.device)
-        index = kept[0].nonzero().flatten()
-        if not bool((kept == kept[0]).all()):
-            raise InterventionError(
-                "the rows of this batch keep different positions (different layouts or padding); run an "
-                "efficient-inference plan one sample at a time"
-            )
+        index = plan.kept_rows(x.device)[0].nonzero().flatten()  # every row keeps the same (checked)
         ctx.drop_rows(index)
         return x[:, index], cos[:, index], sin[:, index], {l: a[:, index.to(a.device)] for l, a in adds.items()}
 
