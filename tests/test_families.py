@@ -19,6 +19,7 @@ from vlens import HookedVideoLLM
 from vlens import knockout as ko
 from vlens import testing
 from vlens.families import FAMILIES, UnsupportedModelError, family_for
+from vlens.kv_cache import KVCache
 from vlens.layout import LayoutError
 
 ATOL = 1e-4
@@ -403,7 +404,7 @@ def test_qwen2_5_vl_time_axis_follows_fps_and_needs_timestamps(tmp_path):
         model.to_inputs(clip, QUESTIONS[0], n_frames=4)
     inputs = model.to_inputs(clip, QUESTIONS[0], n_frames=4, fps=2.0)
     with pytest.raises(ValueError, match="position_ids"):  # a continuation must be given its positions
-        model({"input_ids": inputs["input_ids"][:, -2:]}, q_start=inputs.seq_len - 2, kv_cache=[None] * 2)
+        model({"input_ids": inputs["input_ids"][:, -2:]}, q_start=inputs.seq_len - 2, kv_cache=KVCache(model.cfg.n_layers))
 
 
 # registry -----------------------------------------------------------------------------------------

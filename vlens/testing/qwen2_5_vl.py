@@ -83,13 +83,16 @@ def make_tiny_qwen2_5_vl(
 
 
 def save_qwen_vl(hf_classes: tuple, text: dict, vision: dict, tokenizer, path: Path, *, seed: int, patch_size: int,
-                 min_pixels: int, max_pixels: int, dtype: torch.dtype) -> Path:
+                 min_pixels: int, max_pixels: int, dtype: torch.dtype, video_processor: tuple | None = None,
+                 chat_template: str | None = None) -> Path:
     """What the Qwen-VL builders share: the config with the vision token ids, the seeded random
-    model, the Qwen2-VL image/video processors (2 frames a temporal patch, 2×2 merging), saving.
-    `hf_classes`: (config, model, processor) classes of the family."""
+    model, the image/video processors (2 frames a temporal patch, 2×2 merging), saving.
+    `hf_classes`: (config, model, processor) classes of the family; `video_processor`: (class,
+    extra kwargs) where it is not Qwen2-VL's; `chat_template`: the ChatML one by default."""
     from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
     config_cls, model_cls, processor_cls = hf_classes
+    video_cls, video_extra = video_processor or (Qwen2VLVideoProcessor, {})
     ids = tokenizer.convert_tokens_to_ids
     config = config_cls(
         text_config=text,
@@ -107,9 +110,9 @@ def save_qwen_vl(hf_classes: tuple, text: dict, vision: dict, tokenizer, path: P
     common = dict(size=size, patch_size=patch_size, temporal_patch_size=2, merge_size=2)
     processor = processor_cls(
         image_processor=Qwen2VLImageProcessor(**common),
-        video_processor=Qwen2VLVideoProcessor(**common),
+        video_processor=video_cls(**common, **video_extra),
         tokenizer=tokenizer,
-        chat_template=QWEN_VL_CHAT_TEMPLATE,
+        chat_template=chat_template or QWEN_VL_CHAT_TEMPLATE,
     )
     return save_checkpoint(model, processor, tokenizer, path, dtype)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import torch
 
 from vlens.families.base import chatml_template
-from vlens.testing.common import lm_kwargs, save_checkpoint
-from vlens.testing.qwen2_5_vl import qwen_vl_tokenizer
+from vlens.testing.common import lm_kwargs
+from vlens.testing.qwen2_5_vl import qwen_vl_tokenizer, save_qwen_vl
 
 # ChatML with Qwen-VL's vision wrapping, as Qwen3-VL's own template writes a video item; the
 # processor expands the `<|video_pad|>` into "<t seconds><|vision_start|>…<|vision_end|>" per group.
@@ -54,11 +54,10 @@ def build_qwen3_vl(path, config_cls, model_cls, text_extra: dict, *, seed, n_lay
                    d_head, d_mlp, mrope_section, patch_size, vision_layers, vision_d, deepstack_visual_indexes,
                    min_pixels, max_pixels, dtype) -> Path:
     """A tiny Qwen3-VL(-MoE) checkpoint: `config_cls`/`model_cls` with `text_extra` in the text config."""
-    from transformers import Qwen2VLImageProcessor, Qwen3VLProcessor, Qwen3VLVideoProcessor
+    from transformers import Qwen3VLProcessor, Qwen3VLVideoProcessor
 
     path = Path(path)
     tokenizer = qwen_vl_tokenizer(extra_words=TIMESTAMP_WORDS)
-    ids = tokenizer.convert_tokens_to_ids
     text = dict(
         lm_kwargs(tokenizer, n_layers=n_layers, d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads, d_mlp=d_mlp),
         head_dim=d_head,
@@ -70,24 +69,7 @@ def build_qwen3_vl(path, config_cls, model_cls, text_extra: dict, *, seed, n_lay
     vision = dict(depth=vision_layers, hidden_size=vision_d, intermediate_size=2 * vision_d, num_heads=2,
                   patch_size=patch_size, spatial_merge_size=2, temporal_patch_size=2, out_hidden_size=d_model,
                   num_position_embeddings=64, deepstack_visual_indexes=list(deepstack_visual_indexes))
-    config = config_cls(
-        text_config=text,
-        vision_config=vision,
-        image_token_id=ids("<|image_pad|>"),
-        video_token_id=ids("<|video_pad|>"),
-        vision_start_token_id=ids("<|vision_start|>"),
-        vision_end_token_id=ids("<|vision_end|>"),
-        tie_word_embeddings=False,
-    )
-    config.architectures = [model_cls.__name__]
-    torch.manual_seed(seed)
-    model = model_cls(config)
-    size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
-    common = dict(size=size, patch_size=patch_size, temporal_patch_size=2, merge_size=2)
-    processor = Qwen3VLProcessor(
-        image_processor=Qwen2VLImageProcessor(**common),
-        video_processor=Qwen3VLVideoProcessor(**common, min_frames=1, cap_pixels_per_frame=False),
-        tokenizer=tokenizer,
-        chat_template=QWEN3_VL_CHAT_TEMPLATE,
-    )
-    return save_checkpoint(model, processor, tokenizer, path, dtype)
+    return save_qwen_vl((config_cls, model_cls, Qwen3VLProcessor), text, vision, tokenizer, path, seed=seed,
+                        patch_size=patch_size, min_pixels=min_pixels, max_pixels=max_pixels, dtype=dtype,
+                        video_processor=(Qwen3VLVideoProcessor, {"min_frames": 1, "cap_pixels_per_frame": False}),
+                        chat_template=QWEN3_VL_CHAT_TEMPLATE)
