@@ -126,3 +126,19 @@ def test_a_plan_belongs_to_its_inputs(model, inputs):
     plan = EfficientPlan(EfficientConfig(2, 1), other.layouts, model.cfg.n_layers)
     with pytest.raises(InterventionError, match="same inputs"), torch.no_grad():
         model(inputs, plan=plan)
+
+
+def test_a_plan_refuses_rows_that_keep_different_positions_before_running(model):
+    """A padded batch whose rows keep different positions cannot leave the sequence together:
+    refused by the plan's batch check, before any block runs (no hook fires)."""
+    from vlens.efficient import EfficientPlan
+    from vlens.interventions import InterventionError
+
+    batch = model.to_inputs([frames(2, seed=1), frames(2, seed=2)],
+                            ["what color is the object", "how many objects are moving to the left in the video"], n_frames=2)
+    assert (batch["attention_mask"] == 0).any()
+    plan = EfficientPlan(EfficientConfig(2, 0), batch.layouts, model.cfg.n_layers)
+    fired = []
+    with pytest.raises(InterventionError, match="one sample at a time"), torch.no_grad():
+        model.run_with_hooks(batch, plan=plan, fwd_hooks=[("hook_embed", lambda t, hook: fired.append(1))])
+    assert not fired
