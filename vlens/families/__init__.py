@@ -31,10 +31,11 @@ from vlens.families.qwen3_vl_moe import Qwen3VLMoe
 from vlens.families.smolvlm import SmolVLM
 from vlens.families.registry import Registration, build_registry
 from vlens.families.registry import resolve as _resolve
+from vlens.families.video_llama3 import VideoLlama3
 from vlens.families.video_llava import VideoLlava
 
 # HF-native families (one spec each).
-FAMILIES: tuple[Family, ...] = (OneVision(), LlavaNextVideo(), VideoLlava(), Qwen25VL(), InternVL(), Qwen2VL(), Qwen3VL(), Qwen3VLMoe(), SmolVLM())
+FAMILIES: tuple[Family, ...] = (OneVision(), LlavaNextVideo(), VideoLlava(), Qwen25VL(), InternVL(), Qwen2VL(), Qwen3VL(), Qwen3VLMoe(), SmolVLM(), VideoLlama3())
 REGISTRY: tuple[Registration, ...] = build_registry(FAMILIES)
 
 
