@@ -414,9 +414,10 @@ def check_video_llama3_layout(fam):
             expect += span
         assert lay.positions("marker").tolist() == expect
         assert set(lay.segment[: expect[0]]) == {"system"}
-        blocked = ko.LV().hooks(inputs, layers=ko.layers([0]))[0][1].blocked_full(inputs.seq_len, "cpu")[0]
-        q = lay.positions("text")
-        assert blocked[q][:, lay.positions("video")].all() and not blocked[:, lay.positions("marker")].any()
+        # every timestamp is before a frame: under LV/VT/VS-K none is a query or a key
+        blocked = (ko.LV() | ko.VT() | ko.VS()).hooks(inputs, layers=ko.layers([0]))[0][1].blocked_full(inputs.seq_len, "cpu")[0]
+        mk, q = lay.positions("marker"), lay.positions("text")
+        assert blocked[q][:, lay.positions("video")].all() and not blocked[:, mk].any() and not blocked[mk].any()
 
 
 def test_qwen2_5_vl_time_axis_follows_fps_and_needs_timestamps(tmp_path):
