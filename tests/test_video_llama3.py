@@ -82,6 +82,9 @@ def test_padded_batch_of_rows_pruned_differently_matches_hf(vl3):
         single = model(model.to_inputs(clips[0], Q, n_frames=3, fps=2.0))
     assert _diff(ours, ref, inputs["attention_mask"]) <= ATOL
     assert (ours[0, -1] - single[0, -1]).abs().max() <= ATOL
+    with torch.no_grad():
+        ref_tokens = hf.generate(**inputs, max_new_tokens=4, do_sample=False)[:, inputs.seq_len :]
+    assert model.generate(inputs, max_new_tokens=4).tolist() == ref_tokens.tolist()
     diffs = []
     with torch.no_grad():
         for spec in (ko.LV(), ko.VT() | ko.VS()):
@@ -133,6 +136,21 @@ def test_timestamps_are_markers_of_their_frame_and_roles_label_the_text(vl3):
     assert "<f1 r0 c0>" in labels and "<f2 r0 c0>" in labels  # frame 2 keeps its first token only
 
 
+def test_compression_switched_off_keeps_every_token(vl3):
+    """`use_token_compression=False` on the checkpoint's video processor: a still clip keeps all
+    its tokens, and the layout and logits still follow HF."""
+    model, hf = vl3
+    vp = model.processor.video_processor
+    vp.use_token_compression = False
+    try:
+        inputs = model.to_inputs(still_with_change(3, {}), Q, n_frames=3, fps=2.0)
+    finally:
+        vp.use_token_compression = True
+    assert bool(inputs["video_compression_mask"].all()) and inputs.layout.counts()["video"] == 48
+    with torch.no_grad():
+        assert _diff(model(inputs), hf(**inputs).logits, inputs["attention_mask"]) <= ATOL
+
+
 def test_inputs_from_hf_lays_out_the_same_rows(vl3):
     model, _ = vl3
     clips = [still_with_change(3, {2: [(1, 2)]}, seed=4), frames(3, seed=5)]
@@ -168,5 +186,7 @@ def test_refusals(vl3, tmp_path):
     kwargs["video_compression_mask"] = kwargs["video_compression_mask"][:-1]
     with pytest.raises(LayoutError, match="video_compression_mask"):
         model.inputs_from_hf(kwargs)
+    with pytest.raises(LayoutError, match="video_merge_sizes"):
+        model.inputs_from_hf({k: v for k, v in inputs.items() if k != "video_merge_sizes"})
     with pytest.raises(ValueError, match="pixel_values"):
         model.inputs_from_hf({**dict(inputs), "pixel_values": torch.zeros(4, 48)})

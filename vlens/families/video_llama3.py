@@ -117,8 +117,9 @@ class VideoLlama3(Family):
         grid = tensors.get("video_grid_thw")
         if grid is None:
             return rows
-        merge = tensors.get("video_merge_sizes")
-        merge = merge.tolist() if merge is not None else [2] * len(grid)
+        if tensors.get("video_merge_sizes") is None:
+            raise LayoutError("video_grid_thw without video_merge_sizes: VideoLLaMA3 needs every video's merge size")
+        merge = tensors["video_merge_sizes"].tolist()
         sizes = [int(t * h * w) // int(m) ** 2 for (t, h, w), m in zip(grid.tolist(), merge)]
         keep = tensors.get("video_compression_mask")
         if keep is None:
@@ -145,7 +146,9 @@ class VideoLlama3(Family):
         if grid.shape[0] != 1:
             raise LayoutError(f"one video per row is supported, this row has {grid.shape[0]}")
         t, h, w = (int(x) for x in grid[0])
-        m = int(inputs["video_merge_sizes"][0]) if "video_merge_sizes" in inputs else 2
+        if "video_merge_sizes" not in inputs:
+            raise LayoutError("video_grid_thw without video_merge_sizes: VideoLLaMA3 needs every video's merge size")
+        m = int(inputs["video_merge_sizes"][0])
         gh, gw = h // m, w // m
         k = gh * gw
         if video is not None and t != len(video):
