@@ -165,13 +165,15 @@ class VideoLlama3(Family):
             raise LayoutError(f"{len(vis)} <|video_pad|> tokens, but video_compression_mask keeps {int(kept.sum())} "
                               f"of {t} frames of {gh}x{gw}")
         times = video.timestamps if video is not None and video.fps is not None else None
-        decode = lambda a, b: re.sub(r"\s+", "", self.tokenizer.decode(ids[a:b].tolist()))
+        decode = lambda a, b: re.sub(r"\s+", "", self.tokenizer.decode(ids[a:b].tolist()))  # noqa: E731
         is_marker = torch.zeros_like(is_vision)
         frame = torch.full(ids.shape, -1, dtype=torch.long)
         tokens: list[VisionToken] = []
         start, prev_hi = 0, None
         for f in range(t):
             n_f = int(kept[f].sum())
+            if n_f == 0:  # the processor keeps >= 1 token a frame; a hand-made mask may not
+                raise LayoutError(f"video_compression_mask keeps no token of frame {f} (the processor keeps at least one)")
             lo, hi = int(vis[start]), int(vis[start + n_f - 1])
             start += n_f
             if hi - lo + 1 != n_f:
