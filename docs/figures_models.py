@@ -1,6 +1,7 @@
-"""Draw docs/img/layouts.png: the sequence layout of every supported family on a 2-frame clip.
+"""Draw docs/img/layouts.png: the sequence layout of every supported family on a 4-frame clip.
 
-    python docs/figures_models.py
+    python docs/figures_models.py                # every family -> docs/img/layouts.png
+    python docs/figures_models.py videollama3    # one family -> docs/img/layouts-videollama3.png
 
 Each family's tiny random checkpoint (vlens.testing) is built and loaded like a user would; the
 strip shows, position by position, what its processor put in the sequence: system/text, each
@@ -34,17 +35,33 @@ BUILDERS.update({
     "qwen2-vl": (testing.make_tiny_qwen2_vl, {}),
     "qwen3-vl": (testing.make_tiny_qwen3_vl, {"fps": 2.0}),
     "smolvlm2": (testing.make_tiny_smolvlm, {"fps": 2.0}),
+    "videollama3": (testing.make_tiny_video_llama3, {"fps": 2.0}),
 })
+
+
+def static_clip(n_frames: int) -> np.ndarray:
+    """A still 32×32 scene in which one 8×8 patch changes every frame: what VideoLLaMA3's token
+    compression prunes (its own picture shows the kept tokens only)."""
+    rng = np.random.default_rng(0)
+    clip = np.repeat(rng.integers(0, 256, size=(1, 32, 32, 3), dtype=np.uint8), n_frames, axis=0)
+    for f in range(1, n_frames):
+        r, c = divmod(3 * f, 4)
+        clip[f:, 8 * r : 8 * r + 8, 8 * c : 8 * c + 8] = rng.integers(0, 256, size=(8, 8, 3))
+    return clip
 
 COLORS = {"system": "#dddddd", "text": "#999999", "separator": "#000000", "marker": "#ff7f0e", "pad": "#ffffff"}
 FRAME_COLORS = ["#1f77b4", "#2ca02c", "#9467bd", "#d62728"]
 
 
-def main(out: Path = Path(__file__).parent / "img" / "layouts.png", n_frames: int = 4) -> Path:
+def main(out: Path | None = None, n_frames: int = 4, only: str | None = None) -> Path:
     clip = np.random.default_rng(0).integers(0, 256, size=(n_frames, 32, 32, 3), dtype=np.uint8)
-    fig, axes = plt.subplots(len(BUILDERS), 1, figsize=(11, 0.9 * len(BUILDERS) + 0.8), squeeze=False)
+    builders = BUILDERS if only is None else {only: BUILDERS[only]}
+    if only == "videollama3":
+        clip = static_clip(n_frames)
+    out = out or Path(__file__).parent / "img" / ("layouts.png" if only is None else f"layouts-{only}.png")
+    fig, axes = plt.subplots(len(builders), 1, figsize=(11, 0.9 * len(builders) + 0.8), squeeze=False)
     with tempfile.TemporaryDirectory() as tmp:
-        for ax, (name, (build, kwargs)) in zip(axes[:, 0], BUILDERS.items()):
+        for ax, (name, (build, kwargs)) in zip(axes[:, 0], builders.items()):
             model = HookedVideoLLM.from_pretrained(build(Path(tmp) / name, n_layers=1))
             lay = model.to_inputs(clip, "what color is the object", n_frames=n_frames, **kwargs).layout
             colors = [FRAME_COLORS[int(f) % len(FRAME_COLORS)] if s == "video" else COLORS[s]
@@ -56,7 +73,8 @@ def main(out: Path = Path(__file__).parent / "img" / "layouts.png", n_frames: in
             extra = f", {lay.frames_per_group} frames per temporal group" if lay.frames_per_group > 1 else ""
             ax.set_title(f"{name}: {len(lay)} positions, {c.get('video', 0)} video, {c.get('separator', 0)} separator, "
                          f"{c.get('marker', 0)} marker{extra}", fontsize=9, loc="left")
-    axes[-1, 0].set_xlabel(f"position (a {n_frames}-frame 32×32 clip, tiny configs)")
+    what = "a still 32×32 clip with one patch changing a frame" if only == "videollama3" else "a 32×32 clip"
+    axes[-1, 0].set_xlabel(f"position ({n_frames} frames, {what}, tiny configs)")
     handles = [Patch(color=FRAME_COLORS[i], label=f"video, frame/group {i}") for i in range(len(FRAME_COLORS))]
     handles += [Patch(color=COLORS[s], label=s) for s in ("system", "text", "separator", "marker")]
     fig.legend(handles=handles, loc="lower center", ncol=8, fontsize=8, frameon=False)
@@ -68,4 +86,6 @@ def main(out: Path = Path(__file__).parent / "img" / "layouts.png", n_frames: in
 
 
 if __name__ == "__main__":
-    print(main())
+    import sys
+
+    print(main(only=sys.argv[1] if len(sys.argv) > 1 else None))

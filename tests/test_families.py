@@ -57,6 +57,9 @@ CASES = {
         to_inputs_kwargs={"fps": 3.0}, check_layout="check_smolvlm_layout"),
     "internvl": FamilyCase("internvl", testing.make_tiny_internvl, "InternVLForConditionalGeneration",
         check_layout="check_internvl_layout"),
+    "videollama3": FamilyCase("videollama3", testing.make_tiny_video_llama3, "VideoLlama3ForConditionalGeneration",
+        clips=((1, 32, 32), (2, 32, 32), (3, 40, 56), (5, 32, 32)), to_inputs_kwargs={"fps": 3.0},
+        check_layout="check_video_llama3_layout"),
 }
 
 
@@ -384,6 +387,37 @@ def check_internvl_layout(fam):
         assert blocked[q][:, lay.positions("video")].all()
         labels = fam.model.to_str_tokens(inputs)
         assert labels[expect[0]] == "Frame" and labels[int(lay.frame_positions(0)[0])] == "<f0 r0 c0>"
+
+
+def check_video_llama3_layout(fam):
+    """Every frame: "Time t s:" (its own time; ",Time t s:" after the previous frame), then its
+    tokens — the text markers of that frame; random frames keep every token (no pruning)."""
+    cfg = fam.model.hf_model.config
+    tok = fam.model.tokenizer
+    for n, h, w, fps in ((1, 32, 32, 3.0), (3, 40, 56, 1.0), (4, 32, 32, 0.5)):
+        inputs = fam.model.to_inputs(frames(n, h, w), QUESTIONS[0], n_frames=n, fps=fps)
+        lay, ids = inputs.layout, inputs["input_ids"][0]
+        t, gh, gw = (int(x) for x in inputs["video_grid_thw"][0])
+        gh, gw = gh // 2, gw // 2
+        assert (t, gh, gw) == (n, h // 8, w // 8) and bool(inputs["video_compression_mask"].all())
+        assert int((ids == cfg.video_token_id).sum()) == n * gh * gw == lay.counts()["video"]
+        assert lay.n_frames == n and lay.frames_per_group == 1 and "separator" not in lay.counts()
+        _check_frames_are_contiguous_blocks(lay, gh * gw, (gh, gw))
+        expect = []
+        for f in range(n):
+            vid = lay.frame_positions(f)
+            stamp = tok(("," if f else "") + f"Time {f / fps:.1f}s:", add_special_tokens=False)["input_ids"]
+            lo = int(vid[0])
+            assert ids[lo - len(stamp) : lo].tolist() == stamp
+            span = list(range(lo - len(stamp), lo))
+            assert all(lay.segment[p] == "marker" and int(lay.frame[p]) == f for p in span)
+            expect += span
+        assert lay.positions("marker").tolist() == expect
+        assert set(lay.segment[: expect[0]]) == {"system"}
+        # every timestamp is before a frame: under LV/VT/VS-K none is a query or a key
+        blocked = (ko.LV() | ko.VT() | ko.VS()).hooks(inputs, layers=ko.layers([0]))[0][1].blocked_full(inputs.seq_len, "cpu")[0]
+        mk, q = lay.positions("marker"), lay.positions("text")
+        assert blocked[q][:, lay.positions("video")].all() and not blocked[:, mk].any() and not blocked[mk].any()
 
 
 def test_qwen2_5_vl_time_axis_follows_fps_and_needs_timestamps(tmp_path):

@@ -91,6 +91,12 @@ def _frame_blocks(layout: VideoLayout) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     return torch.stack(queries), key_pos, mask, (~video).nonzero().flatten()
 
 
+def _equal_frames(layout: VideoLayout) -> bool:
+    """Every frame has as many video positions (not so after VideoLLaMA3's token compression)."""
+    counts = torch.bincount(layout.frame[layout.is_video])
+    return bool((counts[counts > 0] == counts.max()).all()) if len(counts) else True
+
+
 class EfficientPlan:
     """An `EfficientConfig` bound to one batch: the rows that leave at the exit layer (a
     vlens.interventions.RowPlan) and temporal pruning as an edge removal that prefers the
@@ -150,7 +156,7 @@ class _TemporalPruning:
 
     def per_frame_blocks(self, device):
         layouts = self.plan.layouts
-        if len(layouts) != 1 or layouts[0].mask("pad").any():
+        if len(layouts) != 1 or layouts[0].mask("pad").any() or not _equal_frames(layouts[0]):
             return None  # the masked SDPA path computes the same edges
         if str(device) not in self._blocks:
             self._blocks[str(device)] = tuple(t.to(device) for t in _frame_blocks(layouts[0]))

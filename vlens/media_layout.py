@@ -136,7 +136,9 @@ def layouts_for(family, hf_config, tensors: dict, videos: Sequence) -> list[Vide
 
     Families whose features HF places (`hf_merge`) and that describe their media
     (`media_tokens`) are laid out here, images and videos in any mix; the others (the released
-    formats, InternVL's frame-labelled videos) by their own `layout` rules, row by row.
+    formats, InternVL's frame-labelled videos) by their own `layout` rules, row by row, each row
+    given its share of the tensors (the family's `row_inputs` where a tensor is not one entry per
+    row).
     """
     ids, mask = tensors["input_ids"], tensors.get("attention_mask")
     if (getattr(family, "hf_merge", False) and hasattr(family, "media_tokens")
@@ -157,8 +159,9 @@ def layouts_for(family, hf_config, tensors: dict, videos: Sequence) -> list[Vide
             ))
         return layouts
     B = ids.shape[0]
-    return [
-        family.layout(ids[i], mask[i] if mask is not None else None, videos[i], hf_config,
-                      {k: (v[i : i + 1] if isinstance(v, Tensor) and v.shape[:1] == (B,) else v) for k, v in tensors.items()})
-        for i in range(B)
-    ]
+    if hasattr(family, "row_inputs"):  # tensors not one entry per row (VideoLLaMA3's per-token mask)
+        rows = family.row_inputs(hf_config, tensors)
+    else:
+        rows = [{k: (v[i : i + 1] if isinstance(v, Tensor) and v.shape[:1] == (B,) else v) for k, v in tensors.items()}
+                for i in range(B)]
+    return [family.layout(ids[i], mask[i] if mask is not None else None, videos[i], hf_config, rows[i]) for i in range(B)]

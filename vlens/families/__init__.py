@@ -12,7 +12,8 @@ A family maps a checkpoint's HF architecture onto the shared hooked decoder:
 * `vision_modules(hf_model)`: the HF vision tower / projector modules vlens runs as they are.
 * `video_features(model, inputs)`: the per-position vision embeddings, in sequence order.
 * `layout(...)`: the `VideoLayout` of one row, by arithmetic from the config, checked against the
-  placeholder count.
+  placeholder count; a family whose tensors are not one entry per row (VideoLLaMA3's per-token
+  `video_compression_mask`) also gives `row_inputs(hf_config, tensors)`, each row's share.
 
 `REGISTRY` (vlens.families.registry) holds these and the authors' release formats, keyed by what
 config.json says; `resolve(config)` finds the entry or lists every supported one.
@@ -31,10 +32,11 @@ from vlens.families.qwen3_vl_moe import Qwen3VLMoe
 from vlens.families.smolvlm import SmolVLM
 from vlens.families.registry import Registration, build_registry
 from vlens.families.registry import resolve as _resolve
+from vlens.families.video_llama3 import VideoLlama3
 from vlens.families.video_llava import VideoLlava
 
 # HF-native families (one spec each).
-FAMILIES: tuple[Family, ...] = (OneVision(), LlavaNextVideo(), VideoLlava(), Qwen25VL(), InternVL(), Qwen2VL(), Qwen3VL(), Qwen3VLMoe(), SmolVLM())
+FAMILIES: tuple[Family, ...] = (OneVision(), LlavaNextVideo(), VideoLlava(), Qwen25VL(), InternVL(), Qwen2VL(), Qwen3VL(), Qwen3VLMoe(), SmolVLM(), VideoLlama3())
 REGISTRY: tuple[Registration, ...] = build_registry(FAMILIES)
 
 

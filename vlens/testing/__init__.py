@@ -20,6 +20,7 @@ from vlens.testing.qwen3_vl_moe import make_tiny_qwen3_vl_moe
 from vlens.testing.smolvlm import make_tiny_smolvlm
 from vlens.testing.releases import make_tiny_internvideo2_5, make_tiny_llava_next_video_qwen, make_tiny_longva
 from vlens.testing.tokenizer import SPECIAL_TOKENS, build_word_tokenizer
+from vlens.testing.video_llama3 import make_tiny_video_llama3
 from vlens.testing.video_llava import make_tiny_video_llava
 
 __all__ = [
@@ -30,5 +31,6 @@ __all__ = [
     "make_tiny_qwen3_vl",
     "make_tiny_qwen3_vl_moe",
     "make_tiny_smolvlm",
+    "make_tiny_video_llama3",
     "make_tiny_video_llava",
 ]
