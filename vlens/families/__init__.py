@@ -21,6 +21,7 @@ config.json says; `resolve(config)` finds the entry or lists every supported one
 from __future__ import annotations
 
 from vlens.families.base import Family, UnsupportedModelError, check_weight_coverage
+from vlens.families.glm4v import Glm4V
 from vlens.families.internvl import InternVL
 from vlens.families.llava_next_video import LlavaNextVideo
 from vlens.families.onevision import OneVision
@@ -34,7 +35,8 @@ from vlens.families.registry import resolve as _resolve
 from vlens.families.video_llava import VideoLlava
 
 # HF-native families (one spec each).
-FAMILIES: tuple[Family, ...] = (OneVision(), LlavaNextVideo(), VideoLlava(), Qwen25VL(), InternVL(), Qwen2VL(), Qwen3VL(), Qwen3VLMoe(), SmolVLM())
+FAMILIES: tuple[Family, ...] = (OneVision(), LlavaNextVideo(), VideoLlava(), Qwen25VL(), InternVL(), Qwen2VL(), Qwen3VL(), Qwen3VLMoe(), SmolVLM(),
+                               Glm4V())
 REGISTRY: tuple[Registration, ...] = build_registry(FAMILIES)
 
 
