@@ -64,6 +64,7 @@ class Glm4V(Qwen25VL):
     hf_inputs = ()
     per_row_frame_counts = False
     tokenizer: Any = None  # set by bind(): the timestamps are checked token by token with it
+    temporal_patch: int = 2  # set by bind(): frames a temporal group (the video processor needs one whole)
     _text_memo: dict = field(default_factory=dict, compare=False, repr=False)
 
     def config(self, hf_config) -> HookedVideoLLMConfig:
@@ -106,13 +107,20 @@ class Glm4V(Qwen25VL):
 
     # prompt -----------------------------------------------------------------------------------
     def bind(self, processor) -> Glm4V:
-        return dataclasses.replace(self, tokenizer=getattr(processor, "tokenizer", None), _text_memo={})
+        tp = getattr(getattr(processor, "video_processor", None), "temporal_patch_size", self.temporal_patch)
+        return dataclasses.replace(self, tokenizer=getattr(processor, "tokenizer", None), temporal_patch=int(tp),
+                                   _text_memo={})
 
     def processor_kwargs(self, videos) -> dict:
         """The sampled frames' real indices and the clip's frame rate: the processor writes the
         groups' timestamps from them (index / fps)."""
         meta = []
         for v in videos:
+            if len(v) < self.temporal_patch:
+                raise ValueError(
+                    f"GLM-4.1V's video processor needs at least {self.temporal_patch} frames (one temporal patch), "
+                    f"got {len(v)}: sample n_frames >= {self.temporal_patch}"
+                )
             if v.fps is None:
                 raise ValueError(
                     "GLM-4.1V writes every frame group's timestamp into the prompt, and these frames have none "
