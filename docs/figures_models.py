@@ -34,6 +34,7 @@ BUILDERS.update({
     "qwen2-vl": (testing.make_tiny_qwen2_vl, {}),
     "qwen3-vl": (testing.make_tiny_qwen3_vl, {"fps": 2.0}),
     "smolvlm2": (testing.make_tiny_smolvlm, {"fps": 2.0}),
+    "glm4v": (testing.make_tiny_glm4v, {"fps": 2.0}),
 })
 
 COLORS = {"system": "#dddddd", "text": "#999999", "separator": "#000000", "marker": "#ff7f0e", "pad": "#ffffff"}
