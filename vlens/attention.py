@@ -389,6 +389,7 @@ class Attention(nn.Module):
         if self.cfg.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
         cos, sin = rope
+        assert cos.shape[-1] == self.cfg.rotary_dim, "the family's rotary module must be cfg.rotary_dim wide"
         pairs = self.cfg.rotary_adjacent_pairs
         q = self.hook_rot_q(apply_rotary(q, cos, sin, adjacent_pairs=pairs))
         k = self.hook_rot_k(apply_rotary(k, cos, sin, adjacent_pairs=pairs))
