@@ -181,9 +181,9 @@ class Glm4V(Qwen25VL):
                 raise LayoutError(f"group {g} has no timestamp after its <|end_of_image|>")
             if seconds is not None and tuple(stamp.tolist()) != self._text_ids(str(seconds[g])):
                 raise LayoutError(f"group {g} is not followed by its timestamp '{seconds[g]}'")
-            is_marker[lo - 1] = is_marker[hi + 1 : stop] = True
-            marker_frame[lo - 1] = g
-            marker_frame[hi + 1 : stop] = g
+            for span in (slice(lo - 1, lo), slice(hi + 1, stop)):  # <|begin_of_image|>; <|end_of_image|> + stamp
+                is_marker[span] = True
+                marker_frame[span] = g
             nxt = stop
         tokens = [VisionToken("video", g, r, col) for g in range(t) for r in range(gh) for col in range(gw)]
         is_pad = attention_mask.cpu() == 0 if attention_mask is not None else None
