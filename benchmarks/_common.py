@@ -92,6 +92,9 @@ FAMILY_SHAPES.update({
                                                           mlp_only_layers=()), {"fps": 2.0}),
     "smolvlm2": (testing.make_tiny_smolvlm, dict(_LM, image_size=64, patch_size=4), {"fps": 2.0}),
     "videollama3": (testing.make_tiny_video_llama3, dict(_LM, patch_size=4), {"fps": 2.0}),
+    # GLM-4.1V: half of every 64-dim head rotates (partial_rotary_factor 0.5), GLM's 8:12:12 split
+    "glm4v": (testing.make_tiny_glm4v, dict(_LM, patch_size=4, mrope_section=(4, 6, 6), max_pixels=16 * 64 * 64),
+              {"fps": 2.0}),
 })
 
 

@@ -36,6 +36,7 @@ BUILDERS.update({
     "qwen3-vl": (testing.make_tiny_qwen3_vl, {"fps": 2.0}),
     "smolvlm2": (testing.make_tiny_smolvlm, {"fps": 2.0}),
     "videollama3": (testing.make_tiny_video_llama3, {"fps": 2.0}),
+    "glm4v": (testing.make_tiny_glm4v, {"fps": 2.0}),
 })
 
 

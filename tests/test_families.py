@@ -60,6 +60,9 @@ CASES = {
     "videollama3": FamilyCase("videollama3", testing.make_tiny_video_llama3, "VideoLlama3ForConditionalGeneration",
         clips=((1, 32, 32), (2, 32, 32), (3, 40, 56), (5, 32, 32)), to_inputs_kwargs={"fps": 3.0},
         check_layout="check_video_llama3_layout"),
+    "glm4v": FamilyCase("glm4v", testing.make_tiny_glm4v, "Glm4vForConditionalGeneration",
+        clips=((2, 32, 32), (3, 40, 56), (5, 32, 32)),  # the GLM-4.1V video processor needs >= 2 frames
+        to_inputs_kwargs={"fps": 3.0}, check_layout="check_glm4v_layout"),
 }
 
 
@@ -350,6 +353,61 @@ def check_smolvlm_layout(fam):
         blocked = ko.LV().hooks(inputs, layers=ko.layers([0]))[0][1].blocked_full(inputs.seq_len, "cpu")[0]
         q = lay.positions("text")
         assert blocked[q][:, lay.positions("video")].all() and not blocked[:, lay.positions("marker")].any()
+
+
+def check_glm4v_layout(fam):
+    """Every temporal group: <|begin_of_image|>, its tokens (`<|image|>`), <|end_of_image|>, then
+    its first frame's whole seconds; all but the tokens are markers of that group, the video's
+    <|begin_of_video|>/<|end_of_video|> markers of no frame. M-RoPE: each group is a grid of
+    temporal size 1 (HF's get_rope_index)."""
+    from vlens.families.glm4v import group_seconds
+
+    cfg = fam.model.hf_model.config
+    tok = fam.model.tokenizer
+    for n, h, w, fps in ((2, 32, 32, 3.0), (3, 40, 56, 1.0), (7, 32, 32, 0.5)):
+        inputs = fam.model.to_inputs(frames(n, h, w), QUESTIONS[0], n_frames=n, fps=fps)
+        lay, ids = inputs.layout, inputs["input_ids"][0]
+        t, gh, gw = (int(x) for x in inputs["video_grid_thw"][0])
+        gh, gw = gh // 2, gw // 2
+        assert t == (n + 1) // 2 == lay.n_frames and lay.frames_per_group == 2
+        assert int((ids == cfg.image_token_id).sum()) == t * gh * gw == lay.counts()["video"]
+        assert not (ids == cfg.video_token_id).any()  # <|video|> was expanded into the groups
+        _check_frames_are_contiguous_blocks(lay, gh * gw, (gh, gw))
+        seconds = group_seconds(range(n), fps, 2)
+        assert seconds == [int(2 * g / fps) for g in range(t)]
+        begin = int((ids == cfg.video_start_token_id).nonzero()[0])
+        markers, p = [begin], begin + 1
+        for g in range(t):
+            vid = lay.frame_positions(g)
+            s, e = int(vid[0]) - 1, int(vid[-1]) + 1
+            assert s == p and (int(ids[s]), int(ids[e])) == (cfg.image_start_token_id, cfg.image_end_token_id)
+            stamp = tok(str(seconds[g]), add_special_tokens=False)["input_ids"]
+            assert ids[e + 1 : e + 1 + len(stamp)].tolist() == stamp
+            span = [s, e, *range(e + 1, e + 1 + len(stamp))]
+            assert all(lay.segment[q] == "marker" and int(lay.frame[q]) == g for q in span)
+            markers += span
+            p = e + 1 + len(stamp)
+        assert int(ids[p]) == cfg.video_end_token_id
+        markers.append(p)
+        assert int(lay.frame[begin]) == int(lay.frame[p]) == -1
+        assert lay.positions("marker").tolist() == sorted(markers)
+        # knockouts: markers are never keys (the question still reads the timestamps under LV-K),
+        # never VT/VS queries; only those after the last video token are LV queries
+        blocked = (ko.LV() | ko.VT() | ko.VS()).hooks(inputs, layers=ko.layers([0]))[0][1].blocked_full(inputs.seq_len, "cpu")[0]
+        mk = lay.positions("marker")
+        assert not blocked[:, mk].any()
+        trailing = mk[mk > lay.last_vision]
+        assert trailing.tolist() == list(range(lay.last_vision + 1, p + 1))  # last <|end_of_image|>, stamp, end of video
+        assert not blocked[mk[mk < lay.last_vision]].any()
+        assert blocked[trailing][:, lay.positions("video")].all()
+        # M-RoPE: group g's tokens share one temporal position, the start of their own grid
+        pos = fam.model.position_ids(inputs)[:, 0]
+        for g in range(t):
+            vid = lay.frame_positions(g)
+            start = int(pos[0, int(vid[0]) - 1]) + 1
+            assert pos[0, vid].tolist() == [start] * len(vid)
+            assert pos[1, vid].tolist() == [start + r for r in lay.row[vid].tolist()]
+            assert pos[2, vid].tolist() == [start + c for c in lay.col[vid].tolist()]
 
 
 def check_internvl_layout(fam):

@@ -46,11 +46,25 @@ _compiled_flex = None
 
 
 def apply_rotary(
-    x: Float[Tensor, "batch pos head d_head"], cos: Float[Tensor, "batch pos d_head"], sin: Float[Tensor, "batch pos d_head"]
+    x: Float[Tensor, "batch pos head d_head"], cos: Float[Tensor, "batch pos d_rot"], sin: Float[Tensor, "batch pos d_rot"],
+    *, adjacent_pairs: bool = False,
 ) -> Float[Tensor, "batch pos head d_head"]:
-    """HF's rotate_half rotary embedding."""
-    half = x.shape[-1] // 2
-    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    """HF's rotary embedding of the first d_rot = cos.shape[-1] dims of every head (all of them
+    unless the rotary is partial, GLM-4.1V); the other dims pass unchanged.
+
+    `adjacent_pairs=False`: rotate_half (Qwen2, Llama), dim i turns with dim i + d_rot/2.
+    `adjacent_pairs=True`: dims 2i and 2i+1 turn together (GLM's rotate_half_llm; the tables
+    then hold each frequency twice in a row)."""
+    d_rot = cos.shape[-1]
+    if d_rot < x.shape[-1]:  # partial rotary: as HF, rotate the head's first d_rot dims, keep the rest
+        rot = apply_rotary(x[..., :d_rot], cos, sin, adjacent_pairs=adjacent_pairs)
+        return torch.cat((rot, x[..., d_rot:]), dim=-1)
+    if adjacent_pairs:
+        pairs = einops.rearrange(x, "... (half two) -> ... half two", two=2)
+        rotated = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).flatten(-2)
+    else:
+        half = x.shape[-1] // 2
+        rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
     return x * cos[:, :, None, :] + rotated * sin[:, :, None, :]
 
 
@@ -365,7 +379,7 @@ class Attention(nn.Module):
     def forward(
         self,
         x: Float[Tensor, "batch pos d_model"],
-        rope: tuple[Float[Tensor, "batch pos d_head"], Float[Tensor, "batch pos d_head"]],
+        rope: tuple[Float[Tensor, "batch pos d_rot"], Float[Tensor, "batch pos d_rot"]],
         ctx: AttentionContext,
     ) -> Float[Tensor, "batch pos d_model"]:
         H, Hkv = self.cfg.n_heads, self.cfg.n_key_value_heads
@@ -375,8 +389,10 @@ class Attention(nn.Module):
         if self.cfg.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
         cos, sin = rope
-        q = self.hook_rot_q(apply_rotary(q, cos, sin))
-        k = self.hook_rot_k(apply_rotary(k, cos, sin))
+        assert cos.shape[-1] == self.cfg.rotary_dim, "the family's rotary module must be cfg.rotary_dim wide"
+        pairs = self.cfg.rotary_adjacent_pairs
+        q = self.hook_rot_q(apply_rotary(q, cos, sin, adjacent_pairs=pairs))
+        k = self.hook_rot_k(apply_rotary(k, cos, sin, adjacent_pairs=pairs))
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [batch, head, pos, d_head] for the products
         k_index, k_contiguous = ctx.q_index.to(q.device), ctx.rows_version == 0 and ctx.q_start == 0
         if ctx.kv_cache is not None:

@@ -42,6 +42,15 @@ class HookedVideoLLMConfig:
     qk_norm: bool = False  # Qwen3: RMSNorm over d_head on every query and key head before RoPE
     deepstack_layers: int = 0  # Qwen3-VL: vision features are added after blocks 0..deepstack_layers-1
     moe: MoEConfig | None = None  # Qwen3-VL-MoE: sparse MLPs in moe.layers, dense ones elsewhere
+    # GLM-4.1V: RMSNorm also on the attention and MLP outputs before they join the residual stream
+    # ("sandwich" norms; TransformerLens' name, as for Gemma 2: blocks.{l}.ln1_post / ln2_post)
+    use_normalization_before_and_after: bool = False
+    fused_gate_up: bool = False  # GLM-4.1V: one gate_up_proj [2·d_mlp, d_model] (gate rows first)
+    # Rotary (TransformerLens' names): only the first rotary_dim dims of a head rotate (None: all,
+    # d_head; GLM-4.1V: d_head/2); adjacent pairs (2i, 2i+1) rotate together (GPT-J/GLM) instead
+    # of (i, i + rotary_dim/2) (rotate_half: Qwen2, Llama)
+    rotary_dim: int | None = None
+    rotary_adjacent_pairs: bool = False
     family: str = ""
     original_architecture: str = ""
     model_name: str = ""
@@ -60,6 +69,10 @@ class HookedVideoLLMConfig:
     def __post_init__(self) -> None:
         if self.n_key_value_heads is None:
             object.__setattr__(self, "n_key_value_heads", self.n_heads)  # frozen: set once, here
+        if self.rotary_dim is None:
+            object.__setattr__(self, "rotary_dim", self.d_head)
+        if self.rotary_dim % 2 or not 0 < self.rotary_dim <= self.d_head:
+            raise ValueError(f"rotary_dim must be even and in (0, d_head={self.d_head}], got {self.rotary_dim}")
         if self.n_heads % self.n_key_value_heads:
             raise ValueError(
                 f"n_heads={self.n_heads} is not a multiple of n_key_value_heads="

@@ -12,8 +12,12 @@ A family chooses its module (`Family.rotary(cfg)`); shared components never ask 
     axis still has frequencies of its section left (H and W take indices 1, 4, 7, … and 2, 5,
     8, … up to 3·section), every other frequency by the temporal axis.
 
-Both return cos/sin [batch, pos, d_head], computed in fp32 and cast to `dtype`, exactly as HF's
-`Qwen2_5_VLRotaryEmbedding` / `Qwen3VLTextRotaryEmbedding` (default rope type, scaling 1).
+Both return cos/sin [batch, pos, d_rot], computed in fp32 and cast to `dtype`, exactly as HF's
+`Qwen2_5_VLRotaryEmbedding` / `Qwen3VLTextRotaryEmbedding` (default rope type, scaling 1). d_rot is
+the rotary width the module is built with: d_head, or `cfg.rotary_dim` where only part of every
+head rotates (GLM-4.1V: half; vlens.attention.apply_rotary leaves the rest as it is). The tables
+hold each frequency twice: over the two halves (rotate_half pairing, the default) or twice in a
+row (`adjacent_pairs=True`, GLM's pairing of dims 2i and 2i+1, as `Glm4vTextRotaryEmbedding`).
 """
 
 from __future__ import annotations
@@ -28,23 +32,32 @@ def inverse_frequencies(d_head: int, theta: float) -> Float[Tensor, "half"]:
     return 1.0 / (theta ** (torch.arange(0, d_head, 2, dtype=torch.float) / d_head))
 
 
+def tables(freqs: Float[Tensor, "... half"], dtype: torch.dtype, adjacent_pairs: bool) -> tuple[Tensor, Tensor]:
+    """cos and sin of the angles, every frequency written twice: [f0..fh, f0..fh] (rotate_half)
+    or [f0, f0, f1, f1, ...] (adjacent pairs)."""
+    emb = freqs.repeat_interleave(2, dim=-1) if adjacent_pairs else torch.cat((freqs, freqs), dim=-1)
+    return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
 class Rotary(nn.Module):
     """1-D RoPE: position p rotates frequency i by p·inv_freq[i].
 
     Args:
-        d_head: the head dimension (even).
+        d_head: the rotary width (even): the head dimension, or `cfg.rotary_dim` (partial rotary).
         theta: the RoPE base (`rope_theta`).
+        adjacent_pairs: tables for dims (2i, 2i+1) turning together (see the module docstring).
     """
 
-    def __init__(self, d_head: int, theta: float = 10000.0):
+    def __init__(self, d_head: int, theta: float = 10000.0, *, adjacent_pairs: bool = False):
         super().__init__()
         if d_head % 2:
             raise ValueError(f"rotary embeddings need an even d_head, got {d_head}")
+        self.adjacent_pairs = adjacent_pairs
         self.register_buffer("inv_freq", inverse_frequencies(d_head, theta), persistent=False)
 
     def forward(
         self, position_ids: Int[Tensor, "batch pos"], dtype: torch.dtype
-    ) -> tuple[Float[Tensor, "batch pos d_head"], Float[Tensor, "batch pos d_head"]]:
+    ) -> tuple[Float[Tensor, "batch pos d_rot"], Float[Tensor, "batch pos d_rot"]]:
         """cos and sin of every position's angles, duplicated over the two halves of d_head.
 
         Raises:
@@ -53,26 +66,28 @@ class Rotary(nn.Module):
         if position_ids.ndim != 2:
             raise ValueError(f"1-D RoPE takes positions [batch, pos], got shape {tuple(position_ids.shape)}")
         freqs = position_ids[..., None].float() * self.inv_freq.float()
-        emb = torch.cat((freqs, freqs), dim=-1)
-        return emb.cos().to(dtype), emb.sin().to(dtype)
+        return tables(freqs, dtype, self.adjacent_pairs)
 
 
 class MRotary(nn.Module):
     """Multimodal RoPE over (temporal, height, width) positions (see the module docstring).
 
     Args:
-        d_head: the head dimension (even).
+        d_head: the rotary width (even): the head dimension, or `cfg.rotary_dim` (partial rotary).
         theta: the RoPE base (`rope_theta`).
         sections: frequencies per axis (temporal, height, width), summing to d_head/2 (the
             checkpoint's `mrope_section`).
         interleaved: Qwen3-VL's interleaved assignment instead of Qwen2/2.5-VL's chunks.
+        adjacent_pairs: tables for dims (2i, 2i+1) turning together (GLM-4.1V; see the module
+            docstring). Which axis turns which frequency does not change.
 
     Raises:
         ValueError: sections that are not three non-negative numbers summing to d_head/2.
     """
 
-    def __init__(self, d_head: int, theta: float, sections, *, interleaved: bool = False):
+    def __init__(self, d_head: int, theta: float, sections, *, interleaved: bool = False, adjacent_pairs: bool = False):
         super().__init__()
+        self.adjacent_pairs = adjacent_pairs
         sections = tuple(int(s) for s in sections)
         half = d_head // 2
         if len(sections) != 3 or min(sections) < 0 or sum(sections) != half:
@@ -90,8 +105,8 @@ class MRotary(nn.Module):
 
     def forward(
         self, position_ids: Int[Tensor, "*axes batch pos"], dtype: torch.dtype
-    ) -> tuple[Float[Tensor, "batch pos d_head"], Float[Tensor, "batch pos d_head"]]:
-        """cos and sin [batch, pos, d_head] for positions [3, batch, pos] (or [batch, pos]: text).
+    ) -> tuple[Float[Tensor, "batch pos d_rot"], Float[Tensor, "batch pos d_rot"]]:
+        """cos and sin [batch, pos, d_rot] for positions [3, batch, pos] (or [batch, pos]: text).
 
         Raises:
             ValueError: positions of another shape.
@@ -103,5 +118,4 @@ class MRotary(nn.Module):
         freqs = position_ids[..., None].float() * self.inv_freq.float()  # [3, batch, pos, d_head/2]
         index = self.axis_of.to(freqs.device)[None, None, None].expand(1, *freqs.shape[1:])
         freqs = freqs.gather(0, index)[0]
-        emb = torch.cat((freqs, freqs), dim=-1)
-        return emb.cos().to(dtype), emb.sin().to(dtype)
+        return tables(freqs, dtype, self.adjacent_pairs)

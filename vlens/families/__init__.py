@@ -22,6 +22,7 @@ config.json says; `resolve(config)` finds the entry or lists every supported one
 from __future__ import annotations
 
 from vlens.families.base import Family, UnsupportedModelError, check_weight_coverage
+from vlens.families.glm4v import Glm4V
 from vlens.families.internvl import InternVL
 from vlens.families.llava_next_video import LlavaNextVideo
 from vlens.families.onevision import OneVision
@@ -36,7 +37,8 @@ from vlens.families.video_llama3 import VideoLlama3
 from vlens.families.video_llava import VideoLlava
 
 # HF-native families (one spec each).
-FAMILIES: tuple[Family, ...] = (OneVision(), LlavaNextVideo(), VideoLlava(), Qwen25VL(), InternVL(), Qwen2VL(), Qwen3VL(), Qwen3VLMoe(), SmolVLM(), VideoLlama3())
+FAMILIES: tuple[Family, ...] = (OneVision(), LlavaNextVideo(), VideoLlava(), Qwen25VL(), InternVL(), Qwen2VL(), Qwen3VL(), Qwen3VLMoe(), SmolVLM(),
+                               VideoLlama3(), Glm4V())
 REGISTRY: tuple[Registration, ...] = build_registry(FAMILIES)
 
 

@@ -61,9 +61,10 @@ class Family:
         return frozenset()
 
     def rotary(self, cfg: HookedVideoLLMConfig) -> nn.Module:
-        """The rotary module the family's attention needs: 1-D RoPE by default. Its forward takes
-        `position_ids(...)`'s positions and a dtype and returns cos/sin [batch, pos, d_head]."""
-        return Rotary(cfg.d_head, cfg.rope_theta)
+        """The rotary module the family's attention needs: 1-D RoPE by default (over
+        `cfg.rotary_dim` dims, in `cfg.rotary_adjacent_pairs` pairing). Its forward takes
+        `position_ids(...)`'s positions and a dtype and returns cos/sin [batch, pos, rotary_dim]."""
+        return Rotary(cfg.rotary_dim, cfg.rope_theta, adjacent_pairs=cfg.rotary_adjacent_pairs)
 
     def vision_modules(self, hf_model: nn.Module) -> dict[str, nn.Module]:
         raise NotImplementedError

@@ -9,6 +9,7 @@ One file per family; `common.py` holds what the builders share (config kwargs, r
 saving), `tokenizer.py` the word-level tokenizer. The library never imports this package.
 """
 
+from vlens.testing.glm4v import GLM4V_CHAT_TEMPLATE, make_tiny_glm4v
 from vlens.testing.internvl import INTERNVL_CHAT_TEMPLATE, make_tiny_internvl
 from vlens.testing.llava_llama import VICUNA_CHAT_TEMPLATE
 from vlens.testing.llava_next_video import make_tiny_llava_next_video
@@ -24,8 +25,8 @@ from vlens.testing.video_llama3 import make_tiny_video_llama3
 from vlens.testing.video_llava import make_tiny_video_llava
 
 __all__ = [
-    "CHAT_TEMPLATE", "INTERNVL_CHAT_TEMPLATE", "QWEN_VL_CHAT_TEMPLATE", "SPECIAL_TOKENS", "VICUNA_CHAT_TEMPLATE",
-    "build_word_tokenizer", "make_tiny_internvideo2_5", "make_tiny_internvl", "make_tiny_llava_next_video",
+    "CHAT_TEMPLATE", "GLM4V_CHAT_TEMPLATE", "INTERNVL_CHAT_TEMPLATE", "QWEN_VL_CHAT_TEMPLATE", "SPECIAL_TOKENS", "VICUNA_CHAT_TEMPLATE",
+    "build_word_tokenizer", "make_tiny_glm4v", "make_tiny_internvideo2_5", "make_tiny_internvl", "make_tiny_llava_next_video",
     "make_tiny_llava_next_video_qwen", "make_tiny_longva", "make_tiny_onevision", "make_tiny_qwen2_5_vl",
     "make_tiny_qwen2_vl",
     "make_tiny_qwen3_vl",
