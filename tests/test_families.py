@@ -57,6 +57,8 @@ CASES = {
         to_inputs_kwargs={"fps": 3.0}, check_layout="check_smolvlm_layout"),
     "internvl": FamilyCase("internvl", testing.make_tiny_internvl, "InternVLForConditionalGeneration",
         check_layout="check_internvl_layout"),
+    "perception-lm": FamilyCase("perception-lm", testing.make_tiny_perception_lm, "PerceptionLMForConditionalGeneration",
+        clips=((1, 32, 32), (2, 32, 32), (3, 40, 56), (8, 24, 40)), check_layout="check_perception_lm_layout"),
 }
 
 
@@ -384,6 +386,25 @@ def check_internvl_layout(fam):
         assert blocked[q][:, lay.positions("video")].all()
         labels = fam.model.to_str_tokens(inputs)
         assert labels[expect[0]] == "Frame" and labels[int(lay.frame_positions(0)[0])] == "<f0 r0 c0>"
+
+
+def check_perception_lm_layout(fam):
+    """One run of <|video|> tokens, frame after frame, each the pooled (P/ratio)² grid row-major
+    (the processor's count); nothing between frames, nothing after the last one."""
+    cfg = fam.model.hf_model.config
+    proc = fam.model.processor
+    for n, h, w in ((1, 32, 32), (3, 40, 56), (5, 32, 32)):
+        inputs = fam.inputs(frames(n, h, w), QUESTIONS[0], n)
+        lay, ids = inputs.layout, inputs["input_ids"][0]
+        side = inputs["pixel_values_videos"].shape[-1]
+        g = side // proc.patch_size // cfg.projector_pooling_ratio
+        assert int((ids == cfg.video_token_id).sum()) == n * g * g == lay.counts()["video"]  # the processor's count
+        assert lay.n_frames == n and lay.frames_per_group == 1
+        assert set(lay.counts()) == {"system", "video", "text"}  # no separators, markers or timestamps
+        _check_frames_are_contiguous_blocks(lay, g * g, (g, g))
+        vid = lay.positions("video")
+        assert int(vid[-1] - vid[0]) + 1 == len(vid)  # one contiguous block
+        assert set(lay.segment[: int(vid[0])]) == {"system"}
 
 
 def test_qwen2_5_vl_time_axis_follows_fps_and_needs_timestamps(tmp_path):

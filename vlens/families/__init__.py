@@ -24,6 +24,7 @@ from vlens.families.base import Family, UnsupportedModelError, check_weight_cove
 from vlens.families.internvl import InternVL
 from vlens.families.llava_next_video import LlavaNextVideo
 from vlens.families.onevision import OneVision
+from vlens.families.perception_lm import PerceptionLM
 from vlens.families.qwen2_5_vl import Qwen25VL
 from vlens.families.qwen2_vl import Qwen2VL
 from vlens.families.qwen3_vl import Qwen3VL
@@ -34,7 +35,8 @@ from vlens.families.registry import resolve as _resolve
 from vlens.families.video_llava import VideoLlava
 
 # HF-native families (one spec each).
-FAMILIES: tuple[Family, ...] = (OneVision(), LlavaNextVideo(), VideoLlava(), Qwen25VL(), InternVL(), Qwen2VL(), Qwen3VL(), Qwen3VLMoe(), SmolVLM())
+FAMILIES: tuple[Family, ...] = (OneVision(), LlavaNextVideo(), VideoLlava(), Qwen25VL(), InternVL(), Qwen2VL(), Qwen3VL(), Qwen3VLMoe(), SmolVLM(),
+                                PerceptionLM())
 REGISTRY: tuple[Registration, ...] = build_registry(FAMILIES)
 
 
