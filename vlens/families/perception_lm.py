@@ -24,6 +24,7 @@ LM: Llama (no attention biases) under `model.language_model`, 1-D RoPE: default 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from torch import Tensor, nn
 
@@ -109,27 +110,53 @@ class PerceptionLM(LlavaVideoFamily):
         return dataclasses.replace(self, patch_size=getattr(processor, "patch_size", None))
 
     # layout -------------------------------------------------------------------------------------
-    def pooled_grid(self, hf_config, height: int, width: int) -> tuple[int, int]:
-        """The pooled token grid of one height×width tile (a frame, a thumbnail, an image tile)."""
+    def pooled_side(self, hf_config, side: int, n_placeholders: int, n_tiles: int, what: str) -> int:
+        """The side g of one tile's pooled token grid (a frame, a thumbnail, an image tile):
+        side // patch // ratio with the processor's patch size (the rule it counted the
+        placeholders by); without a processor (`inputs_from_hf`), from the placeholder count,
+        since HF fills exactly g² features per tile (its pooling keeps the grid square).
+
+        Raises:
+            LayoutError: the count does not match the rule, or is not `n_tiles` squares.
+        """
         patch = self.patch_size or (hf_config.vision_config.model_args or {}).get("patch_size")
-        if patch is None:
-            raise LayoutError("PerceptionLM layouts need the patch size: load the checkpoint with its processor "
-                              "(processor_config.json's patch_size) or give model_args['patch_size']")
-        if height != width:
-            raise LayoutError(f"PerceptionLM pools a square patch grid; the processor gave {height}x{width} tiles")
-        g = height // patch // hf_config.projector_pooling_ratio  # ratio 1: no pooling
-        return g, g
+        if patch is not None:
+            g = side // patch // hf_config.projector_pooling_ratio  # ratio 1: no pooling
+            if n_placeholders != n_tiles * g * g:
+                raise LayoutError(f"{n_placeholders} {what} placeholder tokens, expected {n_tiles} tiles of the "
+                                  f"{g}x{g} pooled grid = {n_tiles * g * g}")
+            return g
+        g = math.isqrt(n_placeholders // n_tiles) if n_tiles else 0
+        if n_tiles == 0 or g * g * n_tiles != n_placeholders:
+            raise LayoutError(f"{n_placeholders} {what} placeholder tokens are not {n_tiles} square pooled grids")
+        return g
+
+    def media_tokens(self, hf_config, inputs: dict) -> tuple[list[list[VisionToken]], list[list[VisionToken]]]:
+        """Every image's and every video's tokens, in batch order: frames and tiles are each one
+        pooled g×g grid, row-major; an image is its thumbnail then its tiles."""
+        ids = inputs["input_ids"]
+        images, videos = [], []
+        if "pixel_values" in inputs:
+            pixels = inputs["pixel_values"]
+            if pixels.ndim != 5 or pixels.shape[-1] != pixels.shape[-2]:
+                raise LayoutError("PerceptionLM pixel_values are [images, tiles, 3, side, side], got "
+                                  f"{tuple(pixels.shape)}")
+            n_images, n_tiles = pixels.shape[:2]
+            n = int((ids == hf_config.image_token_id).sum())
+            g = self.pooled_side(hf_config, pixels.shape[-1], n, n_images * n_tiles, "<|image|>")
+            one = [VisionToken("image", -1, r, c) for _ in range(n_tiles) for r in range(g) for c in range(g)]
+            images = [list(one) for _ in range(n_images)]
+        if "pixel_values_videos" in inputs:
+            pixels = inputs["pixel_values_videos"]
+            if pixels.ndim != 5 or pixels.shape[-1] != pixels.shape[-2]:
+                raise LayoutError("PerceptionLM pools a square patch grid: pixel_values_videos must be [batch, frames, "
+                                  f"3, side, side], got {tuple(pixels.shape)}")
+            b, n_frames = pixels.shape[:2]
+            n = int((ids == hf_config.video_token_id).sum())
+            g = self.pooled_side(hf_config, pixels.shape[-1], n, b * n_frames, "<|video|>")
+            one = [VisionToken("video", f, r, c) for f in range(n_frames) for r in range(g) for c in range(g)]
+            videos = [list(one) for _ in range(b)]
+        return images, videos
 
     def video_tokens(self, hf_config, n_frames: int, height: int, width: int) -> list[VisionToken]:
-        gh, gw = self.pooled_grid(hf_config, height, width)
-        return [VisionToken("video", f, r, c) for f in range(n_frames) for r in range(gh) for c in range(gw)]
-
-    def image_tokens(self, hf_config, inputs: dict) -> list[list[VisionToken]]:
-        """Every image's tokens: its thumbnail's then each tile's pooled grid, row-major."""
-        pixels = inputs["pixel_values"]
-        if pixels.ndim != 5:
-            raise LayoutError(f"PerceptionLM pixel_values are [images, tiles, 3, height, width], got {tuple(pixels.shape)}")
-        n_images, n_tiles, _, h, w = pixels.shape
-        gh, gw = self.pooled_grid(hf_config, h, w)
-        one = [VisionToken("image", -1, r, c) for _ in range(n_tiles) for r in range(gh) for c in range(gw)]
-        return [list(one) for _ in range(n_images)]
+        raise NotImplementedError("PerceptionLM lays out its media with media_tokens (the grid may come from the count)")
