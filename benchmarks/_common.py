@@ -91,6 +91,7 @@ FAMILY_SHAPES.update({
     "qwen3-vl-moe": (testing.make_tiny_qwen3_vl_moe, dict(_QWEN3, n_experts=8, top_k=2, d_expert=352,
                                                           mlp_only_layers=()), {"fps": 2.0}),
     "smolvlm2": (testing.make_tiny_smolvlm, dict(_LM, image_size=64, patch_size=4), {"fps": 2.0}),
+    "perception-lm": (testing.make_tiny_perception_lm, dict(_LM, tile_size=64, patch_size=4), {}),  # (64/4/2)² = 64
 })
 
 

@@ -1,6 +1,7 @@
-"""Draw docs/img/layouts.png: the sequence layout of every supported family on a 2-frame clip.
+"""Draw docs/img/layouts.png: the sequence layout of every supported family on a 4-frame clip.
 
-    python docs/figures_models.py
+    python docs/figures_models.py                  # every family -> docs/img/layouts.png
+    python docs/figures_models.py perception-lm    # some families -> docs/img/layouts-perception-lm.png
 
 Each family's tiny random checkpoint (vlens.testing) is built and loaded like a user would; the
 strip shows, position by position, what its processor put in the sequence: system/text, each
@@ -34,17 +35,21 @@ BUILDERS.update({
     "qwen2-vl": (testing.make_tiny_qwen2_vl, {}),
     "qwen3-vl": (testing.make_tiny_qwen3_vl, {"fps": 2.0}),
     "smolvlm2": (testing.make_tiny_smolvlm, {"fps": 2.0}),
+    "perception-lm": (testing.make_tiny_perception_lm, {}),  # needs timm
 })
 
 COLORS = {"system": "#dddddd", "text": "#999999", "separator": "#000000", "marker": "#ff7f0e", "pad": "#ffffff"}
 FRAME_COLORS = ["#1f77b4", "#2ca02c", "#9467bd", "#d62728"]
 
 
-def main(out: Path = Path(__file__).parent / "img" / "layouts.png", n_frames: int = 4) -> Path:
+def main(out: Path | None = None, n_frames: int = 4, families: list[str] | None = None) -> Path:
+    chosen = {name: BUILDERS[name] for name in families} if families else BUILDERS
+    if out is None:
+        out = Path(__file__).parent / "img" / ("layouts.png" if not families else f"layouts-{'-'.join(families)}.png")
     clip = np.random.default_rng(0).integers(0, 256, size=(n_frames, 32, 32, 3), dtype=np.uint8)
-    fig, axes = plt.subplots(len(BUILDERS), 1, figsize=(11, 0.9 * len(BUILDERS) + 0.8), squeeze=False)
+    fig, axes = plt.subplots(len(chosen), 1, figsize=(11, 0.9 * len(chosen) + 0.8), squeeze=False)
     with tempfile.TemporaryDirectory() as tmp:
-        for ax, (name, (build, kwargs)) in zip(axes[:, 0], BUILDERS.items()):
+        for ax, (name, (build, kwargs)) in zip(axes[:, 0], chosen.items()):
             model = HookedVideoLLM.from_pretrained(build(Path(tmp) / name, n_layers=1))
             lay = model.to_inputs(clip, "what color is the object", n_frames=n_frames, **kwargs).layout
             colors = [FRAME_COLORS[int(f) % len(FRAME_COLORS)] if s == "video" else COLORS[s]
@@ -68,4 +73,6 @@ def main(out: Path = Path(__file__).parent / "img" / "layouts.png", n_frames: in
 
 
 if __name__ == "__main__":
-    print(main())
+    import sys
+
+    print(main(families=sys.argv[1:] or None))

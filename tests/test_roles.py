@@ -26,6 +26,7 @@ BUILDERS = {  # the families of tests/test_families.py CASES (their to_inputs kw
     "qwen3-vl-moe": (testing.make_tiny_qwen3_vl_moe, {"fps": 3.0}, 2, "Qwen3VLMoeForConditionalGeneration"),
     "smolvlm2": (testing.make_tiny_smolvlm, {"fps": 3.0}, 2, "SmolVLMForConditionalGeneration"),
     "internvl": (testing.make_tiny_internvl, {}, 2, "InternVLForConditionalGeneration"),
+    "perception-lm": (testing.make_tiny_perception_lm, {}, 2, "PerceptionLMForConditionalGeneration"),
 }
 
 
