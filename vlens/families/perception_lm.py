@@ -110,18 +110,24 @@ class PerceptionLM(LlavaVideoFamily):
         return dataclasses.replace(self, patch_size=getattr(processor, "patch_size", None))
 
     # layout -------------------------------------------------------------------------------------
+    def rule_side(self, hf_config, side: int) -> int | None:
+        """side // patch // ratio, the processor's rule for one side×side tile's pooled grid, or
+        None where the patch size is unknown (no processor, none in the config's model_args: the
+        released configs take it from the timm architecture)."""
+        patch = self.patch_size or (hf_config.vision_config.model_args or {}).get("patch_size")
+        return side // patch // hf_config.projector_pooling_ratio if patch else None  # ratio 1: no pooling
+
     def pooled_side(self, hf_config, side: int, n_placeholders: int, n_tiles: int, what: str) -> int:
-        """The side g of one tile's pooled token grid (a frame, a thumbnail, an image tile):
-        side // patch // ratio with the processor's patch size (the rule it counted the
-        placeholders by); without a processor (`inputs_from_hf`), from the placeholder count,
-        since HF fills exactly g² features per tile (its pooling keeps the grid square).
+        """The side g of one tile's pooled token grid (a frame, a thumbnail, an image tile): by
+        the processor's rule (`rule_side`); without its patch size (`from_hf(hf, None)` +
+        `inputs_from_hf`), from the placeholder count, since HF fills exactly g² features per tile
+        (its pooling keeps the grid square).
 
         Raises:
             LayoutError: the count does not match the rule, or is not `n_tiles` squares.
         """
-        patch = self.patch_size or (hf_config.vision_config.model_args or {}).get("patch_size")
-        if patch is not None:
-            g = side // patch // hf_config.projector_pooling_ratio  # ratio 1: no pooling
+        g = self.rule_side(hf_config, side)
+        if g is not None:
             if n_placeholders != n_tiles * g * g:
                 raise LayoutError(f"{n_placeholders} {what} placeholder tokens, expected {n_tiles} tiles of the "
                                   f"{g}x{g} pooled grid = {n_tiles * g * g}")
@@ -159,4 +165,9 @@ class PerceptionLM(LlavaVideoFamily):
         return images, videos
 
     def video_tokens(self, hf_config, n_frames: int, height: int, width: int) -> list[VisionToken]:
-        raise NotImplementedError("PerceptionLM lays out its media with media_tokens (the grid may come from the count)")
+        """One video's tokens by the processor's rule (`media_tokens` is what layouts use)."""
+        g = self.rule_side(hf_config, height)
+        if g is None or height != width:
+            raise LayoutError(f"no pooled grid for {height}x{width} frames: PerceptionLM pools square tiles, and needs "
+                              "the processor's patch_size for this rule")
+        return [VisionToken("video", f, r, c) for f in range(n_frames) for r in range(g) for c in range(g)]
