@@ -95,6 +95,7 @@ FAMILY_SHAPES.update({
     # GLM-4.1V: half of every 64-dim head rotates (partial_rotary_factor 0.5), GLM's 8:12:12 split
     "glm4v": (testing.make_tiny_glm4v, dict(_LM, patch_size=4, mrope_section=(4, 6, 6), max_pixels=16 * 64 * 64),
               {"fps": 2.0}),
+    "perception-lm": (testing.make_tiny_perception_lm, dict(_LM, tile_size=64, patch_size=4), {}),  # (64/4/2)² = 64
 })
 
 

@@ -1,7 +1,7 @@
 """Draw docs/img/layouts.png: the sequence layout of every supported family on a 4-frame clip.
 
-    python docs/figures_models.py                # every family -> docs/img/layouts.png
-    python docs/figures_models.py videollama3    # one family -> docs/img/layouts-videollama3.png
+    python docs/figures_models.py                  # every family -> docs/img/layouts.png
+    python docs/figures_models.py perception-lm    # some families -> docs/img/layouts-perception-lm.png
 
 Each family's tiny random checkpoint (vlens.testing) is built and loaded like a user would; the
 strip shows, position by position, what its processor put in the sequence: system/text, each
@@ -37,6 +37,7 @@ BUILDERS.update({
     "smolvlm2": (testing.make_tiny_smolvlm, {"fps": 2.0}),
     "videollama3": (testing.make_tiny_video_llama3, {"fps": 2.0}),
     "glm4v": (testing.make_tiny_glm4v, {"fps": 2.0}),
+    "perception-lm": (testing.make_tiny_perception_lm, {}),  # needs timm
 })
 
 
@@ -54,15 +55,16 @@ COLORS = {"system": "#dddddd", "text": "#999999", "separator": "#000000", "marke
 FRAME_COLORS = ["#1f77b4", "#2ca02c", "#9467bd", "#d62728"]
 
 
-def main(out: Path | None = None, n_frames: int = 4, only: str | None = None) -> Path:
+def main(out: Path | None = None, n_frames: int = 4, families: list[str] | None = None) -> Path:
+    chosen = {name: BUILDERS[name] for name in families} if families else BUILDERS
+    if out is None:
+        out = Path(__file__).parent / "img" / ("layouts.png" if not families else f"layouts-{'-'.join(families)}.png")
     clip = np.random.default_rng(0).integers(0, 256, size=(n_frames, 32, 32, 3), dtype=np.uint8)
-    builders = BUILDERS if only is None else {only: BUILDERS[only]}
-    if only == "videollama3":
+    if families == ["videollama3"]:  # its own picture: what token compression prunes
         clip = static_clip(n_frames)
-    out = out or Path(__file__).parent / "img" / ("layouts.png" if only is None else f"layouts-{only}.png")
-    fig, axes = plt.subplots(len(builders), 1, figsize=(11, 0.9 * len(builders) + 0.8), squeeze=False)
+    fig, axes = plt.subplots(len(chosen), 1, figsize=(11, 0.9 * len(chosen) + 0.8), squeeze=False)
     with tempfile.TemporaryDirectory() as tmp:
-        for ax, (name, (build, kwargs)) in zip(axes[:, 0], builders.items()):
+        for ax, (name, (build, kwargs)) in zip(axes[:, 0], chosen.items()):
             model = HookedVideoLLM.from_pretrained(build(Path(tmp) / name, n_layers=1))
             lay = model.to_inputs(clip, "what color is the object", n_frames=n_frames, **kwargs).layout
             colors = [FRAME_COLORS[int(f) % len(FRAME_COLORS)] if s == "video" else COLORS[s]
@@ -74,7 +76,7 @@ def main(out: Path | None = None, n_frames: int = 4, only: str | None = None) ->
             extra = f", {lay.frames_per_group} frames per temporal group" if lay.frames_per_group > 1 else ""
             ax.set_title(f"{name}: {len(lay)} positions, {c.get('video', 0)} video, {c.get('separator', 0)} separator, "
                          f"{c.get('marker', 0)} marker{extra}", fontsize=9, loc="left")
-    what = "a still 32×32 clip with one patch changing a frame" if only == "videollama3" else "a 32×32 clip"
+    what = "a still 32×32 clip with one patch changing a frame" if families == ["videollama3"] else "a 32×32 clip"
     axes[-1, 0].set_xlabel(f"position ({n_frames} frames, {what}, tiny configs)")
     handles = [Patch(color=FRAME_COLORS[i], label=f"video, frame/group {i}") for i in range(len(FRAME_COLORS))]
     handles += [Patch(color=COLORS[s], label=s) for s in ("system", "text", "separator", "marker")]
@@ -89,4 +91,4 @@ def main(out: Path | None = None, n_frames: int = 4, only: str | None = None) ->
 if __name__ == "__main__":
     import sys
 
-    print(main(only=sys.argv[1] if len(sys.argv) > 1 else None))
+    print(main(families=sys.argv[1:] or None))

@@ -3,7 +3,8 @@
 The config values and input shapes are those of the `ModelTester` classes in transformers'
 tests/models/<name>/test_modeling_<name>.py (LlavaOnevisionVisionText2TextModelTester,
 LlavaNextVideoVisionText2TextModelTester, VideoLlavaVisionText2TextModelTester,
-Qwen2_5_VLVisionText2TextModelTester, InternVLVisionText2TextModelTester); the code is ours.
+Qwen2_5_VLVisionText2TextModelTester, InternVLVisionText2TextModelTester,
+PerceptionLMVisionText2TextModelTester); the code is ours.
 Inputs follow the testers' recipes (random ids in the vocabulary, placeholders at the testers'
 positions, expanded to as many tokens as transformers 5 requires). Where a tester has no video
 (OneVision, Qwen2.5-VL's common inputs, InternVL) a `video` variant builds one in the same style
@@ -185,5 +186,36 @@ def internvl() -> Tester:
     return Tester("internvl", hf, kwargs, video, images_as_frames=True)
 
 
+def perception_lm() -> Tester:
+    """PerceptionLMVisionText2TextModelTester: a 14-pixel tile of timm's PE (patch 14, so one patch,
+    CLS dropped, no pooling: one token a tile), tied embeddings, one image and one video token a
+    row. The config does not spell out the patch size (timm's architecture does), and there is no
+    processor: the layout's grids come from the placeholder counts."""
+    from transformers import PerceptionLMConfig, PerceptionLMForConditionalGeneration
+
+    config = PerceptionLMConfig(
+        text_config={"model_type": "llama", **_LM_COMMON, "max_position_embeddings": 512, "pad_token_id": 1},
+        vision_config={"architecture": "vit_pe_core_large_patch14_336",
+                       "model_args": {"embed_dim": 64, "img_size": (14, 14), "depth": 2, "global_pool": "",
+                                      "use_post_transformer_norm": False, "init_values": 0.1, "ref_feat_shape": (1, 1)}},
+        vision_use_cls_token=True, image_token_id=0, video_token_id=2, tie_word_embeddings=True,
+        projector_pooling_ratio=1,
+    )
+    hf = _build(PerceptionLMForConditionalGeneration, config)
+    g = torch.Generator().manual_seed(6)
+    B, seq = 3, 7
+    ids = _ids(B, seq + 1, 99 - 2, g) + 2
+    ids[(ids == 0) | (ids == 2)] = 1
+    ids[:, :1] = 0
+    ids[:, 1:2] = 2
+    kwargs = {"pixel_values": _floats((B, 1, 3, 14, 14), g), "pixel_values_videos": _floats((B, 1, 3, 14, 14), g),
+              "input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    F = 4  # a video variant with 4 one-token frames, for the knockouts
+    vids = _ids(B, seq + F, 99 - 3, g) + 3
+    vids[:, 1 : F + 1] = 2
+    video = {"pixel_values_videos": _floats((B, F, 3, 14, 14), g), "input_ids": vids, "attention_mask": torch.ones_like(vids)}
+    return Tester("perception_lm", hf, kwargs, video)
+
+
 TESTERS = {"llava_onevision": llava_onevision, "llava_next_video": llava_next_video, "video_llava": video_llava,
-           "qwen2_5_vl": qwen2_5_vl, "internvl": internvl}
+           "qwen2_5_vl": qwen2_5_vl, "internvl": internvl, "perception_lm": perception_lm}

@@ -63,6 +63,8 @@ CASES = {
     "glm4v": FamilyCase("glm4v", testing.make_tiny_glm4v, "Glm4vForConditionalGeneration",
         clips=((2, 32, 32), (3, 40, 56), (5, 32, 32)),  # the GLM-4.1V video processor needs >= 2 frames
         to_inputs_kwargs={"fps": 3.0}, check_layout="check_glm4v_layout"),
+    "perception-lm": FamilyCase("perception-lm", testing.make_tiny_perception_lm, "PerceptionLMForConditionalGeneration",
+        clips=((1, 32, 32), (2, 32, 32), (3, 40, 56), (8, 24, 40)), check_layout="check_perception_lm_layout"),
 }
 
 
@@ -476,6 +478,23 @@ def check_video_llama3_layout(fam):
         blocked = (ko.LV() | ko.VT() | ko.VS()).hooks(inputs, layers=ko.layers([0]))[0][1].blocked_full(inputs.seq_len, "cpu")[0]
         mk, q = lay.positions("marker"), lay.positions("text")
         assert blocked[q][:, lay.positions("video")].all() and not blocked[:, mk].any() and not blocked[mk].any()
+def check_perception_lm_layout(fam):
+    """One run of <|video|> tokens, frame after frame, each the pooled (P/ratio)² grid row-major
+    (the processor's count); nothing between frames, nothing after the last one."""
+    cfg = fam.model.hf_model.config
+    proc = fam.model.processor
+    for n, h, w in ((1, 32, 32), (3, 40, 56), (5, 32, 32)):
+        inputs = fam.inputs(frames(n, h, w), QUESTIONS[0], n)
+        lay, ids = inputs.layout, inputs["input_ids"][0]
+        side = inputs["pixel_values_videos"].shape[-1]
+        g = side // proc.patch_size // cfg.projector_pooling_ratio
+        assert int((ids == cfg.video_token_id).sum()) == n * g * g == lay.counts()["video"]  # the processor's count
+        assert lay.n_frames == n and lay.frames_per_group == 1
+        assert set(lay.counts()) == {"system", "video", "text"}  # no separators, markers or timestamps
+        _check_frames_are_contiguous_blocks(lay, g * g, (g, g))
+        vid = lay.positions("video")
+        assert int(vid[-1] - vid[0]) + 1 == len(vid)  # one contiguous block
+        assert set(lay.segment[: int(vid[0])]) == {"system"}
 
 
 def test_qwen2_5_vl_time_axis_follows_fps_and_needs_timestamps(tmp_path):

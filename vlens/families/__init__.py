@@ -26,6 +26,7 @@ from vlens.families.glm4v import Glm4V
 from vlens.families.internvl import InternVL
 from vlens.families.llava_next_video import LlavaNextVideo
 from vlens.families.onevision import OneVision
+from vlens.families.perception_lm import PerceptionLM
 from vlens.families.qwen2_5_vl import Qwen25VL
 from vlens.families.qwen2_vl import Qwen2VL
 from vlens.families.qwen3_vl import Qwen3VL
@@ -38,7 +39,7 @@ from vlens.families.video_llava import VideoLlava
 
 # HF-native families (one spec each).
 FAMILIES: tuple[Family, ...] = (OneVision(), LlavaNextVideo(), VideoLlava(), Qwen25VL(), InternVL(), Qwen2VL(), Qwen3VL(), Qwen3VLMoe(), SmolVLM(),
-                               VideoLlama3(), Glm4V())
+                               VideoLlama3(), Glm4V(), PerceptionLM())
 REGISTRY: tuple[Registration, ...] = build_registry(FAMILIES)
 
 

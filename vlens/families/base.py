@@ -103,6 +103,10 @@ class Family:
         """Extra kwargs for the processor call (e.g. frame timestamps for M-RoPE)."""
         return {}
 
+    def check_requirements(self) -> None:
+        """Raise an ImportError naming the `pip install` when a package the HF model needs is
+        missing (PerceptionLM's timm); called before the HF model is built. Nothing by default."""
+
     def bind(self, processor) -> Family:
         """The adapter one model uses: a family whose layout rules need the checkpoint's
         tokenizer (InternVL's per-frame text markers) returns a copy that holds it."""
@@ -146,18 +150,20 @@ def hf_parameter(hf_model: nn.Module, name: str) -> nn.Parameter:
     return p
 
 
-def decoder_config(family: Family, t, *, qkv_bias: bool, **extra) -> HookedVideoLLMConfig:
+def decoder_config(family: Family, t, *, qkv_bias: bool, rope_types: tuple[str, ...] = ("default",),
+                   **extra) -> HookedVideoLLMConfig:
     """The hooked decoder's shape from a Qwen2/Llama-style HF text config.
 
     Refuses (NotImplementedError, naming the setting) what the decoder cannot run exactly:
     non-default RoPE scaling, MLP biases, Llama's attention_bias (it biases o_proj too),
-    sliding-window layers. `extra` goes to `cfg.extra`
+    sliding-window layers. `rope_types`: the RoPE types the family's `rotary` runs (only the
+    default unless it says so, e.g. PerceptionLM's "llama3"). `extra` goes to `cfg.extra`
     (e.g. `mrope_section` for Qwen2.5-VL's multimodal RoPE)."""
     d_head = getattr(t, "head_dim", None) or t.hidden_size // t.num_attention_heads
     rope = dict(getattr(t, "rope_parameters", None) or {})
     what = f"{family.name} ({family.architectures[0]})"
-    if rope.get("rope_type", "default") != "default":
-        raise NotImplementedError(f"{what}: rope_type {rope['rope_type']!r} is not supported yet (only 'default')")
+    if rope.get("rope_type", "default") not in rope_types:
+        raise NotImplementedError(f"{what}: rope_type {rope['rope_type']!r} is not supported yet (only {list(rope_types)})")
     if getattr(t, "mlp_bias", False):
         raise NotImplementedError(f"{what}: MLP biases (mlp_bias=True) are not supported by the hooked decoder")
     if getattr(t, "use_sliding_window", False) or "sliding_attention" in (getattr(t, "layer_types", None) or ()):

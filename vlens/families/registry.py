@@ -73,6 +73,7 @@ class Registration:
         import transformers
         from transformers import AutoProcessor
 
+        self.family.check_requirements()  # a missing package (timm) named with its pip install
         hf_cls = getattr(transformers, config["architectures"][0])
         placement = {"device_map": device_map, "max_memory": max_memory} if device_map is not None else {}
         with hf_progress_bars_off():
