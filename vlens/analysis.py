@@ -234,13 +234,20 @@ def flow_point(records: Sequence[dict], name: str, summary: dict[str, ConfigSumm
                      edges_kept=_mean(rows, "edges_kept") if any("edges_kept" in r for r in rows) else None)
 
 
-def aggregate_flow(records: Sequence[dict], summary: dict[str, ConfigSummary], key: str) -> tuple[dict[str, FlowCurve], FlowPoint | None]:
+def aggregate_flow(records: Sequence[dict], summary: dict[str, ConfigSummary], key: str,
+                   order: Sequence[str] = ()) -> tuple[dict[str, FlowCurve], FlowPoint | None]:
     """map-the-flow's knockouts (`vlens run flow`): one curve per pathway over window centres, and
     the effective-pathway run.
 
+    Args:
+        records: the run's records.
+        summary: `summarise(records, key)`.
+        key: the run key (seeds the bootstrap).
+        order: pathway names in the order wanted (the run's `settings["flow"]["protocols"]`);
+            others follow in natural order.
+
     Returns:
-        `({pathway: FlowCurve}, effective FlowPoint or None)`, pathways in the order first stored
-        names sort (natural order).
+        `({pathway: FlowCurve}, effective FlowPoint or None)`.
     """
     by_pathway: dict[str, list[tuple[int, str]]] = {}
     for name in summary:
@@ -248,7 +255,8 @@ def aggregate_flow(records: Sequence[dict], summary: dict[str, ConfigSummary], k
         if len(parts) == 3 and parts[0] == "flow" and parts[2].isdigit():
             by_pathway.setdefault(parts[1], []).append((int(parts[2]), name))
     curves = {}
-    for pathway, items in by_pathway.items():
+    rank = {p: i for i, p in enumerate(order)}
+    for pathway, items in sorted(by_pathway.items(), key=lambda kv: rank.get(kv[0], len(rank))):
         items.sort()
         curves[pathway] = FlowCurve(pathway, [c for c, _ in items], [flow_point(records, n, summary, key) for _, n in items])
     return curves, flow_point(records, "flow/effective_pathway", summary, key)
@@ -341,7 +349,7 @@ def analyse(out_dir: str | Path) -> StudyAnalysis:
     settings, records = load_results(out_dir)
     key = run_key(settings)
     summary = summarise(records, key)
-    flow, effective = aggregate_flow(records, summary, key)
+    flow, effective = aggregate_flow(records, summary, key, settings.get("flow", {}).get("protocols", ()))
     return StudyAnalysis(
         settings=settings, key=key, records=records, summary=summary,
         patching=aggregate_patching(records), lens=aggregate_lens(records),

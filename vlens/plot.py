@@ -387,7 +387,8 @@ def plot_flow(curves: dict, effective, attention, n_layers: int, path: Path, *, 
         attention: AttentionFlowSummary, or None.
         n_layers: the model's depth.
         path: output file (.png, .pdf or .svg).
-        clean_accuracy, chance: reference levels of the accuracy panel.
+        clean_accuracy: the clean level of the accuracy panel.
+        chance: the chance level of the accuracy panel.
         window: k, for the axis label.
 
     Returns:

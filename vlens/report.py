@@ -80,13 +80,11 @@ def _flow_section(out: Path, settings: dict, records: list[dict], summary: dict,
     from vlens.analysis import aggregate_attention_flow, aggregate_flow
     from vlens.store import run_key
 
-    curves, effective = aggregate_flow(records, summary, run_key(settings))
+    opts = settings.get("flow", {})
+    curves, effective = aggregate_flow(records, summary, run_key(settings), opts.get("protocols", ()))
     attention = aggregate_attention_flow(records)
     if not curves and effective is None and attention is None:
         return []
-    opts = settings.get("flow", {})
-    order = [p for p in opts.get("protocols", []) if p in curves] + [p for p in curves if p not in opts.get("protocols", [])]
-    curves = {p: curves[p] for p in order}
     k = opts.get("window")
     clean = summary.get("clean", {}).get("accuracy")
     lines = ["", "## map-the-flow's protocols", "",
