@@ -149,3 +149,19 @@ def test_bad_flow_options_are_clear_errors(onevision_dir, model, tmp_path, capsy
     assert main(["run", "global2", "--model", str(onevision_dir), "--data", DATA, "--out", str(tmp_path / "c"),
                  "--flow-window", "3"]) == 2
     assert "add `flow` to the protocols" in capsys.readouterr().err
+
+
+def test_a_sample_without_an_answer_key_skips_only_the_option_pathways(model):
+    import dataclasses
+
+    from vlens.experiments.runner import SampleContext
+
+    sample = dataclasses.replace(load_dataset(DATA)[0], answer=None)
+    inputs = sample_inputs(model, sample, 8)
+    ctx = SampleContext(model, sample, 0, [sample], 8, False, inputs, letter_token_ids(model.tokenizer, len(sample.options)))
+    proto = FlowProtocol(model.cfg.n_layers, window=3, protocols="last<-video,last<-true_option")
+    records = {r["config"]: r for r in proto(ctx, proto.names())}
+    assert set(records) == set(proto.names())
+    assert all("answer key" in records[f"flow/last<-true_option/{l}"]["skipped"] for l in range(model.cfg.n_layers))
+    assert all("pred" in records[f"flow/last<-video/{l}"] and "correct" not in records[f"flow/last<-video/{l}"]
+               for l in range(model.cfg.n_layers))
