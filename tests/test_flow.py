@@ -19,8 +19,8 @@ from test_edges import _brute
 QUESTION, OPTIONS = "what color is the object", ["red", "green", "blue", "yellow"]
 
 
-def _true_option(layout):
-    return torch.tensor([r == "option" and l == layout.correct for r, l in zip(layout.role, layout.option_letter)])
+def _option_rows(layout, correct: bool):
+    return torch.tensor([r == "option" and (l == layout.correct) == correct for r, l in zip(layout.role, layout.option_letter)])
 
 
 @settings(max_examples=30, deadline=None)
@@ -28,21 +28,55 @@ def _true_option(layout):
 def test_flow_specs_block_their_definitions(layout):
     specs = ko.flow_specs()
     assert torch.equal(specs["cross_frame"].blocked(layout), ko.VT().blocked(layout))
+    qo = ["question", "option"]  # map-the-flow's "question": the question with its option lines
     for name, (q, k, diag) in {
-        "question<-video": (["question"], ["vision"], False), "last<-video": (["last"], ["vision"], False),
-        "last<-question": (["last"], ["question"], False), "last<-last": (["last"], ["last"], True),
+        "question+options<-video": (qo, ["vision"], False), "last<-video": (["last"], ["vision"], False),
+        "last<-question+options": (["last"], qo, False), "last<-last": (["last"], ["last"], True),
+        "last<-question": (["last"], ["question"], False), "question<-video": (["question"], ["vision"], False),
         "last<-options": (["last"], ["option"], False),
     }.items():
         assert torch.equal(specs[name].blocked(layout), _brute(layout, q, k, "any", diag)), name
     if layout.correct is not None:
-        t = _true_option(layout)
-        assert torch.equal(specs["true_option<-video"].blocked(layout), t[:, None] & _brute(layout, ["all"], ["vision"], "any", False))
+        true, false = _option_rows(layout, True), _option_rows(layout, False)
+        last = _brute(layout, ["last"], ["all"], "any", False)
+        assert torch.equal(specs["true_option<-video"].blocked(layout), true[:, None] & _brute(layout, ["all"], ["vision"], "any", False))
+        assert torch.equal(specs["true_option<-question"].blocked(layout), true[:, None] & _brute(layout, ["all"], ["question"], "any", False))
+        assert torch.equal(specs["last<-true_option"].blocked(layout), last & true[None, :])
+        assert torch.equal(specs["last<-false_options"].blocked(layout), last & false[None, :])
     # keep-only: exactly the causal edges (diagonal included) between real positions minus the kept
-    keep = (_brute(layout, ["video"], ["video"], "any", True) | _brute(layout, ["question"], ["vision"], "any", False)
-            | _brute(layout, ["last"], ["question"], "any", False) | _brute(layout, ["last"], ["last"], "any", True))
+    keep = _brute(layout, ["video"], ["video"], "any", True) | _brute(layout, ["last"], ["question"], "any", False)
     real = ~layout.mask("pad")
     causal = torch.ones(len(layout), len(layout), dtype=torch.bool).tril() & real[:, None] & real[None, :]
-    assert torch.equal(specs["effective_pathway"].blocked(layout), causal & ~keep)
+    assert torch.equal(ko.keep_only(ko.Edges("video", "video", diagonal=True), ko.Edges("last", "question")).blocked(layout), causal & ~keep)
+
+
+def test_flow_windows_are_map_the_flows_centred_clipped_windows():
+    from vlens.flow import flow_window
+
+    L = 32  # information_flow_analysis.py: range(max(0, l - w // 2), min(L, l - (-w // 2)))
+    for k in (1, 3, 4, 9):
+        for l in range(L):
+            theirs = list(range(max(0, l - k // 2), min(L, l - (-k // 2))))
+            assert list(flow_window(l, k, L).resolve(L)) == theirs, (k, l)
+    with pytest.raises(ko.KnockoutError, match="between 1 and"):
+        flow_window(0, 9, 8)
+
+
+def test_effective_pathway_is_map_the_flows_block_mappings():
+    from vlens.flow import effective_pathway, effective_ranges
+
+    # effective_pathway_analysis.py, effective-pathway-7b: kept 5..14 (inter-frame), 5..19 (video→question), 15..24
+    assert effective_ranges(32) == {"cross_frame": (5, 15), "question+options<-video": (5, 20), "last<-question+options": (15, 25)}
+    parts = {n: list(sel.resolve(32)) for n, _, sel in effective_pathway(32)}
+    every = list(range(32))
+    assert parts["cross_frame"] == [l for l in every if not 5 <= l < 15]
+    assert parts["question+options<-video"] == [l for l in every if not 5 <= l < 20]
+    assert parts["last<-question+options"] == [l for l in every if not 15 <= l < 25]
+    assert parts["last<-last"] == parts["last<-video"] == every
+    assert parts["video<-video"] == list(range(20, 32)) and parts["question+options<-question+options"] == list(range(25, 32))
+    assert effective_ranges(8) == {"cross_frame": (1, 4), "question+options<-video": (1, 5), "last<-question+options": (4, 6)}
+    with pytest.raises(ValueError, match="start < end"):
+        effective_ranges(8, {"cross_frame": (3, 2), "question+options<-video": (1, 5), "last<-question+options": (4, 6)})
 
 
 def test_keep_only_errors():
@@ -61,11 +95,11 @@ def flow_inputs(model):
 def test_lv_is_a_superset_of_question_and_last_from_video(flow_inputs):
     layout, specs = flow_inputs.layout, ko.flow_specs()
     lv = ko.LV().blocked(layout)
-    qv = (specs["question<-video"] | specs["last<-video"]).blocked(layout)
+    qv = (specs["question+options<-video"] | specs["last<-video"]).blocked(layout)
     assert not (qv & ~lv).any()
-    extra = lv & ~qv  # the options, the answer prompt and template tokens after the video
+    extra = lv & ~qv  # the answer prompt and template tokens after the video
     rows = extra.any(-1)
-    assert set(layout.role[i] for i in rows.nonzero().flatten().tolist()) <= {"option", "answer_prompt", "template"}
+    assert set(layout.role[i] for i in rows.nonzero().flatten().tolist()) <= {"answer_prompt", "template"}
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +108,7 @@ def clean_logits(model, flow_inputs):
         return model(flow_inputs)
 
 
-@pytest.mark.parametrize("name", [n for n in ko.flow_specs() if n != "effective_pathway"])
+@pytest.mark.parametrize("name", list(ko.flow_specs()))
 def test_flow_knockouts_match_the_hf_reference(model, hf_models, flow_inputs, clean_logits, name):
     spec, sel = ko.flow_specs()[name], ko.window(2, 3, align="center")  # layers 1-3
     assert spec.blocked(flow_inputs.layout).any(), f"{name} removes nothing on this layout"
@@ -92,16 +126,28 @@ def test_flow_knockouts_match_the_hf_reference(model, hf_models, flow_inputs, cl
     assert (ours - clean_logits).abs().max().item() > 1e-6, "the knockout changed nothing"
 
 
-def test_effective_pathway_agrees_across_paths_and_has_no_nan(model, flow_inputs):
-    spec, sel = ko.flow_specs()["effective_pathway"], ko.window(2, 3, align="center")
+def test_effective_pathway_matches_the_hf_reference_and_agrees_across_paths(model, hf_models, flow_inputs, clean_logits):
+    from vlens.flow import effective_pathway, effective_pathway_hooks
+
+    L = model.cfg.n_layers
+    parts = effective_pathway(L)
+    per_layer = {}
+    for l in range(L):
+        masks = [spec.hooks(flow_inputs, layers=sel)[0][1].blocked_full(flow_inputs.seq_len, "cpu")
+                 for _, spec, sel in parts if l in sel.resolve(L)]
+        if masks:
+            per_layer[l] = torch.stack(masks).any(0)
     out = {}
     with torch.no_grad():
+        with hf_knockout(hf_models["sdpa"], per_layer):
+            ref = hf_models["sdpa"](**flow_inputs).logits
         for path in ("fast", "explicit", "flex"):
             with model.attention_path_as(path):
-                out[path] = model.run_with_hooks(flow_inputs, fwd_hooks=spec.hooks(flow_inputs, layers=sel))
+                out[path] = model.run_with_hooks(flow_inputs, fwd_hooks=effective_pathway_hooks(flow_inputs, L))
     assert all(torch.isfinite(v).all() for v in out.values())
-    assert (out["fast"] - out["explicit"]).abs().max() <= 1e-4
-    assert (out["flex"] - out["explicit"]).abs().max() <= 1e-4
+    for path, v in out.items():
+        assert (v - ref).abs().max() <= 1e-4, path
+    assert (out["fast"] - clean_logits).abs().max() > 1e-6
 
 
 def test_attention_flow_equals_the_cached_pattern_reduced(model, flow_inputs):

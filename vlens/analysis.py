@@ -18,14 +18,14 @@ import math
 import re
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from vlens.metrics import accuracy, bootstrap_ci, performance_ratio
+from vlens.metrics import accuracy, bootstrap_ci, bootstrap_mean_ci, performance_ratio
 from vlens.store import load_results, run_key
 
 
@@ -86,6 +86,49 @@ class LensSummary(_ByKey):
     p_correct: Float[Tensor, "layer"]
     top1: Float[Tensor, "layer"]
     frame_mass: Float[Tensor, "layer frame_plus"]
+    n: int
+
+
+@dataclass(frozen=True)
+class FlowPoint(_ByKey):
+    """One map-the-flow knockout configuration over the samples scored both clean and under it.
+
+    `accuracy` is over every such sample (as the study's); `kept_accuracy` is map-the-flow's:
+    samples correct clean *and* knocked over all of them (it runs only clean-correct samples and
+    divides by every sample). `dp_answer` is map-the-flow's `relative_diff`: the mean over
+    clean-correct samples of 100·(p_knocked − p_clean)/p_clean of the answer letter's probability
+    over the vocabulary, in %. Intervals: 95% percentile bootstrap, seeded from the run key."""
+
+    name: str
+    layers: list[int]
+    n: int
+    accuracy: float
+    accuracy_ci: tuple[float, float]
+    kept_accuracy: float
+    n_correct: int
+    dp_answer: float
+    dp_answer_ci: tuple[float, float]
+    edges_kept: float | None = None
+
+
+@dataclass(frozen=True)
+class FlowCurve(_ByKey):
+    """One pathway knocked out in the centred window around every layer: `points[i]` is the
+    window centred on `centres[i]`."""
+
+    pathway: str
+    centres: list[int]
+    points: list[FlowPoint]
+
+
+@dataclass(frozen=True)
+class AttentionFlowSummary(_ByKey):
+    """Attention mass from each source role to each key group (frame or role) per layer, averaged
+    over the samples that share the first sample's groups (vlens.flow.attention_flow)."""
+
+    groups: list[str]
+    sources: list[str]
+    mass: Float[Tensor, "layer source group"]
     n: int
 
 
@@ -175,6 +218,62 @@ def aggregate_lens(records: Sequence[dict]) -> LensSummary | None:
     )
 
 
+def flow_point(records: Sequence[dict], name: str, summary: dict[str, ConfigSummary], key: str) -> FlowPoint | None:
+    """`FlowPoint` of one stored configuration (None when no sample scored it)."""
+    if name not in summary:
+        return None
+    clean = {r["sample"]: r for r in records if r["config"] == "clean" and "correct" in r}
+    rows = _by_sample([r for r in records if r["config"] == name and "correct" in r and r["sample"] in clean])
+    kept = [r["correct"] and clean[r["sample"]]["correct"] for r in rows]
+    dp = [100.0 * (r["p_correct_vocab"] - clean[r["sample"]]["p_correct_vocab"]) / clean[r["sample"]]["p_correct_vocab"]
+          for r in rows if clean[r["sample"]]["correct"] and clean[r["sample"]]["p_correct_vocab"] > 0]
+    s = summary[name]
+    return FlowPoint(name=name, layers=list(s.layers or []), n=s.n, accuracy=s.accuracy, accuracy_ci=s.accuracy_ci,
+                     kept_accuracy=math.fsum(kept) / len(kept) if kept else math.nan, n_correct=len(dp),
+                     dp_answer=math.fsum(dp) / len(dp) if dp else math.nan, dp_answer_ci=bootstrap_mean_ci(dp, f"{key}|{name}|dp"),
+                     edges_kept=_mean(rows, "edges_kept") if any("edges_kept" in r for r in rows) else None)
+
+
+def aggregate_flow(records: Sequence[dict], summary: dict[str, ConfigSummary], key: str,
+                   order: Sequence[str] = ()) -> tuple[dict[str, FlowCurve], FlowPoint | None]:
+    """map-the-flow's knockouts (`vlens run flow`): one curve per pathway over window centres, and
+    the effective-pathway run.
+
+    Args:
+        records: the run's records.
+        summary: `summarise(records, key)`.
+        key: the run key (seeds the bootstrap).
+        order: pathway names in the order wanted (the run's `settings["flow"]["protocols"]`);
+            others follow in natural order.
+
+    Returns:
+        `({pathway: FlowCurve}, effective FlowPoint or None)`.
+    """
+    by_pathway: dict[str, list[tuple[int, str]]] = {}
+    for name in summary:
+        parts = name.split("/")
+        if len(parts) == 3 and parts[0] == "flow" and parts[2].isdigit():
+            by_pathway.setdefault(parts[1], []).append((int(parts[2]), name))
+    curves = {}
+    rank = {p: i for i, p in enumerate(order)}
+    for pathway, items in sorted(by_pathway.items(), key=lambda kv: rank.get(kv[0], len(rank))):
+        items.sort()
+        curves[pathway] = FlowCurve(pathway, [c for c, _ in items], [flow_point(records, n, summary, key) for _, n in items])
+    return curves, flow_point(records, "flow/effective_pathway", summary, key)
+
+
+def aggregate_attention_flow(records: Sequence[dict]) -> AttentionFlowSummary | None:
+    """The `flow/attention` records averaged over samples (those with the first sample's groups),
+    or None when the run has none."""
+    rows = _by_sample([r for r in records if r["config"] == "flow/attention" and "mass" in r])
+    if not rows:
+        return None
+    groups, sources = rows[0]["groups"], rows[0]["sources"]
+    rows = [r for r in rows if r["groups"] == groups and r["sources"] == sources]
+    mass = torch.tensor([r["mass"] for r in rows], dtype=torch.float64).mean(0).float()
+    return AttentionFlowSummary(list(groups), list(sources), mass, len(rows))
+
+
 def accuracy_by(records: Sequence[dict], field: str, configs: Sequence[str]) -> dict[str, dict[str, float]]:
     """Accuracy of each configuration per value of `meta[field]` (e.g. question kind), plus "all".
 
@@ -202,6 +301,9 @@ class StudyAnalysis:
     patching: dict[str, PatchingSummary]
     lens: LensSummary | None
     skipped: list[tuple[str, str]]  # (sample, reason), sorted
+    flow: dict[str, FlowCurve] = field(default_factory=dict)  # `vlens run flow`: pathway → curve
+    flow_effective: FlowPoint | None = None
+    attention_flow: AttentionFlowSummary | None = None
 
     @property
     def n_scored(self) -> int:
@@ -246,8 +348,11 @@ def analyse(out_dir: str | Path) -> StudyAnalysis:
     """
     settings, records = load_results(out_dir)
     key = run_key(settings)
+    summary = summarise(records, key)
+    flow, effective = aggregate_flow(records, summary, key, settings.get("flow", {}).get("protocols", ()))
     return StudyAnalysis(
-        settings=settings, key=key, records=records, summary=summarise(records, key),
+        settings=settings, key=key, records=records, summary=summary,
         patching=aggregate_patching(records), lens=aggregate_lens(records),
         skipped=sorted({(r["sample"], r["skipped"]) for r in records if "skipped" in r}),
+        flow=flow, flow_effective=effective, attention_flow=aggregate_attention_flow(records),
     )

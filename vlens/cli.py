@@ -14,6 +14,8 @@ examples:
   vlens run windows --model ckpt/ --data egoschema:/data/egoschema --shard 0/4 --out runs/ego   # 4 processes: 0/4 .. 3/4
   vlens run efficient --model ckpt/ --data videomme:/data/Video-MME --exit-layer 18 --prune-layers 8 --out runs/eff
   vlens run windows,patching,lens --model ckpt/ --data synthetic:1,n=60 --frames 8 --out runs/mech   # one layer axis
+  vlens run flow --model ckpt/ --data mvbench:/data/MVBench --flow-window 9 --out runs/flow   # map-the-flow's protocols
+  vlens run flow --model ckpt/ --data synthetic:1 --frames 8 --flow-window 3 --flow-protocols vql-to-ql,effective_pathway --out runs/f
   vlens report runs/vm                         # report.md + global1.png, global2.png, windows.png
   vlens run global1,global2,windows --model ckpt/ --data videomme:/data/Video-MME --dry-run   # forwards, FLOPs, time
   torchrun --nproc-per-node 8 -m vlens run windows --model ckpt/ --data videomme:/data/Video-MME --device cuda --out runs/vm
@@ -45,8 +47,23 @@ def run_config(args: argparse.Namespace):
         task_type=args.task_type, window=args.window, shard=args.shard, device=args.device, dtype=args.dtype,
         engine=args.engine, max_memory_gib=args.max_memory, exit_layer=args.exit_layer, prune_layers=args.prune_layers,
         site=args.site, corruption=args.corruption, report=not args.no_report, progress=not args.quiet,
-        options={"attribution": {"readout": args.readout, "verify_top": args.verify_top}} if "attribution" in str(args.protocol) else {},
+        options=_options(args),
     )
+
+
+def _options(args: argparse.Namespace) -> dict:
+    """Per-protocol options of the chosen protocols (`RunConfig.options`)."""
+    chosen = {p.strip() for p in str(args.protocol).split(",")}
+    out: dict = {}
+    if "attribution" in chosen:
+        out["attribution"] = {"readout": args.readout, "verify_top": args.verify_top}
+    if "flow" in chosen:
+        out["flow"] = {"window": args.flow_window}
+        if args.flow_protocols is not None:
+            out["flow"]["protocols"] = args.flow_protocols
+    elif args.flow_protocols is not None or args.flow_window != 9:
+        raise ValueError("--flow-window / --flow-protocols set options of the flow protocol: add `flow` to the protocols")
+    return out
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -195,10 +212,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(comma-separated: global1 = LV-K on layers ≥ i; global2 = LV/VT/VS/all in all layers; "
         "windows = each type on every window of --window layers; patching = activation patching of "
         "--site from the clean into a corrupted run at every layer × position group; lens = logit lens "
-        "and question→frame attention per layer). Results go to an append-only "
+        "and question→frame attention per layer; flow = map-the-flow's pathways (query ← key, e.g. last ← video) "
+        "knocked out in the centred window of --flow-window layers around every layer, its effective pathway, and "
+        "the attention flow from last and question to every frame and role, docs/flow.md). Results go to an append-only "
         "store in --out; an interrupted run resumes where it stopped.",
     )
-    run.add_argument("protocol", help="global1, global2, windows, patching, lens (or a comma-separated list), efficient, "
+    run.add_argument("protocol", help="global1, global2, windows, patching, lens, flow (or a comma-separated list), efficient, "
                      "or attribution (the whole knockout study estimated from one backward per sample)")
     run.add_argument("--model", required=True, help="local HF checkpoint directory")
     run.add_argument("--data", required=True, help="videomme:DIR, mvbench:DIR, egoschema:DIR or synthetic[:SEED[,n=…]]")
@@ -225,6 +244,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--site", default="resid_pre", choices=["resid_pre", "attn_out", "mlp_out"], help="patching: which activation is patched (default resid_pre)")
     run.add_argument("--corruption", default="video", choices=["video", "reverse", "shuffle", "replace"],
                      help="patching: the corrupted clip: the next sample's video (default), or this clip reversed / shuffled / frame 0 blacked out")
+    run.add_argument("--flow-window", type=int, default=9, metavar="K",
+                     help="flow: window size k, centred on each layer and clipped to the model (default 9, map-the-flow's)")
+    run.add_argument("--flow-protocols", default=None, metavar="A,B",
+                     help="flow: which of map-the-flow's protocols (default all): pathways cross_frame, "
+                     "question+options<-video, last<-video, last<-question+options, last<-last, last<-question, "
+                     "last<-true_option, last<-false_options, question<-video, true_option<-question, true_option<-video, "
+                     "last<-options; its targets cross-frame, vql-to-ql, question-and-options-to-last, vq-to-true-opt; "
+                     "effective_pathway; attention_flow")
     run.add_argument("--no-report", action="store_true", help="don't write report.md at the end")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--dry-run", action="store_true",
@@ -295,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # imported after parsing: `vlens --help` and `vlens <command> --help` never load torch
     from vlens.data import DatasetError
+    from vlens.experiments.flow import FlowError
     from vlens.patching import PatchingError
     from vlens.run import RunError
     from vlens.store import StoreError
@@ -306,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("vlens.run").setLevel(logging.INFO)
     try:
         return args.func(args)
-    except (DatasetError, StoreError, PatchingError, RunError, FileNotFoundError) as e:
+    except (DatasetError, StoreError, PatchingError, RunError, FlowError, FileNotFoundError) as e:
         print(f"vlens {args.command}: {e}", file=sys.stderr)
         return 2
 

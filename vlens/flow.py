@@ -1,34 +1,47 @@
-"""map-the-flow's knockout protocols as named `ko.Edges` specs.
+"""map-the-flow's knockout protocols as named `ko.Edges` specs, and its effective pathway.
 
 map-the-flow ("Map the Flow: Revealing Hidden Pathways of Information in VideoLLMs",
 github byminji/map-the-flow) knocks out one query ← key pathway at a time in a centred window
-of layers and reads accuracy and the change in p(answer). Each of its protocols is one spec here
-(docs/flow.md has the side-by-side table):
+of layers (analysis/information_flow_analysis.py: `--window 9 --window_style center`, the window
+clipped at the model's ends) and reads accuracy and the change in p(answer). Each of its pathways
+is one spec here, under the target (`--target`) that runs it (docs/flow.md has the side-by-side
+table):
 
-| name                   | spec                                                          |
-|------------------------|---------------------------------------------------------------|
-| `cross_frame`          | `ko.VT()` (video of frame i ← video of frames j ≠ i)          |
-| `question<-video`      | `Edges("question", "vision")`                                 |
-| `last<-video`          | `Edges("last", "vision")`                                     |
-| `last<-question`       | `Edges("last", "question")`                                   |
-| `last<-last`           | `Edges("last", "last", diagonal=True)` (the last position's self-edge) |
-| `last<-options`        | `Edges("last", "option")`                                     |
-| `true_option<-video`   | `Edges(option(correct=True), "vision")`                       |
-| `true_option<-question`| `Edges(option(correct=True), "question")`                     |
-| `effective_pathway`    | `keep_only(video←video with diagonal, question←video, last←question, last←last)` |
+| name                       | map-the-flow (`--target`: `block_desc`)                 | spec |
+|----------------------------|---------------------------------------------------------|------|
+| `cross_frame`              | cross-frame: "No cross-frame interactions"              | `ko.VT()` |
+| `question+options<-video`  | vql-to-ql: "Video -/-> Question"                        | `Edges(("question", "option"), "vision")` |
+| `last<-video`              | vql-to-ql: "Video -/-> Last"                            | `Edges("last", "vision")` |
+| `last<-question+options`   | vql-to-ql: "Question -/-> Last"                         | `Edges("last", ("question", "option"))` |
+| `last<-last`               | vql-to-ql: "Last -/-> Last"                             | `Edges("last", "last", diagonal=True)` |
+| `last<-question`           | question-and-options-to-last: "Non-option question -/-> Last" | `Edges("last", "question")` |
+| `last<-true_option`        | question-and-options-to-last: "True option -/-> Last"   | `Edges("last", option(correct=True))` |
+| `last<-false_options`      | question-and-options-to-last: "False option -/-> Last"  | `Edges("last", option(correct=False))` |
+| `question<-video`          | vq-to-true-opt: "Video -/-> Non-option question"        | `Edges("question", "vision")` |
+| `true_option<-question`    | vq-to-true-opt: "Non-option question -/-> True option"  | `Edges(option(correct=True), "question")` |
+| `true_option<-video`       | vq-to-true-opt: "Video -/-> True option"                | `Edges(option(correct=True), "vision")` |
+| `last<-options`            | (vlens: true and false options together)                | `Edges("last", "option")` |
 
-"video" keys are `vision` positions: on LLaVA-OneVision that includes the image-newline
-separator after the frames (map-the-flow's video span); `Edges(..., "video")` leaves it out.
-The roles come from `vlens.roles.with_roles` (the `true_option` specs need the answer).
+map-the-flow's "question" is its dataset's question *with* the option lines (mvbench
+`qa_template`: "Question: …\nOptions:\n(A) …"), hence `question+options`; vlens's `question` role
+is the question text alone, map-the-flow's "non-option question". "video" keys are `vision`
+positions: on LLaVA-OneVision that includes the image-newline separator after the frames
+(map-the-flow's video span is every position the processor inserted for the clip).
+
+The effective pathway (analysis/effective_pathway_analysis.py) is not a window sweep: it blocks
+seven pathways, each in a fixed set of layers, all at once (`effective_pathway`). The roles come
+from `vlens.roles.with_roles` (the option specs need the answer).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
 
 import torch
 from jaxtyping import Bool
 from torch import Tensor
 
-from vlens.knockout import VT, Edges, Spec
+from vlens.knockout import VT, Edges, KnockoutError, LayerSelection, Spec, layers
 from vlens.layout import VideoLayout
 from vlens.positions import option
 
@@ -56,7 +69,7 @@ class KeepOnly(Spec):
 
 
 def keep_only(*keep: Spec) -> KeepOnly:
-    """Remove everything but the union of `keep` (map-the-flow's effective-pathway runs)."""
+    """Remove everything but the union of `keep` (a keep-only run over every edge)."""
     if not keep:
         raise TypeError("keep_only() needs at least one spec to keep")
     spec = keep[0]
@@ -65,33 +78,157 @@ def keep_only(*keep: Spec) -> KeepOnly:
     return KeepOnly(spec)
 
 
+QUESTION_SPAN = ("question", "option")  # map-the-flow's "question": the question and its option lines
+
+
 def flow_specs() -> dict[str, Spec]:
-    """map-the-flow's protocols by name (see the module table), as knockout specs.
+    """map-the-flow's pathways by name (see the module table), as knockout specs.
 
     Returns:
-        name → spec; apply with `spec.hooks(inputs, layers=ko.window(x, 9, align="center"))` on
-        inputs with roles (`vlens.roles.with_roles`).
+        name → spec; apply with `spec.hooks(inputs, layers=flow_window(l, 9, n_layers))` on inputs
+        with roles (`vlens.roles.with_roles`).
     """
-    true = option(correct=True)
+    true, false = option(correct=True), option(correct=False)
     return {
         "cross_frame": VT(),
-        "question<-video": Edges("question", "vision", name="question←video"),
+        "question+options<-video": Edges(QUESTION_SPAN, "vision", name="question+options←video"),
         "last<-video": Edges("last", "vision", name="last←video"),
-        "last<-question": Edges("last", "question", name="last←question"),
+        "last<-question+options": Edges("last", QUESTION_SPAN, name="last←question+options"),
         "last<-last": Edges("last", "last", diagonal=True, name="last←last"),
-        "last<-options": Edges("last", "option", name="last←options"),
-        "true_option<-video": Edges(true, "vision", name="true option←video"),
+        "last<-question": Edges("last", "question", name="last←question"),
+        "last<-true_option": Edges("last", true, name="last←true option"),
+        "last<-false_options": Edges("last", false, name="last←false options"),
+        "question<-video": Edges("question", "vision", name="question←video"),
         "true_option<-question": Edges(true, "question", name="true option←question"),
-        "effective_pathway": keep_only(
-            Edges("video", "video", diagonal=True),
-            Edges("question", "vision"),
-            Edges("last", "question"),
-            Edges("last", "last", diagonal=True),
-        ),
+        "true_option<-video": Edges(true, "vision", name="true option←video"),
+        "last<-options": Edges("last", "option", name="last←options"),
     }
 
 
-__all__ = ["KeepOnly", "flow_specs", "keep_only"]
+# map-the-flow's `--target` groups (information_flow_analysis.py), by the vlens names of their pathways
+TARGETS: dict[str, tuple[str, ...]] = {
+    "cross-frame": ("cross_frame",),
+    "vql-to-ql": ("question+options<-video", "last<-video", "last<-question+options", "last<-last"),
+    "question-and-options-to-last": ("last<-question", "last<-true_option", "last<-false_options"),
+    "vq-to-true-opt": ("question<-video", "true_option<-question", "true_option<-video"),
+}
+NEEDS_ANSWER = ("last<-true_option", "last<-false_options", "true_option<-question", "true_option<-video")
+
+
+def flow_window(layer: int, k: int, n_layers: int) -> LayerSelection:
+    """map-the-flow's centred window around `layer`, clipped to the model: layers
+    max(0, l−k//2) … min(L−1, l−k//2+k−1) (its `window_style="center"`; k=9 is l−4 … l+4; even k
+    has one more layer before l than after, as `ko.window(l, k, align="center")`).
+
+    Raises:
+        KnockoutError: `layer` outside the model or k outside 1 … n_layers.
+    """
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= n_layers:
+        raise KnockoutError(f"flow window k={k!r} must be an integer between 1 and the model's {n_layers} layers")
+    if not 0 <= layer < n_layers:
+        raise KnockoutError(f"flow window centre {layer} is outside the model's layers 0..{n_layers - 1}")
+    lo = layer - k // 2
+    return layers(range(max(0, lo), min(n_layers, lo + k)))
+
+
+# map-the-flow's effective-pathway layers for LLaVA-NeXT-7B-Video-FT (32 layers; `--target
+# effective-pathway-7b`), as [start, end) of 0-based layers: where each pathway is *kept*
+EFFECTIVE_7B = {"cross_frame": (5, 15), "question+options<-video": (5, 20), "last<-question+options": (15, 25)}
+EFFECTIVE_DEPTH = 32
+
+
+def effective_ranges(n_layers: int, ranges: Mapping[str, Sequence[int]] | None = None) -> dict[str, tuple[int, int]]:
+    """The kept layer ranges of the effective pathway: map-the-flow's 7B ranges scaled to
+    `n_layers` (round(x·L/32); equal to theirs at 32 layers), or `ranges` as given.
+
+    Raises:
+        ValueError: a range that is not [start, end) with 0 <= start < end <= n_layers, or an unknown key.
+    """
+    if ranges is None:
+        return {k: (round(a * n_layers / EFFECTIVE_DEPTH), round(b * n_layers / EFFECTIVE_DEPTH)) for k, (a, b) in EFFECTIVE_7B.items()}
+    out = {}
+    for k, v in ranges.items():
+        if k not in EFFECTIVE_7B:
+            raise ValueError(f"effective-pathway range {k!r} is unknown; give {', '.join(EFFECTIVE_7B)}")
+        if not (isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(x, int) for x in v) and 0 <= v[0] < v[1] <= n_layers):
+            raise ValueError(f"effective-pathway range {k}={v!r} must be [start, end) with 0 <= start < end <= {n_layers}")
+        out[k] = (v[0], v[1])
+    missing = set(EFFECTIVE_7B) - set(out)
+    if missing:
+        raise ValueError(f"effective-pathway ranges miss {sorted(missing)}; give all of {', '.join(EFFECTIVE_7B)}")
+    return out
+
+
+def effective_pathway(n_layers: int, ranges: Mapping[str, Sequence[int]] | None = None) -> list[tuple[str, Spec, LayerSelection]]:
+    """map-the-flow's effective-pathway run (effective_pathway_analysis.py, `block_mappings`): seven
+    pathways blocked together, each in its own layers, so that only the effective pathways remain.
+
+    With kept ranges F (cross-frame), V (question+options ← video) and Q (last ← question+options):
+
+    | blocked pathway                         | in layers          |
+    |-----------------------------------------|--------------------|
+    | cross-frame (`ko.VT()`)                 | outside F          |
+    | question+options ← video                | outside V          |
+    | last ← question+options                 | outside Q          |
+    | last ← last (the diagonal)              | all                |
+    | last ← video                            | all                |
+    | video ← video, diagonal included        | after V            |
+    | question+options ← question+options, diagonal included | after Q |
+
+    Every other edge (the system prompt, template tokens, the instruction) is kept, so no row
+    loses every edge.
+
+    Args:
+        n_layers: the model's depth.
+        ranges: kept [start, end) per pathway (keys of `EFFECTIVE_7B`); default: theirs, scaled.
+
+    Returns:
+        `(name, spec, layers)` triples; apply all their hooks in one forward.
+    """
+    r = effective_ranges(n_layers, ranges)
+    specs = flow_specs()
+    everywhere = set(range(n_layers))
+
+    def outside(key):
+        return sorted(everywhere - set(range(*r[key])))
+
+    parts = [
+        ("cross_frame", specs["cross_frame"], outside("cross_frame")),
+        ("question+options<-video", specs["question+options<-video"], outside("question+options<-video")),
+        ("last<-question+options", specs["last<-question+options"], outside("last<-question+options")),
+        ("last<-last", specs["last<-last"], sorted(everywhere)),
+        ("last<-video", specs["last<-video"], sorted(everywhere)),
+        ("video<-video", Edges("vision", "vision", diagonal=True, name="video←video"),
+         list(range(r["question+options<-video"][1], n_layers))),
+        ("question+options<-question+options", Edges(QUESTION_SPAN, QUESTION_SPAN, diagonal=True, name="question+options←question+options"),
+         list(range(r["last<-question+options"][1], n_layers))),
+    ]
+    return [(name, spec, layers(ls)) for name, spec, ls in parts if ls]
+
+
+def effective_pathway_hooks(inputs, n_layers: int, ranges=None) -> list:
+    """fwd_hooks of the whole effective-pathway run (every part's hooks; a layer's removals unite)."""
+    return [h for _, spec, sel in effective_pathway(n_layers, ranges) for h in spec.hooks(inputs, layers=sel)]
+
+
+def edges_kept(layout: VideoLayout, parts: Sequence[tuple[str, Spec, LayerSelection]], n_layers: int) -> float:
+    """Kept fraction of the causal edges (diagonal included) summed over layers: map-the-flow's
+    `attention_amount` / 100."""
+    real = ~layout.mask("pad")
+    causal = torch.ones(len(layout), len(layout), dtype=torch.bool).tril() & real[:, None] & real[None, :]
+    blocked = {name: spec.blocked(layout) for name, spec, _ in parts}
+    kept = 0
+    for layer in range(n_layers):
+        gone = torch.zeros_like(causal)
+        for name, _, sel in parts:
+            if layer in sel.resolve(n_layers):
+                gone |= blocked[name]
+        kept += int((causal & ~gone).sum())
+    return kept / (n_layers * int(causal.sum()))
+
+
+__all__ = ["KeepOnly", "TARGETS", "edges_kept", "effective_pathway", "effective_pathway_hooks", "flow_specs",
+           "flow_window", "keep_only"]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -83,6 +83,17 @@ def bootstrap_ci(
     }
 
 
+def bootstrap_mean_ci(values: Sequence[float], key: str, n: int = 1000, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of the mean of `values` (in a stable order), resampled with a generator
+    seeded from `key`: the same run reports the same interval."""
+    v = np.asarray(values, dtype=float)
+    if len(v) == 0:
+        return (math.nan, math.nan)
+    rng = np.random.default_rng(seed_from(key))
+    means = v[rng.integers(0, len(v), size=(n, len(v)))].mean(1)
+    return (float(np.percentile(means, (1 - level) / 2 * 100)), float(np.percentile(means, (1 + level) / 2 * 100)))
+
+
 def language_prior(samples) -> list[int | None]:
     """A no-video baseline from the answer distribution: for each sample, the option whose text is
     most often the answer among the *other* samples with the same question (leave-one-out; ties →

@@ -16,6 +16,7 @@ from vlens.plot import (
     plot_global1,
     plot_global2,
     plot_layer_axis,
+    plot_flow,
     plot_lens,
     plot_patching,
     plot_windows,
@@ -63,6 +64,61 @@ def _mechanisms_section(out: Path, records: list[dict], summary: dict, n_layers:
         lines += ["### Logit lens", "",
                   f"- {lens['n']} samples; correct letter ranked first: {float(lens['top1'][-1]):.0%} at the output"
                   + (f"; first within 5 points of that at `{first}`" if first else ""), "", _embed(fig), ""]
+    return lines
+
+
+def _pct(v: float, ci: tuple[float, float] | None = None) -> tuple[str, str]:
+    if v is None or math.isnan(v):
+        return "–", ""
+    return f"{v:+.1f}", (f"{ci[0]:+.1f} – {ci[1]:+.1f}" if ci is not None and not math.isnan(ci[0]) else "")
+
+
+def _flow_section(out: Path, settings: dict, records: list[dict], summary: dict, n_layers: int, fmt: str,
+                  chance: float | None) -> list[str]:
+    """map-the-flow's protocols (`vlens run flow`): one table row per pathway and window, the
+    effective pathway, and one figure with the attention flow on the same layer axis."""
+    from vlens.analysis import aggregate_attention_flow, aggregate_flow
+    from vlens.store import run_key
+
+    opts = settings.get("flow", {})
+    curves, effective = aggregate_flow(records, summary, run_key(settings), opts.get("protocols", ()))
+    attention = aggregate_attention_flow(records)
+    if not curves and effective is None and attention is None:
+        return []
+    k = opts.get("window")
+    clean = summary.get("clean", {}).get("accuracy")
+    lines = ["", "## map-the-flow's protocols", "",
+             f"Each pathway knocked out in the centred window of k = {k} layers around layer l "
+             "(l−k//2 … l−k//2+k−1, clipped to the model, as map-the-flow's `window_style=\"center\"`). "
+             "Accuracy is over every sample; *kept* is map-the-flow's accuracy (correct clean and knocked, over "
+             "every sample); Δp(answer) is map-the-flow's `relative_diff`: the mean relative change of the answer "
+             "letter's probability over the vocabulary, in %, over the clean-correct samples. Intervals: 95% bootstrap.", ""]
+    fig = plot_flow(curves, effective, attention, n_layers, out / f"flow.{fmt}", clean_accuracy=clean, chance=chance, window=k)
+    if fig is not None:
+        lines += [_embed(fig), ""]
+    lines += ["| pathway | centre l | layers | n | accuracy | 95% CI | kept | Δp(answer) % | 95% CI |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, c in curves.items():
+        for centre, pt in zip(c.centres, c.points):
+            layers = pt.layers
+            span = f"{layers[0]}–{layers[-1]}" if len(layers) > 1 else str(layers[0])
+            dp, dp_ci = _pct(pt.dp_answer, pt.dp_answer_ci)
+            lines.append(f"| {name.replace('<-', ' ← ')} | {centre} | {span} | {pt.n} | {fmt_value(pt.accuracy, True)} "
+                         f"| {fmt_value(pt.accuracy_ci[0], True)}–{fmt_value(pt.accuracy_ci[1], True)} "
+                         f"| {fmt_value(pt.kept_accuracy, True)} | {dp} | {dp_ci} |")
+    if effective is not None:
+        dp, dp_ci = _pct(effective.dp_answer, effective.dp_answer_ci)
+        ranges = ", ".join(f"{n} {a}–{b - 1}" for n, (a, b) in opts.get("effective_ranges", {}).items())
+        lines += ["", "### Effective pathway", "",
+                  f"Seven pathways blocked together, each outside the layers where map-the-flow finds it effective "
+                  f"(kept: {ranges}; last ← last and last ← video blocked everywhere; video ← video and "
+                  "question+options ← question+options blocked after their pathways end).", "",
+                  "| n | accuracy | 95% CI | kept | Δp(answer) % | 95% CI | edges kept |", "|---|---|---|---|---|---|---|",
+                  f"| {effective.n} | {fmt_value(effective.accuracy, True)} | {fmt_value(effective.accuracy_ci[0], True)}–"
+                  f"{fmt_value(effective.accuracy_ci[1], True)} | {fmt_value(effective.kept_accuracy, True)} | {dp} | {dp_ci} "
+                  f"| {fmt_value(effective.edges_kept, True)} |"]
+    if attention is not None:
+        lines += ["", f"Attention flow: mass from {', '.join('`' + s + '`' for s in attention.sources)} to every frame and role "
+                  f"per layer (mean over heads and samples, n = {attention.n}), in the figure's lower panels.", ""]
     return lines
 
 
@@ -131,8 +187,9 @@ def write_report(out_dir: str | Path, format: str = "png") -> Path:
                      f"{fmt_value(summary['prior']['accuracy'], True)}")
     lines += [f"- vlens {settings.get('vlens_version')}, prompt format {settings.get('prompt_format')}", ""]
     lines += [line for fig in figs if fig is not None for line in (_embed(fig), "")]
-    if summary:
-        lines += _table(summary, chance)
+    main = {k: v for k, v in summary.items() if not k.startswith("flow/")}  # flow rows: their own section
+    if main:
+        lines += _table(main, chance)
     for field in ("kind", "task"):
         groups = _by_group([r for r in records if "correct" in r], field)
         if len(groups) < 2:
@@ -157,6 +214,7 @@ def write_report(out_dir: str | Path, format: str = "png") -> Path:
                   f"- attention FLOPs (QKᵀ, AV): {frac:.1%} of clean; all FLOPs: {total:.1%}"]
         if speedups:
             lines.append(f"- measured prefill speed-up (median over samples): {sorted(speedups)[len(speedups) // 2]:.2f}×")
+    lines += _flow_section(out, settings, records, summary, n_layers, format, chance)
     lines += _mechanisms_section(out, records, summary, n_layers, format, chance)
     if skipped:
         lines += ["", "## Skipped samples", ""] + [f"- `{s}`: {why}" for s, why in skipped[:50]]

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vlens import distributed
-from vlens.experiments.protocols import Cost, build_protocols, check_names, clean_cost
+from vlens.experiments.protocols import Cost, build_protocols, check_names, check_options, clean_cost
 from vlens.experiments.runner import Counts, SampleContext, record_names, run_samples, sample_inputs, shard_of
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,9 @@ class RunConfig:
             protocols = tuple(p.strip() for p in protocols.split(",") if p.strip())
         object.__setattr__(self, "protocols", tuple(protocols))
         check_names(self.protocols)
+        if not isinstance(self.options, Mapping):
+            raise TypeError(f"options must be a dict {{protocol: {{...}}}}, got {self.options!r}")
+        check_options(self.protocols, self.options)
         if not isinstance(self.data, str) or not self.data:
             raise TypeError(f"data must be a dataset spec like 'videomme:/data/Video-MME', got {self.data!r}")
         for name, lo in (("frames", 1), ("window", 1), ("limit", 1)):

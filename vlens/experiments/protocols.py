@@ -16,8 +16,8 @@ and is plugged in with `register_protocol("attribution", factory)`, where
 loop, store, resume, sharding and report as the study's protocols.
 
 Built in: the knockout protocols `global1`, `global2`, `windows` (one `KnockoutProtocol` running
-all their configurations through the sweep engine, plus the language prior), `patching`, `lens`
-and `efficient`.
+all their configurations through the sweep engine, plus the language prior), `patching`, `lens`,
+`efficient`, `attribution` and `flow` (map-the-flow's protocols, vlens.experiments.flow).
 """
 
 from __future__ import annotations
@@ -329,8 +329,25 @@ def _attribution(config, model, dataset) -> Protocol:
                                verify_top=int(opts.get("verify_top", 0)))
 
 
+def _flow(config, model, dataset) -> Protocol:
+    from vlens.experiments.flow import factory
+
+    return factory(config, model, dataset)
+
+
 _REGISTRY: dict[str, ProtocolFactory] = {"patching": _patching, "lens": _lens, "efficient": _efficient,
-                                         "attribution": _attribution}
+                                         "attribution": _attribution, "flow": _flow}
+# options checked when a RunConfig is built (before any model loads): protocol → check(options[protocol])
+_OPTION_CHECKS: dict[str, Callable] = {}
+
+
+def _check_flow(opts) -> None:
+    from vlens.experiments.flow import check_options
+
+    check_options(opts)
+
+
+_OPTION_CHECKS["flow"] = _check_flow
 
 
 def register_protocol(name: str, factory: ProtocolFactory, *, exclusive: bool = False) -> None:
@@ -374,6 +391,17 @@ def build_protocols(config, model, dataset: Sequence[Sample]) -> list[Protocol]:
                 PriorProtocol(dataset)]
     out += [_REGISTRY[p](config, model, dataset) for p in config.protocols if p in _REGISTRY]
     return out
+
+
+def check_options(protocols: Sequence[str], options) -> None:
+    """Checks the options of the chosen protocols that can be checked without a model.
+
+    Raises:
+        ValueError / TypeError: a bad option value, named with the flag that sets it.
+    """
+    for p in protocols:
+        if p in _OPTION_CHECKS and p in options:
+            _OPTION_CHECKS[p](options[p])
 
 
 def check_names(protocols: Sequence[str]) -> None:
