@@ -12,7 +12,7 @@ import torch
 from vlens import HookedVideoLLM
 from vlens import knockout as ko
 from vlens.data import synthetic
-from vlens.flow import effective_pathway_hooks, flow_window
+from vlens.flow import effective_pathway_hooks, flow_specs, flow_window
 from vlens.organism import checkpoint_dir
 from vlens.prompts import letter_token_ids, mc_question
 from vlens.roles import with_roles
@@ -38,7 +38,7 @@ clean = p_answer([])
 L = model.cfg.n_layers
 window = flow_window(3, 3, L)  # layers 2–4: map-the-flow centres its windows (and clips them at the ends)
 print(f"p(answer) clean = {clean:.3f}; knockouts in {window}:")
-for name, spec in {**ko.flow_specs(), "LV-K (study)": ko.LV()}.items():
+for name, spec in {**flow_specs(), "LV-K (study)": ko.LV()}.items():
     edges = int(spec.blocked(inputs.layout).sum())
     print(f"  {name:>24}: {edges:5d} edges  Δp(answer) = {p_answer(spec.hooks(inputs, layers=window)) - clean:+.3f}")
 # map-the-flow's effective pathway: seven pathways blocked at once, each in its own layers

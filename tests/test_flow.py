@@ -8,6 +8,7 @@ import torch
 from hypothesis import given, settings
 
 from vlens import knockout as ko
+from vlens.flow import flow_specs
 from vlens.prompts import mc_question
 from vlens.roles import with_roles
 
@@ -26,7 +27,7 @@ def _option_rows(layout, correct: bool):
 @settings(max_examples=30, deadline=None)
 @given(layouts_with_roles())
 def test_flow_specs_block_their_definitions(layout):
-    specs = ko.flow_specs()
+    specs = flow_specs()
     assert torch.equal(specs["cross_frame"].blocked(layout), ko.VT().blocked(layout))
     qo = ["question", "option"]  # map-the-flow's "question": the question with its option lines
     for name, (q, k, diag) in {
@@ -93,7 +94,7 @@ def flow_inputs(model):
 
 
 def test_lv_is_a_superset_of_question_and_last_from_video(flow_inputs):
-    layout, specs = flow_inputs.layout, ko.flow_specs()
+    layout, specs = flow_inputs.layout, flow_specs()
     lv = ko.LV().blocked(layout)
     qv = (specs["question+options<-video"] | specs["last<-video"]).blocked(layout)
     assert not (qv & ~lv).any()
@@ -108,9 +109,9 @@ def clean_logits(model, flow_inputs):
         return model(flow_inputs)
 
 
-@pytest.mark.parametrize("name", list(ko.flow_specs()))
+@pytest.mark.parametrize("name", list(flow_specs()))
 def test_flow_knockouts_match_the_hf_reference(model, hf_models, flow_inputs, clean_logits, name):
-    spec, sel = ko.flow_specs()[name], ko.window(2, 3, align="center")  # layers 1-3
+    spec, sel = flow_specs()[name], ko.window(2, 3, align="center")  # layers 1-3
     assert spec.blocked(flow_inputs.layout).any(), f"{name} removes nothing on this layout"
     with torch.no_grad():
         hooks = spec.hooks(flow_inputs, layers=sel)
@@ -169,6 +170,6 @@ def test_attention_flow_equals_the_cached_pattern_reduced(model, flow_inputs):
             assert torch.allclose(mass[l, 0, g], p[-1, keys].sum(), atol=1e-5), (l, name)
             assert torch.allclose(mass[l, 1, g], p[q][:, keys].sum(-1).mean(), atol=1e-5), (l, name)
     # under last<-video in every layer, last reads nothing from the frames
-    _, knocked = attention_flow(model, flow_inputs, fwd_hooks=ko.flow_specs()["last<-video"].hooks(flow_inputs))
+    _, knocked = attention_flow(model, flow_inputs, fwd_hooks=flow_specs()["last<-video"].hooks(flow_inputs))
     frames_ = [g for g, n in enumerate(names) if n.startswith("frame") or n == "separator"]
     assert knocked[:, 0, frames_].abs().max() < 1e-6 and mass[:, 0, frames_].sum() > 0

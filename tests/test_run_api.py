@@ -15,6 +15,7 @@ from vlens.cli import main
 from vlens.data import load_dataset
 from vlens.experiments import configs_for
 from vlens.experiments import protocols as P
+from vlens.experiments import registry
 from vlens.experiments.runner import sample_inputs
 from vlens.run import NothingScoredError, RunConfig, RunError, dry_run, run
 from vlens.store import load_results
@@ -131,10 +132,10 @@ class _LetterMargin(P.Protocol):
 
 
 def test_a_plugged_in_protocol_runs_in_the_same_loop(onevision_dir, model, tmp_path):
-    P.register_protocol("margin", lambda config, model, dataset: _LetterMargin())
+    registry.register_protocol("margin", lambda config, model, dataset: _LetterMargin())
     try:
         with pytest.raises(ValueError, match="taken"):
-            P.register_protocol("margin", lambda *a: _LetterMargin())
+            registry.register_protocol("margin", lambda *a: _LetterMargin())
         result = run(_cfg(onevision_dir, tmp_path / "m", protocols="margin,global2", report=False), model=model)
         _, records = load_results(tmp_path / "m")
         margins = {r["sample"]: r for r in records if r["config"] == "margin"}
@@ -145,4 +146,4 @@ def test_a_plugged_in_protocol_runs_in_the_same_loop(onevision_dir, model, tmp_p
             assert math.isclose(r["margin"], top[0] - top[1], abs_tol=1e-9)
         assert result.analysis.settings["margin"] == {"scale": 1.0}  # the protocol's settings are in the run key
     finally:
-        P._REGISTRY.pop("margin", None)
+        registry._REGISTRY.pop("margin", None)

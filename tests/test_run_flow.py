@@ -16,7 +16,7 @@ from vlens.data import load_dataset
 from vlens.engine import plan
 from vlens.experiments.flow import FlowError, FlowProtocol
 from vlens.experiments.runner import sample_inputs
-from vlens.flow import attention_flow, effective_pathway_hooks, flow_window, key_groups
+from vlens.flow import attention_flow, effective_pathway_hooks, flow_specs, flow_window, key_groups
 from vlens.metrics import score
 from vlens.prompts import letter_token_ids
 from vlens.roles import with_roles
@@ -72,7 +72,7 @@ def test_records_equal_a_direct_recomputation(full, model):
     letters = letter_token_ids(model.tokenizer, len(sample.options))
     rec = {r["config"]: r for r in records if r["sample"] == sample.id}
     L = model.cfg.n_layers
-    specs = ko.flow_specs()
+    specs = flow_specs()
     with torch.no_grad():
         for name, spec, centre in [("last<-video", specs["last<-video"], 1), ("last<-true_option", specs["last<-true_option"], 3),
                                    ("question+options<-video", specs["question+options<-video"], 0)]:

@@ -38,44 +38,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import torch
-from jaxtyping import Bool
-from torch import Tensor
 
-from vlens.knockout import VT, Edges, KnockoutError, LayerSelection, Spec, layers
+from vlens.knockout import VT, Edges, KeepOnly, KnockoutError, LayerSelection, Spec, keep_only, layers  # noqa: F401 (KeepOnly, keep_only: re-exported)
 from vlens.layout import VideoLayout
 from vlens.positions import option
-
-
-class KeepOnly(Spec):
-    """Remove every edge (the diagonal included) except those of `keep`: the complement of a spec.
-
-    Rows whose kept edges are all gone get attention output 0 (see `ko.Edges`).
-
-    Args:
-        keep: the edges to keep (any spec; give the diagonal explicitly with `diagonal=True`).
-    """
-
-    def __init__(self, keep: Spec):
-        if not isinstance(keep, Spec):
-            raise TypeError(f"keep_only() takes a knockout spec (e.g. ko.Edges(...)), got {keep!r}")
-        self.keep = keep
-        self.label = f"KeepOnly({keep.label})"
-
-    def blocked(self, layout: VideoLayout) -> Bool[Tensor, "q k"]:
-        n = len(layout)
-        real = ~layout.mask("pad")  # pad rows/keys are already masked; leave them alone
-        causal = torch.ones(n, n, dtype=torch.bool).tril() & real[:, None] & real[None, :]
-        return causal & ~self.keep.blocked(layout)
-
-
-def keep_only(*keep: Spec) -> KeepOnly:
-    """Remove everything but the union of `keep` (a keep-only run over every edge)."""
-    if not keep:
-        raise TypeError("keep_only() needs at least one spec to keep")
-    spec = keep[0]
-    for s in keep[1:]:
-        spec = spec | s
-    return KeepOnly(spec)
 
 
 QUESTION_SPAN = ("question", "option")  # map-the-flow's "question": the question and its option lines

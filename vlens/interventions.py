@@ -32,6 +32,10 @@ class InterventionError(ValueError):
     """An intervention cannot run on this call (wrong layers, a batch it was not built for)."""
 
 
+class KnockoutError(InterventionError):
+    """A knockout was asked for something it cannot do (bad layers, no video, wrong inputs)."""
+
+
 @dataclass(frozen=True)
 class BatchRows:
     """What a forward knows about its batch when it checks an intervention against it.

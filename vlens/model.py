@@ -685,14 +685,6 @@ class HookedVideoLLM(HookedRootModule):
                 pos += 1
         return torch.stack(out, dim=1)
 
-    def view(self, inputs: VideoInputs, **kwargs: Any) -> Path:
-        """Write the attention viewer for `inputs` (a self-contained HTML page: the frames with
-        the attention of the answer position and the question over their patches, per layer and
-        head); see `vlens.view.view_attention` for the keywords. Returns the HTML path."""
-        from vlens.view import view_attention
-
-        return view_attention(self, inputs, **kwargs)
-
     def _eos_id(self) -> int | None:
         gen = getattr(self.hf_model, "generation_config", None)
         eos = getattr(gen, "eos_token_id", None)

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vlens import distributed
-from vlens.experiments.protocols import Cost, build_protocols, check_names, check_options, clean_cost
+from vlens.experiments.protocols import Cost, clean_cost
+from vlens.experiments.registry import build_protocols, check_names, check_options
 from vlens.experiments.runner import Counts, SampleContext, record_names, run_samples, sample_inputs, shard_of
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ class RunConfig:
         model: local checkpoint directory (never a hub name).
         data: `videomme:DIR`, `mvbench:DIR`, `egoschema:DIR` or `synthetic[:SEED[,n=…]]`.
         out: run directory (created; resumed if it holds the same settings).
-        protocols: names from `vlens.experiments.protocols.available()`; a comma-separated string is split.
+        protocols: names from `vlens.experiments.registry.available()`; a comma-separated string is split.
         frames: frames sampled uniformly per clip. allow_repeat: repeat frames of shorter clips.
         limit: the first N samples (after filters). task, duration, domain, task_type: dataset filters.
         window: window size k of the `windows` protocol.
