@@ -170,3 +170,23 @@ def test_an_mrope_section_that_misses_the_rotary_width_is_refused(glm, tmp_path)
     (bad / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(NotImplementedError, match="mrope_section"):
         HookedVideoLLM.from_pretrained(bad)
+
+
+def test_a_config_with_attention_bias_true_loads_and_equals_hf(glm, tmp_path):
+    """GLM-4 configs carry `attention_bias: true`, which HF's Glm4v attention ignores (q/k/v
+    always biased, o_proj never): the checkpoint loads and equals HF, unlike Llama's flag."""
+    import shutil
+
+    _, _, inputs, path = glm
+    biased = tmp_path / "biased"
+    shutil.copytree(path, biased)
+    cfg = json.loads((biased / "config.json").read_text())
+    cfg["text_config"]["attention_bias"] = True
+    (biased / "config.json").write_text(json.dumps(cfg))
+    model = HookedVideoLLM.from_pretrained(biased)
+    hf = transformers.Glm4vForConditionalGeneration.from_pretrained(biased).eval()
+    assert hf.config.text_config.attention_bias is True and hf.model.language_model.layers[0].self_attn.o_proj.bias is None
+    inputs = model.to_inputs(frames(4, seed=3), Q, n_frames=4, fps=2.0)
+    with torch.no_grad():
+        diff = (model(inputs) - hf(**inputs).logits).abs().max().item()
+    assert diff <= ATOL

@@ -149,6 +149,30 @@ def test_bad_flow_options_are_clear_errors(onevision_dir, model, tmp_path, capsy
     assert main(["run", "global2", "--model", str(onevision_dir), "--data", DATA, "--out", str(tmp_path / "c"),
                  "--flow-window", "3"]) == 2
     assert "add `flow` to the protocols" in capsys.readouterr().err
+    # map-the-flow's own default given explicitly is still a flow option
+    assert main(["run", "global2", "--model", str(onevision_dir), "--data", DATA, "--out", str(tmp_path / "c"),
+                 "--flow-window", "9"]) == 2
+    assert "add `flow` to the protocols" in capsys.readouterr().err
+
+
+def test_scaled_effective_ranges_that_are_empty_are_refused():
+    from vlens.flow import effective_ranges
+
+    assert effective_ranges(32) == {"cross_frame": (5, 15), "question+options<-video": (5, 20), "last<-question+options": (15, 25)}
+    with pytest.raises(ValueError, match="scaled to 1 is \\[0, 0\\].*effective_ranges"):
+        effective_ranges(1)  # cross-frame's 5-15 of 32 rounds to an empty range
+    assert effective_ranges(1, {"cross_frame": [0, 1], "question+options<-video": [0, 1], "last<-question+options": [0, 1]})
+
+
+def test_attention_flow_of_samples_with_other_groups_is_left_out_with_a_warning():
+    from vlens.analysis import aggregate_attention_flow
+
+    rec = lambda s, groups, m: {"config": "flow/attention", "sample": s, "groups": groups, "sources": ["last"],
+                                "mass": [[[m] * len(groups)]]}
+    rows = [rec("a", ["frame 0", "frame 1"], 0.25), rec("b", ["frame 0", "frame 1"], 0.75), rec("c", ["frame 0"], 1.0)]
+    with pytest.warns(UserWarning, match="1 of 3 samples"):
+        out = aggregate_attention_flow(rows)
+    assert out.n == 2 and out.mass.shape == (1, 1, 2) and torch.allclose(out.mass, torch.full((1, 1, 2), 0.5))
 
 
 def test_a_sample_without_an_answer_key_skips_only_the_option_pathways(model):

@@ -62,6 +62,14 @@ def test_score_ties_and_option_counts():
     assert five["pred"] == "E" and five["correct"] and five["logit_diff"] == pytest.approx(2.0)
     assert five["p_correct_vocab"] == pytest.approx(torch.arange(10.0).softmax(-1)[8].item())
     assert "correct" not in score(torch.arange(10.0), [0, 1], answer=None)
+    # map-the-flow's correctness: the answer letter must be the whole vocabulary's top token
+    assert five["correct_vocab"] is False  # token 9 (not a letter) beats E (token 8)
+    top = torch.zeros(10)
+    top[[2, 7]] = torch.tensor([3.0, 1.0])
+    s = score(top, [2, 7], answer=0)
+    assert s["correct"] and s["correct_vocab"]
+    s = score(top, [5, 7], answer=1)
+    assert s["correct"] and not s["correct_vocab"]
 
 
 def test_kl_ratio_and_bootstrap():

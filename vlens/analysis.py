@@ -224,9 +224,11 @@ def flow_point(records: Sequence[dict], name: str, summary: dict[str, ConfigSumm
         return None
     clean = {r["sample"]: r for r in records if r["config"] == "clean" and "correct" in r}
     rows = _by_sample([r for r in records if r["config"] == name and "correct" in r and r["sample"] in clean])
-    kept = [r["correct"] and clean[r["sample"]]["correct"] for r in rows]
+    # map-the-flow's correctness is the vocabulary's top token (its kept accuracy and the samples of
+    # its relative_diff); vlens's `correct` is the top option letter
+    kept = [r["correct_vocab"] and clean[r["sample"]]["correct_vocab"] for r in rows]
     dp = [100.0 * (r["p_correct_vocab"] - clean[r["sample"]]["p_correct_vocab"]) / clean[r["sample"]]["p_correct_vocab"]
-          for r in rows if clean[r["sample"]]["correct"] and clean[r["sample"]]["p_correct_vocab"] > 0]
+          for r in rows if clean[r["sample"]]["correct_vocab"] and clean[r["sample"]]["p_correct_vocab"] > 0]
     s = summary[name]
     return FlowPoint(name=name, layers=list(s.layers or []), n=s.n, accuracy=s.accuracy, accuracy_ci=s.accuracy_ci,
                      kept_accuracy=math.fsum(kept) / len(kept) if kept else math.nan, n_correct=len(dp),
@@ -269,7 +271,11 @@ def aggregate_attention_flow(records: Sequence[dict]) -> AttentionFlowSummary | 
     if not rows:
         return None
     groups, sources = rows[0]["groups"], rows[0]["sources"]
-    rows = [r for r in rows if r["groups"] == groups and r["sources"] == sources]
+    same = [r for r in rows if r["groups"] == groups and r["sources"] == sources]
+    if len(same) < len(rows):  # other frame counts: their frame groups do not line up
+        warnings.warn(f"attention flow: {len(rows) - len(same)} of {len(rows)} samples have other key groups than "
+                      f"the first ({len(groups)} groups) and are left out of the average; sample one frame count")
+    rows = same
     mass = torch.tensor([r["mass"] for r in rows], dtype=torch.float64).mean(0).float()
     return AttentionFlowSummary(list(groups), list(sources), mass, len(rows))
 

@@ -58,10 +58,12 @@ def _options(args: argparse.Namespace) -> dict:
     if "attribution" in chosen:
         out["attribution"] = {"readout": args.readout, "verify_top": args.verify_top}
     if "flow" in chosen:
-        out["flow"] = {"window": args.flow_window}
+        out["flow"] = {}
+        if args.flow_window is not None:
+            out["flow"]["window"] = args.flow_window
         if args.flow_protocols is not None:
             out["flow"]["protocols"] = args.flow_protocols
-    elif args.flow_protocols is not None or args.flow_window != 9:
+    elif args.flow_protocols is not None or args.flow_window is not None:
         raise ValueError("--flow-window / --flow-protocols set options of the flow protocol: add `flow` to the protocols")
     return out
 
@@ -244,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--site", default="resid_pre", choices=["resid_pre", "attn_out", "mlp_out"], help="patching: which activation is patched (default resid_pre)")
     run.add_argument("--corruption", default="video", choices=["video", "reverse", "shuffle", "replace"],
                      help="patching: the corrupted clip: the next sample's video (default), or this clip reversed / shuffled / frame 0 blacked out")
-    run.add_argument("--flow-window", type=int, default=9, metavar="K",
+    run.add_argument("--flow-window", type=int, default=None, metavar="K",
                      help="flow: window size k, centred on each layer and clipped to the model (default 9, map-the-flow's)")
     run.add_argument("--flow-protocols", default=None, metavar="A,B",
                      help="flow: which of map-the-flow's protocols (default all): pathways cross_frame, "

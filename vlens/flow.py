@@ -81,6 +81,11 @@ TARGETS: dict[str, tuple[str, ...]] = {
 NEEDS_ANSWER = ("last<-true_option", "last<-false_options", "true_option<-question", "true_option<-video")
 
 
+def is_window_size(k: object) -> bool:
+    """Whether `k` can be a window size: an int (not a bool) ≥ 1 (the depth is checked apart)."""
+    return isinstance(k, int) and not isinstance(k, bool) and k >= 1
+
+
 def flow_window(layer: int, k: int, n_layers: int) -> LayerSelection:
     """map-the-flow's centred window around `layer`, clipped to the model: layers
     max(0, l−k//2) … min(L−1, l−k//2+k−1) (its `window_style="center"`; k=9 is l−4 … l+4; even k
@@ -89,7 +94,7 @@ def flow_window(layer: int, k: int, n_layers: int) -> LayerSelection:
     Raises:
         KnockoutError: `layer` outside the model or k outside 1 … n_layers.
     """
-    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= n_layers:
+    if not is_window_size(k) or k > n_layers:
         raise KnockoutError(f"flow window k={k!r} must be an integer between 1 and the model's {n_layers} layers")
     if not 0 <= layer < n_layers:
         raise KnockoutError(f"flow window centre {layer} is outside the model's layers 0..{n_layers - 1}")
@@ -105,19 +110,26 @@ EFFECTIVE_DEPTH = 32
 
 def effective_ranges(n_layers: int, ranges: Mapping[str, Sequence[int]] | None = None) -> dict[str, tuple[int, int]]:
     """The kept layer ranges of the effective pathway: map-the-flow's 7B ranges scaled to
-    `n_layers` (round(x·L/32); equal to theirs at 32 layers), or `ranges` as given.
+    `n_layers` (round(x·L/32) with Python's round, halves to even; equal to theirs at 32 layers),
+    or `ranges` as given. Either way every range is checked.
 
     Raises:
-        ValueError: a range that is not [start, end) with 0 <= start < end <= n_layers, or an unknown key.
+        ValueError: a range that is not [start, end) with 0 <= start < end <= n_layers (a scaled
+            range can be empty on a very shallow model: then pass `effective_ranges`), or an
+            unknown key.
     """
-    if ranges is None:
-        return {k: (round(a * n_layers / EFFECTIVE_DEPTH), round(b * n_layers / EFFECTIVE_DEPTH)) for k, (a, b) in EFFECTIVE_7B.items()}
+    scaled = ranges is None
+    if scaled:
+        ranges = {k: (round(a * n_layers / EFFECTIVE_DEPTH), round(b * n_layers / EFFECTIVE_DEPTH)) for k, (a, b) in EFFECTIVE_7B.items()}
     out = {}
     for k, v in ranges.items():
         if k not in EFFECTIVE_7B:
             raise ValueError(f"effective-pathway range {k!r} is unknown; give {', '.join(EFFECTIVE_7B)}")
         if not (isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(x, int) for x in v) and 0 <= v[0] < v[1] <= n_layers):
-            raise ValueError(f"effective-pathway range {k}={v!r} must be [start, end) with 0 <= start < end <= {n_layers}")
+            how = (f"map-the-flow's 7B range {list(EFFECTIVE_7B[k])} of 32 layers scaled to {n_layers} is {list(v)}, which is "
+                   f"empty; pass effective_ranges (options['flow']['effective_ranges']) for this model") if scaled else (
+                   f"effective-pathway range {k}={v!r} must be [start, end) with 0 <= start < end <= {n_layers}")
+            raise ValueError(how)
         out[k] = (v[0], v[1])
     missing = set(EFFECTIVE_7B) - set(out)
     if missing:

@@ -36,6 +36,8 @@ def score(logits: Float[Tensor, "d_vocab"], letter_ids: Sequence[int], answer: i
             correct=pred == answer,
             p_correct=float(p_letters[answer]),
             p_correct_vocab=float(p_vocab),
+            # the answer letter is the top token of the whole vocabulary (map-the-flow's correctness)
+            correct_vocab=int(logits.argmax()) == letter_ids[answer],
             logit_diff=float(letters[answer] - wrong.max()),
         )
     return out

@@ -367,7 +367,7 @@ def plot_layer_axis(summary: dict, patching: dict, lens: dict | None, n_layers: 
 
 
 
-# map-the-flow's pathways: one colour per pathway (Okabe–Ito, then greys), one line style per target
+# map-the-flow's pathways: one colour per pathway (Okabe–Ito, then greys); dashed once the colours run out
 FLOW_COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000",
                "#999999", "#882255", "#44AA99", "#117733")
 
@@ -377,7 +377,8 @@ def plot_flow(curves: dict, effective, attention, n_layers: int, path: Path, *, 
     """map-the-flow's knockouts and the attention flow on one shared layer axis.
 
     Panels (top to bottom, x = layer l): accuracy with each pathway knocked out in the centred
-    window around l (95% bands; the effective pathway as a dashed level); map-the-flow's change in
+    window around l (no bands: a dozen curves would hide each other; the 95% intervals are in the
+    report's table; the effective pathway as a dashed level); map-the-flow's change in
     p(answer) (%, clean-correct samples); then, for each source role, the attention mass to each
     frame (viridis, early → late) and each text role, in layer l.
 

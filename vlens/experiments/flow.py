@@ -34,14 +34,13 @@ from vlens.experiments.runner import SampleContext
 from vlens.metrics import kl_letters, score
 
 EXTRA = ("effective_pathway", "attention_flow")
+OPTION_KEYS = ("window", "protocols", "effective_ranges")
+DEFAULT_WINDOW = 9
+SOURCES = ("last", "question")
 
 
 class FlowError(ValueError):
     """A bad option of the flow protocol (`--flow-window`, `--flow-protocols`); the message names the fix."""
-
-OPTION_KEYS = ("window", "protocols", "effective_ranges")
-DEFAULT_WINDOW = 9
-SOURCES = ("last", "question")
 
 
 def _pathways() -> dict:
@@ -91,8 +90,10 @@ def check_options(opts: Mapping) -> None:
     unknown = set(opts) - set(OPTION_KEYS)
     if unknown:
         raise FlowError(f"unknown flow option(s) {sorted(unknown)}; use {', '.join(OPTION_KEYS)}")
+    from vlens.flow import is_window_size
+
     k = opts.get("window", DEFAULT_WINDOW)
-    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+    if not is_window_size(k):
         raise FlowError(f"--flow-window must be an integer ≥ 1 (map-the-flow uses 9), got {k!r}")
     resolve_names(opts.get("protocols"))
 
@@ -104,11 +105,11 @@ class FlowProtocol(Protocol):
 
     def __init__(self, n_layers: int, *, window: int = DEFAULT_WINDOW, protocols: str | Sequence[str] | None = None,
                  effective_ranges: Mapping | None = None, engine: str = "fast", max_memory: int | None = None):
-        from vlens.flow import effective_pathway, effective_ranges as ranges_for, flow_window
+        from vlens.flow import effective_pathway, effective_ranges as ranges_for, flow_window, is_window_size
 
         if engine not in ("fast", "naive"):
             raise ValueError(f"engine must be 'fast' or 'naive', got {engine!r}")
-        if not isinstance(window, int) or isinstance(window, bool) or not 1 <= window <= n_layers:
+        if not is_window_size(window) or window > n_layers:
             raise FlowError(f"--flow-window {window!r} must be an integer between 1 and the model's {n_layers} layers "
                             f"(map-the-flow uses 9 of 32 layers; pass --flow-window K with K <= {n_layers})")
         self.n_layers, self.window, self.engine, self.max_memory = n_layers, window, engine, max_memory
@@ -124,10 +125,12 @@ class FlowProtocol(Protocol):
         self.layers = {c.name: list(c.layers.resolve(n_layers)) for c in self.configs}
 
     def names(self) -> list[str]:
+        """`flow/<pathway>/<centre>` for every pathway and window centre, then the extras."""
         return ([c.name for c in self.configs] + (["flow/effective_pathway"] if "effective_pathway" in self.chosen else [])
                 + (["flow/attention"] if "attention_flow" in self.chosen else []))
 
     def settings(self) -> dict:
+        """The window, pathways, effective ranges and sources: what changes the records (run key)."""
         return {"flow": {"window": self.window, "protocols": self.chosen, "window_style": "center, clipped",
                          "effective_ranges": {k: list(v) for k, v in self.ranges.items()}, "sources": list(SOURCES)}}
 
@@ -145,6 +148,8 @@ class FlowProtocol(Protocol):
         return {"config": name, **extra, **s}
 
     def __call__(self, ctx: SampleContext, todo: Sequence[str]) -> list[dict]:
+        """The sample's records among `todo`: pathway knockouts (one sweep from one clean pass),
+        the effective pathway (one forward) and the attention flow (one forward)."""
         from vlens.flow import NEEDS_ANSWER, attention_flow, edges_kept, effective_pathway_hooks
 
         todo_set, records = set(todo), []
@@ -178,6 +183,7 @@ class FlowProtocol(Protocol):
         return records
 
     def cost(self, ctx: SampleContext) -> Cost:
+        """The sweep engine's bill for the pathways plus one full forward per extra."""
         from vlens.flow import NEEDS_ANSWER
 
         layout = self.roles_inputs(ctx).layout

@@ -151,7 +151,7 @@ def hf_parameter(hf_model: nn.Module, name: str) -> nn.Parameter:
 
 
 def decoder_config(family: Family, t, *, qkv_bias: bool, rope_types: tuple[str, ...] = ("default",),
-                   **extra) -> HookedVideoLLMConfig:
+                   attention_bias_biases_o_proj: bool = True, **extra) -> HookedVideoLLMConfig:
     """The hooked decoder's shape from a Qwen2/Llama-style HF text config.
 
     Refuses (NotImplementedError, naming the setting) what the decoder cannot run exactly:
@@ -168,7 +168,9 @@ def decoder_config(family: Family, t, *, qkv_bias: bool, rope_types: tuple[str, 
         raise NotImplementedError(f"{what}: MLP biases (mlp_bias=True) are not supported by the hooked decoder")
     if getattr(t, "use_sliding_window", False) or "sliding_attention" in (getattr(t, "layer_types", None) or ()):
         raise NotImplementedError(f"{what}: sliding-window attention layers are not supported by the hooked decoder")
-    if getattr(t, "attention_bias", False):  # Llama-style: biases q/k/v AND o_proj; we have no o_proj bias
+    # Llama-style attention_bias biases q/k/v AND o_proj (we have no o_proj bias); a family whose HF
+    # attention ignores the flag (GLM-4: q/k/v always biased, o_proj never) says so
+    if attention_bias_biases_o_proj and getattr(t, "attention_bias", False):
         raise NotImplementedError(f"{what}: attention_bias=True (which also biases o_proj) is not supported by the hooked decoder")
     if t.hidden_act not in ("silu", "gelu"):
         raise NotImplementedError(f"{what}: hidden_act {t.hidden_act!r} is not supported (silu, gelu)")

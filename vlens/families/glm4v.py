@@ -33,7 +33,6 @@ carried by the order and the timestamp text, not by a time axis.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import field
 from typing import Any
 
@@ -43,6 +42,7 @@ from torch import Tensor, nn
 from vlens.config import HookedVideoLLMConfig
 from vlens.families.base import decoder_config, decoder_weight_table
 from vlens.families.qwen2_5_vl import Qwen25VL
+from vlens.families.timestamps import text_ids, video_metadata
 from vlens.layout import LayoutError, VideoLayout, VisionToken
 from vlens.rotary import MRotary
 
@@ -73,7 +73,9 @@ class Glm4V(Qwen25VL):
         section = rope.get("mrope_section")
         if not section or len(section) != 3:
             raise NotImplementedError(f"{self.title} text config without a 3-part mrope_section: {section!r}")
-        cfg = decoder_config(self, t, qkv_bias=True, mrope_section=list(section))
+        # HF's Glm4vTextAttention biases q/k/v always and o_proj never, whatever `attention_bias`
+        # says (GLM-4 configs carry attention_bias=true): not Llama's flag, so not refused
+        cfg = decoder_config(self, t, qkv_bias=True, attention_bias_biases_o_proj=False, mrope_section=list(section))
         if cfg.d_head != t.hidden_size // t.num_attention_heads:  # HF's attention uses hidden/heads
             raise NotImplementedError(f"{self.title} with head_dim {cfg.d_head} != hidden_size/num_heads")
         rotary_dim = int(cfg.d_head * rope.get("partial_rotary_factor", 1.0))  # as HF rounds it
@@ -114,42 +116,22 @@ class Glm4V(Qwen25VL):
     def processor_kwargs(self, videos) -> dict:
         """The sampled frames' real indices and the clip's frame rate: the processor writes the
         groups' timestamps from them (index / fps)."""
-        meta = []
         for v in videos:
             if len(v) < self.temporal_patch:
                 raise ValueError(
                     f"GLM-4.1V's video processor needs at least {self.temporal_patch} frames (one temporal patch), "
                     f"got {len(v)}: sample n_frames >= {self.temporal_patch}"
                 )
-            if v.fps is None:
-                raise ValueError(
-                    "GLM-4.1V writes every frame group's timestamp into the prompt, and these frames have none "
-                    "(its processor would assume 24 fps): pass fps= (the clip's frame rate) to to_inputs, or "
-                    "give a video file"
-                )
-            meta.append({"total_num_frames": max(v.indices) + 1, "fps": float(v.fps), "frames_indices": list(v.indices)})
-        return {"video_metadata": meta}
+        return video_metadata(videos, self.title, hf_default="24 fps")
 
     def _text_ids(self, text: str) -> tuple[int, ...]:
-        if text not in self._text_memo:
-            self._text_memo[text] = tuple(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-        return self._text_memo[text]
+        return text_ids(self._text_memo, self.tokenizer, text)
 
     # layout -------------------------------------------------------------------------------------
     def layout(self, input_ids: Tensor, attention_mask: Tensor | None, video, hf_config, inputs: dict) -> VideoLayout:
-        if "video_grid_thw" not in inputs:
-            raise LayoutError(f"no video_grid_thw in the inputs: {self.title} layouts need a video")
-        grid = inputs["video_grid_thw"]
-        if grid.shape[0] != 1:
-            raise LayoutError(f"one video per row is supported, this row has {grid.shape[0]}")
-        v = hf_config.vision_config
-        tp, m = v.temporal_patch_size, v.spatial_merge_size
-        t, h, w = (int(x) for x in grid[0])
-        gh, gw = h // m, w // m
+        tp = hf_config.vision_config.temporal_patch_size
+        t, gh, gw = self.video_grid(inputs, video, hf_config)
         k = gh * gw
-        if video is not None and t != math.ceil(len(video) / tp):
-            raise LayoutError(f"{len(video)} frames should make {math.ceil(len(video) / tp)} temporal groups, "
-                              f"the processor made {t}")
         ids = input_ids.cpu()
         c = hf_config
         is_vision = ids == c.image_token_id

@@ -144,19 +144,31 @@ class Qwen25VL(Family):
         return marks
 
     # layout -------------------------------------------------------------------------------------
-    def layout(self, input_ids: Tensor, attention_mask: Tensor | None, video, hf_config, inputs: dict) -> VideoLayout:
+    def video_grid(self, inputs: dict, video, hf_config) -> tuple[int, int, int]:
+        """(temporal groups, merged rows, merged cols) of the row's one video, from
+        `video_grid_thw`, checked against the sampled frame count.
+
+        Raises:
+            LayoutError: no video, several videos in the row, or a group count that does not
+                match the frames.
+        """
         if "video_grid_thw" not in inputs:
             raise LayoutError(f"no video_grid_thw in the inputs: {self.title} layouts need a video")
         grid = inputs["video_grid_thw"]
         if grid.shape[0] != 1:
             raise LayoutError(f"one video per row is supported, this row has {grid.shape[0]}")
         v = hf_config.vision_config
+        tp, m = v.temporal_patch_size, v.spatial_merge_size
         t, h, w = (int(x) for x in grid[0])
-        m = v.spatial_merge_size
-        if video is not None and t != -(-len(video) // v.temporal_patch_size):
-            raise LayoutError(f"{len(video)} frames should make {-(-len(video) // v.temporal_patch_size)} "
-                              f"temporal groups, the processor made {t}")
-        tokens = [VisionToken("video", g, r, c) for g in range(t) for r in range(h // m) for c in range(w // m)]
+        if video is not None and t != -(-len(video) // tp):
+            raise LayoutError(f"{len(video)} frames should make {-(-len(video) // tp)} temporal groups, "
+                              f"the processor made {t}")
+        return t, h // m, w // m
+
+    def layout(self, input_ids: Tensor, attention_mask: Tensor | None, video, hf_config, inputs: dict) -> VideoLayout:
+        v = hf_config.vision_config
+        t, gh, gw = self.video_grid(inputs, video, hf_config)
+        tokens = [VisionToken("video", g, r, c) for g in range(t) for r in range(gh) for c in range(gw)]
         is_vision = input_ids == hf_config.video_token_id
         starts = (input_ids == hf_config.vision_start_token_id).nonzero().flatten().tolist()
         ends = (input_ids == hf_config.vision_end_token_id).nonzero().flatten().tolist()

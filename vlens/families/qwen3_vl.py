@@ -30,7 +30,6 @@ size 1, so time is carried by the sequence order and the timestamp text, not by 
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import field
 from typing import Any
 
@@ -40,6 +39,7 @@ from torch import Tensor, nn
 from vlens.config import HookedVideoLLMConfig
 from vlens.families.base import decoder_config, decoder_weight_table, per_row
 from vlens.families.qwen2_5_vl import Qwen25VL
+from vlens.families.timestamps import text_ids, video_metadata
 from vlens.layout import LayoutError, VideoLayout, VisionToken
 from vlens.rotary import MRotary
 
@@ -103,36 +103,16 @@ class Qwen3VL(Qwen25VL):
     def processor_kwargs(self, videos) -> dict:
         """The sampled frames' real indices and the clip's frame rate: the processor writes the
         groups' timestamps from them (index / fps)."""
-        meta = []
-        for v in videos:
-            if v.fps is None:
-                raise ValueError(
-                    "Qwen3-VL writes every frame group's timestamp into the prompt, and these frames have "
-                    "none: pass fps= (the clip's frame rate) to to_inputs, or give a video file"
-                )
-            meta.append({"total_num_frames": max(v.indices) + 1, "fps": float(v.fps), "frames_indices": list(v.indices)})
-        return {"video_metadata": meta}
+        return video_metadata(videos, self.title)
 
     def _text_ids(self, text: str) -> tuple[int, ...]:
-        if text not in self._text_memo:
-            self._text_memo[text] = tuple(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-        return self._text_memo[text]
+        return text_ids(self._text_memo, self.tokenizer, text)
 
     # layout -------------------------------------------------------------------------------------
     def layout(self, input_ids: Tensor, attention_mask: Tensor | None, video, hf_config, inputs: dict) -> VideoLayout:
-        if "video_grid_thw" not in inputs:
-            raise LayoutError(f"no video_grid_thw in the inputs: {self.title} layouts need a video")
-        grid = inputs["video_grid_thw"]
-        if grid.shape[0] != 1:
-            raise LayoutError(f"one video per row is supported, this row has {grid.shape[0]}")
-        v = hf_config.vision_config
-        tp, m = v.temporal_patch_size, v.spatial_merge_size
-        t, h, w = (int(x) for x in grid[0])
-        gh, gw = h // m, w // m
+        tp = hf_config.vision_config.temporal_patch_size
+        t, gh, gw = self.video_grid(inputs, video, hf_config)
         k = gh * gw
-        if video is not None and t != math.ceil(len(video) / tp):
-            raise LayoutError(f"{len(video)} frames should make {math.ceil(len(video) / tp)} temporal groups, "
-                              f"the processor made {t}")
         ids = input_ids.cpu()
         start_id, end_id = hf_config.vision_start_token_id, hf_config.vision_end_token_id
         is_vision = ids == hf_config.video_token_id

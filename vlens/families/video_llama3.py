@@ -41,6 +41,7 @@ from torch import Tensor, nn
 
 from vlens.config import HookedVideoLLMConfig
 from vlens.families.base import Family, decoder_config, decoder_weight_table
+from vlens.families.timestamps import video_metadata
 from vlens.layout import LayoutError, VideoLayout, VisionToken
 from vlens.media_layout import assign_to_rows
 
@@ -95,15 +96,7 @@ class VideoLlama3(Family):
     def processor_kwargs(self, videos) -> dict:
         """The sampled frames' real indices and the clip's frame rate: the processor writes every
         frame's time (index / fps) into the prompt (HF would assume 1 fps without them)."""
-        meta = []
-        for v in videos:
-            if v.fps is None:
-                raise ValueError(
-                    "VideoLLaMA3 writes every frame's timestamp into the prompt, and these frames have none: pass "
-                    "fps= (the clip's frame rate) to to_inputs, or give a video file"
-                )
-            meta.append({"total_num_frames": max(v.indices) + 1, "fps": float(v.fps), "frames_indices": list(v.indices)})
-        return {"video_metadata": meta}
+        return video_metadata(videos, self.title, unit="frame's", hf_default="1 fps")
 
     # layout -------------------------------------------------------------------------------------
     def row_inputs(self, hf_config, tensors: dict) -> list[dict]:
