@@ -423,7 +423,7 @@ def plot_flow(curves: dict, effective, attention, n_layers: int, path: Path, *, 
             acc.legend(loc="upper left", bbox_to_anchor=(1.01, 1.05), fontsize=7)
             dp.axhline(0, color=CLEAN_COLOR, lw=0.8, ls=":")
             dp.set_ylabel("Δp(answer), %")
-            dp.set_title("change in p(answer) over the vocabulary, clean-correct samples (map-the-flow's relative_diff)")
+            dp.set_title("change in p(answer) over the vocabulary, samples whose clean top token is the answer (map-the-flow's relative_diff)")
         if attention is not None:
             frames = [j for j, g in enumerate(attention.groups) if g.startswith("frame ")]
             others = [j for j in range(len(attention.groups)) if j not in frames]

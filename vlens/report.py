@@ -92,7 +92,7 @@ def _flow_section(out: Path, settings: dict, records: list[dict], summary: dict,
              "(l−k//2 … l−k//2+k−1, clipped to the model, as map-the-flow's `window_style=\"center\"`). "
              "Accuracy is over every sample; *kept* is map-the-flow's accuracy (correct clean and knocked, over "
              "every sample); Δp(answer) is map-the-flow's `relative_diff`: the mean relative change of the answer "
-             "letter's probability over the vocabulary, in %, over the clean-correct samples. Intervals: 95% bootstrap.", ""]
+             "letter's probability over the vocabulary, in %, over the samples whose clean top token (over the vocabulary) is the answer letter; *kept* counts correctness the same way. Intervals: 95% bootstrap.", ""]
     fig = plot_flow(curves, effective, attention, n_layers, out / f"flow.{fmt}", clean_accuracy=clean, chance=chance, window=k)
     if fig is not None:
         lines += [_embed(fig), ""]
