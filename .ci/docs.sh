@@ -4,8 +4,9 @@
 #   2. the docs extras (mkdocs, material, mkdocstrings, jupytext, playwright);
 #   3. every tutorial executed on the model organism, its page rendered with the outputs;
 #   4. the viewer in headless chromium, refreshing docs/img/viewer.png; the tutorial pages in sync;
+#      then every example under examples/ run as a user would;
 #   5. mkdocs build --strict (every page and docstring reference resolves).
-# About 5-8 minutes on 2 CPU cores, most of it the tutorials and the apt install.
+# About 10-13 minutes on 2 CPU cores: the tutorials, the examples and the apt install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v chromium >/dev/null 2>&1; then
@@ -20,5 +21,13 @@ pip install -q -e ".[docs]"
 export NO_MKDOCS_2_WARNING=1
 python docs/render_tutorials.py
 VLENS_DOCS_IMG=1 python -m pytest -q -p no:cacheprovider tests/test_view_browser.py tests/test_tutorials.py -m "not slow"
-python examples/11_attention_viewer.py "${TMPDIR:-/tmp}/vlens-view-example.html"
+# every example, as a user runs it (each builds its tiny checkpoint or uses the organism; about 5
+# minutes together on 2 cores), in a scratch folder so their outputs stay out of the checkout
+examples_dir="$PWD/examples"
+scratch="$(mktemp -d)"
+for example in "$examples_dir"/*.py; do
+    echo "example: $(basename "$example")"
+    (cd "$scratch" && python "$example" >/dev/null)
+done
+rm -rf "$scratch"
 mkdocs build --strict -d "${DOCS_SITE_DIR:-site}"
