@@ -27,7 +27,8 @@ examples_dir="$PWD/examples"
 scratch="$(mktemp -d)"
 for example in "$examples_dir"/*.py; do
     echo "example: $(basename "$example")"
-    (cd "$scratch" && python "$example" >/dev/null)
+    # quiet unless it fails (progress bars go to stderr): then its stderr is shown
+    (cd "$scratch" && python "$example" >/dev/null 2>"$scratch/stderr.log") || { cat "$scratch/stderr.log" >&2; exit 1; }
 done
 rm -rf "$scratch"
 mkdocs build --strict -d "${DOCS_SITE_DIR:-site}"

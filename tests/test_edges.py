@@ -169,3 +169,26 @@ def test_an_emptied_row_on_hook_sites_is_zero_not_nan(model, site):
     assert torch.isfinite(logits).all()
     assert (cache["blocks.2.attn.hook_z"] == 0).all()
     assert torch.isfinite(cache["blocks.2.attn.hook_pattern"]).all()
+
+
+def test_a_spec_that_removes_nothing_warns_with_the_likely_cause(model):
+    """A knockout that removes no edge equals the clean run: the common mistakes (no text roles,
+    frame relations on text, the diagonal without diagonal=True, a missing option) warn."""
+    import warnings
+
+    from vlens.prompts import mc_question
+    from vlens.roles import with_roles
+
+    q, opts = "what color is the object", ["red", "blue", "green", "white"]
+    raw = model.to_inputs(frames(3), mc_question(q, opts), n_frames=3)
+    with pytest.warns(ko.KnockoutWarning, match="no text roles.*with_roles"):
+        ko.Edges("last", "question").hooks(raw)
+    roled = with_roles(model, raw, q, opts, answer=1)
+    for spec in (ko.Edges("last", "video", frames="same"), ko.Edges("last", "last"), ko.Edges("last", ko.option("E"))):
+        with pytest.warns(ko.KnockoutWarning, match="removes no attention edge"):
+            spec.hooks(roled)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # specs that remove edges are silent
+        ko.Edges("last", "question").hooks(roled)
+        ko.Edges("last", "last", diagonal=True).hooks(roled)
+        (ko.LV() | ko.VT()).hooks(raw)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from vlens import cache_memory
+from vlens import HookedVideoLLM, cache_memory
 from vlens import knockout as ko
 from vlens.data import DatasetError, inside, load_dataset
 from vlens.knockout import KnockoutError
@@ -216,3 +216,8 @@ def test_cache_estimate_is_exact_and_the_budget_refuses_with_the_fix(model):
     assert cache_memory.budget_bytes("512 MiB", "cpu") == 512 * 2**20
     with pytest.raises(ValueError, match="is not a size"):
         model.run_with_cache(inputs, memory_budget="lots")
+
+
+def test_a_dtype_name_torch_does_not_know_is_refused_by_name(onevision_dir):
+    with pytest.raises(TypeError, match="dtype='half16' is not a torch dtype.*'bfloat16'"):
+        HookedVideoLLM.from_pretrained(onevision_dir, dtype="half16")

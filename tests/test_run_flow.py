@@ -189,3 +189,10 @@ def test_a_sample_without_an_answer_key_skips_only_the_option_pathways(model):
     assert all("answer key" in records[f"flow/last<-true_option/{l}"]["skipped"] for l in range(model.cfg.n_layers))
     assert all("pred" in records[f"flow/last<-video/{l}"] and "correct" not in records[f"flow/last<-video/{l}"]
                for l in range(model.cfg.n_layers))
+
+
+def test_pathway_names_as_the_report_writes_them_are_accepted():
+    from vlens.experiments.flow import resolve_names
+
+    assert resolve_names("last ← video, question+options ← video") == ["question+options<-video", "last<-video"]
+    assert resolve_names(["last<-video"]) == ["last<-video"]

@@ -25,6 +25,7 @@ folded into the SDPA mask (no N×N pattern) unless something else hooks that lay
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Literal
 
@@ -78,9 +79,30 @@ class Spec:
         on: HookSite = "pattern",
     ) -> list[tuple[Callable[[str], bool], KnockoutHook]]:
         """fwd_hooks for `model.run_with_hooks`: this knockout in `layers` (all by default),
-        applied on `hook_pattern` (zero + renormalise) or `hook_attn_scores` (−∞)."""
-        hook = KnockoutHook(self, as_selection(layers), _layouts_of(inputs), on)
+        applied on `hook_pattern` (zero + renormalise) or `hook_attn_scores` (−∞).
+
+        Warns (`KnockoutWarning`) when the spec removes no edge in any row of `inputs`: the run
+        would equal the clean one, which is almost always a mistake in the spec or the inputs."""
+        layouts = _layouts_of(inputs)
+        hook = KnockoutHook(self, as_selection(layers), layouts, on)
+        if layouts and not any(bool(self.blocked(lay).any()) for lay in layouts):
+            warnings.warn(_nothing_removed(self, layouts[0]), KnockoutWarning, stacklevel=2)
         return [(hook.name_filter, hook)]
+
+
+class KnockoutWarning(UserWarning):
+    """A knockout that removes no edge on the inputs it was built for (the run equals clean)."""
+
+
+def _nothing_removed(spec: Spec, layout: VideoLayout) -> str:
+    """Why a spec may remove nothing, for the warning: the usual mistakes first."""
+    hints = []
+    if set(layout.role) <= {"", "last"}:
+        hints.append("these inputs have no text roles (question, option, ...): build them with "
+                     "vlens.roles.with_roles(model, inputs, question, options, answer=...)")
+    hints.append("check that the segments/roles/options it names exist here; frames='same'/'other'/... only "
+                 "relate video positions to video positions; a position from itself needs diagonal=True")
+    return f"{spec.label} removes no attention edge on these inputs, so the run equals the clean one. " + "; ".join(hints)
 
 
 def _parts(spec: Spec) -> tuple[Spec, ...]:

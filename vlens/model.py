@@ -162,7 +162,10 @@ class HookedVideoLLM(HookedRootModule):
         config_dict = json.loads(config_file.read_text())
         entry = resolve(config_dict, where=str(config_file))  # clear error before loading any weights
         if isinstance(dtype, str):
-            dtype = getattr(torch, dtype)
+            name, dtype = dtype, getattr(torch, dtype, None)
+            if not isinstance(dtype, torch.dtype):
+                raise TypeError(f"dtype={name!r} is not a torch dtype; pass one of 'float32', 'bfloat16', 'float16' "
+                                "(or torch.float32, ...)")
         hf_model, processor, family = entry.load(
             path, config_dict, dtype=dtype, device=device, attn_implementation=attn_implementation,
             device_map=device_map, max_memory=max_memory)

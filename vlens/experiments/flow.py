@@ -69,7 +69,8 @@ def resolve_names(protocols: str | Sequence[str] | None) -> list[str]:
     items = [p.strip() for p in protocols.split(",")] if isinstance(protocols, str) else list(protocols)
     if not all(isinstance(p, str) for p in items):
         raise FlowError(f"--flow-protocols takes names (strings), got {protocols!r}")
-    items = [p for p in items if p]
+    # the report's names ("last ← video") are accepted as the CLI's ("last<-video")
+    items = [p.replace("←", "<-").replace(" <-", "<-").replace("<- ", "<-") for p in items if p]
     unknown = [p for p in items if p not in choices()]
     if unknown:
         raise FlowError(f"unknown flow protocol(s) {unknown}; choose from {', '.join(choices())}")
@@ -111,7 +112,8 @@ class FlowProtocol(Protocol):
             raise ValueError(f"engine must be 'fast' or 'naive', got {engine!r}")
         if not is_window_size(window) or window > n_layers:
             raise FlowError(f"--flow-window {window!r} must be an integer between 1 and the model's {n_layers} layers "
-                            f"(map-the-flow uses 9 of 32 layers; pass --flow-window K with K <= {n_layers})")
+                            f"(the default is {DEFAULT_WINDOW}, map-the-flow's window on its 32-layer models; "
+                            f"pass --flow-window K with K <= {n_layers}, e.g. {max(1, round(DEFAULT_WINDOW * n_layers / 32)) | 1})")
         self.n_layers, self.window, self.engine, self.max_memory = n_layers, window, engine, max_memory
         self.chosen = resolve_names(protocols)
         try:
