@@ -367,9 +367,12 @@ def plot_layer_axis(summary: dict, patching: dict, lens: dict | None, n_layers: 
 
 
 
-# map-the-flow's pathways: one colour per pathway (Okabe–Ito, then greys); dashed once the colours run out
-FLOW_COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000",
-               "#999999", "#882255", "#44AA99", "#117733")
+# map-the-flow's pathways: one colour per pathway (tab10, then navy and maroon: twelve that stay
+# apart); dashed once the colours run out. The effective pathway is black, the key roles of the
+# attention panels take colours no viridis frame line comes near.
+FLOW_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+               "#bcbd22", "#17becf", "#1a1a6e", "#6e1a1a")
+ROLE_COLORS = ("#d62728", "#ff7f0e", "#e377c2", "#8c564b", "#7f7f7f", "#000000", "#1f77b4", "#6e1a1a")
 
 
 def plot_flow(curves: dict, effective, attention, n_layers: int, path: Path, *, clean_accuracy: float | None = None,
@@ -415,7 +418,7 @@ def plot_flow(curves: dict, effective, attention, n_layers: int, path: Path, *, 
             if chance is not None:
                 acc.axhline(chance, color=CHANCE_COLOR, lw=1.0, ls="--", label=f"chance ({chance:.0%})")
             if effective is not None:
-                acc.axhline(effective.accuracy, color=PRIOR_COLOR, lw=1.2, ls="-.",
+                acc.axhline(effective.accuracy, color="#000000", lw=1.4, ls="-.",
                             label=f"effective pathway, all layers ({effective.accuracy:.0%})")
             acc.set_ylabel("accuracy")
             acc.set_ylim(-0.02, 1.02)
@@ -423,7 +426,8 @@ def plot_flow(curves: dict, effective, attention, n_layers: int, path: Path, *, 
             acc.legend(loc="upper left", bbox_to_anchor=(1.01, 1.05), fontsize=7)
             dp.axhline(0, color=CLEAN_COLOR, lw=0.8, ls=":")
             dp.set_ylabel("Δp(answer), %")
-            dp.set_title("change in p(answer) over the vocabulary, samples whose clean top token is the answer (map-the-flow's relative_diff)")
+            dp.set_title("Δp(answer) over the vocabulary, clean top token = answer (map-the-flow's relative_diff)",
+                         fontsize=9)
         if attention is not None:
             frames = [j for j, g in enumerate(attention.groups) if g.startswith("frame ")]
             others = [j for j in range(len(attention.groups)) if j not in frames]
@@ -432,12 +436,14 @@ def plot_flow(curves: dict, effective, attention, n_layers: int, path: Path, *, 
             for s, source in enumerate(attention.sources):
                 ax = axes.pop(0)
                 for i, j in enumerate(frames):
+                    # frames in viridis order, dark (first) to yellow (last); the legend names both ends
+                    ends = {0: " (dark)", len(frames) - 1: " (yellow)"} if len(frames) > 1 else {0: ""}
                     ax.plot(x, attention.mass[:, s, j].numpy(), color=cmap(i / max(1, len(frames) - 1)), lw=1.2,
-                            label=attention.groups[j] if i in (0, len(frames) - 1) else None)
+                            label=attention.groups[j] + ends[i] if i in ends else None)
                 for i, j in enumerate(others):
                     if float(attention.mass[:, s, j].abs().max()) < 1e-6:
                         continue  # a group this source never reads (a later position)
-                    ax.plot(x, attention.mass[:, s, j].numpy(), "--", color=FLOW_COLORS[(i + 1) % len(FLOW_COLORS)], lw=1.2,
+                    ax.plot(x, attention.mass[:, s, j].numpy(), "--", color=ROLE_COLORS[i % len(ROLE_COLORS)], lw=1.2,
                             label=attention.groups[j])
                 ax.set_ylabel("attention mass")
                 ax.set_title(f"attention from `{source}` in layer l (mean over heads, n = {attention.n})")

@@ -96,7 +96,8 @@ def _flow_section(out: Path, settings: dict, records: list[dict], summary: dict,
     fig = plot_flow(curves, effective, attention, n_layers, out / f"flow.{fmt}", clean_accuracy=clean, chance=chance, window=k)
     if fig is not None:
         lines += [_embed(fig), ""]
-    lines += ["| pathway | centre l | layers | n | accuracy | 95% CI | kept | Δp(answer) % | 95% CI |", "|---|---|---|---|---|---|---|---|---|"]
+    lines += ["| pathway | centre l | layers | n | accuracy | 95% CI | kept | n (Δp) | Δp(answer) % | 95% CI |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for name, c in curves.items():
         for centre, pt in zip(c.centres, c.points):
             layers = pt.layers
@@ -104,7 +105,7 @@ def _flow_section(out: Path, settings: dict, records: list[dict], summary: dict,
             dp, dp_ci = _pct(pt.dp_answer, pt.dp_answer_ci)
             lines.append(f"| {name.replace('<-', ' ← ')} | {centre} | {span} | {pt.n} | {fmt_value(pt.accuracy, True)} "
                          f"| {fmt_value(pt.accuracy_ci[0], True)}–{fmt_value(pt.accuracy_ci[1], True)} "
-                         f"| {fmt_value(pt.kept_accuracy, True)} | {dp} | {dp_ci} |")
+                         f"| {fmt_value(pt.kept_accuracy, True)} | {pt.n_correct} | {dp} | {dp_ci} |")
     if effective is not None:
         dp, dp_ci = _pct(effective.dp_answer, effective.dp_answer_ci)
         ranges = ", ".join(f"{n} {a}–{b - 1}" for n, (a, b) in opts.get("effective_ranges", {}).items())
@@ -112,9 +113,9 @@ def _flow_section(out: Path, settings: dict, records: list[dict], summary: dict,
                   f"Seven pathways blocked together, each outside the layers where map-the-flow finds it effective "
                   f"(kept: {ranges}; last ← last and last ← video blocked everywhere; video ← video and "
                   "question+options ← question+options blocked after their pathways end).", "",
-                  "| n | accuracy | 95% CI | kept | Δp(answer) % | 95% CI | edges kept |", "|---|---|---|---|---|---|---|",
+                  "| n | accuracy | 95% CI | kept | n (Δp) | Δp(answer) % | 95% CI | edges kept |", "|---|---|---|---|---|---|---|---|",
                   f"| {effective.n} | {fmt_value(effective.accuracy, True)} | {fmt_value(effective.accuracy_ci[0], True)}–"
-                  f"{fmt_value(effective.accuracy_ci[1], True)} | {fmt_value(effective.kept_accuracy, True)} | {dp} | {dp_ci} "
+                  f"{fmt_value(effective.accuracy_ci[1], True)} | {fmt_value(effective.kept_accuracy, True)} | {effective.n_correct} | {dp} | {dp_ci} "
                   f"| {fmt_value(effective.edges_kept, True)} |"]
     if attention is not None:
         lines += ["", f"Attention flow: mass from {', '.join('`' + s + '`' for s in attention.sources)} to every frame and role "
