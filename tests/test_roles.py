@@ -28,6 +28,7 @@ BUILDERS = {  # the families of tests/test_families.py CASES (their to_inputs kw
     "internvl": (testing.make_tiny_internvl, {}, 2, "InternVLForConditionalGeneration"),
     "videollama3": (testing.make_tiny_video_llama3, {"fps": 3.0}, 2, "VideoLlama3ForConditionalGeneration"),
     "perception-lm": (testing.make_tiny_perception_lm, {}, 2, "PerceptionLMForConditionalGeneration"),
+    "glm4v": (testing.make_tiny_glm4v, {"fps": 3.0}, 2, "Glm4vForConditionalGeneration"),
 }
 
 
