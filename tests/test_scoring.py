@@ -102,6 +102,11 @@ def test_store_resumes_repairs_and_refuses_other_settings(tmp_path):
     again.close()
     with pytest.raises(StoreError, match="frames: 8 there, 16 now"):
         ResultStore(tmp_path, {"model": "m", "frames": 16})
+
+    nested = tmp_path / "nested"
+    ResultStore(nested, {"model": "m", "flow": {"window": 3, "protocols": ["a"]}}).close()
+    with pytest.raises(StoreError, match=r"\(flow\.window: 3 there, 5 now\)"):  # the one nested key, not both dicts
+        ResultStore(nested, {"model": "m", "flow": {"window": 5, "protocols": ["a"]}})
     with pytest.raises(StoreError, match="not a vlens run directory"):
         load_results(tmp_path / "nothing")
 

@@ -168,9 +168,9 @@ class ResultStore:
         path = self.dir / SETTINGS
         if path.exists():
             old = json.loads(path.read_text())
-            diff = sorted(k for k in set(old) | set(self.settings) if old.get(k) != self.settings.get(k))
+            diff = _differences(old, self.settings)
             if diff:
-                details = "; ".join(f"{k}: {old.get(k)!r} there, {self.settings.get(k)!r} now" for k in diff)
+                details = "; ".join(f"{k}: {a!r} there, {b!r} now" for k, a, b in diff)
                 raise StoreError(
                     f"{self.dir} holds a run with different settings ({details}); use another --out "
                     "directory, or the same settings to resume"
@@ -362,3 +362,16 @@ def repair(out_dir: str | Path) -> list[PartReport]:
             os.fsync(f.fileno())
         os.replace(tmp, rep.path)
     return reports
+
+
+def _differences(old: dict, new: dict, prefix: str = "") -> list[tuple[str, object, object]]:
+    """(dotted key, old value, new value) of every setting that differs, down into nested dicts
+    (`flow.window: 3 there, 5 now` rather than both `flow` dicts)."""
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append((f"{prefix}{k}", a, b))
+    return out
