@@ -181,12 +181,14 @@ def test_a_spec_that_removes_nothing_warns_with_the_likely_cause(model):
 
     q, opts = "what color is the object", ["red", "blue", "green", "white"]
     raw = model.to_inputs(frames(3), mc_question(q, opts), n_frames=3)
-    with pytest.warns(ko.KnockoutWarning, match="no text roles.*with_roles"):
+    with pytest.warns(ko.KnockoutWarning, match="names text roles \\(question\\) and these inputs have none.*with_roles"):
         ko.Edges("last", "question").hooks(raw)
     roled = with_roles(model, raw, q, opts, answer=1)
     for spec in (ko.Edges("last", "video", frames="same"), ko.Edges("last", "last"), ko.Edges("last", ko.option("E"))):
         with pytest.warns(ko.KnockoutWarning, match="removes no attention edge"):
             spec.hooks(roled)
+    with pytest.warns(ko.KnockoutWarning, match="one frame .*no edges across frames"):
+        ko.VT().hooks(model.to_inputs(frames(1), mc_question(q, opts), n_frames=1))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # specs that remove edges are silent
         ko.Edges("last", "question").hooks(roled)

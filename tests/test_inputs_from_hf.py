@@ -55,6 +55,8 @@ _KO_CASES = [pytest.param(n, s, marks=[pytest.mark.slow] if n == "video_llava" e
              for n in hf_testers.TESTERS for s in ("lv", "vt", "vs")]
 
 
+# HF's tester shapes have one-token frames, where VS-K removes nothing (and says so): still equal to HF
+@pytest.mark.filterwarnings("ignore::vlens.knockout.KnockoutWarning")
 @pytest.mark.parametrize("name, spec_name", _KO_CASES)
 def test_hf_test_shapes_knockouts_equal_the_hf_reference(name, spec_name):
     t, model = built(name)

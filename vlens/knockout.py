@@ -37,7 +37,7 @@ from vlens.interventions import KnockoutError, check_layouts
 from vlens.layer_selection import (  # noqa: F401 (re-exported: ko.window, ko.from_layer, ...)
     LayerSelection, all_layers, as_selection, from_layer, layers, window,
 )
-from vlens.layout import VideoLayout
+from vlens.layout import ROLES, VideoLayout
 from vlens.positions import Positions, as_positions, at, option, role, segment  # noqa: F401 (re-exported)
 
 HookSite = Literal["pattern", "attn_scores"]
@@ -97,9 +97,15 @@ class KnockoutWarning(UserWarning):
 def _nothing_removed(spec: Spec, layout: VideoLayout) -> str:
     """Why a spec may remove nothing, for the warning: the usual mistakes first."""
     hints = []
-    if set(layout.role) <= {"", "last"}:
-        hints.append("these inputs have no text roles (question, option, ...): build them with "
+    named_roles = [r for r in ROLES if r != "last" and r in spec.label]
+    if named_roles and set(layout.role) <= {"", "last"}:
+        hints.append(f"it names text roles ({', '.join(named_roles)}) and these inputs have none: build them with "
                      "vlens.roles.with_roles(model, inputs, question, options, answer=...)")
+    counts = [int((layout.frame[layout.is_video] == f).sum()) for f in range(layout.n_frames)] if layout.n_frames else []
+    if layout.n_frames == 1:
+        hints.append("the video has one frame (or temporal group): there are no edges across frames")
+    elif counts and max(counts) == 1:
+        hints.append("every frame is one token: there are no edges within a frame")
     hints.append("check that the segments/roles/options it names exist here; frames='same'/'other'/... only "
                  "relate video positions to video positions; a position from itself needs diagonal=True")
     return f"{spec.label} removes no attention edge on these inputs, so the run equals the clean one. " + "; ".join(hints)
