@@ -273,6 +273,18 @@ def check_qwen2_vl_layout(fam):
         assert pos[2, vid].tolist() == [start + c for c in lay.col[vid].tolist()]
 
 
+def _check_group_mrope(fam, inputs, lay, n_groups: int) -> None:
+    """M-RoPE with each temporal group its own grid (Qwen3-VL, GLM-4.1V): group g's tokens share
+    one temporal position, the one after the position before them, and rows/cols count from it."""
+    pos = fam.model.position_ids(inputs)[:, 0]
+    for g in range(n_groups):
+        vid = lay.frame_positions(g)
+        start = int(pos[0, int(vid[0]) - 1]) + 1
+        assert pos[0, vid].tolist() == [start] * len(vid)
+        assert pos[1, vid].tolist() == [start + r for r in lay.row[vid].tolist()]
+        assert pos[2, vid].tolist() == [start + c for c in lay.col[vid].tolist()]
+
+
 def check_qwen3_vl_layout(fam):
     """Every temporal group: its timestamp text, <|vision_start|>, its tokens, <|vision_end|>; the
     timestamp and the group's start/end are markers of that group; the template's outer start/end
@@ -316,14 +328,7 @@ def check_qwen3_vl_layout(fam):
         assert trailing.tolist() == [outer_end - 1, outer_end]
         assert not blocked[mk[mk < lay.last_vision]].any()
         assert blocked[trailing][:, lay.positions("video")].all()
-        # M-RoPE: group g's tokens share one temporal position, the start of their own grid
-        pos = fam.model.position_ids(inputs)[:, 0]
-        for g in range(t):
-            vid = lay.frame_positions(g)
-            start = int(pos[0, int(vid[0]) - 1]) + 1
-            assert pos[0, vid].tolist() == [start] * len(vid)
-            assert pos[1, vid].tolist() == [start + r for r in lay.row[vid].tolist()]
-            assert pos[2, vid].tolist() == [start + c for c in lay.col[vid].tolist()]
+        _check_group_mrope(fam, inputs, lay, t)
 
 
 def check_smolvlm_layout(fam):
@@ -402,14 +407,7 @@ def check_glm4v_layout(fam):
         assert trailing.tolist() == list(range(lay.last_vision + 1, p + 1))  # last <|end_of_image|>, stamp, end of video
         assert not blocked[mk[mk < lay.last_vision]].any()
         assert blocked[trailing][:, lay.positions("video")].all()
-        # M-RoPE: group g's tokens share one temporal position, the start of their own grid
-        pos = fam.model.position_ids(inputs)[:, 0]
-        for g in range(t):
-            vid = lay.frame_positions(g)
-            start = int(pos[0, int(vid[0]) - 1]) + 1
-            assert pos[0, vid].tolist() == [start] * len(vid)
-            assert pos[1, vid].tolist() == [start + r for r in lay.row[vid].tolist()]
-            assert pos[2, vid].tolist() == [start + c for c in lay.col[vid].tolist()]
+        _check_group_mrope(fam, inputs, lay, t)
 
 
 def check_internvl_layout(fam):
