@@ -11,9 +11,13 @@ hooked decoder (vlens.components) whose weights *are* the HF tensors (shared, no
 Knockout hooks (vlens.knockout) given to `run_with_hooks` / `hooks()` are folded into the SDPA mask
 of the layers they cover (the fast path) unless something else hooks the attention scores or
 pattern of that layer; `model.last_attention_path` says which path ran.
+
+Its parts: loading (vlens.model.loading), inputs (vlens.model.input_builder), the forward and the
+TransformerLens surface (here), generation (vlens.model.generation).
 """
 
 from __future__ import annotations
+
 
 import contextlib
 import dataclasses
@@ -38,9 +42,12 @@ from vlens.inputs import VideoInputs, as_frames, check_hf_kwargs, load_images, w
 from vlens.interventions import BatchRows, EdgeRemoval, Interventions, RowPlan
 from vlens.kv_cache import KVCache
 from vlens.video import SampledVideo, Sampling, load_video
+from vlens.model.generation import Generation
+from vlens.model.input_builder import InputBuilder
+from vlens.model.loading import Loading
 
 
-class HookedVideoLLM(HookedRootModule):
+class HookedVideoLLM(Loading, InputBuilder, Generation, HookedRootModule):
     """A video LLM's language model as a TransformerLens `HookedRootModule`.
 
     Build it with `from_pretrained(local_dir)` or `from_hf(hf_model, processor)`. The decoder is
@@ -81,278 +88,6 @@ class HookedVideoLLM(HookedRootModule):
         self.setup()
         self.eval()  # inference library: dropout off, as TransformerLens tools require
 
-    # construction ------------------------------------------------------------------------------
-    def _share_weights(self, hf_model: nn.Module) -> None:
-        """Point our parameters at the HF tensors named in the family's weight table, strictly:
-        every decoder parameter is covered, shapes must match, and every HF language-model
-        tensor is either used or listed in the family's `dropped_keys`."""
-        table = self.family.weight_table(self.cfg)
-        ours = {n for n, _ in self.named_parameters(remove_duplicate=False)}
-        decoder = {n for n in ours if not n.startswith(("vision.", "vision_params."))}
-        missing = decoder - set(table)
-        if missing:
-            raise KeyError(f"the {self.family.name} weight table does not cover {sorted(missing)[:5]}")
-        for our_name, hf_name in table.items():
-            module_path, _, leaf = our_name.rpartition(".")
-            module = self.get_submodule(module_path)
-            if getattr(module, leaf, None) is None:  # e.g. no bias in this config
-                continue
-            param = hf_parameter(hf_model, hf_name)
-            expected = tuple(getattr(module, leaf).shape)
-            if tuple(param.shape) != expected:
-                raise ValueError(
-                    f"{self.family.name}: HF tensor {hf_name} has shape {tuple(param.shape)} but vlens' "
-                    f"{our_name} expects {expected}; the checkpoint's config does not describe its weights"
-                )
-            setattr(module, leaf, param)
-        check_weight_coverage(self.family, self.cfg, hf_model)  # every HF LM key used or dropped
-        self.rotary.to(self.embed.W_E.device)
-        self.cfg = dataclasses.replace(self.cfg, device=self.embed.W_E.device, dtype=self.embed.W_E.dtype)
-
-    @classmethod
-    def from_hf(cls, hf_model: nn.Module, processor: Any = None) -> HookedVideoLLM:
-        """Wrap an already-built HF model (weights shared, not copied) and its processor."""
-        arch = type(hf_model).__name__
-        name = getattr(hf_model.config, "_name_or_path", "") or arch
-        return cls._assemble(family_for(arch), hf_model, processor, name)
-
-    @classmethod
-    def _assemble(cls, family: Family, hf_model: nn.Module, processor: Any, name: str) -> HookedVideoLLM:
-        cfg = dataclasses.replace(family.config(hf_model.config), model_name=name)
-        if processor is not None and getattr(processor, "tokenizer", None) is not None:
-            processor.tokenizer.padding_side = "left"  # batches are left-padded (docs/getting-started.md)
-        return cls(cfg, family, hf_model.eval(), processor)
-
-    @classmethod
-    def from_pretrained(
-        cls, path: str | Path, *, dtype: torch.dtype | str = torch.float32, device: str | torch.device = "cpu",
-        attn_implementation: str = "sdpa", device_map: str | dict | None = None, max_memory: dict | None = None,
-    ) -> HookedVideoLLM:
-        """Load a local HF checkpoint directory (never the hub) with its own processor.
-
-        Args:
-            path: the folder `save_pretrained` (or an authors' release) wrote.
-            dtype: torch dtype or its name ("bfloat16").
-            device: where the whole model goes (ignored with `device_map`).
-            attn_implementation: the HF model's own attention (used by its vision path).
-            device_map: a model larger than one device: "auto"/"balanced"/… or a dict, planned by
-                accelerate (`max_memory` caps each device, e.g. {0: "70GiB", "cpu": "200GiB"}).
-                HF reads the safetensors tensor by tensor onto their devices; each decoder block
-                then runs on its weights' device (the residual stream moves between blocks).
-
-        Raises:
-            FileNotFoundError: the directory does not exist.
-            ValueError: not a checkpoint directory, or device and device_map both given.
-            UnsupportedModelError: an architecture vlens has no family for (the message lists the
-                supported ones).
-        """
-        if device_map is not None and str(device) != "cpu":
-            raise ValueError(f"pass device= or device_map=, not both (got device={device!r}, device_map={device_map!r})")
-        if max_memory is not None and device_map is None:
-            raise ValueError("max_memory plans a device_map; pass device_map='auto' with it")
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"checkpoint directory {path} does not exist; pass a local HF checkpoint dir")
-        config_file = path / "config.json"
-        if not path.is_dir() or not config_file.exists():
-            raise ValueError(
-                f"{path} is not a HF checkpoint directory (no config.json); pass the folder that "
-                "save_pretrained wrote (config.json, *.safetensors, processor files)"
-            )
-        config_dict = json.loads(config_file.read_text())
-        entry = resolve(config_dict, where=str(config_file))  # clear error before loading any weights
-        if isinstance(dtype, str):
-            name, dtype = dtype, getattr(torch, dtype, None)
-            if not isinstance(dtype, torch.dtype):
-                raise TypeError(f"dtype={name!r} is not a torch dtype; pass one of 'float32', 'bfloat16', 'float16' "
-                                "(or torch.float32, ...)")
-        hf_model, processor, family = entry.load(
-            path, config_dict, dtype=dtype, device=device, attn_implementation=attn_implementation,
-            device_map=device_map, max_memory=max_memory)
-        return cls._assemble(family, hf_model, processor, str(path))
-
-    # inputs ----------------------------------------------------------------------------------------
-    @property
-    def tokenizer(self):
-        return self.processor.tokenizer
-
-    def to_inputs(
-        self,
-        video: Any,
-        question: str | Sequence[str],
-        *,
-        n_frames: int = 32,
-        start: float | None = None,
-        end: float | None = None,
-        fps: float | None = None,
-        allow_repeat: bool = False,
-        system_prompt: str | None = None,
-        sampling: Sampling | None = None,
-        images: Any = None,
-    ) -> VideoInputs:
-        """Sample frames, build the chat prompt and run the checkpoint's own processor.
-
-        One sample: `to_inputs(video, "question")`. A batch: lists of videos and questions (rows
-        are left-padded; every row's answer position is the last).
-
-        Args:
-            video: a file path, a folder of frames, a list of HxWx3 uint8 frames or a uint8
-                [T,H,W,3] array/tensor (a list of those for a batch).
-            question: the user's text (a list for a batch).
-            n_frames: frames to sample (see `vlens.video.load_video`).
-            start: window start in seconds.
-            end: window end in seconds.
-            fps: frame rate of a folder or array.
-            allow_repeat: allow clips shorter than `n_frames`.
-            system_prompt: a system message (the template's default when None).
-            sampling: "centres" | "linspace" | "fps" (vlens.video); None takes the checkpoint
-                family's default (its authors' policy for the released formats, else "centres").
-            images: still images shown before the video in the user turn: one image (a PIL
-                image, an HxWx3 uint8 array or an image file path) or a list of them; for a batch,
-                one such list per row. `video` may then be None (images only).
-
-        Returns:
-            `VideoInputs`: the processor's tensors plus one layout per row.
-
-        Raises:
-            ValueError: no processor, an empty batch, or videos and questions that do not pair up.
-            VideoError: a bad sampling argument or an unreadable video.
-        """
-        if self.processor is None:
-            raise ValueError("this model has no processor; pass one to HookedVideoLLM.from_hf(hf_model, processor)")
-        if isinstance(question, str):
-            videos, questions = [video], [question]
-        else:
-            if not isinstance(question, Sequence):
-                raise TypeError(f"question must be a str or a list of str, got {type(question).__name__}")
-            questions = list(question)
-            if not questions:
-                raise ValueError("an empty batch: give at least one question (and one video per question)")
-            if video is None:  # images only
-                video = [None] * len(questions)
-            if not isinstance(video, (list, tuple)) or len(video) != len(questions):
-                raise ValueError(
-                    f"a batch needs one video per question: got {len(questions)} questions and "
-                    f"{len(video) if isinstance(video, (list, tuple)) else 'a single'} video(s)"
-                )
-            bad = [i for i, q in enumerate(questions) if not isinstance(q, str)]
-            if bad:
-                raise TypeError(f"every question must be a str; row(s) {bad} are not")
-            videos = list(video)
-        if sampling is None:
-            sampling = getattr(self.family, "default_sampling", "centres")
-        row_images = load_images(images, len(questions))
-        sampled = [
-            None if v is None else
-            load_video(v, n_frames, start=start, end=end, fps=fps, allow_repeat=allow_repeat, sampling=sampling)
-            for v in videos
-        ]
-        if all(v is None for v in sampled) and not any(row_images):
-            raise ValueError("nothing to show the model: pass a video, images=, or both")
-        prompts = [
-            self.processor.apply_chat_template(
-                with_media(self.family.messages(q, system_prompt), len(ims), video=v is not None),
-                add_generation_prompt=True, tokenize=False,
-            )
-            for q, v, ims in zip(questions, sampled, row_images)
-        ]
-        return self.inputs_from_prompts(prompts, sampled, row_images if any(row_images) else None)
-
-    def inputs_from_prompts(
-        self, prompts: Sequence[str], videos: Sequence[SampledVideo | None], images: Sequence[Sequence[Any]] | None = None,
-    ) -> VideoInputs:
-        """Processor call for already-templated prompts, sampled videos and (optionally) images,
-        plus one layout per row.
-
-        Args:
-            prompts: one templated prompt per row (its placeholders say where media go).
-            videos: one `SampledVideo` (or None: no video) per row.
-            images: per row, the images of that row in prompt order (PIL images or HxWx3 uint8
-                arrays); None for no images.
-
-        Returns:
-            `VideoInputs` on the model's device and dtype.
-        """
-        rows = len(prompts)
-        if rows == 0:
-            raise ValueError("an empty batch: give at least one prompt")
-        if len(videos) != rows or (images is not None and len(images) != rows):
-            raise ValueError(f"{rows} prompts need one entry per row in videos (got {len(videos)})"
-                             + ("" if images is None else f" and images (got {len(images)})"))
-        present = [v for v in videos if v is not None]
-        frame_counts = {len(v) for v in present}
-        if len(frame_counts) > 1 and not getattr(self.family, "per_row_frame_counts", False):
-            raise ValueError(
-                f"the videos of a batch have different frame counts {sorted(frame_counts)}; {self.family.name} stacks "
-                "every row's frames into one tensor: sample the same n_frames for every row"
-            )
-        if present and len(present) != rows:
-            raise ValueError("every row of a batch needs a video, or none does (rows without video: "
-                             f"{[i for i, v in enumerate(videos) if v is None]})")
-        flat_images = [im for row in (images or []) for im in row]
-        call: dict[str, Any] = {"text": list(prompts), "return_tensors": "pt", "padding": True}
-        if present:
-            call.update(videos=[v.frames for v in present], do_sample_frames=False, **self.family.processor_kwargs(present))
-        if flat_images:
-            # one list per row: processors that tile single images (OneVision's batch_num_images)
-            # count images per row from this nesting
-            call["images"] = [list(r) for r in images] if all(images) else flat_images
-        tensors = dict(self.processor(**call))
-        return self._with_layouts(tensors, list(videos), list(prompts)).to(self.cfg.device, self.cfg.dtype)
-
-    def inputs_from_hf(self, kwargs: Mapping[str, Any], *, images_as_frames: bool = False) -> VideoInputs:
-        """`VideoInputs` (one layout per row) from HF model kwargs you built yourself — your own
-        preprocessing, HF's test inputs — with no processor: the layouts come from `input_ids`,
-        `attention_mask`, the grids/sizes and the checkpoint config's token ids.
-
-        `model(inputs)` then equals `hf_model(**kwargs)` (the vision features are placed by HF's
-        own code); kwargs the family's HF model takes but vlens does not run exactly are refused.
-
-        Args:
-            kwargs: the HF model's keyword arguments: `input_ids` [batch, pos] and what the family
-                takes (`attention_mask`, `pixel_values`, `pixel_values_videos`, `image_sizes`,
-                `image_grid_thw`, `video_grid_thw`, `second_per_grid_ts`, `mm_token_type_ids`, ...).
-            images_as_frames: lay out each row's images as the frames of one video (image k is
-                frame k). For InternVL, whose frames are images to the model (only the processor's
-                "FrameN:" text tells them apart, which raw kwargs need not carry).
-
-        Returns:
-            `VideoInputs` holding the same tensors (moved to the model's device; floating ones
-            cast to its dtype).
-
-        Raises:
-            TypeError: kwargs is not a mapping of tensors with `input_ids`.
-            ValueError: a kwarg vlens cannot run exactly (named), or a missing field.
-            LayoutError: the tokens do not have the structure the family's rules predict (the
-                message names the missing token or field).
-        """
-        tensors = check_hf_kwargs(self.family, kwargs)
-        ids = tensors["input_ids"]
-        inputs = self._with_layouts(tensors, [None] * ids.shape[0], [])
-        if images_as_frames:
-            inputs.layouts = [as_frames(l) for l in inputs.layouts]
-        return inputs.to(self.cfg.device, self.cfg.dtype)
-
-    def _with_layouts(self, tensors: dict, videos: list, prompts: list) -> VideoInputs:
-        from vlens.media_layout import layouts_for
-
-        return VideoInputs(tensors, layouts_for(self.family, self.hf_model.config, tensors, videos), videos, prompts)
-
-    def to_str_tokens(self, inputs: VideoInputs, row: int = 0, roles: bool = False) -> list[str]:
-        """A label per position: token text, `<f3 r2 c5>` for video positions, `<i0 r1 c2>` for
-        image positions, `<sep>`, `<pad>`; with `roles=True` text positions carry their role
-        (`What|question`, `B|option B*`; see vlens.roles)."""
-        ids = inputs["input_ids"][row].tolist()
-        tokens = self.tokenizer.convert_ids_to_tokens(ids) if self.processor is not None else None
-        return inputs.layouts[row].labels(tokens, roles=roles)
-
-    # forward -----------------------------------------------------------------------------------------
-    def _as_inputs(self, inputs: VideoInputs | dict | Tensor) -> dict:
-        if isinstance(inputs, Tensor):  # text-only tokens
-            return {"input_ids": inputs}
-        if not isinstance(inputs, dict) or "input_ids" not in inputs:
-            raise TypeError("pass the VideoInputs from model.to_inputs(...) (or a dict with input_ids)")
-        return inputs
 
     def _check_device(self, tensors: dict[str, Any]) -> None:
         """A forward never moves tensors silently: inputs must be on the model's device."""
@@ -641,61 +376,7 @@ class HookedVideoLLM(HookedRootModule):
         finally:
             self.attention_path = old
 
-    # generation ------------------------------------------------------------------------------------------
-    @torch.no_grad()
-    def generate(
-        self,
-        inputs: VideoInputs,
-        max_new_tokens: int = 20,
-        *,
-        fwd_hooks: Sequence = (),
-        eos_token_id: int | None = None,
-        plan: RowPlan | None = None,
-    ) -> Int[Tensor, "batch new"]:
-        """Greedy decoding with a KV cache; `fwd_hooks` (knockouts included) apply at every step,
-        `plan` (vlens.efficient) to the prompt's prefill. Returns the new tokens; rows that
-        finished are padded with the pad token."""
-        if max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        inputs = self._as_inputs(inputs)
-        eos = eos_token_id if eos_token_id is not None else self._eos_id()
-        pad = self.tokenizer.pad_token_id if self.processor is not None else 0
-        kv = KVCache(self.cfg.n_layers)
-        mask = inputs.get("attention_mask")
-        B, N = inputs["input_ids"].shape
-        mask = torch.ones(B, N, dtype=torch.long, device=self.cfg.device) if mask is None else mask
-        out = []
-        done = torch.zeros(B, dtype=torch.bool, device=self.cfg.device)
-        # a new token's rotary position: one past the largest prompt position of its row (= its
-        # index for 1-D RoPE; for M-RoPE all three axes continue from the prompt's largest one)
-        prompt_pos = self.position_ids(inputs)
-        next_pos = prompt_pos.reshape(-1, B, N).amax(dim=(0, 2)) + 1
-        with self.hooks(list(fwd_hooks)):
-            logits = self.forward(inputs, kv_cache=kv, plan=plan)
-            pos = N
-            for _ in range(max_new_tokens):
-                tok = logits[:, -1].argmax(-1)
-                tok = torch.where(done, torch.full_like(tok, pad), tok)
-                out.append(tok)
-                if eos is not None:
-                    done = done | (tok == eos)
-                if bool(done.all()) or len(out) == max_new_tokens:
-                    break
-                mask = torch.cat([mask, torch.ones(B, 1, dtype=mask.dtype, device=mask.device)], dim=1)
-                step = {"input_ids": tok[:, None], "attention_mask": mask, "position_ids": next_pos[:, None]}
-                logits = self.forward(step, kv_cache=kv, q_start=pos)
-                next_pos = next_pos + 1
-                pos += 1
-        return torch.stack(out, dim=1)
 
-    def _eos_id(self) -> int | None:
-        gen = getattr(self.hf_model, "generation_config", None)
-        eos = getattr(gen, "eos_token_id", None)
-        if isinstance(eos, list):
-            eos = eos[0] if eos else None
-        if eos is None and self.processor is not None:
-            eos = self.tokenizer.eos_token_id
-        return eos
 
     def __repr__(self) -> str:
         c = self.cfg

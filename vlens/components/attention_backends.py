@@ -1,0 +1,147 @@
+"""How softmax(QKᵀ/√d + M)V is computed: the table of backends `Attention` picks from per layer
+(see vlens.components.attention for when each runs). Every backend computes the same function.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+import einops
+import torch
+import torch.nn.functional as F
+from jaxtyping import Bool, Float, Int
+from torch import Tensor, nn
+from transformer_lens.hook_points import HookPoint
+from vlens.config import HookedVideoLLMConfig
+from vlens.interventions import Interventions, index_rows
+from vlens.kv_cache import KVCache
+from vlens.norm import RMSNorm
+
+
+# When FlexAttention runs compiled: "cuda" (default: the fused block-sparse kernel), "always" (also
+# on the CPU through inductor's C++ backend: slow to compile, used by the slow tests), "never".
+FLEX_COMPILE: Literal["cuda", "always", "never"] = "cuda"
+
+
+_compiled_flex = None
+
+
+# ------------------------------------------------------------------------------------------------
+# Backends: fn(q, k, v, mask, attn) -> z [batch, head, q, d_head]
+# ------------------------------------------------------------------------------------------------
+QKV = Float[Tensor, "batch head pos d_head"]
+
+
+def _sdpa(q: QKV, k: QKV, v: QKV, mask: LayerMask, attn: Attention) -> QKV:
+    """torch's SDPA: the causal kernel where possible; a boolean mask only for edited rows."""
+    gqa, scale = attn.cfg.n_groups > 1, attn.scale
+    Q, K = q.shape[2], k.shape[2]
+    if mask.allowed is None:
+        if Q == 1:  # one new token against the cache sees every key
+            return F.scaled_dot_product_attention(q, k, v, scale=scale, enable_gqa=gqa)
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale, enable_gqa=gqa)
+    first = mask.first_row
+    if mask.edited and first == Q:  # the interventions remove no edge in these rows
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale, enable_gqa=gqa)
+    if first == 0:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask.allowed[:, None], scale=scale, enable_gqa=gqa)
+    # Rows before the first edited row are plain causal attention over the prefix: run them with
+    # the causal kernel and only the rest with a mask (for LV-K: the question rows).
+    head = F.scaled_dot_product_attention(
+        q[:, :, :first], k[:, :, :first], v[:, :, :first], is_causal=True, scale=scale, enable_gqa=gqa
+    )
+    tail = F.scaled_dot_product_attention(
+        q[:, :, first:], k, v, attn_mask=mask.allowed[:, None, first:], scale=scale, enable_gqa=gqa
+    )
+    return torch.cat([head, tail], dim=2)
+
+
+def _flex_attention(q: QKV, k: QKV, v: QKV, block_mask, scale: float, enable_gqa: bool) -> QKV:
+    """FlexAttention, compiled on CUDA (the fused block-sparse kernel). Elsewhere it runs torch's
+    unfused reference implementation: exact, but only a correctness path (forced with
+    `model.attention_path_as("flex")`; tests use it on CPU). See FLEX_COMPILE."""
+    global _compiled_flex
+    from torch.nn.attention.flex_attention import flex_attention
+
+    if FLEX_COMPILE == "always" or (FLEX_COMPILE == "cuda" and q.is_cuda):
+        if _compiled_flex is None:
+            _compiled_flex = torch.compile(flex_attention, dynamic=False)
+        return _compiled_flex(q, k, v, block_mask=block_mask, scale=scale, enable_gqa=enable_gqa)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
+        return flex_attention(q, k, v, block_mask=block_mask, scale=scale, enable_gqa=enable_gqa)
+
+
+def _flex(q: QKV, k: QKV, v: QKV, mask: LayerMask, attn: Attention) -> QKV:
+    """FlexAttention with a block mask made from the layer mask (memoised on it, so layers that
+    share a mask share one block mask): key blocks a knockout removes whole are skipped."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    B, _, Q, _ = q.shape
+    K = k.shape[2]
+    if mask.block_mask is None:
+        allowed = mask.causal_or_base(Q, K, q.device) if mask.allowed is None else mask.allowed
+        allowed = allowed.expand(B, Q, K).contiguous()
+
+        def mask_mod(b, h, q_idx, kv_idx):
+            return allowed[b, q_idx, kv_idx]
+
+        mask.block_mask = create_block_mask(mask_mod, B, None, Q, K, device=q.device)
+    return _flex_attention(q, k, v, mask.block_mask, attn.scale, attn.cfg.n_groups > 1)
+
+
+def _per_frame(q: QKV, k: QKV, v: QKV, mask: LayerMask, attn: Attention) -> QKV:
+    """Temporal pruning (batch of one): each frame's video rows attend to the non-video positions
+    before the frame and to their own frame, causally — frames batched as one SDPA call, never a
+    masked N×N; the other rows attend causally over everything. Equals VT-K's mask."""
+    q_pos, key_pos, fmask, other = mask.frame_blocks
+    H, d, Hkv = q.shape[1], q.shape[3], k.shape[1]
+    gqa, scale = attn.cfg.n_groups > 1, attn.scale
+    n_frames, n = q_pos.shape
+    z = torch.empty_like(q)
+    qf = einops.rearrange(q[0][:, q_pos.flatten()], "head (frame q) d -> frame head q d", frame=n_frames)
+    kf = einops.rearrange(k[0][:, key_pos.flatten()], "head (frame k) d -> frame head k d", frame=n_frames)
+    vf = einops.rearrange(v[0][:, key_pos.flatten()], "head (frame k) d -> frame head k d", frame=n_frames)
+    zf = F.scaled_dot_product_attention(qf, kf, vf, attn_mask=fmask[:, None], scale=scale, enable_gqa=gqa)
+    z[0][:, q_pos.flatten()] = einops.rearrange(zf, "frame head q d -> head (frame q) d")
+    allowed = torch.arange(k.shape[2], device=q.device)[None, :] <= other[:, None]
+    z[0][:, other] = F.scaled_dot_product_attention(
+        q[0][:, other][None], k, v, attn_mask=allowed[None, None], scale=scale, enable_gqa=gqa
+    )[0]
+    return z
+
+
+def _explicit(q: QKV, k: QKV, v: QKV, mask: LayerMask, attn: Attention) -> QKV:
+    """softmax(QKᵀ/√d + M)V with the N×N scores and pattern through their hook points.
+
+    Edits on `attn_scores` are written (−∞) before `hook_attn_scores`; edits on `pattern` after
+    it, as −∞ on a copy of the hooked scores, so `hook_pattern` sees the renormalised pattern and
+    the renormalisation happens inside the fp32 softmax: exact in every dtype, never 0/0."""
+    B, H, Q, d = q.shape
+    K, G = k.shape[2], attn.cfg.n_groups
+    qg = einops.rearrange(q, "batch (kv_head group) q d -> batch kv_head group q d", group=G)
+    scores = torch.matmul(qg, k[:, :, None].transpose(-1, -2)) * attn.scale
+    scores = einops.rearrange(scores, "batch kv_head group q k -> batch (kv_head group) q k")
+    base = mask.causal_or_base(Q, K, q.device)
+    scores = scores.masked_fill(~base[:, None], float("-inf"))
+    if "attn_scores" in mask.blocked:
+        scores = scores.masked_fill(mask.blocked["attn_scores"][:, None], float("-inf"))
+    scores = attn.hook_attn_scores(scores)
+    for_softmax = scores
+    if "pattern" in mask.blocked:
+        for_softmax = scores.masked_fill(mask.blocked["pattern"][:, None], float("-inf"))
+    pattern = torch.softmax(for_softmax, dim=-1, dtype=torch.float32)
+    if mask.empty is not None:  # a row with no key: its weights are 0, not 0/0
+        pattern = pattern.masked_fill(mask.empty[:, None, :, None], 0.0)
+    pattern = attn.hook_pattern(pattern.to(q.dtype))
+    pg = einops.rearrange(pattern, "batch (kv_head group) q k -> batch kv_head group q k", group=G)
+    z = torch.matmul(pg, v[:, :, None])
+    return einops.rearrange(z, "batch kv_head group q d -> batch (kv_head group) q d")
+
+
+Backend = Callable[[Tensor, Tensor, Tensor, LayerMask, "Attention"], Tensor]
+
+
+BACKENDS: dict[str, Backend] = {"explicit": _explicit, "fast": _sdpa, "flex": _flex, "per_frame": _per_frame}

@@ -1,0 +1,120 @@
+"""One forward's attention masks: causal ∧ padding ∧ ¬(this layer's removed edges), built once per
+forward and shared by every layer with the same interventions (`AttentionContext.layer_mask`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+import einops
+import torch
+import torch.nn.functional as F
+from jaxtyping import Bool, Float, Int
+from torch import Tensor, nn
+from transformer_lens.hook_points import HookPoint
+from vlens.config import HookedVideoLLMConfig
+from vlens.interventions import Interventions, index_rows
+from vlens.kv_cache import KVCache
+from vlens.norm import RMSNorm
+
+
+AttentionPath = Literal["auto", "explicit", "fast", "flex"]
+
+
+# ------------------------------------------------------------------------------------------------
+# One forward's state and the layer masks built from it
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class LayerMask:
+    """What a layer's attention may read, for this call's rows and keys.
+
+    `allowed` is None for plain causal attention over a contiguous unpadded sequence (the causal
+    kernel needs no mask). `base` is causal + padding; `blocked` the interventions' removed edges
+    by hook site (the explicit path applies them where a hook would see them)."""
+
+    allowed: Bool[Tensor, "batch q k"] | None
+    base: Bool[Tensor, "batch q k"] | None = None
+    blocked: dict[str, Bool[Tensor, "batch q k"]] = field(default_factory=dict)
+    first_row: int = 0  # rows before it are plain causal over a prefix (the SDPA split)
+    empty: Bool[Tensor, "batch q"] | None = None  # rows with no allowed key: output 0
+    frame_blocks: object | None = None  # temporal pruning's per-frame blocks (vlens.efficient)
+    block_mask: object | None = None  # FlexAttention's, made once from this mask (see _flex)
+    dense: Bool[Tensor, "batch q k"] | None = None  # `base`, materialised once for plain causal rows
+
+    @property
+    def edited(self) -> bool:
+        return bool(self.blocked)
+
+    def causal_or_base(self, Q: int, K: int, device: torch.device) -> Bool[Tensor, "batch q k"]:
+        """`base` as a tensor (plain causal rows: the last Q rows of a K×K triangle), built once
+        per forward and shared by every layer using this mask."""
+        if self.base is not None:
+            return self.base
+        if self.dense is None:
+            self.dense = torch.ones(K, K, dtype=torch.bool, device=device).tril()[K - Q :][None]
+        return self.dense
+
+
+@dataclass
+class AttentionContext:
+    """What every layer's attention needs to know about this forward besides its input.
+
+    `q_index` holds the sequence indices of the rows computed now (they change when rows leave
+    the sequence, see vlens.efficient); `key_padding` marks real keys over all `n_pos` sequence
+    positions. `masks` memoises layer masks for the length of one forward."""
+
+    n_pos: int
+    q_start: int
+    q_index: Int[Tensor, "q"]
+    key_padding: Bool[Tensor, "batch n_pos"] | None = None
+    interventions: Interventions = field(default_factory=Interventions)
+    path: AttentionPath = "auto"
+    kv_cache: KVCache | None = None
+    rows_version: int = 0  # bumped when rows leave the sequence
+    masks: dict = field(default_factory=dict)
+    paths_taken: set = field(default_factory=set)
+
+    def drop_rows(self, q_index: Int[Tensor, "q"]) -> None:
+        self.q_index = q_index
+        self.rows_version += 1
+
+    def layer_mask(self, layer: int, k_index: Int[Tensor, "k"], k_contiguous: bool, device: torch.device) -> LayerMask:
+        """The mask of `layer` for the current rows and keys `k_index` (`k_contiguous`: they are
+        0..K−1): the one place where causality, padding and the union of a layer's
+        interventions are combined."""
+        edits = self.interventions.at(layer)
+        Q, K = len(self.q_index), len(k_index)
+        q0 = self.q_start
+        q_contiguous = self.rows_version == 0  # rows are q_start..q_start+Q until some leave
+        key = (tuple(e.mask_key(layer) for e in edits), Q, K, self.rows_version, k_contiguous or id(k_index), str(device))
+        if key in self.masks:
+            return self.masks[key]
+        per_frame = bool(edits) and all(getattr(e, "per_frame_blocks", None) is not None for e in edits)
+        plain = not edits and self.key_padding is None and q_contiguous and k_contiguous
+        if plain and (Q == K or Q == 1):
+            mask = LayerMask(None)
+        else:
+            q_sel = slice(q0, q0 + Q) if q_contiguous else self.q_index.to(device)
+            k_sel = slice(0, K) if k_contiguous else k_index
+            q_index = self.q_index.to(device)  # blocks of a split model run on several devices
+            base = (k_index[None, :] <= q_index[:, None])[None]  # causal by sequence index
+            if self.key_padding is not None:
+                base = base & index_rows(self.key_padding.to(device), 1, k_sel)[:, None, :]
+            blocked: dict[str, Tensor] = {}
+            for e in edits:
+                b = index_rows(index_rows(e.blocked(layer, self.n_pos, device), 1, q_sel), 2, k_sel)
+                blocked[e.site] = b if e.site not in blocked else blocked[e.site] | b
+            allowed = base
+            for b in blocked.values():
+                allowed = allowed & ~b
+            first = 0
+            if blocked and self.key_padding is None and q0 == 0 and Q == K and q_contiguous:
+                rows = torch.stack(list(blocked.values())).any(dim=(0, 1, 3)).nonzero()
+                first = int(rows[0]) if len(rows) else Q
+            empty = ~allowed.any(-1)
+            frame_blocks = edits[0].per_frame_blocks(device) if per_frame else None
+            mask = LayerMask(allowed, base, blocked, first, empty if bool(empty.any()) else None, frame_blocks)
+        self.masks[key] = mask
+        return mask

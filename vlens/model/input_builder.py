@@ -1,0 +1,224 @@
+"""Inputs for the model: frames sampled, the chat prompt built and the checkpoint's own HF
+processor run (`to_inputs`), already-templated prompts (`inputs_from_prompts`) or your own HF
+tensors (`inputs_from_hf`), each with one `VideoLayout` per row.
+"""
+
+from __future__ import annotations
+
+
+import contextlib
+import dataclasses
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor, nn
+from transformer_lens import HookedRootModule
+from transformer_lens.hook_points import HookPoint
+
+from vlens.attention import AttentionContext, AttentionPath
+from vlens.components import Embed, TransformerBlock, Unembed
+from vlens.norm import RMSNorm
+from vlens.config import HookedVideoLLMConfig
+from vlens.families import Family, check_weight_coverage, family_for, resolve
+from vlens.families.base import hf_parameter
+from vlens.inputs import VideoInputs, as_frames, check_hf_kwargs, load_images, with_media
+from vlens.interventions import BatchRows, EdgeRemoval, Interventions, RowPlan
+from vlens.kv_cache import KVCache
+from vlens.video import SampledVideo, Sampling, load_video
+
+
+class InputBuilder:
+    """`to_inputs`, `inputs_from_prompts`, `inputs_from_hf`, `to_str_tokens` (a mixin of HookedVideoLLM)."""
+
+    # set by HookedVideoLLM.__init__ (declared here for the type checker)
+    cfg: HookedVideoLLMConfig
+    family: Family
+    processor: Any
+    hf_model: nn.Module
+
+    @property
+    def tokenizer(self):
+        return self.processor.tokenizer
+
+    def to_inputs(
+        self,
+        video: Any,
+        question: str | Sequence[str],
+        *,
+        n_frames: int = 32,
+        start: float | None = None,
+        end: float | None = None,
+        fps: float | None = None,
+        allow_repeat: bool = False,
+        system_prompt: str | None = None,
+        sampling: Sampling | None = None,
+        images: Any = None,
+    ) -> VideoInputs:
+        """Sample frames, build the chat prompt and run the checkpoint's own processor.
+
+        One sample: `to_inputs(video, "question")`. A batch: lists of videos and questions (rows
+        are left-padded; every row's answer position is the last).
+
+        Args:
+            video: a file path, a folder of frames, a list of HxWx3 uint8 frames or a uint8
+                [T,H,W,3] array/tensor (a list of those for a batch).
+            question: the user's text (a list for a batch).
+            n_frames: frames to sample (see `vlens.video.load_video`).
+            start: window start in seconds.
+            end: window end in seconds.
+            fps: frame rate of a folder or array.
+            allow_repeat: allow clips shorter than `n_frames`.
+            system_prompt: a system message (the template's default when None).
+            sampling: "centres" | "linspace" | "fps" (vlens.video); None takes the checkpoint
+                family's default (its authors' policy for the released formats, else "centres").
+            images: still images shown before the video in the user turn: one image (a PIL
+                image, an HxWx3 uint8 array or an image file path) or a list of them; for a batch,
+                one such list per row. `video` may then be None (images only).
+
+        Returns:
+            `VideoInputs`: the processor's tensors plus one layout per row.
+
+        Raises:
+            ValueError: no processor, an empty batch, or videos and questions that do not pair up.
+            VideoError: a bad sampling argument or an unreadable video.
+        """
+        if self.processor is None:
+            raise ValueError("this model has no processor; pass one to HookedVideoLLM.from_hf(hf_model, processor)")
+        if isinstance(question, str):
+            videos, questions = [video], [question]
+        else:
+            if not isinstance(question, Sequence):
+                raise TypeError(f"question must be a str or a list of str, got {type(question).__name__}")
+            questions = list(question)
+            if not questions:
+                raise ValueError("an empty batch: give at least one question (and one video per question)")
+            if video is None:  # images only
+                video = [None] * len(questions)
+            if not isinstance(video, (list, tuple)) or len(video) != len(questions):
+                raise ValueError(
+                    f"a batch needs one video per question: got {len(questions)} questions and "
+                    f"{len(video) if isinstance(video, (list, tuple)) else 'a single'} video(s)"
+                )
+            bad = [i for i, q in enumerate(questions) if not isinstance(q, str)]
+            if bad:
+                raise TypeError(f"every question must be a str; row(s) {bad} are not")
+            videos = list(video)
+        if sampling is None:
+            sampling = getattr(self.family, "default_sampling", "centres")
+        row_images = load_images(images, len(questions))
+        sampled = [
+            None if v is None else
+            load_video(v, n_frames, start=start, end=end, fps=fps, allow_repeat=allow_repeat, sampling=sampling)
+            for v in videos
+        ]
+        if all(v is None for v in sampled) and not any(row_images):
+            raise ValueError("nothing to show the model: pass a video, images=, or both")
+        prompts = [
+            self.processor.apply_chat_template(
+                with_media(self.family.messages(q, system_prompt), len(ims), video=v is not None),
+                add_generation_prompt=True, tokenize=False,
+            )
+            for q, v, ims in zip(questions, sampled, row_images)
+        ]
+        return self.inputs_from_prompts(prompts, sampled, row_images if any(row_images) else None)
+
+    def inputs_from_prompts(
+        self, prompts: Sequence[str], videos: Sequence[SampledVideo | None], images: Sequence[Sequence[Any]] | None = None,
+    ) -> VideoInputs:
+        """Processor call for already-templated prompts, sampled videos and (optionally) images,
+        plus one layout per row.
+
+        Args:
+            prompts: one templated prompt per row (its placeholders say where media go).
+            videos: one `SampledVideo` (or None: no video) per row.
+            images: per row, the images of that row in prompt order (PIL images or HxWx3 uint8
+                arrays); None for no images.
+
+        Returns:
+            `VideoInputs` on the model's device and dtype.
+        """
+        rows = len(prompts)
+        if rows == 0:
+            raise ValueError("an empty batch: give at least one prompt")
+        if len(videos) != rows or (images is not None and len(images) != rows):
+            raise ValueError(f"{rows} prompts need one entry per row in videos (got {len(videos)})"
+                             + ("" if images is None else f" and images (got {len(images)})"))
+        present = [v for v in videos if v is not None]
+        frame_counts = {len(v) for v in present}
+        if len(frame_counts) > 1 and not getattr(self.family, "per_row_frame_counts", False):
+            raise ValueError(
+                f"the videos of a batch have different frame counts {sorted(frame_counts)}; {self.family.name} stacks "
+                "every row's frames into one tensor: sample the same n_frames for every row"
+            )
+        if present and len(present) != rows:
+            raise ValueError("every row of a batch needs a video, or none does (rows without video: "
+                             f"{[i for i, v in enumerate(videos) if v is None]})")
+        flat_images = [im for row in (images or []) for im in row]
+        call: dict[str, Any] = {"text": list(prompts), "return_tensors": "pt", "padding": True}
+        if present:
+            call.update(videos=[v.frames for v in present], do_sample_frames=False, **self.family.processor_kwargs(present))
+        if flat_images:
+            # one list per row: processors that tile single images (OneVision's batch_num_images)
+            # count images per row from this nesting
+            call["images"] = [list(r) for r in images] if all(images) else flat_images
+        tensors = dict(self.processor(**call))
+        return self._with_layouts(tensors, list(videos), list(prompts)).to(self.cfg.device, self.cfg.dtype)
+
+    def inputs_from_hf(self, kwargs: Mapping[str, Any], *, images_as_frames: bool = False) -> VideoInputs:
+        """`VideoInputs` (one layout per row) from HF model kwargs you built yourself — your own
+        preprocessing, HF's test inputs — with no processor: the layouts come from `input_ids`,
+        `attention_mask`, the grids/sizes and the checkpoint config's token ids.
+
+        `model(inputs)` then equals `hf_model(**kwargs)` (the vision features are placed by HF's
+        own code); kwargs the family's HF model takes but vlens does not run exactly are refused.
+
+        Args:
+            kwargs: the HF model's keyword arguments: `input_ids` [batch, pos] and what the family
+                takes (`attention_mask`, `pixel_values`, `pixel_values_videos`, `image_sizes`,
+                `image_grid_thw`, `video_grid_thw`, `second_per_grid_ts`, `mm_token_type_ids`, ...).
+            images_as_frames: lay out each row's images as the frames of one video (image k is
+                frame k). For InternVL, whose frames are images to the model (only the processor's
+                "FrameN:" text tells them apart, which raw kwargs need not carry).
+
+        Returns:
+            `VideoInputs` holding the same tensors (moved to the model's device; floating ones
+            cast to its dtype).
+
+        Raises:
+            TypeError: kwargs is not a mapping of tensors with `input_ids`.
+            ValueError: a kwarg vlens cannot run exactly (named), or a missing field.
+            LayoutError: the tokens do not have the structure the family's rules predict (the
+                message names the missing token or field).
+        """
+        tensors = check_hf_kwargs(self.family, kwargs)
+        ids = tensors["input_ids"]
+        inputs = self._with_layouts(tensors, [None] * ids.shape[0], [])
+        if images_as_frames:
+            inputs.layouts = [as_frames(l) for l in inputs.layouts]
+        return inputs.to(self.cfg.device, self.cfg.dtype)
+
+    def _with_layouts(self, tensors: dict, videos: list, prompts: list) -> VideoInputs:
+        from vlens.media_layout import layouts_for
+
+        return VideoInputs(tensors, layouts_for(self.family, self.hf_model.config, tensors, videos), videos, prompts)
+
+    def to_str_tokens(self, inputs: VideoInputs, row: int = 0, roles: bool = False) -> list[str]:
+        """A label per position: token text, `<f3 r2 c5>` for video positions, `<i0 r1 c2>` for
+        image positions, `<sep>`, `<pad>`; with `roles=True` text positions carry their role
+        (`What|question`, `B|option B*`; see vlens.roles)."""
+        ids = inputs["input_ids"][row].tolist()
+        tokens = self.tokenizer.convert_ids_to_tokens(ids) if self.processor is not None else None
+        return inputs.layouts[row].labels(tokens, roles=roles)
+
+
+    def _as_inputs(self, inputs: VideoInputs | dict | Tensor) -> dict:
+        if isinstance(inputs, Tensor):  # text-only tokens
+            return {"input_ids": inputs}
+        if not isinstance(inputs, dict) or "input_ids" not in inputs:
+            raise TypeError("pass the VideoInputs from model.to_inputs(...) (or a dict with input_ids)")
+        return inputs
+

@@ -1,0 +1,131 @@
+"""Loading a checkpoint into `HookedVideoLLM`: the family resolved from its config, the HF model
+and processor built by HF, and the decoder's parameters pointed at the HF tensors (shared, not
+copied), strictly: every key used or listed as dropped, every shape checked.
+"""
+
+from __future__ import annotations
+
+
+import contextlib
+import dataclasses
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor, nn
+from transformer_lens import HookedRootModule
+from transformer_lens.hook_points import HookPoint
+
+from vlens.attention import AttentionContext, AttentionPath
+from vlens.components import Embed, TransformerBlock, Unembed
+from vlens.norm import RMSNorm
+from vlens.config import HookedVideoLLMConfig
+from vlens.families import Family, check_weight_coverage, family_for, resolve
+from vlens.families.base import hf_parameter
+from vlens.inputs import VideoInputs, as_frames, check_hf_kwargs, load_images, with_media
+from vlens.interventions import BatchRows, EdgeRemoval, Interventions, RowPlan
+from vlens.kv_cache import KVCache
+from vlens.video import SampledVideo, Sampling, load_video
+
+
+class Loading:
+    """`from_pretrained` / `from_hf` and the strict weight sharing (a mixin of HookedVideoLLM)."""
+
+    # set by HookedVideoLLM.__init__ (declared here for the type checker)
+    cfg: HookedVideoLLMConfig
+    family: Family
+    processor: Any
+    hf_model: nn.Module
+
+    def _share_weights(self, hf_model: nn.Module) -> None:
+        """Point our parameters at the HF tensors named in the family's weight table, strictly:
+        every decoder parameter is covered, shapes must match, and every HF language-model
+        tensor is either used or listed in the family's `dropped_keys`."""
+        table = self.family.weight_table(self.cfg)
+        ours = {n for n, _ in self.named_parameters(remove_duplicate=False)}
+        decoder = {n for n in ours if not n.startswith(("vision.", "vision_params."))}
+        missing = decoder - set(table)
+        if missing:
+            raise KeyError(f"the {self.family.name} weight table does not cover {sorted(missing)[:5]}")
+        for our_name, hf_name in table.items():
+            module_path, _, leaf = our_name.rpartition(".")
+            module = self.get_submodule(module_path)
+            if getattr(module, leaf, None) is None:  # e.g. no bias in this config
+                continue
+            param = hf_parameter(hf_model, hf_name)
+            expected = tuple(getattr(module, leaf).shape)
+            if tuple(param.shape) != expected:
+                raise ValueError(
+                    f"{self.family.name}: HF tensor {hf_name} has shape {tuple(param.shape)} but vlens' "
+                    f"{our_name} expects {expected}; the checkpoint's config does not describe its weights"
+                )
+            setattr(module, leaf, param)
+        check_weight_coverage(self.family, self.cfg, hf_model)  # every HF LM key used or dropped
+        self.rotary.to(self.embed.W_E.device)
+        self.cfg = dataclasses.replace(self.cfg, device=self.embed.W_E.device, dtype=self.embed.W_E.dtype)
+
+    @classmethod
+    def from_hf(cls, hf_model: nn.Module, processor: Any = None) -> HookedVideoLLM:
+        """Wrap an already-built HF model (weights shared, not copied) and its processor."""
+        arch = type(hf_model).__name__
+        name = getattr(hf_model.config, "_name_or_path", "") or arch
+        return cls._assemble(family_for(arch), hf_model, processor, name)
+
+    @classmethod
+    def _assemble(cls, family: Family, hf_model: nn.Module, processor: Any, name: str) -> HookedVideoLLM:
+        cfg = dataclasses.replace(family.config(hf_model.config), model_name=name)
+        if processor is not None and getattr(processor, "tokenizer", None) is not None:
+            processor.tokenizer.padding_side = "left"  # batches are left-padded (docs/getting-started.md)
+        return cls(cfg, family, hf_model.eval(), processor)
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str | Path, *, dtype: torch.dtype | str = torch.float32, device: str | torch.device = "cpu",
+        attn_implementation: str = "sdpa", device_map: str | dict | None = None, max_memory: dict | None = None,
+    ) -> HookedVideoLLM:
+        """Load a local HF checkpoint directory (never the hub) with its own processor.
+
+        Args:
+            path: the folder `save_pretrained` (or an authors' release) wrote.
+            dtype: torch dtype or its name ("bfloat16").
+            device: where the whole model goes (ignored with `device_map`).
+            attn_implementation: the HF model's own attention (used by its vision path).
+            device_map: a model larger than one device: "auto"/"balanced"/… or a dict, planned by
+                accelerate (`max_memory` caps each device, e.g. {0: "70GiB", "cpu": "200GiB"}).
+                HF reads the safetensors tensor by tensor onto their devices; each decoder block
+                then runs on its weights' device (the residual stream moves between blocks).
+
+        Raises:
+            FileNotFoundError: the directory does not exist.
+            ValueError: not a checkpoint directory, or device and device_map both given.
+            UnsupportedModelError: an architecture vlens has no family for (the message lists the
+                supported ones).
+        """
+        if device_map is not None and str(device) != "cpu":
+            raise ValueError(f"pass device= or device_map=, not both (got device={device!r}, device_map={device_map!r})")
+        if max_memory is not None and device_map is None:
+            raise ValueError("max_memory plans a device_map; pass device_map='auto' with it")
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"checkpoint directory {path} does not exist; pass a local HF checkpoint dir")
+        config_file = path / "config.json"
+        if not path.is_dir() or not config_file.exists():
+            raise ValueError(
+                f"{path} is not a HF checkpoint directory (no config.json); pass the folder that "
+                "save_pretrained wrote (config.json, *.safetensors, processor files)"
+            )
+        config_dict = json.loads(config_file.read_text())
+        entry = resolve(config_dict, where=str(config_file))  # clear error before loading any weights
+        if isinstance(dtype, str):
+            name, dtype = dtype, getattr(torch, dtype, None)
+            if not isinstance(dtype, torch.dtype):
+                raise TypeError(f"dtype={name!r} is not a torch dtype; pass one of 'float32', 'bfloat16', 'float16' "
+                                "(or torch.float32, ...)")
+        hf_model, processor, family = entry.load(
+            path, config_dict, dtype=dtype, device=device, attn_implementation=attn_implementation,
+            device_map=device_map, max_memory=max_memory)
+        return cls._assemble(family, hf_model, processor, str(path))
+
