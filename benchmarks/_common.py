@@ -18,10 +18,30 @@ from vlens.testing import make_tiny_onevision
 # like the real SigLIP-384 checkpoints.
 SHAPES = {
     "tiny": dict(n_layers=4, d_model=64, n_heads=4, n_kv_heads=2, d_mlp=128, image_size=32, patch_size=8),
-    "0.5B": dict(n_layers=24, d_model=896, n_heads=14, n_kv_heads=2, d_mlp=4864, image_size=384, patch_size=14,
-                 vision_layers=1, vision_d=32, vocab_size=151_936),
-    "7B": dict(n_layers=28, d_model=3584, n_heads=28, n_kv_heads=4, d_mlp=18944, image_size=384, patch_size=14,
-               vision_layers=1, vision_d=32, vocab_size=152_064),
+    "0.5B": dict(
+        n_layers=24,
+        d_model=896,
+        n_heads=14,
+        n_kv_heads=2,
+        d_mlp=4864,
+        image_size=384,
+        patch_size=14,
+        vision_layers=1,
+        vision_d=32,
+        vocab_size=151_936,
+    ),
+    "7B": dict(
+        n_layers=28,
+        d_model=3584,
+        n_heads=28,
+        n_kv_heads=4,
+        d_mlp=18944,
+        image_size=384,
+        patch_size=14,
+        vision_layers=1,
+        vision_d=32,
+        vocab_size=152_064,
+    ),
 }
 
 
@@ -85,18 +105,26 @@ FAMILY_SHAPES = {
 if hasattr(testing, "make_tiny_internvl"):
     FAMILY_SHAPES["internvl"] = (testing.make_tiny_internvl, dict(_LM), {})
 _QWEN3 = dict(_LM, d_head=64, patch_size=4, mrope_section=(8, 12, 12), max_pixels=16 * 64 * 64)  # bounds T·H·W
-FAMILY_SHAPES.update({
-    "qwen2-vl": (testing.make_tiny_qwen2_vl, dict(_LM, patch_size=4, mrope_section=(8, 12, 12)), {}),
-    "qwen3-vl": (testing.make_tiny_qwen3_vl, dict(_QWEN3), {"fps": 2.0}),
-    "qwen3-vl-moe": (testing.make_tiny_qwen3_vl_moe, dict(_QWEN3, n_experts=8, top_k=2, d_expert=352,
-                                                          mlp_only_layers=()), {"fps": 2.0}),
-    "smolvlm2": (testing.make_tiny_smolvlm, dict(_LM, image_size=64, patch_size=4), {"fps": 2.0}),
-    "videollama3": (testing.make_tiny_video_llama3, dict(_LM, patch_size=4), {"fps": 2.0}),
-    # GLM-4.1V: half of every 64-dim head rotates (partial_rotary_factor 0.5), GLM's 8:12:12 split
-    "glm4v": (testing.make_tiny_glm4v, dict(_LM, patch_size=4, mrope_section=(4, 6, 6), max_pixels=16 * 64 * 64),
-              {"fps": 2.0}),
-    "perception-lm": (testing.make_tiny_perception_lm, dict(_LM, tile_size=64, patch_size=4), {}),  # (64/4/2)² = 64
-})
+FAMILY_SHAPES.update(
+    {
+        "qwen2-vl": (testing.make_tiny_qwen2_vl, dict(_LM, patch_size=4, mrope_section=(8, 12, 12)), {}),
+        "qwen3-vl": (testing.make_tiny_qwen3_vl, dict(_QWEN3), {"fps": 2.0}),
+        "qwen3-vl-moe": (
+            testing.make_tiny_qwen3_vl_moe,
+            dict(_QWEN3, n_experts=8, top_k=2, d_expert=352, mlp_only_layers=()),
+            {"fps": 2.0},
+        ),
+        "smolvlm2": (testing.make_tiny_smolvlm, dict(_LM, image_size=64, patch_size=4), {"fps": 2.0}),
+        "videollama3": (testing.make_tiny_video_llama3, dict(_LM, patch_size=4), {"fps": 2.0}),
+        # GLM-4.1V: half of every 64-dim head rotates (partial_rotary_factor 0.5), GLM's 8:12:12 split
+        "glm4v": (
+            testing.make_tiny_glm4v,
+            dict(_LM, patch_size=4, mrope_section=(4, 6, 6), max_pixels=16 * 64 * 64),
+            {"fps": 2.0},
+        ),
+        "perception-lm": (testing.make_tiny_perception_lm, dict(_LM, tile_size=64, patch_size=4), {}),  # (64/4/2)² = 64
+    }
+)
 
 
 def family_checkpoint(family: str, root: Path | None = None) -> tuple[Path, dict]:

@@ -8,8 +8,8 @@
 
 Per protocol (global1, global2, windows) and metric: Spearman between the estimated and the exact
 change (pooled over samples × configurations, and the median per sample), and top-k agreement of
-the k largest changes by magnitude. Exact = vlens.engine.run_sweep; attribution =
-vlens.attribution.attribute_sample. Timings: one thread (the machine is shared), medians.
+the k largest changes by magnitude. Exact = vlens.interventions.sweep.run_sweep; attribution =
+vlens.interventions.attribution.attribute_sample. Timings: one thread (the machine is shared), medians.
 """
 
 from __future__ import annotations
@@ -28,18 +28,21 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 
 from vlens import HookedVideoLLM  # noqa: E402
-from vlens.attribution import attribute_sample, spearman, top_k_overlap  # noqa: E402
-from vlens.engine import run_sweep  # noqa: E402
-from vlens.experiments import configs_for  # noqa: E402
+from vlens.experiments.study import configs_for  # noqa: E402
+from vlens.inputs.prompts import letter_token_ids, mc_question  # noqa: E402
+from vlens.interventions.attribution import attribute_sample  # noqa: E402
+from vlens.interventions.attribution_validation import spearman, top_k_overlap  # noqa: E402
+from vlens.interventions.sweep import run_sweep  # noqa: E402
 from vlens.metrics import score  # noqa: E402
-from vlens.prompts import letter_token_ids, mc_question  # noqa: E402
 
 PROTOCOLS = ("global1", "global2", "windows")
 # (record field of the estimate, exact score field): first-order and readout-corrected
-FIELDS = {"Δ logit diff (linear)": ("logit_diff_linear", "logit_diff"),
-          "Δ logit diff (readout)": ("logit_diff", "logit_diff"),
-          "Δ p(correct) (linear)": ("p_correct_linear", "p_correct"),
-          "Δ p(correct) (readout)": ("p_correct", "p_correct")}
+FIELDS = {
+    "Δ logit diff (linear)": ("logit_diff_linear", "logit_diff"),
+    "Δ logit diff (readout)": ("logit_diff", "logit_diff"),
+    "Δ p(correct) (linear)": ("p_correct_linear", "p_correct"),
+    "Δ p(correct) (readout)": ("p_correct", "p_correct"),
+}
 
 
 def study(n_layers: int) -> list:
@@ -72,7 +75,9 @@ def compare(model, inputs, letters, answer, configs, timing: dict | None = None)
 
 
 def summarise(per_sample: list[dict], k_of: dict[str, int]) -> None:
-    print(f"{'metric':26s} {'protocol':9s} {'pooled ρ':>9s} {'median ρ':>9s} {'top-k':>10s}  {'mean |exact|':>12s} {'mean |err|':>10s}")
+    print(
+        f"{'metric':26s} {'protocol':9s} {'pooled ρ':>9s} {'median ρ':>9s} {'top-k':>10s}  {'mean |exact|':>12s} {'mean |err|':>10s}"
+    )
     for label in FIELDS:
         for proto in PROTOCOLS:
             est = [np.array(s[(label, proto)][0]) for s in per_sample]
@@ -82,8 +87,10 @@ def summarise(per_sample: list[dict], k_of: dict[str, int]) -> None:
             topk = [top_k_overlap(a, b, k) for a, b in zip(est, ex)]
             pooled = spearman(np.concatenate(est), np.concatenate(ex))
             err = np.mean(np.abs(np.concatenate(est) - np.concatenate(ex)))
-            print(f"{label:26s} {proto:9s} {pooled:9.3f} {np.nanmedian(rho):9.3f} {np.mean(topk):6.2f}@{k:<3d} "
-                  f"{np.mean(np.abs(np.concatenate(ex))):12.3f} {err:10.3f}")
+            print(
+                f"{label:26s} {proto:9s} {pooled:9.3f} {np.nanmedian(rho):9.3f} {np.mean(topk):6.2f}@{k:<3d} "
+                f"{np.mean(np.abs(np.concatenate(ex))):12.3f} {err:10.3f}"
+            )
 
 
 def organism(args) -> None:
@@ -99,8 +106,10 @@ def organism(args) -> None:
         inputs = model.to_inputs(s.video, mc_question(s.question, s.options), n_frames=8, fps=s.fps)
         letters = letter_token_ids(model.tokenizer, len(s.options))
         per_sample.append(compare(model, inputs, letters, s.answer, configs, timing))
-    print(f"organism: {model.cfg.n_layers} layers, {len(configs)} configurations, {len(samples)} samples "
-          f"(synthetic seed 1), {inputs.seq_len} positions")
+    print(
+        f"organism: {model.cfg.n_layers} layers, {len(configs)} configurations, {len(samples)} samples "
+        f"(synthetic seed 1), {inputs.seq_len} positions"
+    )
     summarise(per_sample, {"global1": 3, "global2": 1, "windows": 3})
     report_timing(timing)
 
@@ -137,21 +146,25 @@ def families(args) -> None:
             inputs = model.to_inputs(clip, mc_question("what is shown", ["a", "b", "c", "d"]), n_frames=4, **kw)
             letters = letter_token_ids(model.tokenizer, 4)
             per_sample.append(compare(model, inputs, letters, i % 4, configs))
-        print(f"\n{name}: {model.cfg.n_layers} layers, {len(configs)} configurations, {args.samples} samples, "
-              f"{inputs.seq_len} positions")
+        print(
+            f"\n{name}: {model.cfg.n_layers} layers, {len(configs)} configurations, {args.samples} samples, "
+            f"{inputs.seq_len} positions"
+        )
         rows = [(label, p) for label in ("Δ logit diff (linear)", "Δ p(correct) (readout)") for p in PROTOCOLS]
         for label, proto in rows:
             est = np.concatenate([s[(label, proto)][0] for s in per_sample])
             ex = np.concatenate([s[(label, proto)][1] for s in per_sample])
-            print(f"  {label:24s} {proto:8s} pooled ρ {spearman(est, ex):6.3f}  mean |exact| {np.abs(ex).mean():.4f}  "
-                  f"mean |err| {np.abs(est - ex).mean():.4f}")
+            print(
+                f"  {label:24s} {proto:8s} pooled ρ {spearman(est, ex):6.3f}  mean |exact| {np.abs(ex).mean():.4f}  "
+                f"mean |err| {np.abs(est - ex).mean():.4f}"
+            )
 
 
 def patching(args) -> None:
-    from vlens.attribution_patching import attribution_patch
     from vlens.data import synthetic
+    from vlens.interventions.attribution_patching import attribution_patch
+    from vlens.interventions.patching import corrupt, patch_sweep
     from vlens.organism import checkpoint_dir
-    from vlens.patching import corrupt, patch_sweep
 
     model = HookedVideoLLM.from_pretrained(checkpoint_dir())
     samples = synthetic.generate(args.samples + 1, seed=1, kinds=("direction", "first", "count"))
@@ -162,7 +175,9 @@ def patching(args) -> None:
         letters = letter_token_ids(model.tokenizer, len(s.options))
         for kind in ("reverse", "video"):
             other = samples[i + 1]
-            corrupted = corrupt(model, clean, kind, other=model.to_inputs(other.video, "x", n_frames=8, fps=other.fps).videos[0])
+            corrupted = corrupt(
+                model, clean, kind, other=model.to_inputs(other.video, "x", n_frames=8, fps=other.fps).videos[0]
+            )
             for site in ("resid_pre", "attn_out", "mlp_out", "z"):
                 t0 = time.perf_counter()
                 ex = patch_sweep(model, clean, corrupted, letters, s.answer, site=site)
@@ -181,8 +196,12 @@ def patching(args) -> None:
         rho = [spearman(a, b) for a, b in zip(est, ex)]
         top = [top_k_overlap(a, b, 5) for a, b in zip(est, ex)]
         e, x = np.concatenate(est), np.concatenate(ex)
-        print(f"{site:10s} {kind:10s} {np.nanmedian(rho):9.3f} {np.mean(top):6.2f} {np.abs(x).mean():12.3f} {np.abs(e - x).mean():10.3f}")
-    print(f"time: attribution patching {sum(t_attr):.1f} s vs patch_sweep {sum(t_exact):.1f} s → {sum(t_attr) / sum(t_exact):.1%}")
+        print(
+            f"{site:10s} {kind:10s} {np.nanmedian(rho):9.3f} {np.mean(top):6.2f} {np.abs(x).mean():12.3f} {np.abs(e - x).mean():10.3f}"
+        )
+    print(
+        f"time: attribution patching {sum(t_attr):.1f} s vs patch_sweep {sum(t_exact):.1f} s → {sum(t_attr) / sum(t_exact):.1%}"
+    )
 
 
 def timing(args) -> None:
@@ -190,11 +209,16 @@ def timing(args) -> None:
 
     model = HookedVideoLLM.from_pretrained(checkpoint(args.shape))
     configs = study(model.cfg.n_layers)
-    inputs = model.to_inputs(clip(args.frames), mc_question("Which direction is it moving?", ["left", "right", "up", "down"]),
-                             n_frames=args.frames)
+    inputs = model.to_inputs(
+        clip(args.frames),
+        mc_question("Which direction is it moving?", ["left", "right", "up", "down"]),
+        n_frames=args.frames,
+    )
     letters = letter_token_ids(model.tokenizer, 4)
-    print(f"{args.shape}: {model.cfg.n_layers} layers, {len(configs)} configurations, {args.frames} frames, "
-          f"{inputs.seq_len} positions, threads={torch.get_num_threads()}")
+    print(
+        f"{args.shape}: {model.cfg.n_layers} layers, {len(configs)} configurations, {args.frames} frames, "
+        f"{inputs.seq_len} positions, threads={torch.get_num_threads()}"
+    )
     t: dict = defaultdict(list)
     per_sample = []
     for _ in range(args.reps):
@@ -208,7 +232,7 @@ def attribution_flops(c, layout, specs, n_layers: int, k: int) -> float:
     gradients only (each linear layer's matmul once more per direction, attention's backward ≈ 2.5×
     its forward: recomputed scores, dV, dP, dQ, dK); per layer one dense-mask attention call (QKᵀ and
     AV over all N keys) for the clean rows of any spec and one per spec over its rows."""
-    from vlens.engine import SweepPlan
+    from vlens.interventions.sweep import SweepPlan
 
     N = len(layout)
     full = SweepPlan({}, n_layers, N).flops(c)[0]  # one forward, as the engine counts it
@@ -229,20 +253,28 @@ def flops(args) -> None:
     from sweep import synthetic_layout
 
     from vlens import knockout as ko
-    from vlens.engine import plan
+    from vlens.interventions.sweep import plan
 
     specs = [ko.LV(), ko.VT(), ko.VS(), ko.LV() | ko.VT() | ko.VS()]
     for name in ("0.5B", "7B"):
         shape = SHAPES[name]
-        c = SimpleNamespace(n_heads=shape["n_heads"], n_key_value_heads=shape["n_kv_heads"], d_head=shape["d_model"] // shape["n_heads"],
-                            d_model=shape["d_model"], d_mlp=shape["d_mlp"], d_vocab=shape["vocab_size"])
+        c = SimpleNamespace(
+            n_heads=shape["n_heads"],
+            n_key_value_heads=shape["n_kv_heads"],
+            d_head=shape["d_model"] // shape["n_heads"],
+            d_model=shape["d_model"],
+            d_mlp=shape["d_mlp"],
+            d_vocab=shape["vocab_size"],
+        )
         L = shape["n_layers"]
         for frames in (4, 32):
             layout = synthetic_layout(frames, 196, 14, 60)
             engine, naive = plan(study(L), layout, L).flops(c)
             ratios = " ".join(f"k={k}: {attribution_flops(c, layout, specs, L, k) / engine:5.1%}" for k in (1, 2, 3))
-            print(f"{name} ({L} layers), {frames} frames ({len(layout)} positions): engine/naive {engine / naive:5.1%}; "
-                  f"attribution/engine {ratios}  (k = backward directions)")
+            print(
+                f"{name} ({L} layers), {frames} frames ({len(layout)} positions): engine/naive {engine / naive:5.1%}; "
+                f"attribution/engine {ratios}  (k = backward directions)"
+            )
 
 
 def main(argv=None) -> None:
@@ -255,7 +287,9 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    {"organism": organism, "families": families, "patching": patching, "timing": timing, "flops": flops}[args.what](args)
+    {"organism": organism, "families": families, "patching": patching, "timing": timing, "flops": flops}[args.what](
+        args
+    )
 
 
 if __name__ == "__main__":

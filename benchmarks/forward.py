@@ -16,7 +16,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import FAMILY_SHAPES, checkpoint, clip, family_checkpoint, timeit_interleaved  # noqa: E402
+from _common import (  # noqa: E402
+    FAMILY_SHAPES,
+    checkpoint,
+    clip,
+    family_checkpoint,
+    timeit_interleaved,
+)
 
 from vlens import HookedVideoLLM  # noqa: E402
 
@@ -41,8 +47,11 @@ def main(argv=None) -> None:
         hf = model.hf_model  # the same weights, HF's own forward (sdpa)
         for n in args.frames:
             inputs = model.to_inputs(clip(n), "What color is the object?", n_frames=n)
-            t = timeit_interleaved({"hf": lambda: hf(**inputs, logits_to_keep=0), "ours": lambda: model(inputs)},
-                                   args.reps, device=args.device)
+            t = timeit_interleaved(
+                {"hf": lambda: hf(**inputs, logits_to_keep=0), "ours": lambda: model(inputs)},
+                args.reps,
+                device=args.device,
+            )
             t_hf, t_ours = t["hf"], t["ours"]
             print(f"{shape:>6} {n:>6} {inputs.seq_len:>9} {t_hf:>10.4f} {t_ours:>9.4f} {t_ours / t_hf:>6.2f}")
         del model, hf
@@ -58,10 +67,15 @@ def families(args, dtype) -> None:
             inputs = model.to_inputs(clip(n, 64), "What color is the object?", n_frames=n, **kw)
             with torch.no_grad():
                 diff = (model(inputs) - hf(**inputs).logits).abs().max().item()
-            t = timeit_interleaved({"hf": lambda: hf(**inputs, logits_to_keep=0), "ours": lambda: model(inputs)},
-                                   args.reps, device=args.device)
+            t = timeit_interleaved(
+                {"hf": lambda: hf(**inputs, logits_to_keep=0), "ours": lambda: model(inputs)},
+                args.reps,
+                device=args.device,
+            )
             t_hf, t_ours = t["hf"], t["ours"]
-            print(f"{family:>17} {n:>6} {inputs.seq_len:>9} {t_hf:>10.4f} {t_ours:>9.4f} {t_ours / t_hf:>6.2f} {diff:>8.1e}")
+            print(
+                f"{family:>17} {n:>6} {inputs.seq_len:>9} {t_hf:>10.4f} {t_ours:>9.4f} {t_ours / t_hf:>6.2f} {diff:>8.1e}"
+            )
         del model, hf
 
 

@@ -10,7 +10,7 @@ Rows, each timed as the median of --reps calls after a warm-up, with peak memory
 * vlens clean forward (SDPA)
 * LV-K in all layers on the SDPA path (mask fused into SDPA) and, on CUDA, the FlexAttention path
 * efficient prefill (visual early exit at round(18/28·L), temporal pruning below round(8/28·L))
-* the whole study of one sample through the run API (`vlens.run.run`: global1 + global2 + windows,
+* the whole study of one sample through the run API (`vlens.experiments.run.run`: global1 + global2 + windows,
   ~108 configurations on the sweep engine, scored and stored), with the engine's FLOPs
 
     python benchmarks/gpu.py [--device cuda] [--shape 7B] [--frames 32] [--dtype bfloat16]
@@ -31,9 +31,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import SHAPES, clip, timeit  # noqa: E402
 
-from vlens import HookedVideoLLM, flops  # noqa: E402
+from vlens import HookedVideoLLM  # noqa: E402
 from vlens import knockout as ko  # noqa: E402
-from vlens.efficient import EfficientConfig, efficient_forward  # noqa: E402
+from vlens.interventions import flops  # noqa: E402
+from vlens.interventions.efficient import EfficientConfig, efficient_forward  # noqa: E402
 from vlens.testing import make_tiny_onevision  # noqa: E402
 
 QUESTION = "What color is the object?\nA. red\nB. blue\nC. green\nD. yellow\nAnswer with the option's letter."
@@ -42,15 +43,25 @@ QUESTION = "What color is the object?\nA. red\nB. blue\nC. green\nD. yellow\nAns
 def build(shape: str, device: str, dtype: torch.dtype, root: Path) -> tuple[HookedVideoLLM, Path]:
     """The model at `shape` on `device`, and a small checkpoint directory with the same processor
     (the run API's `model` path: its config names the family, its processor builds the inputs)."""
-    from transformers import AutoConfig, AutoProcessor, LlavaOnevisionForConditionalGeneration
+    from transformers import (
+        AutoConfig,
+        AutoProcessor,
+        LlavaOnevisionForConditionalGeneration,
+    )
 
     s = SHAPES[shape]
     small = dict(s, n_layers=1, d_model=64, n_heads=4, n_kv_heads=2, d_mlp=128)  # same processor, tiny LM
     ckpt = make_tiny_onevision(root / "ckpt", **small)
     config = AutoConfig.from_pretrained(ckpt, local_files_only=True)
     text = config.text_config.to_dict()
-    text.update(num_hidden_layers=s["n_layers"], hidden_size=s["d_model"], num_attention_heads=s["n_heads"],
-                num_key_value_heads=s["n_kv_heads"], intermediate_size=s["d_mlp"], head_dim=s["d_model"] // s["n_heads"])
+    text.update(
+        num_hidden_layers=s["n_layers"],
+        hidden_size=s["d_model"],
+        num_attention_heads=s["n_heads"],
+        num_key_value_heads=s["n_kv_heads"],
+        intermediate_size=s["d_mlp"],
+        head_dim=s["d_model"] // s["n_heads"],
+    )
     text.pop("layer_types", None)  # rebuilt for the new depth
     config.text_config = type(config.text_config)(**text)
     torch.manual_seed(0)
@@ -95,9 +106,13 @@ def main(argv=None) -> None:
     inputs = model.to_inputs(clip(args.frames), QUESTION, n_frames=args.frames).to(device, dtype)
     N, L = inputs.seq_len, model.cfg.n_layers
     name = torch.cuda.get_device_name() if device.startswith("cuda") else "CPU"
-    print(f"# vlens benchmarks/gpu.py — {name}, torch {torch.__version__}, {args.dtype}, threads {torch.get_num_threads()}")
-    print(f"# shape {args.shape}: {L} layers × {model.cfg.d_model}, heads {model.cfg.n_heads}/{model.cfg.n_key_value_heads} kv, "
-          f"{args.frames} frames → {N} positions; built in {time.perf_counter() - t_start:.0f} s")
+    print(
+        f"# vlens benchmarks/gpu.py — {name}, torch {torch.__version__}, {args.dtype}, threads {torch.get_num_threads()}"
+    )
+    print(
+        f"# shape {args.shape}: {L} layers × {model.cfg.d_model}, heads {model.cfg.n_heads}/{model.cfg.n_key_value_heads} kv, "
+        f"{args.frames} frames → {N} positions; built in {time.perf_counter() - t_start:.0f} s"
+    )
     clean_flops = sum(x.attention + x.linear for x in flops.clean_flops(model.cfg, inputs.layout))
     rows = []
 
@@ -119,6 +134,7 @@ def main(argv=None) -> None:
         def go():
             with model.attention_path_as(path):
                 model.run_with_hooks(inputs, fwd_hooks=hooks, logits_to_keep=1)
+
         return go
 
     row("LV-K all layers, SDPA fused mask", on_path("fast"), clean_flops)
@@ -130,10 +146,13 @@ def main(argv=None) -> None:
         row("LV-K all layers, FlexAttention", on_path("flex"), clean_flops)
     eff = EfficientConfig.scaled(L)
     eff_flops = sum(x.attention + x.linear for x in flops.efficient_flops(model.cfg, inputs.layout, eff))
-    row(f"efficient prefill E{eff.exit_layer}-P{eff.temporal_prune_layers}", lambda: efficient_forward(model, inputs, eff),
-        eff_flops)
+    row(
+        f"efficient prefill E{eff.exit_layer}-P{eff.temporal_prune_layers}",
+        lambda: efficient_forward(model, inputs, eff),
+        eff_flops,
+    )
 
-    from vlens.run import RunConfig, dry_run, run
+    from vlens.experiments.run import RunConfig, dry_run, run
 
     max_memory = args.max_memory if args.max_memory is not None else (40.0 if device.startswith("cuda") else None)
     n = 0
@@ -141,23 +160,66 @@ def main(argv=None) -> None:
     def study():
         nonlocal n
         n += 1  # a fresh store each call: every call computes the whole sample
-        run(RunConfig(model=ckpt, data=f"synthetic:0,n=1,frames={args.frames},size=64", out=root / f"study{n}",
-                      protocols="global1,global2,windows", frames=args.frames, dtype=args.dtype, device=device,
-                      max_memory_gib=max_memory, progress=False, report=False), model=model)
+        run(
+            RunConfig(
+                model=ckpt,
+                data=f"synthetic:0,n=1,frames={args.frames},size=64",
+                out=root / f"study{n}",
+                protocols="global1,global2,windows",
+                frames=args.frames,
+                dtype=args.dtype,
+                device=device,
+                max_memory_gib=max_memory,
+                progress=False,
+                report=False,
+            ),
+            model=model,
+        )
 
-    est = dry_run(RunConfig(model=ckpt, data=f"synthetic:0,n=1,frames={args.frames},size=64", out=root / "dry",
-                            protocols="global1,global2,windows", frames=args.frames, dtype=args.dtype, device=device,
-                            max_memory_gib=max_memory, progress=False), model=model, measure=1)
+    est = dry_run(
+        RunConfig(
+            model=ckpt,
+            data=f"synthetic:0,n=1,frames={args.frames},size=64",
+            out=root / "dry",
+            protocols="global1,global2,windows",
+            frames=args.frames,
+            dtype=args.dtype,
+            device=device,
+            max_memory_gib=max_memory,
+            progress=False,
+        ),
+        model=model,
+        measure=1,
+    )
     # warmed up by the dry run, which ran the same sample once
-    row(f"study of 1 sample ({est.records_per_sample - 2} configs, run API)", study, est.flops_per_sample, reps=1, warmup=0)
+    row(
+        f"study of 1 sample ({est.records_per_sample - 2} configs, run API)",
+        study,
+        est.flops_per_sample,
+        reps=1,
+        warmup=0,
+    )
     s = rows[-1]["seconds"]
-    print(f"# study: {est.forwards_per_sample} forwards, {est.flops_per_sample:.3g} FLOPs = "
-          f"{est.flops_per_sample / clean_flops:.1f} clean forwards for {est.records_per_sample - 2} configurations; "
-          f"{s / rows[0]['seconds']:.1f} HF forwards of time")
+    print(
+        f"# study: {est.forwards_per_sample} forwards, {est.flops_per_sample:.3g} FLOPs = "
+        f"{est.flops_per_sample / clean_flops:.1f} clean forwards for {est.records_per_sample - 2} configurations; "
+        f"{s / rows[0]['seconds']:.1f} HF forwards of time"
+    )
     print(f"# total {time.perf_counter() - t_start:.0f} s")
     if args.json:
-        Path(args.json).write_text(json.dumps({"device": name, "shape": args.shape, "frames": args.frames, "positions": N,
-                                               "dtype": args.dtype, "rows": rows}, indent=1))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "device": name,
+                    "shape": args.shape,
+                    "frames": args.frames,
+                    "positions": N,
+                    "dtype": args.dtype,
+                    "rows": rows,
+                },
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

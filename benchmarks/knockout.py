@@ -47,8 +47,10 @@ def main(argv=None) -> None:
     print(f"device={args.device} dtype={args.dtype} threads={torch.get_num_threads()} knockout={spec} @ all layers")
     flex = args.device.startswith("cuda")  # FlexAttention's fused kernel exists on CUDA only
     flex_head = f"{'flex':>8}" if flex else ""
-    print(f"{'shape':>6} {'frames':>6} {'pos':>5} {'HF clean s':>10} {'fast':>7}{flex_head} {'explicit':>8} "
-          f"{'bridge':>7}   (ratios to HF clean)")
+    print(
+        f"{'shape':>6} {'frames':>6} {'pos':>5} {'HF clean s':>10} {'fast':>7}{flex_head} {'explicit':>8} "
+        f"{'bridge':>7}   (ratios to HF clean)"
+    )
     for shape in args.shapes:
         path = checkpoint(shape)
         model = HookedVideoLLM.from_pretrained(path, dtype=dtype, device=args.device)
@@ -57,11 +59,13 @@ def main(argv=None) -> None:
         for n in args.frames:
             inputs = model.to_inputs(clip(n), "What color is the object?", n_frames=n)
             hooks = spec.hooks(inputs)
+
             def on_path(path):
                 def run():
                     with model.attention_path_as(path):
                         model.run_with_hooks(inputs, fwd_hooks=hooks)
                     assert model.last_attention_path == path
+
                 return run
 
             contenders = {"hf": lambda: hf(**inputs), "fast": on_path("fast"), "explicit": on_path("explicit")}
@@ -78,14 +82,17 @@ def main(argv=None) -> None:
                 try:
                     t_b = timeit(
                         lambda: bridge.run_with_hooks(
-                            inputs["input_ids"], fwd_hooks=[(nm, hook) for nm in names],
+                            inputs["input_ids"],
+                            fwd_hooks=[(nm, hook) for nm in names],
                             **{k: v for k, v in inputs.items() if k != "input_ids"},
                         ),
-                        args.reps, device=args.device,
+                        args.reps,
+                        device=args.device,
                     )
                     with torch.no_grad():
                         out_b = bridge.run_with_hooks(
-                            inputs["input_ids"], fwd_hooks=[(nm, hook) for nm in names],
+                            inputs["input_ids"],
+                            fwd_hooks=[(nm, hook) for nm in names],
                             **{k: v for k, v in inputs.items() if k != "input_ids"},
                         )
                         out_ours = model.run_with_hooks(inputs, fwd_hooks=hooks)
@@ -95,7 +102,9 @@ def main(argv=None) -> None:
                 except Exception as e:
                     why = f"{type(e).__name__}: {str(e).splitlines()[0][:100]}"
                     bridge = None
-            print(f"{shape:>6} {n:>6} {inputs.seq_len:>5} {t_hf:>10.4f} {t_fast / t_hf:>6.2f}x{flex_txt} {t_x / t_hf:>7.2f}x {bridge_txt}")
+            print(
+                f"{shape:>6} {n:>6} {inputs.seq_len:>5} {t_hf:>10.4f} {t_fast / t_hf:>6.2f}x{flex_txt} {t_x / t_hf:>7.2f}x {bridge_txt}"
+            )
         if bridge is None:
             print(f"  TransformerBridge: not measured ({why})")
         del model, hf, bridge

@@ -1,4 +1,4 @@
-"""Activation-patching sweep: batched (vlens.patching.patch_sweep) vs the naive loop research code
+"""Activation-patching sweep: batched (vlens.interventions.patching.patch_sweep) vs the naive loop research code
 writes (one full forward per layer × position group), and TransformerLens' per-position patcher.
 
     python benchmarks/patching.py [--shape 0.5B] [--frames 4] [--site resid_pre] [--device cpu]
@@ -19,8 +19,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import SHAPES, checkpoint, clip, sync  # noqa: E402
 
 from vlens import HookedVideoLLM  # noqa: E402
-from vlens.patching import corrupt, patch_naive, patch_sweep, position_groups  # noqa: E402
-from vlens.prompts import letter_token_ids, mc_question  # noqa: E402
+from vlens.inputs.prompts import letter_token_ids, mc_question  # noqa: E402
+from vlens.interventions.patching import (  # noqa: E402
+    corrupt,
+    patch_naive,
+    patch_sweep,
+    position_groups,
+)
 
 
 def main(argv=None) -> None:
@@ -33,13 +38,16 @@ def main(argv=None) -> None:
     ap.add_argument("--dtype", default="float32")
     args = ap.parse_args(argv)
     model = HookedVideoLLM.from_pretrained(checkpoint(args.shape), dtype=getattr(torch, args.dtype), device=args.device)
-    clean = model.to_inputs(clip(args.frames), mc_question("Which way does it move?", ["left", "right", "up", "down"]),
-                            n_frames=args.frames)
+    clean = model.to_inputs(
+        clip(args.frames), mc_question("Which way does it move?", ["left", "right", "up", "down"]), n_frames=args.frames
+    )
     corrupted = corrupt(model, clean, "reverse")
     letters = letter_token_ids(model.tokenizer, 4)
     runs = model.cfg.n_layers * len(position_groups(clean.layout))
-    print(f"{args.shape}: {model.cfg.n_layers} layers, {args.frames} frames, {clean.seq_len} positions, "
-          f"{runs} patched runs (layer × group), site {args.site}, device {args.device}, threads {torch.get_num_threads()}")
+    print(
+        f"{args.shape}: {model.cfg.n_layers} layers, {args.frames} frames, {clean.seq_len} positions, "
+        f"{runs} patched runs (layer × group), site {args.site}, device {args.device}, threads {torch.get_num_threads()}"
+    )
 
     def timed(fn):
         sync(args.device)
@@ -50,7 +58,9 @@ def main(argv=None) -> None:
 
     with torch.no_grad():
         model(clean, logits_to_keep=1)  # warm-up
-        fast, t_fast = timed(lambda: patch_sweep(model, clean, corrupted, letters, 1, site=args.site, batch_size=args.batch_size))
+        fast, t_fast = timed(
+            lambda: patch_sweep(model, clean, corrupted, letters, 1, site=args.site, batch_size=args.batch_size)
+        )
         naive, t_naive = timed(lambda: patch_naive(model, clean, corrupted, letters, 1, site=args.site))
     diff = (fast.raw - naive).abs().max().item()
     print(f"{'method':<34} {'seconds':>8} {'runs/s':>8} {'ratio':>6}")

@@ -21,14 +21,18 @@ from _common import SHAPES, checkpoint, clip, sync  # noqa: E402
 
 from vlens import HookedVideoLLM  # noqa: E402
 from vlens import knockout as ko  # noqa: E402
-from vlens.engine import SweepConfig, plan, run_naive, run_sweep  # noqa: E402
-from vlens.layout import VideoLayout, VisionToken  # noqa: E402
+from vlens.inputs.layout import VideoLayout, VisionToken  # noqa: E402
+from vlens.interventions.sweep import SweepConfig, plan, run_naive, run_sweep  # noqa: E402
 
 
 def study_configs(n_layers: int, k: int = 4) -> list[SweepConfig]:
     configs = [SweepConfig(f"global1/{i}", ko.LV(), ko.from_layer(i)) for i in range(n_layers)]
     configs += [SweepConfig(f"global2/{n}", ko.from_name(n), ko.all_layers()) for n in ("lv", "vt", "vs", "all")]
-    configs += [SweepConfig(f"windows/{n}/{x}", ko.from_name(n), ko.window(x, k)) for n in ("lv", "vt", "vs") for x in range(k - 1, n_layers)]
+    configs += [
+        SweepConfig(f"windows/{n}/{x}", ko.from_name(n), ko.window(x, k))
+        for n in ("lv", "vt", "vs")
+        for x in range(k - 1, n_layers)
+    ]
     return configs
 
 
@@ -53,9 +57,15 @@ def main(argv=None) -> None:
     model = HookedVideoLLM.from_pretrained(checkpoint(args.shape), dtype=getattr(torch, args.dtype), device=args.device)
     L = model.cfg.n_layers
     configs = study_configs(L)
-    inputs = model.to_inputs(clip(args.frames), "Which direction is the object moving? Answer with the option's letter.", n_frames=args.frames)
-    print(f"{args.shape}: {L} layers, {len(configs)} configurations, {args.frames} frames, {inputs.seq_len} positions, "
-          f"device={args.device} threads={torch.get_num_threads()}")
+    inputs = model.to_inputs(
+        clip(args.frames),
+        "Which direction is the object moving? Answer with the option's letter.",
+        n_frames=args.frames,
+    )
+    print(
+        f"{args.shape}: {L} layers, {len(configs)} configurations, {args.frames} frames, {inputs.seq_len} positions, "
+        f"device={args.device} threads={torch.get_num_threads()}"
+    )
     budget = None if args.max_memory is None else int(args.max_memory * 2**30)
 
     sync(args.device)
@@ -73,9 +83,13 @@ def main(argv=None) -> None:
     same = all(naive[k].argmax() == fast[k].argmax() for k in naive)
     f_engine, f_naive = plan(configs, inputs.layout, L).flops(model.cfg)
     print(f"naive loop : {t_naive:8.1f} s  {f_naive / 1e12:8.2f} TFLOP")
-    print(f"engine     : {t_engine:8.1f} s  {f_engine / 1e12:8.2f} TFLOP   (cached {report['cached_bytes'] / 2**20:.0f} MiB, "
-          f"batches {len(report['batches'])}, peak estimate {report['peak_estimate'] / 2**20:.0f} MiB)")
-    print(f"ratio      : wall {t_engine / t_naive:6.1%}   FLOPs {f_engine / f_naive:6.1%}   max |Δlogit| {diff:.1e}   same argmax: {same}")
+    print(
+        f"engine     : {t_engine:8.1f} s  {f_engine / 1e12:8.2f} TFLOP   (cached {report['cached_bytes'] / 2**20:.0f} MiB, "
+        f"batches {len(report['batches'])}, peak estimate {report['peak_estimate'] / 2**20:.0f} MiB)"
+    )
+    print(
+        f"ratio      : wall {t_engine / t_naive:6.1%}   FLOPs {f_engine / f_naive:6.1%}   max |Δlogit| {diff:.1e}   same argmax: {same}"
+    )
     lay = inputs.layout
     per_frame = int(lay.counts()["video"] / lay.n_frames)
     n_system, n_text = lay.counts().get("system", 0), lay.counts().get("text", 0)
@@ -88,11 +102,19 @@ def main(argv=None) -> None:
             continue
         from types import SimpleNamespace
 
-        c = SimpleNamespace(n_heads=shape["n_heads"], n_key_value_heads=shape["n_kv_heads"], d_head=shape["d_model"] // shape["n_heads"],
-                            d_model=shape["d_model"], d_mlp=shape["d_mlp"], d_vocab=shape["vocab_size"])
+        c = SimpleNamespace(
+            n_heads=shape["n_heads"],
+            n_key_value_heads=shape["n_kv_heads"],
+            d_head=shape["d_model"] // shape["n_heads"],
+            d_model=shape["d_model"],
+            d_mlp=shape["d_mlp"],
+            d_vocab=shape["vocab_size"],
+        )
         layout = synthetic_layout(32, 196, 14, 60)
         e, nv = plan(study_configs(shape["n_layers"]), layout, shape["n_layers"]).flops(c)
-        print(f"FLOP model, {name} shape ({shape['n_layers']} layers), 32 frames × 196 tokens: engine / naive = {e / nv:6.1%}")
+        print(
+            f"FLOP model, {name} shape ({shape['n_layers']} layers), 32 frames × 196 tokens: engine / naive = {e / nv:6.1%}"
+        )
 
 
 if __name__ == "__main__":

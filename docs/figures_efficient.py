@@ -17,11 +17,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from vlens import HookedVideoLLM, flops  # noqa: E402
+from vlens import HookedVideoLLM  # noqa: E402
 from vlens.data import synthetic  # noqa: E402
-from vlens.efficient import EfficientConfig, efficient_forward  # noqa: E402
+from vlens.inputs.prompts import letter_token_ids, mc_question  # noqa: E402
+from vlens.interventions import flops  # noqa: E402
+from vlens.interventions.efficient import EfficientConfig, efficient_forward  # noqa: E402
 from vlens.organism import checkpoint_dir  # noqa: E402
-from vlens.prompts import letter_token_ids, mc_question  # noqa: E402
 
 HELD_OUT_SEED = 1  # the organism trains on seed 10_000+; the demo and docs evaluate seed 1
 

@@ -1,6 +1,6 @@
 """Draw docs/img/knockout_masks.png: each knockout's removed edges on a small layout.
 
-    python docs/figures_knockouts.py
+python docs/figures_knockouts.py
 """
 
 from pathlib import Path
@@ -13,10 +13,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from vlens import knockout as ko  # noqa: E402
-from vlens.layout import VideoLayout, VisionToken  # noqa: E402
+from vlens.inputs.layout import VideoLayout, VisionToken  # noqa: E402
 
 # 2 system tokens, 3 frames × 2×2 video tokens, 1 separator, 4 question tokens
-tokens = [VisionToken("video", f, r, c) for f in range(3) for r in range(2) for c in range(2)] + [VisionToken("separator")]
+tokens = [VisionToken("video", f, r, c) for f in range(3) for r in range(2) for c in range(2)] + [
+    VisionToken("separator")
+]
 is_vision = torch.tensor([False] * 2 + [True] * len(tokens) + [False] * 4)
 layout = VideoLayout.build(is_vision, tokens)
 colors = {"system": "#bbbbbb", "video": None, "separator": "#8c564b", "text": "#1f77b4"}
@@ -47,8 +49,14 @@ for ax, (title, spec) in zip(axes, specs):
     ax.set_ylabel("query position", labelpad=14)
     ax.set_xticks([])
     ax.set_yticks([])
-fig.text(0.5, 0.01, "strip colours: grey system, green/orange/purple frames 0–2, brown separator, blue question text; "
-         "light blue = causal edge kept, red = removed", ha="center", fontsize=9)
+fig.text(
+    0.5,
+    0.01,
+    "strip colours: grey system, green/orange/purple frames 0–2, brown separator, blue question text; "
+    "light blue = causal edge kept, red = removed",
+    ha="center",
+    fontsize=9,
+)
 out = Path(__file__).parent / "img" / "knockout_masks.png"
 fig.tight_layout(rect=(0, 0.04, 1, 1))
 fig.savefig(out, dpi=110)

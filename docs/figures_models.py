@@ -31,14 +31,16 @@ BUILDERS = {
 }
 if hasattr(testing, "make_tiny_internvl"):
     BUILDERS["internvl"] = (testing.make_tiny_internvl, {})
-BUILDERS.update({
-    "qwen2-vl": (testing.make_tiny_qwen2_vl, {}),
-    "qwen3-vl": (testing.make_tiny_qwen3_vl, {"fps": 2.0}),
-    "smolvlm2": (testing.make_tiny_smolvlm, {"fps": 2.0}),
-    "videollama3": (testing.make_tiny_video_llama3, {"fps": 2.0}),
-    "glm4v": (testing.make_tiny_glm4v, {"fps": 2.0}),
-    "perception-lm": (testing.make_tiny_perception_lm, {}),  # needs timm
-})
+BUILDERS.update(
+    {
+        "qwen2-vl": (testing.make_tiny_qwen2_vl, {}),
+        "qwen3-vl": (testing.make_tiny_qwen3_vl, {"fps": 2.0}),
+        "smolvlm2": (testing.make_tiny_smolvlm, {"fps": 2.0}),
+        "videollama3": (testing.make_tiny_video_llama3, {"fps": 2.0}),
+        "glm4v": (testing.make_tiny_glm4v, {"fps": 2.0}),
+        "perception-lm": (testing.make_tiny_perception_lm, {}),  # needs timm
+    }
+)
 
 
 def static_clip(n_frames: int) -> np.ndarray:
@@ -50,6 +52,7 @@ def static_clip(n_frames: int) -> np.ndarray:
         r, c = divmod(3 * f, 4)
         clip[f:, 8 * r : 8 * r + 8, 8 * c : 8 * c + 8] = rng.integers(0, 256, size=(8, 8, 3))
     return clip
+
 
 COLORS = {"system": "#dddddd", "text": "#999999", "separator": "#000000", "marker": "#ff7f0e", "pad": "#ffffff"}
 FRAME_COLORS = ["#1f77b4", "#2ca02c", "#9467bd", "#d62728"]
@@ -67,15 +70,21 @@ def main(out: Path | None = None, n_frames: int = 4, families: list[str] | None 
         for ax, (name, (build, kwargs)) in zip(axes[:, 0], chosen.items()):
             model = HookedVideoLLM.from_pretrained(build(Path(tmp) / name, n_layers=1))
             lay = model.to_inputs(clip, "what color is the object", n_frames=n_frames, **kwargs).layout
-            colors = [FRAME_COLORS[int(f) % len(FRAME_COLORS)] if s == "video" else COLORS[s]
-                      for s, f in zip(lay.segment, lay.frame.tolist())]
+            colors = [
+                FRAME_COLORS[int(f) % len(FRAME_COLORS)] if s == "video" else COLORS[s]
+                for s, f in zip(lay.segment, lay.frame.tolist())
+            ]
             ax.bar(range(len(lay)), 1, width=1.0, color=colors, edgecolor="none")
             ax.set_xlim(-0.5, len(lay) - 0.5)
             ax.set_yticks([])
             c = lay.counts()
             extra = f", {lay.frames_per_group} frames per temporal group" if lay.frames_per_group > 1 else ""
-            ax.set_title(f"{name}: {len(lay)} positions, {c.get('video', 0)} video, {c.get('separator', 0)} separator, "
-                         f"{c.get('marker', 0)} marker{extra}", fontsize=9, loc="left")
+            ax.set_title(
+                f"{name}: {len(lay)} positions, {c.get('video', 0)} video, {c.get('separator', 0)} separator, "
+                f"{c.get('marker', 0)} marker{extra}",
+                fontsize=9,
+                loc="left",
+            )
     what = "a still 32×32 clip with one patch changing a frame" if families == ["videollama3"] else "a 32×32 clip"
     axes[-1, 0].set_xlabel(f"position ({n_frames} frames, {what}, tiny configs)")
     handles = [Patch(color=FRAME_COLORS[i], label=f"video, frame/group {i}") for i in range(len(FRAME_COLORS))]

@@ -1,6 +1,6 @@
 """Draw docs/img/organism_training.png from the shipped checkpoint's train_log.json.
 
-    python docs/figures_organism.py
+python docs/figures_organism.py
 """
 
 from __future__ import annotations
@@ -32,8 +32,11 @@ def main(out: Path = Path(__file__).parent / "img" / "organism_training.png") ->
     b.set_ylim(0, 1)
     cfg = log["config"]
     total = steps[-1] * cfg["batch_size"]
-    fig.suptitle(f"Model organism training: {steps[-1]} steps × {cfg['batch_size']} clips = {total} clips, "
-                 f"{log['seconds'][-1] / 60:.0f} min on 2 CPU cores (options in canonical order)", fontsize=9)
+    fig.suptitle(
+        f"Model organism training: {steps[-1]} steps × {cfg['batch_size']} clips = {total} clips, "
+        f"{log['seconds'][-1] / 60:.0f} min on 2 CPU cores (options in canonical order)",
+        fontsize=9,
+    )
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)

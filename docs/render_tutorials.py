@@ -117,7 +117,9 @@ def to_notebook(script: Path, run: list[dict]):
         if rec["text"]:
             cell.outputs.append(nbformat.v4.new_output("stream", name="stdout", text=rec["text"]))
         for png in rec["images"]:
-            cell.outputs.append(nbformat.v4.new_output("display_data", data={"image/png": base64.b64encode(png).decode()}))
+            cell.outputs.append(
+                nbformat.v4.new_output("display_data", data={"image/png": base64.b64encode(png).decode()})
+            )
     return nb
 
 

@@ -20,8 +20,8 @@ print(model)
 # A video can be a file path, a frame folder, a list of frames or a uint8 [T,H,W,3] array.
 video = np.random.default_rng(0).integers(0, 256, size=(16, 48, 64, 3), dtype=np.uint8)
 inputs = model.to_inputs(video, "What color is the object?", n_frames=4)
-print(inputs.layout)                          # segments, frames, patch coordinates per position
-print(model.to_str_tokens(inputs)[:8])        # '<f0 r0 c0>'-style labels for video positions
+print(inputs.layout)  # segments, frames, patch coordinates per position
+print(model.to_str_tokens(inputs)[:8])  # '<f0 r0 c0>'-style labels for video positions
 print("sampled frame indices:", inputs.videos[0].indices)
 
 # Everything (attention patterns included: the explicit path) ...
@@ -33,12 +33,16 @@ print("residual-only cache, attention path:", model.last_attention_path)
 
 # TransformerLens' ActivationCache methods work: decompose the final residual stream.
 parts, labels = cache.decompose_resid(return_labels=True)
-print("decompose_resid:", labels[:4], "... sums to the residual:",
-      torch.allclose(parts.sum(0), cache[f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"], atol=1e-4))
+print(
+    "decompose_resid:",
+    labels[:4],
+    "... sums to the residual:",
+    torch.allclose(parts.sum(0), cache[f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"], atol=1e-4),
+)
 
 # Video positions' attention from the last position in the final layer:
 lay = inputs.layout
-pattern = cache[f"blocks.{model.cfg.n_layers - 1}.attn.hook_pattern"][0, :, -1]   # [head, key]
+pattern = cache[f"blocks.{model.cfg.n_layers - 1}.attn.hook_pattern"][0, :, -1]  # [head, key]
 print("attention mass on video per head:", pattern[:, lay.is_vision].sum(-1))
 
 answer = model.generate(inputs, max_new_tokens=5)

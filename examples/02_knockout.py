@@ -1,6 +1,6 @@
 """Attention knockouts with model.run_with_hooks: LV-K, VT-K, VS-K in chosen layers.
 
-    python examples/02_knockout.py [CHECKPOINT_DIR]
+python examples/02_knockout.py [CHECKPOINT_DIR]
 """
 
 import sys
@@ -38,7 +38,9 @@ with torch.no_grad():
         print(f"{hooks[0][1]!s:>22}  KL(clean‖knocked) = {value:.4f}   [{model.last_attention_path}]")
 
     # Compose specs, and put different specs on different layers in one run.
-    hooks = (ko.VT() | ko.VS()).hooks(inputs, layers=ko.window(3, 4)) + ko.LV().hooks(inputs, layers=ko.from_layer(L - 2))
+    hooks = (ko.VT() | ko.VS()).hooks(inputs, layers=ko.window(3, 4)) + ko.LV().hooks(
+        inputs, layers=ko.from_layer(L - 2)
+    )
     print("VT|VS @ 0–3 and LV @ last two layers:", f"KL = {kl(hooks):.4f}")
 
     # Same knockout on the scores instead of the pattern, and on the explicit path: same logits.

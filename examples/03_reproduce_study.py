@@ -10,7 +10,7 @@ shows the run API in more detail (dry run, resume, the typed results).
 import sys
 import tempfile
 
-from vlens.run import RunConfig, run
+from vlens.experiments.run import RunConfig, run
 
 if len(sys.argv) > 1:
     ckpt = sys.argv[1]
@@ -25,8 +25,13 @@ else:
         ckpt = make_tiny_onevision(tempfile.mkdtemp() + "/tiny", n_layers=8)
 data = sys.argv[2] if len(sys.argv) > 2 else "synthetic:1,n=60"
 
-config = RunConfig(model=ckpt, data=data, out=tempfile.mkdtemp(prefix="vlens-study-"),
-                   protocols=("global1", "global2", "windows"), frames=8)
+config = RunConfig(
+    model=ckpt,
+    data=data,
+    out=tempfile.mkdtemp(prefix="vlens-study-"),
+    protocols=("global1", "global2", "windows"),
+    frames=8,
+)
 result = run(config)
 print(result.to_pandas().round(3).to_string())
 print(result.report.read_text())

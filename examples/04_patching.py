@@ -14,9 +14,9 @@ import torch
 
 from vlens import HookedVideoLLM
 from vlens.data import synthetic
+from vlens.inputs.prompts import letter_token_ids, mc_question
+from vlens.interventions.patching import corrupt, patch_sweep, position_groups
 from vlens.organism import checkpoint_dir
-from vlens.patching import corrupt, patch_sweep, position_groups
-from vlens.prompts import letter_token_ids, mc_question
 
 model = HookedVideoLLM.from_pretrained(sys.argv[1] if len(sys.argv) > 1 else checkpoint_dir())
 L = model.cfg.n_layers
@@ -41,14 +41,24 @@ swapped = corrupt(model, clean, "video", other=model.to_inputs(other.video, "x",
 #    lowest patched layer from the cached corrupted run).
 for name, corrupted in (("reverse", reversed_), ("other video", swapped)):
     res = patch_sweep(model, clean, corrupted, letters, sample.answer, site="resid_pre")
-    print(f"\n[{name}] logit diff of the clean answer: clean {res.clean_diff:+.2f}, corrupted {res.corrupted_diff:+.2f}")
+    print(
+        f"\n[{name}] logit diff of the clean answer: clean {res.clean_diff:+.2f}, corrupted {res.corrupted_diff:+.2f}"
+    )
     print("layer  " + " ".join(f"{g[:7]:>7}" for g in res.groups))
     for l, row in zip(res.layers, res.effect):
         print(f"{l:>5}  " + " ".join(f"{v:7.2f}" for v in row.tolist()))
 
 # 4. Attention output and MLP output, and single heads (z), are sites too.
-heads = patch_sweep(model, clean, reversed_, letters, sample.answer, site="z", layers=range(L // 2, L),
-                    groups={"final": groups["final"]})
+heads = patch_sweep(
+    model,
+    clean,
+    reversed_,
+    letters,
+    sample.answer,
+    site="z",
+    layers=range(L // 2, L),
+    groups={"final": groups["final"]},
+)
 l, h = divmod(int(heads.effect[..., 0].nan_to_num(-9).argmax()), model.cfg.n_heads)
 print(f"\nthe head whose output at the final position restores most: L{L // 2 + l}H{h} ({heads.effect[l, h, 0]:.2f})")
 
@@ -56,7 +66,7 @@ print(f"\nthe head whose output at the final position restores most: L{L // 2 + 
 from transformer_lens import patching  # noqa: E402
 
 _, cache = model.run_with_cache(clean, names_filter=lambda n: n.endswith("resid_pre"))
-metric = lambda logits: (logits[0, -1, letters[sample.answer]] - logits[0, -1, letters].max())  # noqa: E731
+metric = lambda logits: logits[0, -1, letters[sample.answer]] - logits[0, -1, letters].max()  # noqa: E731
 with torch.no_grad():
     tl = patching.get_act_patch_resid_pre(model, reversed_, cache, metric)
 print("TransformerLens get_act_patch_resid_pre:", tuple(tl.shape), "[layer, position]")

@@ -14,9 +14,9 @@ import torch
 from vlens import HookedVideoLLM
 from vlens import knockout as ko
 from vlens.data import synthetic
-from vlens.lens import attention_to_frames, logit_lens
+from vlens.inputs.prompts import letter_token_ids, mc_question
+from vlens.interventions.lens import attention_to_frames, logit_lens
 from vlens.organism import checkpoint_dir
-from vlens.prompts import letter_token_ids, mc_question
 
 model = HookedVideoLLM.from_pretrained(sys.argv[1] if len(sys.argv) > 1 else checkpoint_dir())
 L = model.cfg.n_layers
@@ -28,8 +28,9 @@ for sample in synthetic.generate(3, seed=321, kinds=("color", "direction", "coun
     raw = logit_lens(model, inputs, letters, sample.answer, apply_norm=False)  # unembed alone
     print(f"\n{sample.question}  answer {sample.options[sample.answer]!r}")
     print("after    p(correct)  rank   (no norm: p, rank)")
-    for lbl, p, r, p2, r2 in zip(lens.labels, lens.p_letters[:, sample.answer], lens.rank,
-                                 raw.p_letters[:, sample.answer], raw.rank):
+    for lbl, p, r, p2, r2 in zip(
+        lens.labels, lens.p_letters[:, sample.answer], lens.rank, raw.p_letters[:, sample.answer], raw.rank
+    ):
         print(f"{lbl:>7}  {p:10.2f}  {int(r):4d}   ({p2:.2f}, {int(r2)})")
 
     # Attention from the question rows to each frame: [layer, head, frames + 2 (markers, text)].
@@ -41,7 +42,9 @@ for sample in synthetic.generate(3, seed=321, kinds=("color", "direction", "coun
     # Tie it to knockouts: the lens under LV-K in all layers (the video can no longer be read).
     with model.hooks(fwd_hooks=ko.LV().hooks(inputs)):
         knocked = logit_lens(model, inputs, letters, sample.answer)
-    print(f"final p(correct): clean {lens.p_letters[-1, sample.answer]:.2f}, LV-K {knocked.p_letters[-1, sample.answer]:.2f}")
+    print(
+        f"final p(correct): clean {lens.p_letters[-1, sample.answer]:.2f}, LV-K {knocked.p_letters[-1, sample.answer]:.2f}"
+    )
 
 # The lens at the final layer with the norm is exactly the model's output:
 with torch.no_grad():

@@ -29,7 +29,11 @@ import torch
 from vlens import HookedVideoLLM
 from vlens import knockout as ko
 from vlens.cli import main as vlens_cli
-from vlens.testing import make_tiny_internvideo2_5, make_tiny_llava_next_video_qwen, make_tiny_longva
+from vlens.testing import (
+    make_tiny_internvideo2_5,
+    make_tiny_llava_next_video_qwen,
+    make_tiny_longva,
+)
 
 root = Path(tempfile.mkdtemp(prefix="vlens-releases-"))
 # The tiny checkpoints are scratch: removed when the script ends (also on an error), unless
@@ -63,17 +67,21 @@ def describe_layout(model, inputs) -> None:
     per_unit, fpg = n_vision // lay.n_frames, lay.frames_per_group
     unit = "frame" if fpg == 1 else f"temporal group of {fpg} frames"  # layout.frame counts groups
     print(f"  {lay}")
-    print(f"  {lay.n_frames} × {unit}: {per_unit} vision positions each"
-          + (f" ({per_unit // fpg} in each frame's block)" if fpg > 1 else "")
-          + f", {gridless // lay.n_frames} of them without a (row, col) patch position")
+    print(
+        f"  {lay.n_frames} × {unit}: {per_unit} vision positions each"
+        + (f" ({per_unit // fpg} in each frame's block)" if fpg > 1 else "")
+        + f", {gridless // lay.n_frames} of them without a (row, col) patch position"
+    )
     newline = getattr(model.family, "newline", None)  # the LLaVA releases' newline setting
     if newline == "none":
         print("  newlines: none (LongVA's video branch adds no image_newline)")
     elif newline == "grid":
         print("  newlines: 'grid': image_newline after every pooled row of every frame (the row = −1 positions)")
     elif fpg > 1:
-        print(f"  HiCo compression: each group's {per_unit} merged tokens mix its {fpg} frames (no row/col); "
-              f"the {lay.counts().get('marker', 0)} 'FrameN: <img>…</img>' text positions are markers")
+        print(
+            f"  HiCo compression: each group's {per_unit} merged tokens mix its {fpg} frames (no row/col); "
+            f"the {lay.counts().get('marker', 0)} 'FrameN: <img>…</img>' text positions are markers"
+        )
     labels = model.to_str_tokens(inputs)
     first = [labels[int(p)] for p in lay.frame_positions(0)]
     print(f"  {'frame' if fpg == 1 else 'group'} 0: {' '.join(first[:8])}{' …' if len(first) > 8 else ''}")
@@ -85,8 +93,10 @@ for name, path in CHECKPOINTS.items():
     # sampling: the releases' own policies (LongVA linspace, LLaVA-NeXT-Video 1 fps, InternVideo2.5
     # get_index) need a real clip; this 8-frame array takes the centre of each segment instead
     inputs = model.to_inputs(video, question, n_frames=8, sampling="centres")
-    print(f"\n{name}: family {model.family.name!r}, {model.cfg.n_layers} layers, in-memory "
-          f"{type(model.hf_model).__name__}")
+    print(
+        f"\n{name}: family {model.family.name!r}, {model.cfg.n_layers} layers, in-memory "
+        f"{type(model.hf_model).__name__}"
+    )
     describe_layout(model, inputs)
 
     # A clean forward and LV-K (language → video attention removed) from the middle layer on. The
@@ -111,7 +121,7 @@ def convert(*args: str) -> None:
     print(textwrap.fill(said.strip(), 100, initial_indent="  ", subsequent_indent="  "))
 
 
-convert(str(CHECKPOINTS["LongVA-7B"]), str(root / "longva-hf"))                 # refused: no HF class pools like it
+convert(str(CHECKPOINTS["LongVA-7B"]), str(root / "longva-hf"))  # refused: no HF class pools like it
 convert(str(CHECKPOINTS["InternVideo2.5-Chat-8B"]), str(root / "iv-hf-hico"))  # refused: HF has no HiCo compression
 convert(str(CHECKPOINTS["InternVideo2.5-Chat-8B"]), str(root / "iv-hf"), "--no-token-compression")
 
@@ -121,4 +131,7 @@ plain = HookedVideoLLM.from_pretrained(root / "iv-hf")
 inputs = plain.to_inputs(video, question, n_frames=8, sampling="centres")
 print(f"\nconverted InternVideo2.5 (no token compression): family {plain.family.name!r}")
 describe_layout(plain, inputs)
-print(f"\ncheckpoints in {root}" + ("" if os.environ.get("VLENS_KEEP") == "1" else " (removed at exit; VLENS_KEEP=1 keeps them)"))
+print(
+    f"\ncheckpoints in {root}"
+    + ("" if os.environ.get("VLENS_KEEP") == "1" else " (removed at exit; VLENS_KEEP=1 keeps them)")
+)

@@ -13,7 +13,7 @@ import torch
 from vlens import HookedVideoLLM
 from vlens import knockout as ko
 from vlens.data import synthetic
-from vlens.efficient import EfficientConfig, EfficientPlan
+from vlens.interventions.efficient import EfficientConfig, EfficientPlan
 from vlens.organism import checkpoint_dir
 
 model = HookedVideoLLM.from_pretrained(checkpoint_dir())
@@ -47,4 +47,7 @@ with torch.no_grad():
     config = EfficientConfig.scaled(model.cfg.n_layers)
     plan = EfficientPlan(config, inputs.layouts, model.cfg.n_layers)
     _, cache = model.run_with_cache(inputs, plan=plan, names_filter=lambda n: n.endswith("hook_z"))
-    print(f"{config}: hook_z rows per layer:", [cache[f"blocks.{l}.attn.hook_z"].shape[1] for l in range(model.cfg.n_layers)])
+    print(
+        f"{config}: hook_z rows per layer:",
+        [cache[f"blocks.{l}.attn.hook_z"].shape[1] for l in range(model.cfg.n_layers)],
+    )

@@ -10,8 +10,8 @@ import dataclasses
 import sys
 import tempfile
 
-from vlens.analysis import analyse
-from vlens.run import RunConfig, dry_run, run
+from vlens.experiments.analysis import analyse
+from vlens.experiments.run import RunConfig, dry_run, run
 
 if len(sys.argv) > 1:
     ckpt = sys.argv[1]
@@ -37,7 +37,9 @@ print(f"second call: {result.counts.scored} scored, {result.counts.already} alre
 table = result.to_pandas()
 print(table[["n", "accuracy", "accuracy_lo", "accuracy_hi", "ratio"]].round(3).to_string())
 lv = result.summary["global2/lv"]
-print(f"LV-K in all layers: ratio {lv.ratio:.2f} (95% CI {lv.ratio_ci[0]:.2f}–{lv.ratio_ci[1]:.2f}) over {lv.n} samples")
+print(
+    f"LV-K in all layers: ratio {lv.ratio:.2f} (95% CI {lv.ratio_ci[0]:.2f}–{lv.ratio_ci[1]:.2f}) over {lv.n} samples"
+)
 
 # 4. Later, from the directory alone (any machine, any number of part files): the same analysis.
 again = analyse(out)

@@ -48,8 +48,10 @@ hooks = ko.LV().hooks(inputs, layers=ko.from_layer(1))
 with torch.no_grad():
     lv = model.run_with_hooks(inputs, fwd_hooks=hooks)
     lv_no_deep = model.run_with_hooks(inputs, fwd_hooks=hooks, deepstack=False)
-print(f"LV-K: Δ = {(lv[0, -1] - logits[0, -1]).abs().max():.3f}; "
-      f"LV-K without DeepStack: Δ = {(lv_no_deep[0, -1] - logits[0, -1]).abs().max():.3f}")
+print(
+    f"LV-K: Δ = {(lv[0, -1] - logits[0, -1]).abs().max():.3f}; "
+    f"LV-K without DeepStack: Δ = {(lv_no_deep[0, -1] - logits[0, -1]).abs().max():.3f}"
+)
 
 # 4. The sparse MLP: which experts the last position chose in each MoE block.
 _, moe_cache = model.run_with_cache(inputs, names_filter=lambda n: "topk" in n)

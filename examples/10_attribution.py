@@ -11,15 +11,16 @@ import sys
 
 from vlens import HookedVideoLLM
 from vlens import knockout as ko
-from vlens.attribution import attribute_knockouts, attribute_sample, spearman, verify_top
-from vlens.attribution_patching import attribution_patch
 from vlens.data import synthetic
-from vlens.engine import run_sweep
-from vlens.experiments import configs_for
+from vlens.experiments.study import configs_for
+from vlens.inputs.prompts import letter_token_ids, mc_question
+from vlens.interventions.attribution import attribute_knockouts, attribute_sample
+from vlens.interventions.attribution_patching import attribution_patch
+from vlens.interventions.attribution_validation import spearman, verify_top
+from vlens.interventions.patching import corrupt, patch_sweep
+from vlens.interventions.sweep import run_sweep
 from vlens.metrics import score
 from vlens.organism import checkpoint_dir
-from vlens.patching import corrupt, patch_sweep
-from vlens.prompts import letter_token_ids, mc_question
 
 model = HookedVideoLLM.from_pretrained(sys.argv[1] if len(sys.argv) > 1 else checkpoint_dir())
 L = model.cfg.n_layers
@@ -57,5 +58,7 @@ print(f"\nSpearman(estimate, exact) over {len(configs)} configurations: {spearma
 reversed_ = corrupt(model, inputs, "reverse")
 approx = attribution_patch(model, inputs, reversed_, letters, sample.answer, site="attn_out")
 real = patch_sweep(model, inputs, reversed_, letters, sample.answer, site="attn_out")
-print(f"attribution patching vs patch_sweep (attn_out, reversed clip): Spearman "
-      f"{spearman(approx.effect.flatten(), real.effect.flatten()):.2f}")
+print(
+    f"attribution patching vs patch_sweep (attn_out, reversed clip): Spearman "
+    f"{spearman(approx.effect.flatten(), real.effect.flatten()):.2f}"
+)

@@ -5,7 +5,7 @@
 On the model organism (shipped with vlens, no download): the sampled frames with the attention from
 the answer position and from the question over each frame's patches, per layer and head (sliders);
 LV-K and VT-K in all layers compared with the clean run. Open the file in any browser, offline.
-For a `vlens run` directory: `python -m vlens.view RUN_DIR` (docs/viewer.md).
+For a `vlens run` directory: `python -m vlens.viewer.view RUN_DIR` (docs/viewer.md).
 """
 
 import sys
@@ -15,9 +15,10 @@ import torch
 from vlens import HookedVideoLLM
 from vlens import knockout as ko
 from vlens.data import load_dataset
+from vlens.inputs.prompts import mc_question
 from vlens.organism import checkpoint_dir
-from vlens.prompts import mc_question
-from vlens.view import attention_maps, view_attention
+from vlens.viewer.maps import attention_maps
+from vlens.viewer.view import view_attention
 
 out = sys.argv[1] if len(sys.argv) > 1 else "vlens-view-organism.html"
 torch.set_grad_enabled(False)
@@ -30,8 +31,13 @@ maps = attention_maps(model, inputs)
 share = maps.mass[0, :, -1].sum(-1)  # answer position → all frames, mean over heads, per layer
 print("answer→video share per layer:", [f"{s:.2f}" for s in share])
 
-path = view_attention(model, inputs, path=out, knockouts={
-    "LV-K all layers": ko.LV().hooks(inputs, layers=ko.all_layers()),
-    "VT-K all layers": ko.VT().hooks(inputs, layers=ko.all_layers()),
-})
+path = view_attention(
+    model,
+    inputs,
+    path=out,
+    knockouts={
+        "LV-K all layers": ko.LV().hooks(inputs, layers=ko.all_layers()),
+        "VT-K all layers": ko.VT().hooks(inputs, layers=ko.all_layers()),
+    },
+)
 print(f"wrote {path} ({path.stat().st_size / 1e3:.0f} kB): open it in a browser")

@@ -12,10 +12,10 @@ import torch
 from vlens import HookedVideoLLM
 from vlens import knockout as ko
 from vlens.data import synthetic
-from vlens.flow import effective_pathway_hooks, flow_specs, flow_window
+from vlens.inputs.prompts import letter_token_ids, mc_question
+from vlens.inputs.roles import with_roles
+from vlens.interventions.flow import effective_pathway_hooks, flow_specs, flow_window
 from vlens.organism import checkpoint_dir
-from vlens.prompts import letter_token_ids, mc_question
-from vlens.roles import with_roles
 
 ckpt = sys.argv[1] if len(sys.argv) > 1 else checkpoint_dir()
 model = HookedVideoLLM.from_pretrained(ckpt)
@@ -49,13 +49,25 @@ spec = ko.Edges("video", "video", frames="earlier") | ko.Edges("option", "questi
 print(f"{spec}: Δp(answer) = {p_answer(spec.hooks(inputs, layers=window)) - clean:+.3f}")
 
 # the same protocols over a data set, stored, resumable and reported: `vlens run flow` from Python
-from vlens.run import RunConfig, run  # noqa: E402
+from vlens.experiments.run import RunConfig, run  # noqa: E402
 
 with tempfile.TemporaryDirectory() as out:
-    flow = {"window": 3, "protocols": "vql-to-ql,effective_pathway,attention_flow"}  # = --flow-window 3 --flow-protocols …
-    config = RunConfig(model=ckpt, data="synthetic:1,n=8,frames=8", out=out, protocols=("flow",), frames=8,
-                       progress=False, options={"flow": flow})
+    flow = {
+        "window": 3,
+        "protocols": "vql-to-ql,effective_pathway,attention_flow",
+    }  # = --flow-window 3 --flow-protocols …
+    config = RunConfig(
+        model=ckpt,
+        data="synthetic:1,n=8,frames=8",
+        out=out,
+        protocols=("flow",),
+        frames=8,
+        progress=False,
+        options={"flow": flow},
+    )
     result = run(config, model=model)
     for name, curve in result.analysis.flow.items():
         print(f"{name:>24}: accuracy by window centre " + " ".join(f"{p.accuracy:.0%}" for p in curve.points))
-    print(f"effective pathway: accuracy {result.analysis.flow_effective.accuracy:.0%}; report: {result.report.name} + flow.png")
+    print(
+        f"effective pathway: accuracy {result.analysis.flow_effective.accuracy:.0%}; report: {result.report.name} + flow.png"
+    )

@@ -38,7 +38,9 @@ lay, labels = inputs.layout, model.to_str_tokens(inputs)
 for f in range(lay.n_frames):
     stamp = "".join(labels[i] for i in lay.positions("marker").tolist() if int(lay.frame[i]) == f)
     kept = [labels[i] for i in lay.frame_positions(f).tolist()]
-    print(f"frame {f}: marker {stamp!r:14} {len(kept):2} kept tokens {' '.join(kept[:3])}{' …' if len(kept) > 3 else ''}")
+    print(
+        f"frame {f}: marker {stamp!r:14} {len(kept):2} kept tokens {' '.join(kept[:3])}{' …' if len(kept) > 3 else ''}"
+    )
 print("kept per frame (the processor's mask):", inputs["video_compression_mask"].view(4, -1).sum(1).tolist())
 
 # 2. LV-K in every layer: the timestamps stay readable by the question (markers are no keys),

@@ -43,21 +43,46 @@ def _build(cls, config) -> torch.nn.Module:
     return cls(config).eval()
 
 
-_LM_COMMON = {"vocab_size": 99, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
-              "intermediate_size": 37, "hidden_act": "gelu", "initializer_range": 0.02}
-_VISION_COMMON = {"num_channels": 3, "hidden_size": 32, "projection_dim": 32, "num_hidden_layers": 2,
-                  "num_attention_heads": 4, "intermediate_size": 37, "initializer_range": 0.02}
+_LM_COMMON = {
+    "vocab_size": 99,
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "intermediate_size": 37,
+    "hidden_act": "gelu",
+    "initializer_range": 0.02,
+}
+_VISION_COMMON = {
+    "num_channels": 3,
+    "hidden_size": 32,
+    "projection_dim": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "intermediate_size": 37,
+    "initializer_range": 0.02,
+}
 
 
 def llava_onevision() -> Tester:
-    from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration
+    from transformers import (
+        LlavaOnevisionConfig,
+        LlavaOnevisionForConditionalGeneration,
+    )
 
     config = LlavaOnevisionConfig(
-        text_config={"model_type": "qwen2", **_LM_COMMON, "num_key_value_heads": 4, "max_position_embeddings": 580,
-                     "pad_token_id": 0},
+        text_config={
+            "model_type": "qwen2",
+            **_LM_COMMON,
+            "num_key_value_heads": 4,
+            "max_position_embeddings": 580,
+            "pad_token_id": 0,
+        },
         vision_config={**_VISION_COMMON, "image_size": 16, "patch_size": 8},
-        image_token_index=1, projector_hidden_act="gelu", vision_feature_select_strategy="full",
-        vision_feature_layer=-1, image_grid_pinpoints=[[16, 16]],
+        image_token_index=1,
+        projector_hidden_act="gelu",
+        vision_feature_select_strategy="full",
+        vision_feature_layer=-1,
+        image_grid_pinpoints=[[16, 16]],
         video_token_index=2,  # the default (151647) is outside the tester's 99-token vocabulary
     )
     hf = _build(LlavaOnevisionForConditionalGeneration, config)
@@ -67,25 +92,41 @@ def llava_onevision() -> Tester:
     ids[ids == 1] = 0
     ids[ids == 2] = 0
     ids[:, :n_image] = 1
-    kwargs = {"pixel_values": _floats((B, 3, 3, 16, 16), g), "image_sizes": torch.tensor([[45, 45]] * B),
-              "input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    kwargs = {
+        "pixel_values": _floats((B, 3, 3, 16, 16), g),
+        "image_sizes": torch.tensor([[45, 45]] * B),
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+    }
     F = 4  # frames; one pooled token each (2×2 patches → 1) + the image_newline
     vids = _ids(B, seq + F + 1, 99 - 3, g) + 3
     vids[:, 1 : F + 2] = 2
-    video = {"pixel_values_videos": _floats((B, F, 3, 16, 16), g), "input_ids": vids, "attention_mask": torch.ones_like(vids)}
+    video = {
+        "pixel_values_videos": _floats((B, F, 3, 16, 16), g),
+        "input_ids": vids,
+        "attention_mask": torch.ones_like(vids),
+    }
     return Tester("llava_onevision", hf, kwargs, video)
 
 
 def llava_next_video() -> Tester:
-    from transformers import LlavaNextVideoConfig, LlavaNextVideoForConditionalGeneration
+    from transformers import (
+        LlavaNextVideoConfig,
+        LlavaNextVideoForConditionalGeneration,
+    )
 
     n_image, n_video, seq = 24, 8, 7
     config = LlavaNextVideoConfig(
         text_config={"model_type": "llama", **_LM_COMMON, "max_position_embeddings": 580, "pad_token_id": 2},
         vision_config={**_VISION_COMMON, "image_size": 8, "patch_size": 4},
-        image_token_index=0, video_token_index=1, projector_hidden_act="gelu",
-        vision_feature_select_strategy="default", vision_feature_layer=-1, image_grid_pinpoints=[[16, 16]],
-        video_seq_length=n_video, image_seq_length=n_image,
+        image_token_index=0,
+        video_token_index=1,
+        projector_hidden_act="gelu",
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-1,
+        image_grid_pinpoints=[[16, 16]],
+        video_seq_length=n_video,
+        image_seq_length=n_image,
     )
     hf = _build(LlavaNextVideoForConditionalGeneration, config)
     g = torch.Generator().manual_seed(2)
@@ -93,8 +134,13 @@ def llava_next_video() -> Tester:
     ids = _ids(B, seq + n_image + n_video, 99 - 2, g) + 2
     ids[:, :n_image] = 0
     ids[:, n_image : n_image + n_video] = 1
-    kwargs = {"pixel_values": _floats((B, 5, 3, 8, 8), g), "pixel_values_videos": _floats((B, 8, 3, 8, 8), g),
-              "image_sizes": torch.tensor([[8, 8]] * B), "input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    kwargs = {
+        "pixel_values": _floats((B, 5, 3, 8, 8), g),
+        "pixel_values_videos": _floats((B, 8, 3, 8, 8), g),
+        "image_sizes": torch.tensor([[8, 8]] * B),
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+    }
     return Tester("llava_next_video", hf, kwargs, kwargs)  # its own inputs already hold image + video
 
 
@@ -104,8 +150,11 @@ def video_llava() -> Tester:
     config = VideoLlavaConfig(
         text_config={"model_type": "llama", **_LM_COMMON, "max_position_embeddings": 2048, "pad_token_id": 0},
         vision_config={"model_type": "clip_vision_model", **_VISION_COMMON, "image_size": 30, "patch_size": 2},
-        image_token_index=0, video_token_index=1, projector_hidden_act="gelu",
-        vision_feature_select_strategy="default", vision_feature_layer=-1,
+        image_token_index=0,
+        video_token_index=1,
+        projector_hidden_act="gelu",
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-1,
     )
     hf = _build(VideoLlavaForConditionalGeneration, config)
     g = torch.Generator().manual_seed(3)
@@ -115,8 +164,12 @@ def video_llava() -> Tester:
     ids[(ids == 0) | (ids == 1)] = 3
     ids[:, : F * per_frame] = 1
     ids[:, F * per_frame : F * per_frame + per_image] = 0
-    kwargs = {"pixel_values_videos": _floats((B, F, 3, 30, 30), g), "pixel_values_images": _floats((B, 3, 30, 30), g),
-              "input_ids": ids, "attention_mask": ids.ne(1) | True}
+    kwargs = {
+        "pixel_values_videos": _floats((B, F, 3, 30, 30), g),
+        "pixel_values_images": _floats((B, 3, 30, 30), g),
+        "input_ids": ids,
+        "attention_mask": ids.ne(1) | True,
+    }
     kwargs["attention_mask"] = torch.ones_like(ids)
     return Tester("video_llava", hf, kwargs, kwargs)
 
@@ -125,13 +178,37 @@ def qwen2_5_vl() -> Tester:
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     config = Qwen2_5_VLConfig(
-        hidden_size=32, intermediate_size=37, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
-        hidden_act="silu", max_position_embeddings=512, max_window_layers=3, model_type="qwen2_5_vl",
-        vision_config={"depth": 2, "in_chans": 3, "hidden_act": "silu", "intermediate_size": 32, "out_hidden_size": 32,
-                       "hidden_size": 32, "num_heads": 4, "patch_size": 14, "spatial_patch_size": 14,
-                       "spatial_merge_size": 1, "temporal_patch_size": 2},
-        rope_scaling={"type": "mrope", "mrope_section": [2, 1, 1]}, rope_theta=10000, tie_word_embeddings=True,
-        bos_token_id=0, eos_token_id=1, pad_token_id=2, vision_start_token_id=3, image_token_id=4, video_token_id=5,
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        hidden_act="silu",
+        max_position_embeddings=512,
+        max_window_layers=3,
+        model_type="qwen2_5_vl",
+        vision_config={
+            "depth": 2,
+            "in_chans": 3,
+            "hidden_act": "silu",
+            "intermediate_size": 32,
+            "out_hidden_size": 32,
+            "hidden_size": 32,
+            "num_heads": 4,
+            "patch_size": 14,
+            "spatial_patch_size": 14,
+            "spatial_merge_size": 1,
+            "temporal_patch_size": 2,
+        },
+        rope_scaling={"type": "mrope", "mrope_section": [2, 1, 1]},
+        rope_theta=10000,
+        tie_word_embeddings=True,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=2,
+        vision_start_token_id=3,
+        image_token_id=4,
+        video_token_id=5,
         vocab_size=99,
     )
     hf = _build(Qwen2_5_VLForConditionalGeneration, config)
@@ -143,8 +220,12 @@ def qwen2_5_vl() -> Tester:
         ids[ids == tok] = 2
     ids[:, n_image] = 4
     ids[:, n_image - 1] = 3
-    kwargs = {"pixel_values": _floats((B * 1, 3 * 14 * 14 * 2), g), "image_grid_thw": torch.tensor([[1, 1, 1]] * B),
-              "input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    kwargs = {
+        "pixel_values": _floats((B * 1, 3 * 14 * 14 * 2), g),
+        "image_grid_thw": torch.tensor([[1, 1, 1]] * B),
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+    }
     # test_video_forward: 4 frames → 2 temporal patches of 1×1, inserted after <|vision_start|>
     vids = _ids(B, seq + n_image, 99, g)
     vids[:, -1] = 2
@@ -152,8 +233,13 @@ def qwen2_5_vl() -> Tester:
         vids[vids == tok] = 2
     vids[:, n_image - 1] = 3
     vids[:, n_image : n_image + 2] = 5
-    video = {"pixel_values_videos": _floats((B * 2, 3 * 2 * 14 * 14), g), "video_grid_thw": torch.tensor([[2, 1, 1]] * B),
-             "second_per_grid_ts": torch.tensor([1.0] * B), "input_ids": vids, "attention_mask": torch.ones_like(vids)}
+    video = {
+        "pixel_values_videos": _floats((B * 2, 3 * 2 * 14 * 14), g),
+        "video_grid_thw": torch.tensor([[2, 1, 1]] * B),
+        "second_per_grid_ts": torch.tensor([1.0] * B),
+        "input_ids": vids,
+        "attention_mask": torch.ones_like(vids),
+    }
     return Tester("qwen2_5_vl", hf, kwargs, video)
 
 
@@ -161,15 +247,42 @@ def internvl() -> Tester:
     from transformers import InternVLConfig, InternVLForConditionalGeneration
 
     config = InternVLConfig(
-        text_config={"model_type": "qwen2", "vocab_size": 99, "hidden_size": 128, "intermediate_size": 37,
-                     "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "output_channels": 64,
-                     "hidden_act": "silu", "max_position_embeddings": 512, "rope_theta": 10000, "mlp_ratio": 4,
-                     "tie_word_embeddings": True, "bos_token_id": 0, "eos_token_id": 0, "pad_token_id": 0},
-        vision_config={"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 128,
-                       "image_size": 64, "patch_size": 4, "num_channels": 3, "hidden_act": "quick_gelu",
-                       "use_absolute_position_embeddings": True},
-        model_type="internvl", bos_token_id=0, eos_token_id=0, pad_token_id=0, image_token_id=1,
-        image_seq_length=64, vision_feature_layer=-1,
+        text_config={
+            "model_type": "qwen2",
+            "vocab_size": 99,
+            "hidden_size": 128,
+            "intermediate_size": 37,
+            "num_hidden_layers": 4,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "output_channels": 64,
+            "hidden_act": "silu",
+            "max_position_embeddings": 512,
+            "rope_theta": 10000,
+            "mlp_ratio": 4,
+            "tie_word_embeddings": True,
+            "bos_token_id": 0,
+            "eos_token_id": 0,
+            "pad_token_id": 0,
+        },
+        vision_config={
+            "hidden_size": 32,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "intermediate_size": 128,
+            "image_size": 64,
+            "patch_size": 4,
+            "num_channels": 3,
+            "hidden_act": "quick_gelu",
+            "use_absolute_position_embeddings": True,
+        },
+        model_type="internvl",
+        bos_token_id=0,
+        eos_token_id=0,
+        pad_token_id=0,
+        image_token_id=1,
+        image_seq_length=64,
+        vision_feature_layer=-1,
     )
     hf = _build(InternVLForConditionalGeneration, config)
     g = torch.Generator().manual_seed(5)
@@ -195,10 +308,22 @@ def perception_lm() -> Tester:
 
     config = PerceptionLMConfig(
         text_config={"model_type": "llama", **_LM_COMMON, "max_position_embeddings": 512, "pad_token_id": 1},
-        vision_config={"architecture": "vit_pe_core_large_patch14_336",
-                       "model_args": {"embed_dim": 64, "img_size": (14, 14), "depth": 2, "global_pool": "",
-                                      "use_post_transformer_norm": False, "init_values": 0.1, "ref_feat_shape": (1, 1)}},
-        vision_use_cls_token=True, image_token_id=0, video_token_id=2, tie_word_embeddings=True,
+        vision_config={
+            "architecture": "vit_pe_core_large_patch14_336",
+            "model_args": {
+                "embed_dim": 64,
+                "img_size": (14, 14),
+                "depth": 2,
+                "global_pool": "",
+                "use_post_transformer_norm": False,
+                "init_values": 0.1,
+                "ref_feat_shape": (1, 1),
+            },
+        },
+        vision_use_cls_token=True,
+        image_token_id=0,
+        video_token_id=2,
+        tie_word_embeddings=True,
         projector_pooling_ratio=1,
     )
     hf = _build(PerceptionLMForConditionalGeneration, config)
@@ -208,14 +333,28 @@ def perception_lm() -> Tester:
     ids[(ids == 0) | (ids == 2)] = 1
     ids[:, :1] = 0
     ids[:, 1:2] = 2
-    kwargs = {"pixel_values": _floats((B, 1, 3, 14, 14), g), "pixel_values_videos": _floats((B, 1, 3, 14, 14), g),
-              "input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    kwargs = {
+        "pixel_values": _floats((B, 1, 3, 14, 14), g),
+        "pixel_values_videos": _floats((B, 1, 3, 14, 14), g),
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+    }
     F = 4  # a video variant with 4 one-token frames, for the knockouts
     vids = _ids(B, seq + F, 99 - 3, g) + 3
     vids[:, 1 : F + 1] = 2
-    video = {"pixel_values_videos": _floats((B, F, 3, 14, 14), g), "input_ids": vids, "attention_mask": torch.ones_like(vids)}
+    video = {
+        "pixel_values_videos": _floats((B, F, 3, 14, 14), g),
+        "input_ids": vids,
+        "attention_mask": torch.ones_like(vids),
+    }
     return Tester("perception_lm", hf, kwargs, video)
 
 
-TESTERS = {"llava_onevision": llava_onevision, "llava_next_video": llava_next_video, "video_llava": video_llava,
-           "qwen2_5_vl": qwen2_5_vl, "internvl": internvl, "perception_lm": perception_lm}
+TESTERS = {
+    "llava_onevision": llava_onevision,
+    "llava_next_video": llava_next_video,
+    "video_llava": video_llava,
+    "qwen2_5_vl": qwen2_5_vl,
+    "internvl": internvl,
+    "perception_lm": perception_lm,
+}

@@ -29,7 +29,9 @@ def documented_hooks(n_layers: int) -> tuple[set[str], set[str]]:
 def assert_hooks_documented(model) -> None:
     general, specific = documented_hooks(model.cfg.n_layers)
     actual = set(model.hook_dict)
-    assert actual - general - specific == set(), f"hooks missing from docs/hooks.md: {sorted(actual - general - specific)[:8]}"
+    assert actual - general - specific == set(), (
+        f"hooks missing from docs/hooks.md: {sorted(actual - general - specific)[:8]}"
+    )
     # every model has the general hooks; a sparse-MoE block replaces the dense MLP's three
     sparse = {l for l, block in enumerate(model.blocks) if not hasattr(block.mlp, "hook_pre")}
     required = {n for n in general if not any(n == f"blocks.{l}.{h}" for l in sparse for h in DENSE_MLP)}

@@ -34,7 +34,7 @@ def _rope(x, theta):
     inv = 1.0 / (theta ** (torch.arange(0, d, 2, dtype=torch.float32) / d))
     ang = torch.arange(n, dtype=torch.float32)[:, None] * inv[None]
     cos, sin = torch.cat([ang, ang], -1).cos(), torch.cat([ang, ang], -1).sin()
-    x1, x2 = x[..., : d // 2], x[..., d // 2:]
+    x1, x2 = x[..., : d // 2], x[..., d // 2 :]
     return x * cos + torch.cat([-x2, x1], -1) * sin
 
 
@@ -69,7 +69,9 @@ def _vit(px, st, pre, vc, kind):
     """CLIP / SigLIP vision transformer (HF's CLIPVisionModel / SiglipVisionModel equations):
     the list of hidden states (embeddings, then after every layer)."""
     P = vc["patch_size"]
-    x = F.conv2d(px, st[f"{pre}embeddings.patch_embedding.weight"], st.get(f"{pre}embeddings.patch_embedding.bias"), stride=P)
+    x = F.conv2d(
+        px, st[f"{pre}embeddings.patch_embedding.weight"], st.get(f"{pre}embeddings.patch_embedding.bias"), stride=P
+    )
     x = x.flatten(2).transpose(1, 2)
     if kind == "clip":
         cls = st[f"{pre}embeddings.class_embedding"].expand(x.shape[0], 1, -1)
@@ -86,12 +88,22 @@ def _vit(px, st, pre, vc, kind):
         p = f"{pre}encoder.layers.{l}."
         B, N, C = x.shape
         h = F.layer_norm(x, (C,), st[p + "layer_norm1.weight"], st[p + "layer_norm1.bias"], eps)
-        q, k, v = (F.linear(h, st[p + f"self_attn.{n}_proj.weight"], st[p + f"self_attn.{n}_proj.bias"])
-                   .view(B, N, H, C // H).transpose(1, 2) for n in "qkv")
+        q, k, v = (
+            F.linear(h, st[p + f"self_attn.{n}_proj.weight"], st[p + f"self_attn.{n}_proj.bias"])
+            .view(B, N, H, C // H)
+            .transpose(1, 2)
+            for n in "qkv"
+        )
         a = ((q @ k.transpose(-1, -2)) / math.sqrt(C // H)).softmax(-1) @ v
-        x = x + F.linear(a.transpose(1, 2).reshape(B, N, C), st[p + "self_attn.out_proj.weight"], st[p + "self_attn.out_proj.bias"])
+        x = x + F.linear(
+            a.transpose(1, 2).reshape(B, N, C), st[p + "self_attn.out_proj.weight"], st[p + "self_attn.out_proj.bias"]
+        )
         h = F.layer_norm(x, (C,), st[p + "layer_norm2.weight"], st[p + "layer_norm2.bias"], eps)
-        x = x + F.linear(act(F.linear(h, st[p + "mlp.fc1.weight"], st[p + "mlp.fc1.bias"])), st[p + "mlp.fc2.weight"], st[p + "mlp.fc2.bias"])
+        x = x + F.linear(
+            act(F.linear(h, st[p + "mlp.fc1.weight"], st[p + "mlp.fc1.bias"])),
+            st[p + "mlp.fc2.weight"],
+            st[p + "mlp.fc2.bias"],
+        )
         hs.append(x)
         l += 1
     return hs
@@ -107,8 +119,11 @@ def llava_qwen_video_features(path, pixel_values, *, pool_mode, pool_stride, new
         x = hs[cfg["mm_vision_select_layer"]][:, 1:]  # select_feature "patch"
     else:
         x = hs[-1]  # the checkpoint's tower already lacks the deleted last layer
-    x = F.linear(F.gelu(F.linear(x, st["model.mm_projector.0.weight"], st["model.mm_projector.0.bias"])),
-                 st["model.mm_projector.2.weight"], st["model.mm_projector.2.bias"])
+    x = F.linear(
+        F.gelu(F.linear(x, st["model.mm_projector.0.weight"], st["model.mm_projector.0.bias"])),
+        st["model.mm_projector.2.weight"],
+        st["model.mm_projector.2.bias"],
+    )
     T, n, D = x.shape
     g = int(math.isqrt(n))
     x = x.view(T, g, g, D).permute(0, 3, 1, 2)
@@ -127,7 +142,9 @@ def llava_qwen_video_features(path, pixel_values, *, pool_mode, pool_stride, new
 
 def llava_qwen_logits(path, input_ids, pixel_values, placeholder_id, *, pool_mode, pool_stride, newline, blocked=None):
     cfg, st = load_release(path)
-    feats = llava_qwen_video_features(path, pixel_values[0], pool_mode=pool_mode, pool_stride=pool_stride, newline=newline)
+    feats = llava_qwen_video_features(
+        path, pixel_values[0], pool_mode=pool_mode, pool_stride=pool_stride, newline=newline
+    )
     ids = input_ids[0]
     x = st["model.embed_tokens.weight"][ids].clone()
     slots = ids == placeholder_id
@@ -136,13 +153,26 @@ def llava_qwen_logits(path, input_ids, pixel_values, placeholder_id, *, pool_mod
     layers = []
     for l in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{l}."
-        layers.append({**{n: st[p + f"self_attn.{n}_proj.weight"] for n in "qkvo"},
-                       **{f"b{n}": st[p + f"self_attn.{n}_proj.bias"] for n in "qkv"},
-                       "ln1": st[p + "input_layernorm.weight"], "ln2": st[p + "post_attention_layernorm.weight"],
-                       **{n: st[p + f"mlp.{n}_proj.weight"] for n in ("gate", "up", "down")}})
-    return decoder(x, layers, n_heads=cfg["num_attention_heads"], n_kv=cfg["num_key_value_heads"],
-                   theta=cfg["rope_theta"], eps=cfg["rms_norm_eps"], final_norm=st["model.norm.weight"],
-                   lm_head=st["lm_head.weight"], blocked=blocked)[None]
+        layers.append(
+            {
+                **{n: st[p + f"self_attn.{n}_proj.weight"] for n in "qkvo"},
+                **{f"b{n}": st[p + f"self_attn.{n}_proj.bias"] for n in "qkv"},
+                "ln1": st[p + "input_layernorm.weight"],
+                "ln2": st[p + "post_attention_layernorm.weight"],
+                **{n: st[p + f"mlp.{n}_proj.weight"] for n in ("gate", "up", "down")},
+            }
+        )
+    return decoder(
+        x,
+        layers,
+        n_heads=cfg["num_attention_heads"],
+        n_kv=cfg["num_key_value_heads"],
+        theta=cfg["rope_theta"],
+        eps=cfg["rms_norm_eps"],
+        final_norm=st["model.norm.weight"],
+        lm_head=st["lm_head.weight"],
+        blocked=blocked,
+    )[None]
 
 
 # InternVideo2.5 (InternVLChatModel, modeling_internvl_chat_hico2.py) ----------------------------------
@@ -150,7 +180,12 @@ def _internvit(px, st, vc):
     """InternViT (modeling_intern_vit.py): patch conv, CLS, position embedding; layers
     x += ls1·attn(norm1 x), x += ls2·mlp(norm2 x); fused qkv; no final norm."""
     P, C, H = vc["patch_size"], vc["hidden_size"], vc["num_attention_heads"]
-    x = F.conv2d(px, st["vision_model.embeddings.patch_embedding.weight"], st["vision_model.embeddings.patch_embedding.bias"], stride=P)
+    x = F.conv2d(
+        px,
+        st["vision_model.embeddings.patch_embedding.weight"],
+        st["vision_model.embeddings.patch_embedding.bias"],
+        stride=P,
+    )
     x = x.flatten(2).transpose(1, 2)
     x = torch.cat([st["vision_model.embeddings.class_embedding"].expand(x.shape[0], 1, C), x], 1)
     x = x + st["vision_model.embeddings.position_embedding"]
@@ -159,12 +194,24 @@ def _internvit(px, st, vc):
         p = f"vision_model.encoder.layers.{l}."
         B, N, _ = x.shape
         h = F.layer_norm(x, (C,), st[p + "norm1.weight"], st[p + "norm1.bias"], eps)
-        qkv = F.linear(h, st[p + "attn.qkv.weight"], st[p + "attn.qkv.bias"]).reshape(B, N, 3, H, C // H).permute(2, 0, 3, 1, 4)
+        qkv = (
+            F.linear(h, st[p + "attn.qkv.weight"], st[p + "attn.qkv.bias"])
+            .reshape(B, N, 3, H, C // H)
+            .permute(2, 0, 3, 1, 4)
+        )
         q, k, v = qkv.unbind(0)
         a = (((q * (C // H) ** -0.5) @ k.transpose(-2, -1)).softmax(-1) @ v).transpose(1, 2).reshape(B, N, C)
         x = x + F.linear(a, st[p + "attn.proj.weight"], st[p + "attn.proj.bias"]) * st[p + "ls1"]
         h = F.layer_norm(x, (C,), st[p + "norm2.weight"], st[p + "norm2.bias"], eps)
-        x = x + F.linear(F.gelu(F.linear(h, st[p + "mlp.fc1.weight"], st[p + "mlp.fc1.bias"])), st[p + "mlp.fc2.weight"], st[p + "mlp.fc2.bias"]) * st[p + "ls2"]
+        x = (
+            x
+            + F.linear(
+                F.gelu(F.linear(h, st[p + "mlp.fc1.weight"], st[p + "mlp.fc1.bias"])),
+                st[p + "mlp.fc2.weight"],
+                st[p + "mlp.fc2.bias"],
+            )
+            * st[p + "ls2"]
+        )
     return x
 
 
@@ -201,8 +248,10 @@ def _tome(x, target, heads):
                 b_x[best_idx[g, i]] += a_x[i]
                 b_s[best_idx[g, i]] += a_s[i]
             keep = [i for i in order[g].tolist() if i not in merged]  # unmerged A tokens, by score
-            nx = torch.cat([a_x[keep], b_x]); ns = torch.cat([a_s[keep], b_s])
-            out_x.append(nx / ns); out_s.append(ns)
+            nx = torch.cat([a_x[keep], b_x])
+            ns = torch.cat([a_s[keep], b_s])
+            out_x.append(nx / ns)
+            out_s.append(ns)
         x, size = torch.stack(out_x), torch.stack(out_s)
     return x
 
@@ -231,10 +280,27 @@ def internvideo_logits(path, input_ids, pixel_values, ctx_id, *, compress=True, 
         p = f"language_model.model.layers.{l}."
         # InternLM2's rearrange "b q (h gs d) -> b q h gs d" on the fused output, expressed on the rows
         w = st[p + "attention.wqkv.weight"].view(KV, G + 2, dh, D)
-        layers.append({"q": w[:, :G].reshape(-1, D), "k": w[:, G].reshape(-1, D), "v": w[:, G + 1].reshape(-1, D),
-                       "o": st[p + "attention.wo.weight"], "ln1": st[p + "attention_norm.weight"],
-                       "ln2": st[p + "ffn_norm.weight"], "gate": st[p + "feed_forward.w1.weight"],
-                       "up": st[p + "feed_forward.w3.weight"], "down": st[p + "feed_forward.w2.weight"]})
-    return decoder(emb, layers, n_heads=H, n_kv=KV, theta=lc["rope_theta"], eps=lc["rms_norm_eps"],
-                   final_norm=st["language_model.model.norm.weight"], lm_head=st["language_model.output.weight"],
-                   blocked=blocked)[None]
+        layers.append(
+            {
+                "q": w[:, :G].reshape(-1, D),
+                "k": w[:, G].reshape(-1, D),
+                "v": w[:, G + 1].reshape(-1, D),
+                "o": st[p + "attention.wo.weight"],
+                "ln1": st[p + "attention_norm.weight"],
+                "ln2": st[p + "ffn_norm.weight"],
+                "gate": st[p + "feed_forward.w1.weight"],
+                "up": st[p + "feed_forward.w3.weight"],
+                "down": st[p + "feed_forward.w2.weight"],
+            }
+        )
+    return decoder(
+        emb,
+        layers,
+        n_heads=H,
+        n_kv=KV,
+        theta=lc["rope_theta"],
+        eps=lc["rms_norm_eps"],
+        final_norm=st["language_model.model.norm.weight"],
+        lm_head=st["language_model.output.weight"],
+        blocked=blocked,
+    )[None]

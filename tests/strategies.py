@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from hypothesis import strategies as st
 
-from vlens.layout import VideoLayout, VisionToken
+from vlens.inputs.layout import VideoLayout, VisionToken
 
 
 @st.composite
@@ -48,9 +48,7 @@ def layouts(draw, max_frames: int = 4, max_grid: int = 3, allow_pad: bool = True
     n = len(is_vision)
     is_pad = torch.zeros(n, dtype=torch.bool)
     is_pad[:n_pad] = True
-    return VideoLayout.build(
-        torch.tensor(is_vision), tokens, is_pad=is_pad, is_marker=torch.tensor(is_marker)
-    )
+    return VideoLayout.build(torch.tensor(is_vision), tokens, is_pad=is_pad, is_marker=torch.tensor(is_marker))
 
 
 @st.composite
@@ -60,7 +58,7 @@ def layouts_with_roles(draw, max_frames: int = 4, max_grid: int = 3) -> VideoLay
     options, answer prompt, `last`; sometimes the correct letter is known."""
     import dataclasses
 
-    from vlens.prompts import LETTERS
+    from vlens.inputs.prompts import LETTERS
 
     layout = draw(layouts(max_frames=max_frames, max_grid=max_grid))
     n = len(layout)

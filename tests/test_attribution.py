@@ -7,26 +7,27 @@ import math
 
 import pytest
 import torch
+from conftest import frames
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vlens import HookedVideoLLM
 from vlens import knockout as ko
-from vlens.attribution import (
+from vlens.inputs.prompts import mc_question
+from vlens.interventions.attribution import (
     AttributionError,
     attribute_knockouts,
     attribute_sample,
+)
+from vlens.interventions.attribution_patching import attribution_patch
+from vlens.interventions.attribution_validation import (
     spearman,
     top_k_overlap,
     verify_top,
 )
-from vlens.attribution_patching import attribution_patch
-from vlens.engine import SweepConfig, run_sweep
+from vlens.interventions.patching import corrupt, patch_sweep
+from vlens.interventions.sweep import SweepConfig, run_sweep
 from vlens.metrics import score
-from vlens.patching import corrupt, patch_sweep
-from vlens.prompts import mc_question
-
-from conftest import frames
 
 LETTERS = [10, 11, 12, 13]  # four token ids of the tiny vocabulary standing in for option letters
 ANSWER = 2
@@ -143,7 +144,7 @@ def test_no_nan_in_low_precision(onevision_dir, dtype):
 
 
 def test_records_are_shaped_like_the_exact_study(model, sample):
-    from vlens.experiments import configs_for
+    from vlens.experiments.study import configs_for
 
     configs = configs_for("global1", 4) + configs_for("global2", 4) + configs_for("windows", 4, window=2)
     rec = attribute_sample(model, sample, configs, LETTERS, ANSWER)
@@ -214,12 +215,15 @@ def test_attribution_patching_has_patch_sweeps_shape(model, sample, corrupted, s
 
 
 @settings(max_examples=3, deadline=None, suppress_health_check=HEALTH)
-@given(site=st.sampled_from(["resid_pre", "attn_out", "mlp_out"]), layer=st.integers(0, 3),
-       group=st.sampled_from(["frame 0", "video", "question", "final"]))
+@given(
+    site=st.sampled_from(["resid_pre", "attn_out", "mlp_out"]),
+    layer=st.integers(0, 3),
+    group=st.sampled_from(["frame 0", "video", "question", "final"]),
+)
 def test_attribution_patching_is_the_directional_derivative(model, sample, corrupted, site, layer, group):
     """The estimate is ⟨a_clean − a_corr, ∂m/∂a⟩: the derivative of the patched metric along the
     patch, checked by a central difference of a partial patch a_corr + ε(a_clean − a_corr)."""
-    from vlens.patching import logit_diff, position_groups
+    from vlens.interventions.patching import logit_diff, position_groups
 
     name = f"blocks.{layer}.hook_{site}"
     pos = position_groups(sample.layout)[group]
@@ -270,12 +274,30 @@ def test_vlens_run_attribution_stores_estimates_and_verified_exact_runs(tmp_path
     """`vlens run attribution --verify-top K`: every study configuration estimated (method
     "attribution"), the K largest re-run exactly as `verified/<name>` (method "exact")."""
     from vlens.cli import main
+    from vlens.experiments.store import load_results
     from vlens.organism import checkpoint_dir
-    from vlens.store import load_results
 
     out = tmp_path / "attr"
-    assert main(["run", "attribution", "--model", str(checkpoint_dir()), "--data", "synthetic:1,n=2", "--frames", "8",
-                 "--verify-top", "2", "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "attribution",
+                "--model",
+                str(checkpoint_dir()),
+                "--data",
+                "synthetic:1,n=2",
+                "--frames",
+                "8",
+                "--verify-top",
+                "2",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     settings, records = load_results(out)
     methods = {r["config"]: r["method"] for r in records}
     study = [n for n in methods if n.startswith(("global1/", "global2/", "windows/"))]
@@ -285,5 +307,19 @@ def test_vlens_run_attribution_stores_estimates_and_verified_exact_runs(tmp_path
     assert len(verified) == 2 * 2 and all(r["method"] == "exact" for r in verified)
     assert all(r["config"].removeprefix("verified/") in methods for r in verified)
     assert settings["attribution"] == {"readout": "letters", "verify_top": 2}  # part of the run key
-    assert main(["run", "attribution,global1", "--model", str(checkpoint_dir()), "--data", "synthetic:1,n=2",
-                 "--out", str(tmp_path / "x"), "--quiet"]) == 2  # attribution runs on its own
+    assert (
+        main(
+            [
+                "run",
+                "attribution,global1",
+                "--model",
+                str(checkpoint_dir()),
+                "--data",
+                "synthetic:1,n=2",
+                "--out",
+                str(tmp_path / "x"),
+                "--quiet",
+            ]
+        )
+        == 2
+    )  # attribution runs on its own

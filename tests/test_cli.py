@@ -10,17 +10,17 @@ import sys
 import time
 from pathlib import Path
 
+import fabricate
 import pytest
 import torch
 
-import fabricate
 from vlens import knockout as ko
 from vlens.cli import main
 from vlens.data import load_dataset
 from vlens.experiments.runner import sample_inputs
+from vlens.experiments.store import load_results
+from vlens.inputs.prompts import letter_token_ids
 from vlens.metrics import score
-from vlens.prompts import letter_token_ids
-from vlens.store import load_results
 
 
 def _records(out: Path) -> dict:
@@ -32,8 +32,21 @@ def _records(out: Path) -> dict:
 def test_run_all_protocols_and_report_match_direct_recomputation(layout, onevision_dir, model, tmp_path):
     root = getattr(fabricate, layout)(tmp_path / layout)
     out = tmp_path / "run"
-    argv = ["run", "global1,global2,windows", "--model", str(onevision_dir), "--data", f"{layout}:{root}",
-            "--frames", "4", "--out", str(out), "--quiet", "--window", "2"]
+    argv = [
+        "run",
+        "global1,global2,windows",
+        "--model",
+        str(onevision_dir),
+        "--data",
+        f"{layout}:{root}",
+        "--frames",
+        "4",
+        "--out",
+        str(out),
+        "--quiet",
+        "--window",
+        "2",
+    ]
     if layout == "mvbench":
         argv += ["--task", "action_sequence", "--allow-repeat"]
     assert main(argv) == 0
@@ -47,8 +60,11 @@ def test_run_all_protocols_and_report_match_direct_recomputation(layout, onevisi
     sample = scored[0]
     inputs = sample_inputs(model, sample, 4, allow_repeat=True)
     letters = letter_token_ids(model.tokenizer, len(sample.options))
-    for config, spec, sel in [("global1/from2", ko.LV(), ko.from_layer(2)), ("windows/vt/2", ko.VT(), ko.window(2, 2)),
-                              ("global2/all", ko.LV() | ko.VT() | ko.VS(), ko.all_layers())]:
+    for config, spec, sel in [
+        ("global1/from2", ko.LV(), ko.from_layer(2)),
+        ("windows/vt/2", ko.VT(), ko.window(2, 2)),
+        ("global2/all", ko.LV() | ko.VT() | ko.VS(), ko.all_layers()),
+    ]:
         with torch.no_grad():
             logits = model.run_with_hooks(inputs, fwd_hooks=spec.hooks(inputs, layers=sel))[0, -1]
         direct = score(logits, letters, sample.answer)
@@ -60,8 +76,24 @@ def test_run_all_protocols_and_report_match_direct_recomputation(layout, onevisi
     if layout == "videomme":
         fabricate.videomme(tmp_path / "vm2", n=3, missing=1)
         out2 = tmp_path / "run2"
-        assert main(["run", "global2", "--model", str(onevision_dir), "--data", f"videomme:{tmp_path / 'vm2'}",
-                     "--frames", "4", "--out", str(out2), "--quiet"]) == 0
+        assert (
+            main(
+                [
+                    "run",
+                    "global2",
+                    "--model",
+                    str(onevision_dir),
+                    "--data",
+                    f"videomme:{tmp_path / 'vm2'}",
+                    "--frames",
+                    "4",
+                    "--out",
+                    str(out2),
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
         skipped = [r for r in _records(out2).values() if "skipped" in r]
         assert skipped and "vid001.mp4" in skipped[0]["skipped"]
         assert "## Skipped samples" in (out2 / "report.md").read_text()
@@ -77,17 +109,47 @@ def test_bad_cli_input(onevision_dir, tmp_path, capsys):
     assert main(["run", "global2", *base, "--out", str(tmp_path / "c")]) == 0
     assert main(["run", "global2", *base[:-2], "4", "--quiet", "--out", str(tmp_path / "c")]) == 2
     assert "frames: 8 there, 4 now" in capsys.readouterr().err
-    assert main(["run", "global2", "--model", str(onevision_dir), "--data", f"egoschema:{tmp_path}", "--out", str(tmp_path / "d")]) == 2
+    assert (
+        main(
+            [
+                "run",
+                "global2",
+                "--model",
+                str(onevision_dir),
+                "--data",
+                f"egoschema:{tmp_path}",
+                "--out",
+                str(tmp_path / "d"),
+            ]
+        )
+        == 2
+    )
     assert "questions.json" in capsys.readouterr().err
 
 
 def test_killed_run_resumes_to_the_same_store(onevision_dir, tmp_path):
-    args = ["run", "global1,global2", "--model", str(onevision_dir), "--data", "synthetic:0,n=30", "--frames", "8",
-            "--engine", "naive", "--quiet", "--no-report"]
+    args = [
+        "run",
+        "global1,global2",
+        "--model",
+        str(onevision_dir),
+        "--data",
+        "synthetic:0,n=30",
+        "--frames",
+        "8",
+        "--engine",
+        "naive",
+        "--quiet",
+        "--no-report",
+    ]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "vlens.cli", *args, "--out", str(killed)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vlens.cli", *args, "--out", str(killed)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     results = killed / "results.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and (not results.exists() or results.stat().st_size < 2000):
@@ -110,8 +172,19 @@ def test_killed_run_resumes_to_the_same_store(onevision_dir, tmp_path):
 
 
 def test_shards_merge(onevision_dir, tmp_path):
-    base = ["run", "global2", "--model", str(onevision_dir), "--data", "synthetic:0,n=6", "--frames", "8", "--quiet",
-            "--out", str(tmp_path / "s")]
+    base = [
+        "run",
+        "global2",
+        "--model",
+        str(onevision_dir),
+        "--data",
+        "synthetic:0,n=6",
+        "--frames",
+        "8",
+        "--quiet",
+        "--out",
+        str(tmp_path / "s"),
+    ]
     assert main([*base, "--shard", "0/2"]) == 0
     assert main([*base, "--shard", "1/2"]) == 0
     assert len({s for s, _ in _records(tmp_path / "s")}) == 6
@@ -124,8 +197,10 @@ def test_help_starts_without_loading_torch():
     import sys
 
     for args in (["--help"], ["run", "--help"], ["report", "--help"]):
-        code = ("import sys\nfrom vlens.cli import main\ntry:\n    main(%r)\nexcept SystemExit:\n    pass\n"
-                "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, sorted(sys.modules)[:5]\n" % args)
+        code = (
+            "import sys\nfrom vlens.cli import main\ntry:\n    main(%r)\nexcept SystemExit:\n    pass\n"
+            "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, sorted(sys.modules)[:5]\n" % args
+        )
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
         assert "usage: vlens" in done.stdout

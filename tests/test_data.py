@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import fabricate
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import fabricate
 from vlens.data import DatasetError, load_dataset, synthetic
-from vlens.video import load_video
+from vlens.inputs.video import load_video
 
 
 # --- synthetic: answer keys are exact ------------------------------------------------------------
@@ -68,8 +68,12 @@ def test_synthetic_is_deterministic_and_written_files_decode(tmp_path):
 def test_synthetic_options_canonical_unless_shuffled():
     canonical = load_dataset("synthetic:5,n=60")
     for s in canonical:  # every option list is in the pool's own order
-        pool = {"direction": list(synthetic.DIRECTIONS), "count": list(synthetic.COUNT_WORDS), "shape": list(synthetic.SHAPES),
-                "color_change": ["yes", "no"]}.get(s.meta["kind"], list(synthetic.COLORS))
+        pool = {
+            "direction": list(synthetic.DIRECTIONS),
+            "count": list(synthetic.COUNT_WORDS),
+            "shape": list(synthetic.SHAPES),
+            "color_change": ["yes", "no"],
+        }.get(s.meta["kind"], list(synthetic.COLORS))
         assert list(s.options) == sorted(s.options, key=pool.index), s
     shuffled = load_dataset("synthetic:5,n=60,shuffle=1")
     assert [s.meta for s in shuffled] == [s.meta for s in canonical]  # same clips and answers

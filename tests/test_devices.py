@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import frames
 
 from vlens import HookedVideoLLM
 from vlens import knockout as ko
-
-from conftest import frames
 
 
 def test_device_map_auto_loads_the_same_model(onevision_dir, model):
@@ -21,7 +20,9 @@ def test_device_map_auto_loads_the_same_model(onevision_dir, model):
     hooks = ko.LV().hooks(inputs, layers=ko.from_layer(1))
     with torch.no_grad():
         assert torch.equal(planned(inputs), model(inputs))
-        assert torch.equal(planned.run_with_hooks(inputs, fwd_hooks=hooks), model.run_with_hooks(inputs, fwd_hooks=hooks))
+        assert torch.equal(
+            planned.run_with_hooks(inputs, fwd_hooks=hooks), model.run_with_hooks(inputs, fwd_hooks=hooks)
+        )
     assert {p.device.type for p in planned.parameters()} == {"cpu"}
 
 

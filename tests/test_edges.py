@@ -5,20 +5,32 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import frames
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import layouts, layouts_with_roles
 
 from vlens import HookedVideoLLM
 from vlens import knockout as ko
-from vlens.knockout import KnockoutError
-from vlens.layout import LayoutError
-
-from conftest import frames
-from strategies import layouts, layouts_with_roles
+from vlens.inputs.layout import LayoutError
+from vlens.interventions.knockout import KnockoutError
 
 SETTINGS = settings(max_examples=40, deadline=None)
-NAMES = ["video", "separator", "marker", "system", "text", "vision", "after_vision", "all",
-         "template", "question", "option", "answer_prompt", "last"]
+NAMES = [
+    "video",
+    "separator",
+    "marker",
+    "system",
+    "text",
+    "vision",
+    "after_vision",
+    "all",
+    "template",
+    "question",
+    "option",
+    "answer_prompt",
+    "last",
+]
 
 
 def _member(layout, name: str, i: int) -> bool:
@@ -61,7 +73,13 @@ selectors = st.lists(st.sampled_from(NAMES), min_size=1, max_size=2, unique=True
 
 
 @SETTINGS
-@given(layouts_with_roles(), selectors, selectors, st.sampled_from(["any", "same", "other", "earlier", "later"]), st.booleans())
+@given(
+    layouts_with_roles(),
+    selectors,
+    selectors,
+    st.sampled_from(["any", "same", "other", "earlier", "later"]),
+    st.booleans(),
+)
 def test_every_edges_spec_blocks_exactly_its_definition(layout, queries, keys, frames_rel, diagonal):
     spec = ko.Edges(tuple(queries), tuple(keys), frames=frames_rel, diagonal=diagonal)
     assert torch.equal(spec.blocked(layout), _brute(layout, queries, keys, frames_rel, diagonal))
@@ -102,7 +120,10 @@ def test_option_selectors(layout):
 
 def test_labels_name_the_spec_and_differ_by_definition():
     assert ko.Edges("question", "video").label == "Edges(question←video)"
-    assert ko.Edges("video", "video", frames="earlier", diagonal=True).label == "Edges(video←video (earlier frames), with diagonal)"
+    assert (
+        ko.Edges("video", "video", frames="earlier", diagonal=True).label
+        == "Edges(video←video (earlier frames), with diagonal)"
+    )
     assert ko.Edges("last", "video") != ko.Edges("last", "vision")
     assert ko.Edges("last", ("question", "option")).label == "Edges(last←question+option)"
 
@@ -154,7 +175,9 @@ def test_a_row_that_loses_every_edge_has_attention_output_zero(tiny_by_dtype, dt
     assert torch.isfinite(z).all()
     assert (z[0, -1] == 0).all(), "a row with no allowed key has attention output 0"
     tol = 1e-5 if dtype == "float32" else 2e-2
-    assert torch.allclose(z[0, :-1].float(), clean["blocks.1.attn.hook_z"][0, :-1].float(), atol=tol), "other rows untouched"
+    assert torch.allclose(z[0, :-1].float(), clean["blocks.1.attn.hook_z"][0, :-1].float(), atol=tol), (
+        "other rows untouched"
+    )
     # layer 0 has no edit (the forced path may still use another kernel there: close, not equal)
     assert torch.allclose(cache["blocks.0.attn.hook_z"].float(), clean["blocks.0.attn.hook_z"].float(), atol=tol)
 
@@ -176,12 +199,14 @@ def test_a_spec_that_removes_nothing_warns_with_the_likely_cause(model):
     frame relations on text, the diagonal without diagonal=True, a missing option) warn."""
     import warnings
 
-    from vlens.prompts import mc_question
-    from vlens.roles import with_roles
+    from vlens.inputs.prompts import mc_question
+    from vlens.inputs.roles import with_roles
 
     q, opts = "what color is the object", ["red", "blue", "green", "white"]
     raw = model.to_inputs(frames(3), mc_question(q, opts), n_frames=3)
-    with pytest.warns(ko.KnockoutWarning, match="names text roles \\(question\\) and these inputs have none.*with_roles"):
+    with pytest.warns(
+        ko.KnockoutWarning, match="names text roles \\(question\\) and these inputs have none.*with_roles"
+    ):
         ko.Edges("last", "question").hooks(raw)
     roled = with_roles(model, raw, q, opts, answer=1)
     for spec in (ko.Edges("last", "video", frames="same"), ko.Edges("last", "last"), ko.Edges("last", ko.option("E"))):

@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import frames
 from torch.utils.flop_counter import FlopCounterMode
 
-from vlens import flops
-from vlens.efficient import EfficientConfig, efficient_forward, equivalent_hooks, generate_efficient
-
-from conftest import frames
+from vlens.interventions import flops
+from vlens.interventions.efficient import (
+    EfficientConfig,
+    efficient_forward,
+    equivalent_hooks,
+    generate_efficient,
+)
 
 ATOL = 1e-4
-CONFIGS = [EfficientConfig(2, 1), EfficientConfig(3, 0), EfficientConfig(4, 2), EfficientConfig(0, 0), EfficientConfig(1, 3)]
+CONFIGS = [
+    EfficientConfig(2, 1),
+    EfficientConfig(3, 0),
+    EfficientConfig(4, 2),
+    EfficientConfig(0, 0),
+    EfficientConfig(1, 3),
+]
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +78,15 @@ def test_flops_formula_matches_a_direct_count(model, inputs):
     assert formula == pytest.approx(dense * (n + 1) / (2 * n))
     x = torch.randn(1, n, cfg.d_model)
     block = model.blocks[0]
-    lin = _count(lambda: (block.attn.q_proj(x), block.attn.k_proj(x), block.attn.v_proj(x),
-                          block.attn.o_proj(torch.randn(1, n, cfg.n_heads * cfg.d_head)), block.mlp(x)))
+    lin = _count(
+        lambda: (
+            block.attn.q_proj(x),
+            block.attn.k_proj(x),
+            block.attn.v_proj(x),
+            block.attn.o_proj(torch.randn(1, n, cfg.n_heads * cfg.d_head)),
+            block.mlp(x),
+        )
+    )
     assert sum(lin.values()) == pytest.approx(flops.clean_flops(cfg, lay)[0].linear)
 
 
@@ -77,9 +94,11 @@ def test_attention_flops_fraction_like_the_paper():
     """28 layers, 32 frames × 196 tokens, E=18, P=8: the paper's ≈ 37.5%."""
     from types import SimpleNamespace
 
-    from vlens.layout import VideoLayout, VisionToken
+    from vlens.inputs.layout import VideoLayout, VisionToken
 
-    tokens = [VisionToken("video", f, r, c) for f in range(32) for r in range(14) for c in range(14)] + [VisionToken("separator")]
+    tokens = [VisionToken("video", f, r, c) for f in range(32) for r in range(14) for c in range(14)] + [
+        VisionToken("separator")
+    ]
     layout = VideoLayout.build(torch.tensor([False] * 14 + [True] * len(tokens) + [False] * 60), tokens)
     cfg = SimpleNamespace(n_layers=28, n_heads=28, n_key_value_heads=4, d_head=128, d_model=3584, d_mlp=18944)
     s = flops.summary(cfg, layout, EfficientConfig(18, 8))
@@ -88,27 +107,63 @@ def test_attention_flops_fraction_like_the_paper():
 
 def test_vlens_run_efficient(onevision_dir, tmp_path):
     from vlens.cli import main
-    from vlens.store import load_results
+    from vlens.experiments.store import load_results
 
     out = tmp_path / "eff"
-    assert main(["run", "efficient", "--model", str(onevision_dir), "--data", "synthetic:0,n=4", "--frames", "8",
-                 "--exit-layer", "2", "--prune-layers", "1", "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "efficient",
+                "--model",
+                str(onevision_dir),
+                "--data",
+                "synthetic:0,n=4",
+                "--frames",
+                "8",
+                "--exit-layer",
+                "2",
+                "--prune-layers",
+                "1",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     settings, records = load_results(out)
     assert settings["exit_layer"] == 2 and settings["prune_layers"] == 1
     assert {r["config"] for r in records} == {"clean", "efficient/E2-P1"}
     assert "## Efficient inference" in (out / "report.md").read_text()
-    assert main(["run", "efficient,global1", "--model", str(onevision_dir), "--data", "synthetic:0,n=4", "--out", str(tmp_path / "x")]) == 2
+    assert (
+        main(
+            [
+                "run",
+                "efficient,global1",
+                "--model",
+                str(onevision_dir),
+                "--data",
+                "synthetic:0,n=4",
+                "--out",
+                str(tmp_path / "x"),
+            ]
+        )
+        == 2
+    )
 
 
 def test_every_hook_fires_on_the_rows_computed(model, inputs):
     """One forward: the plan runs through the model's blocks, so q/k/v/z and the residual hooks
     fire in every layer, on all rows before the exit and on the kept rows from it on."""
-    from vlens.efficient import EfficientPlan
+    from vlens.interventions.efficient import EfficientPlan
 
     config = EfficientConfig(2, 1)
     plan = EfficientPlan(config, inputs.layouts, model.cfg.n_layers)
     with torch.no_grad():
-        logits, cache = model.run_with_cache(inputs, plan=plan, names_filter=lambda n: n.endswith(("hook_z", "hook_resid_pre", "hook_q")))
+        logits, cache = model.run_with_cache(
+            inputs, plan=plan, names_filter=lambda n: n.endswith(("hook_z", "hook_resid_pre", "hook_q"))
+        )
     n, kept = inputs.seq_len, int((~inputs.layout.is_vision).sum())
     for layer in range(model.cfg.n_layers):
         rows = n if layer < config.exit_layer else kept
@@ -119,8 +174,8 @@ def test_every_hook_fires_on_the_rows_computed(model, inputs):
 
 
 def test_a_plan_belongs_to_its_inputs(model, inputs):
-    from vlens.efficient import EfficientPlan
-    from vlens.interventions import InterventionError
+    from vlens.components.per_call import InterventionError
+    from vlens.interventions.efficient import EfficientPlan
 
     other = model.to_inputs(frames(2, seed=3), "what color is the object", n_frames=2)
     plan = EfficientPlan(EfficientConfig(2, 1), other.layouts, model.cfg.n_layers)
@@ -131,11 +186,14 @@ def test_a_plan_belongs_to_its_inputs(model, inputs):
 def test_a_plan_refuses_rows_that_keep_different_positions_before_running(model):
     """A padded batch whose rows keep different positions cannot leave the sequence together:
     refused by the plan's batch check, before any block runs (no hook fires)."""
-    from vlens.efficient import EfficientPlan
-    from vlens.interventions import InterventionError
+    from vlens.components.per_call import InterventionError
+    from vlens.interventions.efficient import EfficientPlan
 
-    batch = model.to_inputs([frames(2, seed=1), frames(2, seed=2)],
-                            ["what color is the object", "how many objects are moving to the left in the video"], n_frames=2)
+    batch = model.to_inputs(
+        [frames(2, seed=1), frames(2, seed=2)],
+        ["what color is the object", "how many objects are moving to the left in the video"],
+        n_frames=2,
+    )
     assert (batch["attention_mask"] == 0).any()
     plan = EfficientPlan(EfficientConfig(2, 0), batch.layouts, model.cfg.n_layers)
     fired = []

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import pytest
-import torch
+from conftest import frames
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_knockout_parity import selections, specs
 
 from vlens import knockout as ko
-from vlens.engine import SweepConfig, plan, run_naive, run_sweep
-
-from conftest import frames
-from test_knockout_parity import selections, specs
+from vlens.interventions.sweep import SweepConfig, plan, run_naive, run_sweep
 
 ATOL = 1e-4
 
@@ -22,7 +20,9 @@ def sample(model):
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.tuples(specs, selections()), min_size=1, max_size=6), st.sampled_from([None, 400_000, 10**9]))  # 400 kB: one configuration fits, not all
+@given(
+    st.lists(st.tuples(specs, selections()), min_size=1, max_size=6), st.sampled_from([None, 400_000, 10**9])
+)  # 400 kB: one configuration fits, not all
 def test_engine_equals_naive_loop(model, sample, pairs, budget):
     configs = [SweepConfig(f"c{i}", spec, sel) for i, (spec, sel) in enumerate(pairs)]
     naive = run_naive(model, sample, configs)
@@ -36,7 +36,9 @@ def test_engine_equals_naive_loop(model, sample, pairs, budget):
 def test_full_study_plan_costs_a_fraction_of_naive(model, sample):
     L = model.cfg.n_layers
     configs = [SweepConfig(f"g1/{i}", ko.LV(), ko.from_layer(i)) for i in range(L)]
-    configs += [SweepConfig(f"w/{n}/{x}", ko.from_name(n), ko.window(x, 2)) for n in ("lv", "vt", "vs") for x in range(1, L)]
+    configs += [
+        SweepConfig(f"w/{n}/{x}", ko.from_name(n), ko.window(x, 2)) for n in ("lv", "vt", "vs") for x in range(1, L)
+    ]
     p = plan(configs, sample.layout, L)
     # LV-K configurations only recompute the question rows
     # configurations starting at the last layer are all LV-K: only the question rows are recomputed

@@ -10,17 +10,14 @@ from typing import Callable
 
 import pytest
 import torch
-
+import transformers
 from conftest import frames
 from hf_reference import hf_knockout
 
-import transformers
-from vlens import HookedVideoLLM
+from vlens import HookedVideoLLM, testing
 from vlens import knockout as ko
-from vlens import testing
+from vlens.components.kv_cache import KVCache
 from vlens.families import FAMILIES, UnsupportedModelError, family_for
-from vlens.kv_cache import KVCache
-from vlens.layout import LayoutError
 
 ATOL = 1e-4
 QUESTIONS = ["what color is the object", "how many objects are moving to the left in the video"]
@@ -39,32 +36,78 @@ class FamilyCase:
 
 
 CASES = {
-    "llava-next-video": FamilyCase("llava-next-video", testing.make_tiny_llava_next_video, "LlavaNextVideoForConditionalGeneration",
-        check_layout="check_llava_next_video_layout"),
-    "video-llava": FamilyCase("video-llava", testing.make_tiny_video_llava, "VideoLlavaForConditionalGeneration",
-        check_layout="check_video_llava_layout"),
-    "qwen2.5-vl": FamilyCase("qwen2.5-vl", testing.make_tiny_qwen2_5_vl, "Qwen2_5_VLForConditionalGeneration",
-        to_inputs_kwargs={"fps": 3.0}, check_layout="check_qwen2_5_vl_layout"),
-    "qwen2-vl": FamilyCase("qwen2-vl", testing.make_tiny_qwen2_vl, "Qwen2VLForConditionalGeneration",
-        check_layout="check_qwen2_vl_layout"),
-    "qwen3-vl": FamilyCase("qwen3-vl", testing.make_tiny_qwen3_vl, "Qwen3VLForConditionalGeneration",
+    "llava-next-video": FamilyCase(
+        "llava-next-video",
+        testing.make_tiny_llava_next_video,
+        "LlavaNextVideoForConditionalGeneration",
+        check_layout="check_llava_next_video_layout",
+    ),
+    "video-llava": FamilyCase(
+        "video-llava",
+        testing.make_tiny_video_llava,
+        "VideoLlavaForConditionalGeneration",
+        check_layout="check_video_llava_layout",
+    ),
+    "qwen2.5-vl": FamilyCase(
+        "qwen2.5-vl",
+        testing.make_tiny_qwen2_5_vl,
+        "Qwen2_5_VLForConditionalGeneration",
+        to_inputs_kwargs={"fps": 3.0},
+        check_layout="check_qwen2_5_vl_layout",
+    ),
+    "qwen2-vl": FamilyCase(
+        "qwen2-vl", testing.make_tiny_qwen2_vl, "Qwen2VLForConditionalGeneration", check_layout="check_qwen2_vl_layout"
+    ),
+    "qwen3-vl": FamilyCase(
+        "qwen3-vl",
+        testing.make_tiny_qwen3_vl,
+        "Qwen3VLForConditionalGeneration",
         clips=((2, 32, 32), (3, 40, 56), (5, 32, 32)),  # the Qwen3-VL processor needs >= 2 frames
-        to_inputs_kwargs={"fps": 3.0}, check_layout="check_qwen3_vl_layout"),
-    "qwen3-vl-moe": FamilyCase("qwen3-vl-moe", testing.make_tiny_qwen3_vl_moe, "Qwen3VLMoeForConditionalGeneration",
-        clips=((2, 32, 32), (3, 40, 56)), build_kwargs={"n_layers": 3}, to_inputs_kwargs={"fps": 3.0},
-        check_layout="check_qwen3_vl_layout"),
-    "smolvlm2": FamilyCase("smolvlm2", testing.make_tiny_smolvlm, "SmolVLMForConditionalGeneration",
-        to_inputs_kwargs={"fps": 3.0}, check_layout="check_smolvlm_layout"),
-    "internvl": FamilyCase("internvl", testing.make_tiny_internvl, "InternVLForConditionalGeneration",
-        check_layout="check_internvl_layout"),
-    "videollama3": FamilyCase("videollama3", testing.make_tiny_video_llama3, "VideoLlama3ForConditionalGeneration",
-        clips=((1, 32, 32), (2, 32, 32), (3, 40, 56), (5, 32, 32)), to_inputs_kwargs={"fps": 3.0},
-        check_layout="check_video_llama3_layout"),
-    "glm4v": FamilyCase("glm4v", testing.make_tiny_glm4v, "Glm4vForConditionalGeneration",
+        to_inputs_kwargs={"fps": 3.0},
+        check_layout="check_qwen3_vl_layout",
+    ),
+    "qwen3-vl-moe": FamilyCase(
+        "qwen3-vl-moe",
+        testing.make_tiny_qwen3_vl_moe,
+        "Qwen3VLMoeForConditionalGeneration",
+        clips=((2, 32, 32), (3, 40, 56)),
+        build_kwargs={"n_layers": 3},
+        to_inputs_kwargs={"fps": 3.0},
+        check_layout="check_qwen3_vl_layout",
+    ),
+    "smolvlm2": FamilyCase(
+        "smolvlm2",
+        testing.make_tiny_smolvlm,
+        "SmolVLMForConditionalGeneration",
+        to_inputs_kwargs={"fps": 3.0},
+        check_layout="check_smolvlm_layout",
+    ),
+    "internvl": FamilyCase(
+        "internvl", testing.make_tiny_internvl, "InternVLForConditionalGeneration", check_layout="check_internvl_layout"
+    ),
+    "videollama3": FamilyCase(
+        "videollama3",
+        testing.make_tiny_video_llama3,
+        "VideoLlama3ForConditionalGeneration",
+        clips=((1, 32, 32), (2, 32, 32), (3, 40, 56), (5, 32, 32)),
+        to_inputs_kwargs={"fps": 3.0},
+        check_layout="check_video_llama3_layout",
+    ),
+    "glm4v": FamilyCase(
+        "glm4v",
+        testing.make_tiny_glm4v,
+        "Glm4vForConditionalGeneration",
         clips=((2, 32, 32), (3, 40, 56), (5, 32, 32)),  # the GLM-4.1V video processor needs >= 2 frames
-        to_inputs_kwargs={"fps": 3.0}, check_layout="check_glm4v_layout"),
-    "perception-lm": FamilyCase("perception-lm", testing.make_tiny_perception_lm, "PerceptionLMForConditionalGeneration",
-        clips=((1, 32, 32), (2, 32, 32), (3, 40, 56), (8, 24, 40)), check_layout="check_perception_lm_layout"),
+        to_inputs_kwargs={"fps": 3.0},
+        check_layout="check_glm4v_layout",
+    ),
+    "perception-lm": FamilyCase(
+        "perception-lm",
+        testing.make_tiny_perception_lm,
+        "PerceptionLMForConditionalGeneration",
+        clips=((1, 32, 32), (2, 32, 32), (3, 40, 56), (8, 24, 40)),
+        check_layout="check_perception_lm_layout",
+    ),
 }
 
 
@@ -250,7 +293,7 @@ def check_qwen2_5_vl_layout(fam):
         assert pos[1, vid].tolist() == [start + r for r in lay.row[vid].tolist()]
         assert pos[2, vid].tolist() == [start + c for c in lay.col[vid].tolist()]
         after = int(vid[-1]) + 1
-        assert (pos[:, after] == pos[:, : after].max() + 1).all()
+        assert (pos[:, after] == pos[:, :after].max() + 1).all()
 
 
 def check_qwen2_vl_layout(fam):
@@ -321,7 +364,11 @@ def check_qwen3_vl_layout(fam):
         assert lay.positions("marker").tolist() == sorted([outer_start, *markers, outer_end])
         # knockouts: markers are never keys (the question still reads the timestamps under LV-K),
         # never VT/VS queries; only the trailing <|vision_end|>s (after the last frame) are LV queries
-        blocked = (ko.LV() | ko.VT() | ko.VS()).hooks(inputs, layers=ko.layers([0]))[0][1].blocked_full(inputs.seq_len, "cpu")[0]
+        blocked = (
+            (ko.LV() | ko.VT() | ko.VS())
+            .hooks(inputs, layers=ko.layers([0]))[0][1]
+            .blocked_full(inputs.seq_len, "cpu")[0]
+        )
         mk = lay.positions("marker")
         assert not blocked[:, mk].any()
         trailing = mk[mk > lay.last_vision]
@@ -400,11 +447,17 @@ def check_glm4v_layout(fam):
         assert lay.positions("marker").tolist() == sorted(markers)
         # knockouts: markers are never keys (the question still reads the timestamps under LV-K),
         # never VT/VS queries; only those after the last video token are LV queries
-        blocked = (ko.LV() | ko.VT() | ko.VS()).hooks(inputs, layers=ko.layers([0]))[0][1].blocked_full(inputs.seq_len, "cpu")[0]
+        blocked = (
+            (ko.LV() | ko.VT() | ko.VS())
+            .hooks(inputs, layers=ko.layers([0]))[0][1]
+            .blocked_full(inputs.seq_len, "cpu")[0]
+        )
         mk = lay.positions("marker")
         assert not blocked[:, mk].any()
         trailing = mk[mk > lay.last_vision]
-        assert trailing.tolist() == list(range(lay.last_vision + 1, p + 1))  # last <|end_of_image|>, stamp, end of video
+        assert trailing.tolist() == list(
+            range(lay.last_vision + 1, p + 1)
+        )  # last <|end_of_image|>, stamp, end of video
         assert not blocked[mk[mk < lay.last_vision]].any()
         assert blocked[trailing][:, lay.positions("video")].all()
         _check_group_mrope(fam, inputs, lay, t)
@@ -473,9 +526,15 @@ def check_video_llama3_layout(fam):
         assert lay.positions("marker").tolist() == expect
         assert set(lay.segment[: expect[0]]) == {"system"}
         # every timestamp is before a frame: under LV/VT/VS-K none is a query or a key
-        blocked = (ko.LV() | ko.VT() | ko.VS()).hooks(inputs, layers=ko.layers([0]))[0][1].blocked_full(inputs.seq_len, "cpu")[0]
+        blocked = (
+            (ko.LV() | ko.VT() | ko.VS())
+            .hooks(inputs, layers=ko.layers([0]))[0][1]
+            .blocked_full(inputs.seq_len, "cpu")[0]
+        )
         mk, q = lay.positions("marker"), lay.positions("text")
         assert blocked[q][:, lay.positions("video")].all() and not blocked[:, mk].any() and not blocked[mk].any()
+
+
 def check_perception_lm_layout(fam):
     """One run of <|video|> tokens, frame after frame, each the pooled (P/ratio)² grid row-major
     (the processor's count); nothing between frames, nothing after the last one."""
@@ -513,7 +572,9 @@ def test_qwen2_5_vl_time_axis_follows_fps_and_needs_timestamps(tmp_path):
         model.to_inputs(clip, QUESTIONS[0], n_frames=4)
     inputs = model.to_inputs(clip, QUESTIONS[0], n_frames=4, fps=2.0)
     with pytest.raises(ValueError, match="position_ids"):  # a continuation must be given its positions
-        model({"input_ids": inputs["input_ids"][:, -2:]}, q_start=inputs.seq_len - 2, kv_cache=KVCache(model.cfg.n_layers))
+        model(
+            {"input_ids": inputs["input_ids"][:, -2:]}, q_start=inputs.seq_len - 2, kv_cache=KVCache(model.cfg.n_layers)
+        )
 
 
 # registry -----------------------------------------------------------------------------------------
@@ -537,15 +598,18 @@ def test_unsupported_checkpoint_names_every_family(tmp_path):
 def test_sweep_engine_and_patching_equal_plain_hooks(fam):
     """The sweep engine (prefix/row reuse, batched rows) and batched patching continue each
     family's positions correctly (Qwen2.5-VL: 3-D M-RoPE positions) — equal to plain hook runs."""
-    from vlens.engine import SweepConfig, run_sweep
-    from vlens.patching import corrupt, patch_naive, patch_sweep
-    from vlens.prompts import letter_token_ids, mc_question
+    from vlens.inputs.prompts import letter_token_ids, mc_question
+    from vlens.interventions.patching import corrupt, patch_naive, patch_sweep
+    from vlens.interventions.sweep import SweepConfig, run_sweep
 
     model = fam.model
     L = model.cfg.n_layers
     inputs = fam.inputs(frames(3, seed=4), mc_question(QUESTIONS[0], ["red", "blue", "green"]), 3)
-    configs = [SweepConfig("lv", ko.LV(), ko.window(2, 2)), SweepConfig("vt", ko.VT(), ko.from_layer(1)),
-               SweepConfig("vs", ko.VS(), ko.layers([L - 1]))]
+    configs = [
+        SweepConfig("lv", ko.LV(), ko.window(2, 2)),
+        SweepConfig("vt", ko.VT(), ko.from_layer(1)),
+        SweepConfig("vs", ko.VS(), ko.layers([L - 1])),
+    ]
     fast = run_sweep(model, inputs, configs)
     with torch.no_grad():
         for c in configs:
@@ -560,14 +624,39 @@ def test_sweep_engine_and_patching_equal_plain_hooks(fam):
 def test_vlens_run_on_every_family(fam, tmp_path):
     """`vlens run global2,patching,lens` end to end on the synthetic set, then the report."""
     from vlens.cli import main
-    from vlens.store import load_results
+    from vlens.experiments.store import load_results
 
     out = tmp_path / "run"
-    assert main(["run", "global2,patching,lens", "--model", str(fam.path), "--data", "synthetic:5,n=2,frames=2",
-                 "--frames", "2", "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "global2,patching,lens",
+                "--model",
+                str(fam.path),
+                "--data",
+                "synthetic:5,n=2,frames=2",
+                "--frames",
+                "2",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     _, records = load_results(out)
     configs = {r["config"] for r in records if "skipped" not in r}
-    assert configs == {"clean", "prior", "global2/lv", "global2/vt", "global2/vs", "global2/all", "patching/resid_pre/video", "lens"}
+    assert configs == {
+        "clean",
+        "prior",
+        "global2/lv",
+        "global2/vt",
+        "global2/vs",
+        "global2/all",
+        "patching/resid_pre/video",
+        "lens",
+    }
     assert "### Logit lens" in (out / "report.md").read_text()
 
 
@@ -576,7 +665,12 @@ def test_efficient_inference_equals_its_knockout_equivalent(fam, exit_layer, pru
     """Visual early exit + per-frame pruning (real savings) equal the knockout run on every family;
     the M-RoPE positions of Qwen2.5-VL survive dropping the vision rows, and Qwen3-VL's DeepStack
     additions (at vision rows, in the first blocks) leave with the rows they belong to."""
-    from vlens.efficient import EfficientConfig, efficient_forward, equivalent_hooks, generate_efficient
+    from vlens.interventions.efficient import (
+        EfficientConfig,
+        efficient_forward,
+        equivalent_hooks,
+        generate_efficient,
+    )
 
     model, cfg = fam.model, EfficientConfig(exit_layer, prune)
     inputs = fam.inputs(frames(4, seed=8), QUESTIONS[0], 4)

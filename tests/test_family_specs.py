@@ -5,14 +5,20 @@ modules equal to HF's (1-D, Qwen2.5-VL's chunked M-RoPE, Qwen3-VL's interleaved 
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import pytest
 import torch
 
 from vlens import HookedVideoLLM, testing
-from vlens.families import FAMILIES, REGISTRY, UnsupportedModelError, check_weight_coverage, family_for, resolve
-from vlens.rotary import MRotary, Rotary
+from vlens.components.rotary import MRotary, Rotary
+from vlens.families import (
+    FAMILIES,
+    REGISTRY,
+    UnsupportedModelError,
+    check_weight_coverage,
+    family_for,
+    resolve,
+)
 
 
 def test_specs_are_frozen():
@@ -72,15 +78,21 @@ def _positions(batch=2, n=11, seed=0):
 
 
 def _hf_rotary(cls, text_cfg_cls, d_head, sections):
-    cfg = text_cfg_cls(hidden_size=d_head * 2, num_attention_heads=2, head_dim=d_head,
-                       rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": list(sections)})
+    cfg = text_cfg_cls(
+        hidden_size=d_head * 2,
+        num_attention_heads=2,
+        head_dim=d_head,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": list(sections)},
+    )
     return cls(cfg)
 
 
 @pytest.mark.parametrize("d_head,sections", [(16, (2, 3, 3)), (32, (4, 6, 6)), (128, (16, 24, 24))])
 def test_mrotary_equals_qwen2_5_vl(d_head, sections):
     from transformers.models.qwen2_5_vl import modeling_qwen2_5_vl as m
-    from transformers.models.qwen2_5_vl.configuration_qwen2_5_vl import Qwen2_5_VLTextConfig
+    from transformers.models.qwen2_5_vl.configuration_qwen2_5_vl import (
+        Qwen2_5_VLTextConfig,
+    )
 
     hf = _hf_rotary(m.Qwen2_5_VLRotaryEmbedding, Qwen2_5_VLTextConfig, d_head, sections)
     pos = _positions()
@@ -103,8 +115,9 @@ def test_interleaved_mrotary_equals_qwen3_vl(d_head, sections):
         assert torch.equal(a, b)
     # text (all three axes equal) is plain 1-D RoPE, whichever assignment
     text = pos[0]
-    for a, b in zip(MRotary(d_head, 10000.0, sections, interleaved=True)(text, torch.float32),
-                    Rotary(d_head)(text, torch.float32)):
+    for a, b in zip(
+        MRotary(d_head, 10000.0, sections, interleaved=True)(text, torch.float32), Rotary(d_head)(text, torch.float32)
+    ):
         assert torch.equal(a, b)
 
 

@@ -10,14 +10,13 @@ import json
 
 import pytest
 import torch
-
+import transformers
 from conftest import frames
 from hf_reference import hf_knockout
 
-import transformers
 from vlens import HookedVideoLLM, testing
 from vlens import knockout as ko
-from vlens.rotary import MRotary
+from vlens.components.rotary import MRotary
 
 ATOL = 1e-4
 Q = "what color is the object"
@@ -86,7 +85,9 @@ def test_fused_gate_up_is_shared_not_copied(glm):
     assert mlp.W_in.data_ptr() == w[d:].data_ptr() == w.data_ptr() + d * D * w.element_size()
     assert mlp.W_gate.untyped_storage().data_ptr() == w.untyped_storage().data_ptr()
     with torch.no_grad():
-        _, cache = model.run_with_cache(inputs, names_filter=lambda n: n.startswith("blocks.0.") and ("mlp" in n or "ln2" in n))
+        _, cache = model.run_with_cache(
+            inputs, names_filter=lambda n: n.startswith("blocks.0.") and ("mlp" in n or "ln2" in n)
+        )
         x = cache["blocks.0.ln2.hook_normalized"]
         assert (cache["blocks.0.mlp.hook_pre"] - x @ mlp.W_gate).abs().max() <= 1e-5
         assert (cache["blocks.0.mlp.hook_pre_linear"] - x @ mlp.W_in).abs().max() <= 1e-5
@@ -114,10 +115,14 @@ def test_partial_rotary_turns_only_the_first_dims_with_hfs_tables(glm):
         assert (before[..., :r] - after[..., :r]).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("spec", [
-    ko.Edges("text", "marker"),  # the question cannot read the frames' <|begin/end_of_image|> and timestamps
-    ko.Edges("video", "video", frames="earlier"),  # no group reads an earlier group
-], ids=["text<-marker", "video<-earlier-video"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        ko.Edges("text", "marker"),  # the question cannot read the frames' <|begin/end_of_image|> and timestamps
+        ko.Edges("video", "video", frames="earlier"),  # no group reads an earlier group
+    ],
+    ids=["text<-marker", "video<-earlier-video"],
+)
 def test_edges_knockouts_equal_hf_reference(glm, spec):
     model, hf, inputs, _ = glm
     layers = [0, 2]
@@ -185,7 +190,9 @@ def test_a_config_with_attention_bias_true_loads_and_equals_hf(glm, tmp_path):
     (biased / "config.json").write_text(json.dumps(cfg))
     model = HookedVideoLLM.from_pretrained(biased)
     hf = transformers.Glm4vForConditionalGeneration.from_pretrained(biased).eval()
-    assert hf.config.text_config.attention_bias is True and hf.model.language_model.layers[0].self_attn.o_proj.bias is None
+    assert (
+        hf.config.text_config.attention_bias is True and hf.model.language_model.layers[0].self_attn.o_proj.bias is None
+    )
     inputs = model.to_inputs(frames(4, seed=3), Q, n_frames=4, fps=2.0)
     with torch.no_grad():
         diff = (model(inputs) - hf(**inputs).logits).abs().max().item()

@@ -4,18 +4,32 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformer_lens import ActivationCache
-
 from conftest import frames
+from transformer_lens import ActivationCache
 
 ATOL = 1e-4
 
 HOOKS_PER_BLOCK = {
-    "hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_attn_out", "hook_mlp_out",
-    "ln1.hook_scale", "ln1.hook_normalized", "ln2.hook_scale", "ln2.hook_normalized",
-    "attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_rot_q", "attn.hook_rot_k",
-    "attn.hook_attn_scores", "attn.hook_pattern", "attn.hook_z",
-    "mlp.hook_pre", "mlp.hook_pre_linear", "mlp.hook_post",
+    "hook_resid_pre",
+    "hook_resid_mid",
+    "hook_resid_post",
+    "hook_attn_out",
+    "hook_mlp_out",
+    "ln1.hook_scale",
+    "ln1.hook_normalized",
+    "ln2.hook_scale",
+    "ln2.hook_normalized",
+    "attn.hook_q",
+    "attn.hook_k",
+    "attn.hook_v",
+    "attn.hook_rot_q",
+    "attn.hook_rot_k",
+    "attn.hook_attn_scores",
+    "attn.hook_pattern",
+    "attn.hook_z",
+    "mlp.hook_pre",
+    "mlp.hook_pre_linear",
+    "mlp.hook_post",
 }
 
 
@@ -137,7 +151,9 @@ def test_activation_cache_methods(model, inputs, run):
     torch.testing.assert_close(model.unembed(lens[-1]), logits, atol=ATOL, rtol=0)
     # hook_scale is what apply_ln_to_stack divides by (the weight is not folded, see docs)
     stack = cache.apply_ln_to_stack(cache["blocks.2.hook_resid_pre"][None], layer=2)
-    torch.testing.assert_close(stack[0] * model.blocks[2].ln1.w, cache["blocks.2.ln1.hook_normalized"], atol=ATOL, rtol=0)
+    torch.testing.assert_close(
+        stack[0] * model.blocks[2].ln1.w, cache["blocks.2.ln1.hook_normalized"], atol=ATOL, rtol=0
+    )
 
 
 def test_transformer_lens_patching_runs_on_the_model(model):

@@ -7,18 +7,19 @@ import json
 import os
 import signal
 
+import fabricate
 import numpy as np
 import pytest
 import torch
+from conftest import frames
 
-from vlens import HookedVideoLLM, cache_memory
+from vlens import HookedVideoLLM
 from vlens import knockout as ko
 from vlens.data import DatasetError, inside, load_dataset
-from vlens.knockout import KnockoutError
-from vlens.video import VideoError, load_video, sample_indices, write_video
-
-import fabricate
-from conftest import frames
+from vlens.inputs.sampling import VideoError, sample_indices
+from vlens.inputs.video import load_video, write_video
+from vlens.interventions.knockout import KnockoutError
+from vlens.model import cache_memory
 
 
 # n_frames, start, end, fps -----------------------------------------------------------------------
@@ -93,6 +94,7 @@ def test_a_fifo_is_refused_without_opening_it(tmp_path):
     for i in range(3):
         Image.fromarray(frames(1, seed=i)[0]).save(folder / f"{i}.png")
     os.mkfifo(folder / "9.png")  # a FIFO among the frame images is skipped, not opened
+
     # an alarm guards the test: were the FIFO opened, open() would block until a writer came
     def hung(signum, frame):
         raise TimeoutError("load_video opened the FIFO and blocked")
@@ -113,8 +115,11 @@ def test_annotation_paths_outside_the_dataset_are_refused(tmp_path):
     root = fabricate.mvbench(tmp_path / "mvb")
     task = root / "json" / "moving_direction.json"
     items = json.loads(task.read_text())
-    for bad, why in [("/etc/passwd", "is absolute"), ("../../../secret.mp4", "leaves the dataset folder"),
-                     ("sub/../../../../x.mp4", "leaves the dataset folder")]:
+    for bad, why in [
+        ("/etc/passwd", "is absolute"),
+        ("../../../secret.mp4", "leaves the dataset folder"),
+        ("sub/../../../../x.mp4", "leaves the dataset folder"),
+    ]:
         task.write_text(json.dumps([{**items[0], "video": bad}]))
         with pytest.raises(DatasetError, match=f"MVBench moving_direction.json item 0: video path .* {why}"):
             load_dataset(f"mvbench:{root}")
@@ -151,7 +156,9 @@ def test_layer_selections_take_numpy_integers_and_refuse_non_integers():
     assert ko.from_layer(np.int64(2)).resolve(4) == (2, 3)
     assert ko.window(np.int64(3), np.int64(2)).resolve(4) == (2, 3)
     assert ko.layers(torch.tensor([0, 3])).resolve(4) == (0, 3)
-    with pytest.raises(KnockoutError, match=r"from_layer\(i\) must be an integer layer index, got 1.9 \(float\).*does not round"):
+    with pytest.raises(
+        KnockoutError, match=r"from_layer\(i\) must be an integer layer index, got 1.9 \(float\).*does not round"
+    ):
         ko.from_layer(1.9)
     with pytest.raises(KnockoutError, match=r"got 2.0 \(float\)"):
         ko.window(2.0, 2)

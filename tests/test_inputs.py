@@ -8,19 +8,24 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import frames
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vlens import HookedVideoLLM
 from vlens.families import UnsupportedModelError
-from vlens.layout import LayoutError
-from vlens.video import VideoError, write_video
-
-from conftest import frames
+from vlens.inputs.layout import LayoutError
+from vlens.inputs.sampling import VideoError
+from vlens.inputs.video import write_video
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(n_frames=st.integers(1, 6), h=st.integers(16, 72), w=st.integers(16, 72), q=st.sampled_from(["what color", "how many objects are moving"]))
+@given(
+    n_frames=st.integers(1, 6),
+    h=st.integers(16, 72),
+    w=st.integers(16, 72),
+    q=st.sampled_from(["what color", "how many objects are moving"]),
+)
 def test_layout_matches_config_and_processor(model, n_frames, h, w, q):
     inputs = model.to_inputs(frames(n_frames, h, w), q, n_frames=n_frames)
     lay = inputs.layout

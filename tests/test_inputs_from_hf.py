@@ -3,16 +3,16 @@
 
 from __future__ import annotations
 
+import hf_testers
 import numpy as np
 import pytest
 import torch
-
-import hf_testers
 from conftest import frames
 from hf_reference import hf_knockout
+
 from vlens import HookedVideoLLM
 from vlens import knockout as ko
-from vlens.layout import LayoutError
+from vlens.inputs.layout import LayoutError
 
 ATOL = 1e-4
 _CACHE: dict = {}
@@ -45,18 +45,21 @@ def test_hf_test_shapes_match_hf_through_inputs_from_hf(hft):
         # every placeholder of the family is laid out as image or video, nothing else
         lay = inputs.layouts[0]
         n_media = int((lay.mask("video", "separator", "image")).sum())
-        image_id, video_id = (getattr(model.family, "media_ids")(t.hf.config))
+        image_id, video_id = getattr(model.family, "media_ids")(t.hf.config)
         ids = kwargs["input_ids"][0]
         assert n_media == int(sum((ids == i).sum() for i in (image_id, video_id) if i is not None))
 
 
 # Video-LLaVA's tester rows are 2044 positions long: its knockouts run in the slow suite
-_KO_CASES = [pytest.param(n, s, marks=[pytest.mark.slow] if n == "video_llava" else [])
-             for n in hf_testers.TESTERS for s in ("lv", "vt", "vs")]
+_KO_CASES = [
+    pytest.param(n, s, marks=[pytest.mark.slow] if n == "video_llava" else [])
+    for n in hf_testers.TESTERS
+    for s in ("lv", "vt", "vs")
+]
 
 
 # HF's tester shapes have one-token frames, where VS-K removes nothing (and says so): still equal to HF
-@pytest.mark.filterwarnings("ignore::vlens.knockout.KnockoutWarning")
+@pytest.mark.filterwarnings("ignore::vlens.interventions.knockout.KnockoutWarning")
 @pytest.mark.parametrize("name, spec_name", _KO_CASES)
 def test_hf_test_shapes_knockouts_equal_the_hf_reference(name, spec_name):
     t, model = built(name)
@@ -100,13 +103,22 @@ def test_qwen_positions_follow_the_kwargs_given():
     kw = dict(t.video_kwargs)
     inputs = model.inputs_from_hf(kw)
     plain = model.position_ids(inputs)  # no mm_token_type_ids: HF uses 0..n-1 on every axis
-    assert torch.equal(plain.reshape(-1, *kw["input_ids"].shape)[0], torch.arange(kw["input_ids"].shape[1]).expand_as(kw["input_ids"]))
+    assert torch.equal(
+        plain.reshape(-1, *kw["input_ids"].shape)[0], torch.arange(kw["input_ids"].shape[1]).expand_as(kw["input_ids"])
+    )
     types = (kw["input_ids"] == 5).long() * 2
     with_types = model.inputs_from_hf({**kw, "mm_token_type_ids": types})
     rope = model.position_ids(with_types)
-    ref, _ = t.hf.model.get_rope_index(kw["input_ids"], mm_token_type_ids=types, video_grid_thw=kw["video_grid_thw"],
-                                       second_per_grid_ts=kw["second_per_grid_ts"], attention_mask=kw["attention_mask"])
-    assert torch.equal(rope, ref) and not torch.equal(rope[0], plain.reshape(rope.shape[-2:]) if plain.ndim == 2 else plain[0])
+    ref, _ = t.hf.model.get_rope_index(
+        kw["input_ids"],
+        mm_token_type_ids=types,
+        video_grid_thw=kw["video_grid_thw"],
+        second_per_grid_ts=kw["second_per_grid_ts"],
+        attention_mask=kw["attention_mask"],
+    )
+    assert torch.equal(rope, ref) and not torch.equal(
+        rope[0], plain.reshape(rope.shape[-2:]) if plain.ndim == 2 else plain[0]
+    )
     with torch.no_grad():
         assert _diff(model(with_types), t.hf(**with_types).logits, kw["attention_mask"]) <= ATOL
 
@@ -160,7 +172,7 @@ def test_mixed_resolution_batch_rows_equal_rows_alone(qwen):
 
 
 def test_images_as_frames_needs_image_rows():
-    from vlens.inputs import as_frames
+    from vlens.inputs.video_inputs import as_frames
 
     t, model = built("qwen2_5_vl")
     with pytest.raises(ValueError, match="images_as_frames: the row already has video"):

@@ -10,15 +10,14 @@ import dataclasses
 
 import pytest
 import torch
+from conftest import frames
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vlens import HookedVideoLLM
 from vlens import knockout as ko
-from vlens.interventions import InterventionError
-from vlens.kv_cache import KVCache
-
-from conftest import frames
+from vlens.components.kv_cache import KVCache
+from vlens.components.per_call import InterventionError
 
 QUESTION = "what color is the object"
 
@@ -64,9 +63,7 @@ FAILING_CALLS = {
     "generate fails at a later step": lambda m, x: m.generate(
         x, max_new_tokens=4, fwd_hooks=ko.LV().hooks(x) + [("blocks.0.hook_resid_pre", _fail_on_call(2))]
     ),
-    "batch the hooks were not built for": lambda m, x: m.run_with_hooks(
-        _two_rows(m), fwd_hooks=ko.LV().hooks(x)
-    ),
+    "batch the hooks were not built for": lambda m, x: m.run_with_hooks(_two_rows(m), fwd_hooks=ko.LV().hooks(x)),
     "hooks() context body raises": lambda m, x: _context_then_fail(m, x),
 }
 
@@ -163,7 +160,12 @@ def organism_inputs(organism_by_dtype):
 
 
 SPECS = {"LV": ko.LV(), "VT": ko.VT(), "VS": ko.VS(), "LV|VT|VS": ko.LV() | ko.VT() | ko.VS()}
-SELECTIONS = {"all": ko.all_layers(), "from 5": ko.from_layer(5), "window 3,2": ko.window(3, 2), "layer 0": ko.layers([0])}
+SELECTIONS = {
+    "all": ko.all_layers(),
+    "from 5": ko.from_layer(5),
+    "window 3,2": ko.window(3, 2),
+    "layer 0": ko.layers([0]),
+}
 
 
 def test_fp16_pattern_knockout_in_all_layers_is_finite(organism_by_dtype, organism_inputs):
@@ -184,7 +186,9 @@ def test_fp16_pattern_knockout_in_all_layers_is_finite(organism_by_dtype, organi
     spec=st.sampled_from(list(SPECS)),
     selection=st.sampled_from(list(SELECTIONS)),
 )
-def test_no_nan_in_any_dtype_path_site_spec_or_layers(organism_by_dtype, organism_inputs, dtype, path, site, spec, selection):
+def test_no_nan_in_any_dtype_path_site_spec_or_layers(
+    organism_by_dtype, organism_inputs, dtype, path, site, spec, selection
+):
     model, inputs = organism_by_dtype[dtype], organism_inputs[dtype]
     hooks = SPECS[spec].hooks(inputs, layers=SELECTIONS[selection], on=site)
     with torch.no_grad(), model.attention_path_as(path):
@@ -194,7 +198,9 @@ def test_no_nan_in_any_dtype_path_site_spec_or_layers(organism_by_dtype, organis
     if dtype != "float32":  # close to the fp32 run (the same knockout) at the answer position
         ref_model, ref_inputs = organism_by_dtype["float32"], organism_inputs["float32"]
         with torch.no_grad():
-            ref = ref_model.run_with_hooks(ref_inputs, fwd_hooks=SPECS[spec].hooks(ref_inputs, layers=SELECTIONS[selection]))
+            ref = ref_model.run_with_hooks(
+                ref_inputs, fwd_hooks=SPECS[spec].hooks(ref_inputs, layers=SELECTIONS[selection])
+            )
         p, q = torch.softmax(logits[0, -1].float(), -1), torch.softmax(ref[0, -1], -1)
         assert (p - q).abs().max() < 0.1
 
@@ -203,8 +209,11 @@ def test_no_nan_in_any_dtype_path_site_spec_or_layers(organism_by_dtype, organis
 def test_padded_positions_match_hf_everywhere(model, hf_models):
     """Left-pad query rows see no key in HF's SDPA mask: their attention output is 0 there and
     here, so the logits at padded positions agree too (not only at real ones)."""
-    inputs = model.to_inputs([frames(2, seed=1), frames(2, seed=2)],
-                             ["what color is the object", "how many objects are moving to the left in the video"], n_frames=2)
+    inputs = model.to_inputs(
+        [frames(2, seed=1), frames(2, seed=2)],
+        ["what color is the object", "how many objects are moving to the left in the video"],
+        n_frames=2,
+    )
     assert (inputs["attention_mask"] == 0).any()
     with torch.no_grad():
         ref = hf_models["sdpa"](**inputs).logits

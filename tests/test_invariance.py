@@ -15,9 +15,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vlens.analysis import analyse
-from vlens.run import RunConfig, run
-from vlens.store import SETTINGS, load_results
+from vlens.experiments.analysis import analyse
+from vlens.experiments.run import RunConfig, run
+from vlens.experiments.store import SETTINGS, load_results
+
 
 @pytest.fixture(scope="module", autouse=True)
 def _one_thread():
@@ -37,17 +38,38 @@ def _records(n_samples: int, seed: int) -> list[dict]:
     for i in range(n_samples):
         sample = f"s{i:03d}"
         for config in ("clean", "prior", "global2/lv", "global2/vt", "windows/vs/3"):
-            r = {"sample": sample, "config": config, "meta": {"kind": rng.choice(["color", "count"])},
-                 "correct": rng.random() < 0.6, "p_correct": rng.random(), "logit_diff": rng.gauss(0, 3)}
+            r = {
+                "sample": sample,
+                "config": config,
+                "meta": {"kind": rng.choice(["color", "count"])},
+                "correct": rng.random() < 0.6,
+                "p_correct": rng.random(),
+                "logit_diff": rng.gauss(0, 3),
+            }
             if config not in ("clean", "prior"):
                 r["kl"] = rng.random() / 3
             out.append(r)
-        out.append({"sample": sample, "config": "lens", "labels": ["0_pre", "1_pre", "final"],
-                    "p_correct": [rng.random() for _ in range(3)], "rank": [rng.randrange(3) for _ in range(3)],
-                    "frame_mass": [[rng.random() for _ in range(4)] for _ in range(2)]})
-        out.append({"sample": sample, "config": "patching/resid_pre/video", "groups": ["video", "final"], "layers": [0, 1],
-                    "raw": [[rng.gauss(0, 1) for _ in range(2)] for _ in range(2)], "clean_diff": rng.gauss(2, 1),
-                    "corrupted_diff": rng.gauss(0, 1)})
+        out.append(
+            {
+                "sample": sample,
+                "config": "lens",
+                "labels": ["0_pre", "1_pre", "final"],
+                "p_correct": [rng.random() for _ in range(3)],
+                "rank": [rng.randrange(3) for _ in range(3)],
+                "frame_mass": [[rng.random() for _ in range(4)] for _ in range(2)],
+            }
+        )
+        out.append(
+            {
+                "sample": sample,
+                "config": "patching/resid_pre/video",
+                "groups": ["video", "final"],
+                "layers": [0, 1],
+                "raw": [[rng.gauss(0, 1) for _ in range(2)] for _ in range(2)],
+                "clean_diff": rng.gauss(2, 1),
+                "corrupted_diff": rng.gauss(0, 1),
+            }
+        )
     return out
 
 
@@ -98,8 +120,16 @@ def test_analysis_is_independent_of_parts_order_and_resume_duplicates(tmp_path_f
 
 
 def _cfg(onevision_dir, out, **kw) -> RunConfig:
-    return RunConfig(model=onevision_dir, data="synthetic:3,n=6", out=out, protocols="global2,lens,patching", frames=4,
-                     progress=False, report=False, **kw)
+    return RunConfig(
+        model=onevision_dir,
+        data="synthetic:3,n=6",
+        out=out,
+        protocols="global2,lens,patching",
+        frames=4,
+        progress=False,
+        report=False,
+        **kw,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +142,9 @@ def single(onevision_dir, model, tmp_path_factory) -> Path:
 
 @settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(n_shards=st.integers(2, 4), order=st.randoms(use_true_random=False))
-def test_sharded_runs_in_any_order_equal_the_single_run(onevision_dir, model, single, tmp_path_factory, n_shards, order):
+def test_sharded_runs_in_any_order_equal_the_single_run(
+    onevision_dir, model, single, tmp_path_factory, n_shards, order
+):
     """Every stored record (the language prior and the patching partner included) and every reported
     number is the same whether the samples ran in one process or in n shards, in any order."""
     sharded = tmp_path_factory.mktemp("sharded")
@@ -128,7 +160,7 @@ def test_sharded_runs_in_any_order_equal_the_single_run(onevision_dir, model, si
 
 
 def test_report_is_the_same_for_sharded_resumed_and_single_runs(onevision_dir, model, single, tmp_path):
-    from vlens.report import write_report
+    from vlens.figures.report import write_report
 
     sharded, resumed = tmp_path / "sharded", tmp_path / "resumed"
     for i in (1, 0):

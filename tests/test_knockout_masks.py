@@ -6,12 +6,11 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import layouts
 
 from vlens import knockout as ko
-from vlens.knockout import KnockoutError
-from vlens.layout import VideoLayout
-
-from strategies import layouts
+from vlens.inputs.layout import VideoLayout
+from vlens.interventions.knockout import KnockoutError
 
 SETTINGS = settings(max_examples=60, deadline=None)
 
@@ -126,6 +125,6 @@ def test_spec_on_layout_without_video_is_an_error():
 
 
 def ko_tok(frame):
-    from vlens.layout import VisionToken
+    from vlens.inputs.layout import VisionToken
 
     return VisionToken("video", frame, 0, 0)

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import frames
+from hf_reference import hf_knockout
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vlens import knockout as ko
-from vlens.knockout import KnockoutError
-
-from conftest import frames
-from hf_reference import hf_knockout
+from vlens.interventions.knockout import KnockoutError
 
 ATOL = 1e-4
-QUESTIONS = ["what color is the object", "how many objects are moving to the left in the video", "which object appears first"]
+QUESTIONS = [
+    "what color is the object",
+    "how many objects are moving to the left in the video",
+    "which object appears first",
+]
 
 specs = st.sets(st.sampled_from(["lv", "vt", "vs"]), min_size=1).map(lambda s: ko.from_name("+".join(sorted(s))))
 
@@ -53,7 +56,7 @@ def _run_all_ways(model, hf, inputs, spec, sel):
     return {k: (v - ref)[real].abs().max().item() for k, v in out.items()}, ref
 
 
-@pytest.mark.filterwarnings("ignore::vlens.knockout.KnockoutWarning")  # VT-K on one frame removes nothing
+@pytest.mark.filterwarnings("ignore::vlens.interventions.knockout.KnockoutWarning")  # VT-K on one frame removes nothing
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(spec=specs, sel=selections(), n_frames=st.integers(1, 3), q=st.sampled_from(QUESTIONS))
 def test_knockout_paths_equal_hf_reference(model, hf_models, spec, sel, n_frames, q):
@@ -145,7 +148,7 @@ def test_bad_knockout_inputs(model):
 @pytest.mark.slow
 def test_compiled_flex_attention_equals_hf_reference(model, hf_models, monkeypatch):
     """The kernel the GPU runs: FlexAttention compiled (here through inductor's CPU backend)."""
-    from vlens import attention as components
+    from vlens.components import attention as components
 
     monkeypatch.setattr(components, "FLEX_COMPILE", "always")
     monkeypatch.setattr(components, "_compiled_flex", None)

@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from vlens.lens import attention_to_frames, logit_lens
-from vlens.patching import PatchingError, corrupt, logit_diff, patch_naive, patch_sweep, position_groups
-from vlens.prompts import letter_token_ids, mc_question
-
 from conftest import frames
+
+from vlens.inputs.prompts import letter_token_ids, mc_question
+from vlens.interventions.lens import attention_to_frames, logit_lens
+from vlens.interventions.patching import (
+    PatchingError,
+    corrupt,
+    logit_diff,
+    patch_naive,
+    patch_sweep,
+    position_groups,
+)
 
 ATOL = 1e-4
 
 
 @pytest.fixture(scope="module")
 def clean(model):
-    return model.to_inputs(frames(3, seed=11), mc_question("What color is the object?", ["red", "blue", "green", "white"]), n_frames=3)
+    return model.to_inputs(
+        frames(3, seed=11), mc_question("What color is the object?", ["red", "blue", "green", "white"]), n_frames=3
+    )
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +36,9 @@ def test_position_groups_partition_the_interesting_positions(clean):
     groups = position_groups(clean.layout)
     assert list(groups)[:3] == ["frame 0", "frame 1", "frame 2"]
     frames_union = torch.cat([groups[f"frame {i}"] for i in range(3)])
-    assert set(frames_union.tolist()) | set(clean.layout.positions("separator").tolist()) == set(groups["video"].tolist())
+    assert set(frames_union.tolist()) | set(clean.layout.positions("separator").tolist()) == set(
+        groups["video"].tolist()
+    )
     assert groups["final"].tolist() == [clean.seq_len - 1]
     assert clean.seq_len - 1 not in groups["question"].tolist()
 
@@ -59,8 +69,14 @@ def test_batched_sweep_equals_naive_loop_and_tl(model, clean, letters, site):
         _, cache = model.run_with_cache(clean, names_filter=lambda n: "resid_pre" in n)
         cells = pd.DataFrame({"layer": range(model.cfg.n_layers), "pos": [clean.seq_len - 1] * model.cfg.n_layers})
         tl = patching.generic_activation_patch(
-            model, corrupted, cache, lambda logits: logit_diff(logits[:, -1], letters, 1)[0],
-            patch_setter=patching.layer_pos_patch_setter, activation_name="resid_pre", index_df=cells)
+            model,
+            corrupted,
+            cache,
+            lambda logits: logit_diff(logits[:, -1], letters, 1)[0],
+            patch_setter=patching.layer_pos_patch_setter,
+            activation_name="resid_pre",
+            index_df=cells,
+        )
         final = res.groups.index("final")
         torch.testing.assert_close(tl, res.raw[:, final].to(tl.dtype), atol=ATOL, rtol=0)
 
@@ -72,11 +88,18 @@ def test_per_head_z_sweep_shape(model, clean, letters):
 
 
 def test_corruptions_and_layout_mismatch(model, clean):
-    for kind, kw in [("shuffle", {}), ("reverse", {}), ("replace", {"frame": 1}), ("video", {"other": frames(3, seed=99)})]:
+    for kind, kw in [
+        ("shuffle", {}),
+        ("reverse", {}),
+        ("replace", {"frame": 1}),
+        ("video", {"other": frames(3, seed=99)}),
+    ]:
         c = corrupt(model, clean, kind, **kw)
         assert c.layout.segment == clean.layout.segment
         assert not torch.equal(c["pixel_values_videos"], clean["pixel_values_videos"])
-    q = corrupt(model, clean, "question", question=mc_question("What shape is the object?", ["red", "blue", "green", "white"]))
+    q = corrupt(
+        model, clean, "question", question=mc_question("What shape is the object?", ["red", "blue", "green", "white"])
+    )
     assert (q["input_ids"] != clean["input_ids"]).sum() == 1
     longer = model.to_inputs(frames(4, seed=11), "what color", n_frames=4)
     with pytest.raises(PatchingError, match="same frame count"):
@@ -115,12 +138,25 @@ def test_run_patching_and_lens_through_the_cli(onevision_dir, model, tmp_path, c
     from vlens.cli import main
     from vlens.data import load_dataset
     from vlens.experiments.runner import sample_inputs
-    from vlens.store import load_results
+    from vlens.experiments.store import load_results
 
     out = tmp_path / "mech"
     data = "synthetic:3,n=3,frames=3"
-    argv = ["run", "windows,patching,lens", "--model", str(onevision_dir), "--data", data, "--frames", "3",
-            "--window", "2", "--out", str(out), "--quiet"]
+    argv = [
+        "run",
+        "windows,patching,lens",
+        "--model",
+        str(onevision_dir),
+        "--data",
+        data,
+        "--frames",
+        "3",
+        "--window",
+        "2",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     assert main(argv) == 0
     for name in ("report.md", "layers.png", "lens.png", "patching_resid_pre_video.png", "windows.png"):
         assert (out / name).exists(), name
@@ -143,6 +179,22 @@ def test_run_patching_and_lens_through_the_cli(onevision_dir, model, tmp_path, c
     assert len(load_results(out)[1]) == n
     # bad input: one sample cannot be corrupted by "the next sample's video"
     capsys.readouterr()
-    assert main(["run", "patching", "--model", str(onevision_dir), "--data", "synthetic:3,n=1", "--frames", "3",
-                 "--out", str(tmp_path / "one"), "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "run",
+                "patching",
+                "--model",
+                str(onevision_dir),
+                "--data",
+                "synthetic:3,n=1",
+                "--frames",
+                "3",
+                "--out",
+                str(tmp_path / "one"),
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert "at least 2 samples" in capsys.readouterr().err

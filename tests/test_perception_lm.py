@@ -10,22 +10,27 @@ import sys
 
 import pytest
 import torch
-
+import transformers
 from conftest import frames
 from hf_reference import hf_knockout
 from test_roles import OPTIONS, QUESTION, check_roles
 
-import transformers
 from vlens import HookedVideoLLM, testing
 from vlens import knockout as ko
 from vlens.families.perception_lm import MissingDependencyError
-from vlens.layout import LayoutError
-from vlens.prompts import mc_question
-from vlens.roles import with_roles
+from vlens.inputs.layout import LayoutError
+from vlens.inputs.prompts import mc_question
+from vlens.inputs.roles import with_roles
 
 ATOL = 1e-4
-LLAMA3_ROPE = {"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0, "low_freq_factor": 1.0,
-               "high_freq_factor": 4.0, "original_max_position_embeddings": 64}
+LLAMA3_ROPE = {
+    "rope_type": "llama3",
+    "rope_theta": 10000.0,
+    "factor": 8.0,
+    "low_freq_factor": 1.0,
+    "high_freq_factor": 4.0,
+    "original_max_position_embeddings": 64,
+}
 
 
 class _NoNetwork(socket.socket):
@@ -64,8 +69,9 @@ def test_images_are_thumbnail_then_tiles_and_match_hf(plm):
     assert int((ids == hf.config.image_token_id).sum()) == n_tiles * g * g == lay.counts()["image"]
     img = lay.positions("image")
     assert int(img[-1]) < int(lay.positions("video")[0]) and lay.n_images == 1
-    assert list(zip(lay.row[img].tolist(), lay.col[img].tolist())) == [(r, c) for _ in range(n_tiles)
-                                                                       for r in range(g) for c in range(g)]
+    assert list(zip(lay.row[img].tolist(), lay.col[img].tolist())) == [
+        (r, c) for _ in range(n_tiles) for r in range(g) for c in range(g)
+    ]
     with torch.no_grad():
         assert _diff(model(inputs), hf(**inputs).logits, inputs["attention_mask"]) <= ATOL
         only = model.to_inputs(None, QUESTION, images=wide)
@@ -79,8 +85,12 @@ def test_inputs_from_hf_without_a_processor_lays_out_by_the_count(plm, monkeypat
     layout equals the processor-built one and the logits equal HF's. A count that is no grid is
     a LayoutError, with or without the patch size."""
     _, model, hf = plm
-    made = model.to_inputs([frames(3, seed=1), frames(3, seed=2)], [QUESTION, "why"], n_frames=3,
-                           images=[[frames(1, 48, 32)[0]], [frames(1, 48, 32, seed=5)[0]]])
+    made = model.to_inputs(
+        [frames(3, seed=1), frames(3, seed=2)],
+        [QUESTION, "why"],
+        n_frames=3,
+        images=[[frames(1, 48, 32)[0]], [frames(1, 48, 32, seed=5)[0]]],
+    )
     kwargs = {k: made[k] for k in ("input_ids", "attention_mask", "pixel_values", "pixel_values_videos")}
     broken = kwargs["input_ids"].clone()
     broken[0, int((broken[0] == hf.config.video_token_id).nonzero()[0])] = 0  # one video placeholder less
@@ -103,8 +113,9 @@ def test_roles_and_edges_knockouts_equal_hf(plm):
     """Text roles (question, options, answer prompt) on PerceptionLM's Llama-3 template, shown by
     to_str_tokens(roles=True); an `Edges` knockout over them equals HF with the same mask."""
     _, model, hf = plm
-    inputs = with_roles(model, model.to_inputs(frames(2), mc_question(QUESTION, OPTIONS), n_frames=2),
-                        QUESTION, OPTIONS, answer="B")
+    inputs = with_roles(
+        model, model.to_inputs(frames(2), mc_question(QUESTION, OPTIONS), n_frames=2), QUESTION, OPTIONS, answer="B"
+    )
     check_roles(model, inputs)
     shown = model.to_str_tokens(inputs, roles=True)
     assert shown[-1].endswith("|last") and any(s.endswith("|option B*") for s in shown)
@@ -144,7 +155,7 @@ def test_llama3_scaled_rope_matches_hf(tmp_path):
         ours = model(inputs)
         assert _diff(ours, hf(**inputs).logits, inputs["attention_mask"]) <= ATOL
         ref = hf.generate(**inputs, max_new_tokens=4, do_sample=False)
-    assert model.generate(inputs, max_new_tokens=4).tolist() == ref[:, inputs.seq_len:].tolist()
+    assert model.generate(inputs, max_new_tokens=4).tolist() == ref[:, inputs.seq_len :].tolist()
     plain = testing.make_tiny_perception_lm(tmp_path / "plain", n_layers=2)
     with torch.no_grad():
         assert (HookedVideoLLM.from_pretrained(plain)(inputs) - ours).abs().max() > 1e-3

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-
+import transformers
 from conftest import frames
 
-import transformers
 from vlens import HookedVideoLLM, testing
-from vlens.rotary import MRotary
+from vlens.components.rotary import MRotary
 
 ATOL = 1e-4
 Q = "what color is the object"
@@ -20,7 +19,9 @@ Q = "what color is the object"
 
 @pytest.fixture(scope="module")
 def q3(tmp_path_factory):
-    path = testing.make_tiny_qwen3_vl(tmp_path_factory.mktemp("q3") / "ckpt", n_layers=3, deepstack_visual_indexes=(0, 2))
+    path = testing.make_tiny_qwen3_vl(
+        tmp_path_factory.mktemp("q3") / "ckpt", n_layers=3, deepstack_visual_indexes=(0, 2)
+    )
     model = HookedVideoLLM.from_pretrained(path)
     hf = transformers.Qwen3VLForConditionalGeneration.from_pretrained(path).eval()
     return model, hf, model.to_inputs(frames(4, seed=3), Q, n_frames=4, fps=2.0)

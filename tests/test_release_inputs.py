@@ -9,12 +9,15 @@ import shutil
 
 import pytest
 import torch
+from conftest import frames
 
 from vlens import HookedVideoLLM
-from vlens.layout import LayoutError
-from vlens.testing import make_tiny_internvideo2_5, make_tiny_llava_next_video_qwen, make_tiny_longva
-
-from conftest import frames
+from vlens.inputs.layout import LayoutError
+from vlens.testing import (
+    make_tiny_internvideo2_5,
+    make_tiny_llava_next_video_qwen,
+    make_tiny_longva,
+)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +51,16 @@ def test_each_release_samples_frames_as_its_authors_do(longva_dir, ivideo_dir, t
     assert iv.family.default_sampling == "internvl"
     # get_index over 40 frames, 8 segments: seg = 39/8, int(seg/2 + round(seg*i))
     assert iv.to_inputs(frames(40), "q", n_frames=8).videos[0].indices == (2, 7, 12, 17, 22, 26, 31, 36)
-    assert iv.to_inputs(frames(40), "q", n_frames=8, sampling="centres").videos[0].indices == (2, 7, 12, 17, 22, 27, 32, 37)
+    assert iv.to_inputs(frames(40), "q", n_frames=8, sampling="centres").videos[0].indices == (
+        2,
+        7,
+        12,
+        17,
+        22,
+        27,
+        32,
+        37,
+    )
 
 
 def test_llava_releases_run_without_rope_scaling_as_the_authors_loader_does(longva_dir, tmp_path, caplog):
@@ -65,8 +77,12 @@ def test_llava_releases_run_without_rope_scaling_as_the_authors_loader_does(long
 def test_prompts_past_tokenizer_model_max_length_are_refused_with_the_reason(longva_dir, tmp_path):
     model = HookedVideoLLM.from_pretrained(longva_dir)
     n = model.to_inputs(frames(4), "q", n_frames=4).seq_len
-    short = HookedVideoLLM.from_pretrained(_edit_config(longva_dir, tmp_path / "short", tokenizer_model_max_length=n - 1))
-    with pytest.raises(LayoutError, match=f"over the release's tokenizer_model_max_length={n - 1}: the authors' code would cut"):
+    short = HookedVideoLLM.from_pretrained(
+        _edit_config(longva_dir, tmp_path / "short", tokenizer_model_max_length=n - 1)
+    )
+    with pytest.raises(
+        LayoutError, match=f"over the release's tokenizer_model_max_length={n - 1}: the authors' code would cut"
+    ):
         short.to_inputs(frames(4), "q", n_frames=4)
     assert short.to_inputs(frames(2), "q", n_frames=2).seq_len < n  # fewer frames fit
 
@@ -94,19 +110,23 @@ def _with_bos(src, dst, *, tokenizer_adds: bool, add_bos_token: bool | None):
 
 @pytest.mark.parametrize("tokenizer_adds", [False, True])
 def test_internvideo_prompts_start_with_bos_exactly_once(ivideo_dir, tmp_path, tokenizer_adds):
-    model = HookedVideoLLM.from_pretrained(_with_bos(ivideo_dir, tmp_path / "bos", tokenizer_adds=tokenizer_adds,
-                                                     add_bos_token=None))
+    model = HookedVideoLLM.from_pretrained(
+        _with_bos(ivideo_dir, tmp_path / "bos", tokenizer_adds=tokenizer_adds, add_bos_token=None)
+    )
     ids = model.to_inputs(frames(8), "q", n_frames=8, sampling="centres")["input_ids"][0].tolist()
     bos = model.tokenizer.bos_token_id
     assert ids[0] == bos and ids.count(bos) == 1
 
 
 def test_internvideo_without_bos_when_the_release_says_so(ivideo_dir, tmp_path):
-    model = HookedVideoLLM.from_pretrained(_with_bos(ivideo_dir, tmp_path / "nobos", tokenizer_adds=False,
-                                                     add_bos_token=False))
+    model = HookedVideoLLM.from_pretrained(
+        _with_bos(ivideo_dir, tmp_path / "nobos", tokenizer_adds=False, add_bos_token=False)
+    )
     ids = model.to_inputs(frames(8), "q", n_frames=8, sampling="centres")["input_ids"][0].tolist()
     assert model.tokenizer.bos_token_id not in ids
     from vlens.families.release_common import ReleaseFormatError
 
     with pytest.raises(ReleaseFormatError, match="add_bos_token=false but the tokenizer.json adds a BOS"):
-        HookedVideoLLM.from_pretrained(_with_bos(ivideo_dir, tmp_path / "clash", tokenizer_adds=True, add_bos_token=False))
+        HookedVideoLLM.from_pretrained(
+            _with_bos(ivideo_dir, tmp_path / "clash", tokenizer_adds=True, add_bos_token=False)
+        )

@@ -9,14 +9,12 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
-
 import release_reference as ref
+import torch
 from conftest import frames
 
-from vlens import HookedVideoLLM
+from vlens import HookedVideoLLM, testing
 from vlens import knockout as ko
-from vlens import testing
 from vlens.families.llava_qwen_release import CLIP_MEAN, CLIP_STD, PLACEHOLDER
 from vlens.families.release_common import ReleaseFormatError
 
@@ -40,8 +38,16 @@ def llava(request, tmp_path_factory):
 def _llava_ref(name, path, inputs, blocked=None):
     _, mode, stride, newline, _ = LLAVA[name]
     pid = int(inputs["input_ids"][0][inputs.layout.is_vision][0])
-    return ref.llava_qwen_logits(path, inputs["input_ids"], inputs["pixel_values_videos"], pid,
-                                 pool_mode=mode, pool_stride=stride, newline=newline, blocked=blocked)
+    return ref.llava_qwen_logits(
+        path,
+        inputs["input_ids"],
+        inputs["pixel_values_videos"],
+        pid,
+        pool_mode=mode,
+        pool_stride=stride,
+        newline=newline,
+        blocked=blocked,
+    )
 
 
 def test_llava_release_logits_equal_reference(llava):
@@ -74,14 +80,16 @@ def test_llava_release_prompt_is_qwen_1_5_with_chunks_tokenized_apart(llava):
     inputs = model.to_inputs(frames(2, seed=3), Q, n_frames=2, sampling="centres")
     ids = inputs["input_ids"][0]
     tok = model.tokenizer
-    prompt = ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n<image>\n"
-              f"{Q}<|im_end|>\n<|im_start|>assistant\n")
+    prompt = (
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n<image>\n"
+        f"{Q}<|im_end|>\n<|im_start|>assistant\n"
+    )
     before, after = prompt.split("<image>")
     enc = lambda s: tok(s, add_special_tokens=False)["input_ids"]
     vis = inputs.layout.is_vision
     first, last = int(vis.nonzero()[0]), int(vis.nonzero()[-1])
     assert ids[:first].tolist() == enc(before)
-    assert ids[last + 1:].tolist() == enc(after)
+    assert ids[last + 1 :].tolist() == enc(after)
     assert (ids[vis] == tok.convert_tokens_to_ids(PLACEHOLDER)).all()
 
 
@@ -144,7 +152,9 @@ def ivideo(tmp_path_factory):
 
 def _iv_ref(model, path, inputs, blocked=None, compress=True):
     ctx = model.hf_model.config.image_token_id
-    return ref.internvideo_logits(path, inputs["input_ids"], inputs["pixel_values"], ctx, compress=compress, blocked=blocked)
+    return ref.internvideo_logits(
+        path, inputs["input_ids"], inputs["pixel_values"], ctx, compress=compress, blocked=blocked
+    )
 
 
 def test_internvideo_logits_equal_reference_with_token_compression(ivideo):

@@ -1,4 +1,4 @@
-"""Text roles (vlens.roles) for every family the fixtures build: order, contiguity, letters, the
+"""Text roles (vlens.inputs.roles) for every family the fixtures build: order, contiguity, letters, the
 correct option, and the text each role's tokens spell."""
 
 from __future__ import annotations
@@ -7,14 +7,13 @@ import dataclasses
 
 import pytest
 import torch
+from conftest import frames
 
 from vlens import HookedVideoLLM, testing
 from vlens import knockout as ko
-from vlens.layout import LayoutError
-from vlens.prompts import mc_question
-from vlens.roles import with_roles
-
-from conftest import frames
+from vlens.inputs.layout import LayoutError
+from vlens.inputs.prompts import mc_question
+from vlens.inputs.roles import with_roles
 
 QUESTION, OPTIONS = "What color is the ball?", ["red", "green", "blue"]
 BUILDERS = {  # the families of tests/test_families.py CASES (their to_inputs kwargs, HF class)
@@ -74,7 +73,6 @@ def family(request, tmp_path_factory):
 @pytest.mark.slow
 def test_roles_and_edges_parity_for_every_family(family):
     import transformers
-
     from hf_reference import hf_knockout
 
     model, kwargs, n, path, hf_class = family
@@ -107,8 +105,9 @@ def test_roles_on_onevision(model):
 
 
 def test_roles_with_a_system_prompt_and_a_batch(model):
-    inputs = model.to_inputs([frames(2), frames(2, seed=1)], [mc_question(QUESTION, OPTIONS), "why"], n_frames=2,
-                             system_prompt="Be brief.")
+    inputs = model.to_inputs(
+        [frames(2), frames(2, seed=1)], [mc_question(QUESTION, OPTIONS), "why"], n_frames=2, system_prompt="Be brief."
+    )
     rolled = with_roles(model, inputs, [QUESTION, "why"], [OPTIONS, None], [None, None], system_prompt="Be brief.")
     a, b = rolled.layouts
     assert "system" in a.role and "system" in b.role

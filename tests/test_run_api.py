@@ -6,19 +6,19 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import fabricate
 import pytest
 import torch
 
-import fabricate
-from vlens import engine
 from vlens.cli import main
 from vlens.data import load_dataset
-from vlens.experiments import configs_for
 from vlens.experiments import protocols as P
 from vlens.experiments import registry
+from vlens.experiments.run import NothingScoredError, RunConfig, RunError, dry_run, run
 from vlens.experiments.runner import sample_inputs
-from vlens.run import NothingScoredError, RunConfig, RunError, dry_run, run
-from vlens.store import load_results
+from vlens.experiments.store import load_results
+from vlens.experiments.study import configs_for
+from vlens.interventions import sweep as engine
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -40,10 +40,16 @@ def test_run_config_is_frozen_and_validated(onevision_dir, tmp_path):
     assert cfg.protocols == ("global2", "lens") and cfg.shard == (0, 1)
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.frames = 4
-    for kw, match in [({"protocols": "global3"}, "unknown protocol"), ({"protocols": "efficient,global1"}, "on its own"),
-                      ({"frames": 0}, "frames must be an integer ≥ 1"), ({"shard": (2, 2)}, "0 <= i < n"),
-                      ({"dtype": "fp8"}, "dtype must be one of"), ({"engine": "turbo"}, "engine must be one of"),
-                      ({"limit": 0}, "limit must be"), ({"max_memory_gib": -1.0}, "max_memory_gib")]:
+    for kw, match in [
+        ({"protocols": "global3"}, "unknown protocol"),
+        ({"protocols": "efficient,global1"}, "on its own"),
+        ({"frames": 0}, "frames must be an integer ≥ 1"),
+        ({"shard": (2, 2)}, "0 <= i < n"),
+        ({"dtype": "fp8"}, "dtype must be one of"),
+        ({"engine": "turbo"}, "engine must be one of"),
+        ({"limit": 0}, "limit must be"),
+        ({"max_memory_gib": -1.0}, "max_memory_gib"),
+    ]:
         with pytest.raises(ValueError, match=match):
             _cfg(onevision_dir, tmp_path, **kw)
 
@@ -73,8 +79,17 @@ def test_nothing_scored_is_an_error_naming_reason_and_flag(onevision_dir, model,
         run(cfg, model=model)
     with pytest.raises(RunError, match="no usable sample.*--frames 6"):
         dry_run(cfg, model=model)
-    argv = ["run", "global2", "--model", str(onevision_dir), "--data", "synthetic:0,n=3,frames=6", "--out",
-            str(tmp_path / "cli"), "--quiet"]
+    argv = [
+        "run",
+        "global2",
+        "--model",
+        str(onevision_dir),
+        "--data",
+        "synthetic:0,n=3,frames=6",
+        "--out",
+        str(tmp_path / "cli"),
+        "--quiet",
+    ]
     assert main(argv) == 1
     assert "--frames 6" in capsys.readouterr().err
     monkeypatch.setattr("vlens.data.load_dataset", lambda spec, **kw: [])  # e.g. an annotation file with no rows
@@ -109,8 +124,26 @@ def test_dry_run_counts_forwards_flops_and_time_and_writes_nothing(onevision_dir
     assert est.flops_per_sample < naive  # the engine's saving is in the bill
     assert est.remaining == est.n_samples == 5 and est.measured == 1 and est.seconds_per_sample > 0
     assert est.seconds == pytest.approx(5 * est.seconds_per_sample)
-    assert main(["run", "global2", "--model", str(onevision_dir), "--data", "synthetic:0,n=3", "--frames", "8",
-                 "--out", str(tmp_path / "d2"), "--dry-run", "--measure", "1"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "global2",
+                "--model",
+                str(onevision_dir),
+                "--data",
+                "synthetic:0,n=3",
+                "--frames",
+                "8",
+                "--out",
+                str(tmp_path / "d2"),
+                "--dry-run",
+                "--measure",
+                "1",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "forwards" in out and "FLOPs" in out and "estimated" in out and not (tmp_path / "d2").exists()
 

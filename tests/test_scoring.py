@@ -8,9 +8,9 @@ import math
 import pytest
 import torch
 
+from vlens.experiments.store import ResultStore, StoreError, load_results
+from vlens.inputs.prompts import letter_token_ids, mc_question
 from vlens.metrics import bootstrap_ci, kl_letters, performance_ratio, score
-from vlens.prompts import letter_token_ids, mc_question
-from vlens.store import ResultStore, StoreError, load_results
 
 
 class SentencePieceLike:
@@ -45,8 +45,12 @@ def test_letter_ids_for_different_tokenizers(model):
 
 def test_prompt_format():
     text = mc_question("What color is the object?", ["red", "blue"])
-    assert text.splitlines() == ["What color is the object?", "A. red", "B. blue",
-                                 "Answer with the option's letter from the given choices directly."]
+    assert text.splitlines() == [
+        "What color is the object?",
+        "A. red",
+        "B. blue",
+        "Answer with the option's letter from the given choices directly.",
+    ]
     with pytest.raises(ValueError, match="2–10 options"):
         mc_question("q", ["only"])
 
@@ -87,7 +91,9 @@ def test_kl_ratio_and_bootstrap():
 def test_store_resumes_repairs_and_refuses_other_settings(tmp_path):
     settings = {"model": "m", "frames": 8}
     store = ResultStore(tmp_path, settings)
-    store.append([{"sample": "s1", "config": "clean", "correct": True}, {"sample": "s1", "config": "x", "correct": False}])
+    store.append(
+        [{"sample": "s1", "config": "clean", "correct": True}, {"sample": "s1", "config": "x", "correct": False}]
+    )
     store.append([{"sample": "s1", "config": "clean", "correct": True}])  # duplicate key: ignored
     with open(store.path, "a") as f:
         f.write('{"sample": "s2", "config": "clean", "corr')  # a write torn by a kill
@@ -117,9 +123,14 @@ def test_language_prior_is_leave_one_out_majority():
 
     q = "What color is the object?"
     mk = lambda i, opts, ans: Sample(f"s{i}", None, q, opts, ans)  # noqa: E731
-    samples = [mk(0, ("red", "blue"), 0), mk(1, ("blue", "red"), 1), mk(2, ("red", "green"), 0),
-               mk(3, ("green", "blue"), 1), Sample("other", None, "Which way?", ("left", "right"), 1),
-               Sample("nokey", None, q, ("red", "blue"), None)]
+    samples = [
+        mk(0, ("red", "blue"), 0),
+        mk(1, ("blue", "red"), 1),
+        mk(2, ("red", "green"), 0),
+        mk(3, ("green", "blue"), 1),
+        Sample("other", None, "Which way?", ("left", "right"), 1),
+        Sample("nokey", None, q, ("red", "blue"), None),
+    ]
     preds = language_prior(samples)
     # s0's answer "red" is excluded from its own count: others say red 2×, blue 1× → red (index 0)
     assert preds[0] == 0 and preds[1] == 1 and preds[2] == 0

@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 
 from vlens.cli import main
-from vlens.store import CorruptStoreError, ResultStore, StoreLockedError, check, load_results, repair
+from vlens.experiments.store import (
+    CorruptStoreError,
+    ResultStore,
+    StoreLockedError,
+    check,
+    load_results,
+    repair,
+)
 
 SETTINGS = {"model": "m", "frames": 8}
 
@@ -24,18 +31,24 @@ def _rec(sample: str, config: str = "clean", **kw) -> dict:
 
 def test_a_second_writer_process_gets_a_clear_error(tmp_path):
     holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
             import importlib.util, sys
-            # vlens/store.py alone (no torch import: the holder starts in a blink)
-            spec = importlib.util.spec_from_file_location("store", {str(Path(__file__).parents[1] / "vlens" / "store.py")!r})
+            # vlens/experiments/store.py alone (no torch import: the holder starts in a blink)
+            spec = importlib.util.spec_from_file_location("store", {str(Path(__file__).parents[1] / "vlens" / "experiments" / "store.py")!r})
             store_mod = sys.modules["store"] = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(store_mod)
             store = store_mod.ResultStore({str(tmp_path)!r}, {SETTINGS!r})
             store.append([{{"sample": "s0", "config": "clean"}}])
             print("ready", flush=True)
             sys.stdin.read()
-        """)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        """),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "ready"
@@ -49,7 +62,10 @@ def test_a_second_writer_process_gets_a_clear_error(tmp_path):
         holder.wait(timeout=30)
     with ResultStore(tmp_path, SETTINGS) as store:  # the holder exited: the lock went with it
         store.append([_rec("s1")])
-    with ResultStore(tmp_path, SETTINGS), pytest.raises(StoreLockedError, match="already open for writing in this process"):
+    with (
+        ResultStore(tmp_path, SETTINGS),
+        pytest.raises(StoreLockedError, match="already open for writing in this process"),
+    ):
         ResultStore(tmp_path, SETTINGS)
 
 

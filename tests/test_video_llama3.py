@@ -8,16 +8,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
+import transformers
 from conftest import frames
 from hf_reference import hf_knockout
 
-import transformers
 from vlens import HookedVideoLLM, testing
 from vlens import knockout as ko
-from vlens.layout import LayoutError
-from vlens.prompts import mc_question
-from vlens.roles import with_roles
+from vlens.inputs.layout import LayoutError
+from vlens.inputs.prompts import mc_question
+from vlens.inputs.roles import with_roles
 
 ATOL = 1e-4
 Q = "what color is the object"
@@ -64,8 +63,9 @@ def test_pruned_tokens_leave_the_layout_exactly_as_the_processor_drops_them(vl3)
     with torch.no_grad():
         ours, ref = model(inputs), hf(**inputs).logits
         _, cache = model.run_with_cache(inputs, names_filter="hook_video_features")
-        feats = hf.model.get_video_features(inputs["pixel_values_videos"], inputs["video_grid_thw"],
-                                            inputs["video_merge_sizes"]).pooler_output[0]
+        feats = hf.model.get_video_features(
+            inputs["pixel_values_videos"], inputs["video_grid_thw"], inputs["video_merge_sizes"]
+        ).pooler_output[0]
     assert _diff(ours, ref, inputs["attention_mask"]) <= ATOL
     # the hook holds the kept tokens' features, in sequence order (frame, row, col)
     assert (cache["hook_video_features"][0] - feats[inputs["video_compression_mask"]]).abs().max() <= ATOL
@@ -96,9 +96,16 @@ def test_padded_batch_of_rows_pruned_differently_matches_hf(vl3):
     assert max(diffs) <= ATOL, diffs
 
 
-@pytest.mark.parametrize("spec", [ko.Edges("question", "marker"), ko.Edges("video", "marker"),
-                                  ko.Edges("video", "video", frames="earlier"), ko.LV() | ko.VT() | ko.VS()],
-                         ids=["question<-marker", "video<-marker", "video<-earlier", "lv+vt+vs"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        ko.Edges("question", "marker"),
+        ko.Edges("video", "marker"),
+        ko.Edges("video", "video", frames="earlier"),
+        ko.LV() | ko.VT() | ko.VS(),
+    ],
+    ids=["question<-marker", "video<-marker", "video<-earlier", "lv+vt+vs"],
+)
 def test_edges_on_pruned_frames_equal_hf_reference(vl3, spec):
     model, hf = vl3
     inputs = with_roles(model, model.to_inputs(still_with_change(4, CHANGES, seed=3), Q, n_frames=4, fps=2.0), Q)
@@ -119,14 +126,21 @@ def test_edges_on_pruned_frames_equal_hf_reference(vl3, spec):
 def test_timestamps_are_markers_of_their_frame_and_roles_label_the_text(vl3):
     model, _ = vl3
     question = mc_question(Q, ["red", "blue"])
-    inputs = with_roles(model, model.to_inputs(still_with_change(3, {1: [(0, 0)]}), question, n_frames=3, fps=2.0),
-                        Q, ["red", "blue"], answer="B")
+    inputs = with_roles(
+        model,
+        model.to_inputs(still_with_change(3, {1: [(0, 0)]}), question, n_frames=3, fps=2.0),
+        Q,
+        ["red", "blue"],
+        answer="B",
+    )
     lay = inputs.layout
     labels = model.to_str_tokens(inputs, roles=True)
     markers = lay.positions("marker")
     # "Time 0.0s:" / ",Time 0.5s:" / ",Time 1.0s:": markers of the frame they announce, no role
-    text = [model.tokenizer.decode(inputs["input_ids"][0, markers[lay.frame[markers] == f]].tolist()).replace(" ", "")
-            for f in range(3)]
+    text = [
+        model.tokenizer.decode(inputs["input_ids"][0, markers[lay.frame[markers] == f]].tolist()).replace(" ", "")
+        for f in range(3)
+    ]
     assert text == ["Time0.0s:", ",Time0.5s:", ",Time1.0s:"]
     assert all(lay.frame_positions(int(lay.frame[p]))[0] > p for p in markers)  # each announces the frame after it
     assert {lay.role[p] for p in markers} <= {"template"}
@@ -164,7 +178,11 @@ def test_inputs_from_hf_lays_out_the_same_rows(vl3):
 
 def test_efficient_inference_on_pruned_frames_equals_its_knockout_equivalent(vl3):
     """Frames of unequal size (pruned) take the masked path for temporal pruning: same edges."""
-    from vlens.efficient import EfficientConfig, efficient_forward, equivalent_hooks
+    from vlens.interventions.efficient import (
+        EfficientConfig,
+        efficient_forward,
+        equivalent_hooks,
+    )
 
     model, _ = vl3
     cfg = EfficientConfig(2, 1)

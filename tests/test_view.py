@@ -12,7 +12,8 @@ import pytest
 from conftest import frames
 
 from vlens import knockout as ko
-from vlens.view import ViewError, attention_maps, main, view_attention
+from vlens.viewer.maps import ViewError, attention_maps
+from vlens.viewer.view import main, view_attention
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,10 @@ def test_maps_equal_the_cached_pattern(model, inputs):
     _, cache = model.run_with_cache(inputs, names_filter=lambda n: n.endswith("hook_pattern"))
     layout = inputs.layout
     n, H = len(layout.segment), model.cfg.n_heads
-    queries = {"answer": [n - 1], "question": [i for i in layout.positions("text").tolist() if layout.last_vision < i < n - 1]}
+    queries = {
+        "answer": [n - 1],
+        "question": [i for i in layout.positions("text").tolist() if layout.last_vision < i < n - 1],
+    }
     assert maps.queries == ("answer", "question") and maps.layers == list(range(model.cfg.n_layers))
     for qi, q in enumerate(maps.queries):
         for layer in maps.layers:
@@ -60,7 +64,9 @@ def test_page_is_self_contained(model, inputs, tmp_path):
     data = _page_data(path)
     layout = inputs.layout
     R, C = data["grid"]
-    assert len(data["frames"]) == layout.n_frames and all(f["src"].startswith("data:image/png;base64,") for f in data["frames"])
+    assert len(data["frames"]) == layout.n_frames and all(
+        f["src"].startswith("data:image/png;base64,") for f in data["frames"]
+    )
     q8 = base64.b64decode(data["maps"])
     assert len(q8) == len(data["queries"]) * 2 * (model.cfg.n_heads + 1) * layout.n_frames * R * C
     assert max(q8) == 255  # each (query, layer, head) map is scaled to its own maximum
@@ -79,22 +85,56 @@ def test_bad_requests_say_what_to_pass(model, inputs, tmp_path):
 
 def _fake_run(tmp_path, onevision_dir):
     """A run directory as `vlens run` writes it (settings + records), without running the sweep."""
-    from vlens.store import ResultStore
+    from vlens.experiments.store import ResultStore
 
-    settings = {"model": str(onevision_dir), "n_layers": 4, "data": "synthetic:1,n=2,frames=4", "task": None,
-                "filters": {}, "protocols": ["global2", "patching"], "window": 4, "frames": 4, "allow_repeat": False,
-                "dtype": "float32", "prompt_format": "mc-v1", "vlens_version": "test"}
+    settings = {
+        "model": str(onevision_dir),
+        "n_layers": 4,
+        "data": "synthetic:1,n=2,frames=4",
+        "task": None,
+        "filters": {},
+        "protocols": ["global2", "patching"],
+        "window": 4,
+        "frames": 4,
+        "allow_repeat": False,
+        "dtype": "float32",
+        "prompt_format": "mc-v1",
+        "vlens_version": "test",
+    }
     store = ResultStore(tmp_path / "run", settings)
     recs = []
     for i, correct in enumerate([True, False]):
         base = {"sample": f"synthetic/1/{i}", "meta": {"kind": "color"}}
-        recs += [{**base, "config": "clean", "correct": correct, "letter_logits": [1.0, 0.0, 0.0], "p_correct": 0.6,
-                  "logit_diff": 1.0},
-                 {**base, "config": "prior", "correct": False},
-                 {**base, "config": "global2/lv", "correct": False, "letter_logits": [0.0, 0.0, 0.0], "p_correct": 0.3,
-                  "logit_diff": -0.1, "kl": 0.2, "layers": [0, 1, 2, 3]},
-                 {**base, "config": "patching/resid_pre/video", "groups": ["video", "final"], "layers": [0, 1, 2, 3],
-                  "raw": [[1.0, 0.0], [0.5, 0.2], [0.0, 0.6], [0.0, 1.0]], "clean_diff": 1.0, "corrupted_diff": 0.0}]
+        recs += [
+            {
+                **base,
+                "config": "clean",
+                "correct": correct,
+                "letter_logits": [1.0, 0.0, 0.0],
+                "p_correct": 0.6,
+                "logit_diff": 1.0,
+            },
+            {**base, "config": "prior", "correct": False},
+            {
+                **base,
+                "config": "global2/lv",
+                "correct": False,
+                "letter_logits": [0.0, 0.0, 0.0],
+                "p_correct": 0.3,
+                "logit_diff": -0.1,
+                "kl": 0.2,
+                "layers": [0, 1, 2, 3],
+            },
+            {
+                **base,
+                "config": "patching/resid_pre/video",
+                "groups": ["video", "final"],
+                "layers": [0, 1, 2, 3],
+                "raw": [[1.0, 0.0], [0.5, 0.2], [0.0, 0.6], [0.0, 1.0]],
+                "clean_diff": 1.0,
+                "corrupted_diff": 0.0,
+            },
+        ]
     store.append(recs)
     return tmp_path / "run"
 
@@ -112,7 +152,7 @@ def test_vlens_view_on_a_run_directory(onevision_dir, tmp_path, capsys):
 
 
 def test_report_baselines_and_formats(onevision_dir, tmp_path):
-    from vlens.report import write_report
+    from vlens.figures.report import write_report
 
     run = _fake_run(tmp_path, onevision_dir)
     text = write_report(run).read_text()
@@ -131,10 +171,17 @@ def test_report_baselines_and_formats(onevision_dir, tmp_path):
 
 
 def test_chance_from_option_counts():
-    from vlens.plot import chance_accuracy, config_label
+    from vlens.figures.style import config_label
+    from vlens.figures.summary import chance_accuracy
 
-    recs = [{"config": "clean", "letter_logits": [0] * 4}, {"config": "clean", "letter_logits": [0] * 2},
-            {"config": "global2/lv", "letter_logits": [0] * 5}]
+    recs = [
+        {"config": "clean", "letter_logits": [0] * 4},
+        {"config": "clean", "letter_logits": [0] * 2},
+        {"config": "global2/lv", "letter_logits": [0] * 5},
+    ]
     assert chance_accuracy(recs) == pytest.approx((1 / 4 + 1 / 2) / 2)
     assert chance_accuracy([]) is None
-    assert config_label("windows/vt/7", [4, 5, 6, 7]) == "windows/vt/4–7" and config_label("global2/lv", [0, 1]) == "global2/lv"
+    assert (
+        config_label("windows/vt/7", [4, 5, 6, 7]) == "windows/vt/4–7"
+        and config_label("global2/lv", [0, 1]) == "global2/lv"
+    )

@@ -25,7 +25,9 @@ def _chromium() -> str | None:
 
 @pytest.fixture(scope="module")
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install -e '.[docs]'")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="playwright is not installed: pip install -e '.[docs]'"
+    )
     exe = _chromium()
     if exe is None:
         pytest.skip("no chromium binary on PATH (apt-get install chromium, or set VLENS_CHROMIUM=/path/to/chrome)")
@@ -46,23 +48,31 @@ def page_file(tmp_path_factory):
     from vlens import HookedVideoLLM
     from vlens import knockout as ko
     from vlens.data import load_dataset
+    from vlens.inputs.prompts import letter_token_ids, mc_question
+    from vlens.interventions.patching import corrupt, patch_sweep
     from vlens.organism import checkpoint_dir
-    from vlens.patching import corrupt, patch_sweep
-    from vlens.prompts import letter_token_ids, mc_question
-    from vlens.view import view_attention
+    from vlens.viewer.view import view_attention
 
     model = HookedVideoLLM.from_pretrained(checkpoint_dir())
     s, other = load_dataset("synthetic:1,n=2,frames=8")
     inputs = model.to_inputs(s.video, mc_question(s.question, s.options), n_frames=8, fps=s.fps)
     corrupted = corrupt(model, inputs, "video", other=model.to_inputs(other.video, "x", n_frames=8).videos[0])
     res = patch_sweep(model, inputs, corrupted, letter_token_ids(model.tokenizer, len(s.options)), s.answer)
-    knockouts = {"LV-K all layers": ko.LV().hooks(inputs, layers=ko.all_layers()),
-                 "VT-K all layers": ko.VT().hooks(inputs, layers=ko.all_layers())}
+    knockouts = {
+        "LV-K all layers": ko.LV().hooks(inputs, layers=ko.all_layers()),
+        "VT-K all layers": ko.VT().hooks(inputs, layers=ko.all_layers()),
+    }
     with torch.no_grad():
-        return view_attention(model, inputs, path=tmp_path_factory.mktemp("view") / "organism.html", knockouts=knockouts,
-                              patching={"patching/resid_pre/video": {"effect": res.effect, "layers": res.layers,
-                                                                    "groups": res.groups, "n": 1}},
-                              title="vlens view · the model organism · one held-out clip")
+        return view_attention(
+            model,
+            inputs,
+            path=tmp_path_factory.mktemp("view") / "organism.html",
+            knockouts=knockouts,
+            patching={
+                "patching/resid_pre/video": {"effect": res.effect, "layers": res.layers, "groups": res.groups, "n": 1}
+            },
+            title="vlens view · the model organism · one held-out clip",
+        )
 
 
 def test_viewer_in_chromium(browser, page_file, tmp_path):
@@ -75,11 +85,16 @@ def test_viewer_in_chromium(browser, page_file, tmp_path):
     page.wait_for_function("window.vlensReady === true", timeout=20_000)
 
     def overlay() -> str:
-        return page.evaluate("document.getElementById('frame-0').toDataURL() + document.getElementById('frame-1').toDataURL()")
+        return page.evaluate(
+            "document.getElementById('frame-0').toDataURL() + document.getElementById('frame-1').toDataURL()"
+        )
 
     def move(slider: str, value: int) -> None:  # what dragging does: set the value, fire `input`
-        page.evaluate("([id, v]) => { const s = document.getElementById(id); s.value = v; "
-                      "s.dispatchEvent(new Event('input', {bubbles: true})); }", [slider, value])
+        page.evaluate(
+            "([id, v]) => { const s = document.getElementById(id); s.value = v; "
+            "s.dispatchEvent(new Event('input', {bubbles: true})); }",
+            [slider, value],
+        )
 
     first, state = overlay(), page.evaluate("document.body.dataset.state")
     assert state == "0/0/4"  # query answer, layer 0, mean over the organism's 4 heads

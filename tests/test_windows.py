@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vlens import knockout as ko
-from vlens.knockout import KnockoutError
+from vlens.interventions.knockout import KnockoutError
 
 
 def test_end_alignment_is_unchanged():

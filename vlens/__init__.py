@@ -15,22 +15,22 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "HookedVideoLLM": ("vlens.model", "HookedVideoLLM"),
+    "HookedVideoLLM": ("vlens.model.hooked_video_llm", "HookedVideoLLM"),
     "HookedVideoLLMConfig": ("vlens.config", "HookedVideoLLMConfig"),
-    "LayoutError": ("vlens.layout", "LayoutError"),
-    "VideoInputs": ("vlens.inputs", "VideoInputs"),
-    "VideoLayout": ("vlens.layout", "VideoLayout"),
-    "knockout": ("vlens.knockout", None),
+    "LayoutError": ("vlens.inputs.layout", "LayoutError"),
+    "VideoInputs": ("vlens.inputs.video_inputs", "VideoInputs"),
+    "VideoLayout": ("vlens.inputs.layout", "VideoLayout"),
+    "knockout": ("vlens.interventions.knockout", None),
 }
 
 __all__ = list(_LAZY)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from vlens import knockout
     from vlens.config import HookedVideoLLMConfig
-    from vlens.inputs import VideoInputs
-    from vlens.layout import LayoutError, VideoLayout
-    from vlens.model import HookedVideoLLM
+    from vlens.inputs.layout import LayoutError, VideoLayout
+    from vlens.inputs.video_inputs import VideoInputs
+    from vlens.interventions import knockout
+    from vlens.model.hooked_video_llm import HookedVideoLLM
 
 
 def __getattr__(name: str) -> Any:

@@ -39,14 +39,32 @@ def _shard(text: str) -> tuple[int, int]:
 
 def run_config(args: argparse.Namespace):
     """The `vlens run` flags as a RunConfig (all the CLI does besides printing)."""
-    from vlens.run import RunConfig
+    from vlens.experiments.run import RunConfig
 
     return RunConfig(
-        model=args.model, data=args.data, out=args.out, protocols=args.protocol, frames=args.frames,
-        allow_repeat=args.allow_repeat, limit=args.limit, task=args.task, duration=args.duration, domain=args.domain,
-        task_type=args.task_type, window=args.window, shard=args.shard, device=args.device, dtype=args.dtype,
-        engine=args.engine, max_memory_gib=args.max_memory, exit_layer=args.exit_layer, prune_layers=args.prune_layers,
-        site=args.site, corruption=args.corruption, report=not args.no_report, progress=not args.quiet,
+        model=args.model,
+        data=args.data,
+        out=args.out,
+        protocols=args.protocol,
+        frames=args.frames,
+        allow_repeat=args.allow_repeat,
+        limit=args.limit,
+        task=args.task,
+        duration=args.duration,
+        domain=args.domain,
+        task_type=args.task_type,
+        window=args.window,
+        shard=args.shard,
+        device=args.device,
+        dtype=args.dtype,
+        engine=args.engine,
+        max_memory_gib=args.max_memory,
+        exit_layer=args.exit_layer,
+        prune_layers=args.prune_layers,
+        site=args.site,
+        corruption=args.corruption,
+        report=not args.no_report,
+        progress=not args.quiet,
         options=_options(args),
     )
 
@@ -64,12 +82,14 @@ def _options(args: argparse.Namespace) -> dict:
         if args.flow_protocols is not None:
             out["flow"]["protocols"] = args.flow_protocols
     elif args.flow_protocols is not None or args.flow_window is not None:
-        raise ValueError("--flow-window / --flow-protocols set options of the flow protocol: add `flow` to the protocols")
+        raise ValueError(
+            "--flow-window / --flow-protocols set options of the flow protocol: add `flow` to the protocols"
+        )
     return out
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from vlens.run import NothingScoredError, dry_run, run
+    from vlens.experiments.run import NothingScoredError, dry_run, run
 
     try:
         config = run_config(args)
@@ -78,7 +98,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     if args.dry_run:
         estimate = dry_run(config, measure=args.measure)
-        from vlens.distributed import world
+        from vlens.experiments.distributed import world
 
         if world().is_main:
             print(estimate.describe())
@@ -90,15 +110,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
     if result.rank == 0:
         t = result.totals
-        print(f"done: {t.scored} scored, {t.skipped} skipped, {t.already} already in the store"
-              + (f" ({result.world_size} processes)" if result.world_size > 1 else ""), file=sys.stderr)
+        print(
+            f"done: {t.scored} scored, {t.skipped} skipped, {t.already} already in the store"
+            + (f" ({result.world_size} processes)" if result.world_size > 1 else ""),
+            file=sys.stderr,
+        )
         if result.report is not None:
             print(f"report: {result.report}", file=sys.stderr)
     return 0
 
 
 def cmd_store(args: argparse.Namespace) -> int:
-    from vlens import store
+    from vlens.experiments import store
 
     reports = store.repair(args.dir) if args.action == "repair" else store.check(args.dir)
     bad = False
@@ -114,7 +137,11 @@ def cmd_store(args: argparse.Namespace) -> int:
         if r.locked:
             problems.append("being written by a live process")
         bad |= bool(r.bad_lines or r.torn_tail)
-        fixed = " → moved to " + r.path.name + ".corrupt" if args.action == "repair" and (r.bad_lines or r.torn_tail) else ""
+        fixed = (
+            " → moved to " + r.path.name + ".corrupt"
+            if args.action == "repair" and (r.bad_lines or r.torn_tail)
+            else ""
+        )
         print(f"{r.path.name}: {r.records} records" + (f"; {'; '.join(problems)}" if problems else ", ok") + fixed)
     if not reports:
         print(f"{args.dir}: no result files yet")
@@ -125,7 +152,7 @@ def cmd_store(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from vlens.report import write_report
+    from vlens.figures.report import write_report
 
     report = write_report(args.dir, format=args.format)
     print(report.read_text() if args.print else f"report: {report}")
@@ -133,7 +160,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_view(args: argparse.Namespace) -> int:
-    from vlens.view import main as view_main
+    from vlens.viewer.view import main as view_main
 
     return view_main(args.args)
 
@@ -149,8 +176,10 @@ def cmd_organism(args: argparse.Namespace) -> int:
         from vlens.organism.train import train
 
         log = train(args.out, steps=args.steps, seed=args.seed)
-        print(f"trained {log['steps'][-1]} steps in {log['seconds'][-1]:.0f}s: final loss {log['loss'][-1]:.3f}; "
-              f"checkpoint and train_log.json in {args.out}")
+        print(
+            f"trained {log['steps'][-1]} steps in {log['seconds'][-1]:.0f}s: final loss {log['loss'][-1]:.3f}; "
+            f"checkpoint and train_log.json in {args.out}"
+        )
         model_dir = args.out
     else:
         model_dir = args.model
@@ -176,8 +205,11 @@ def cmd_convert(args: argparse.Namespace) -> int:
     config = read_config(src)
     conv = release_converter(config)
     if conv is None:
-        print(f"vlens convert: {src} is not a release format vlens converts (architectures "
-              f"{config.get('architectures')}); HF-format checkpoints load as they are", file=sys.stderr)
+        print(
+            f"vlens convert: {src} is not a release format vlens converts (architectures "
+            f"{config.get('architectures')}); HF-format checkpoints load as they are",
+            file=sys.stderr,
+        )
         return 2
     if out.exists() and any(out.iterdir()):
         print(f"vlens convert: {out} exists and is not empty; choose a new output directory", file=sys.stderr)
@@ -186,7 +218,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
         refusal = conv.export_refusal(src, config, token_compression=not args.no_token_compression)
         if refusal is not None:
             raise ReleaseFormatError(refusal)
-        hf_model, processor, _ = conv.build(src, dtype=getattr(torch, args.dtype), config=config, token_compression=False)
+        hf_model, processor, _ = conv.build(
+            src, dtype=getattr(torch, args.dtype), config=config, token_compression=False
+        )
     except ReleaseFormatError as e:
         print(f"vlens convert: {e}", file=sys.stderr)
         return 2
@@ -208,7 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser(
-        "run", help="run protocols (global1, global2, windows, patching, lens, efficient) on a dataset", epilog=EXAMPLES,
+        "run",
+        help="run protocols (global1, global2, windows, patching, lens, efficient) on a dataset",
+        epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Score every sample clean and under every knockout configuration of PROTOCOL "
         "(comma-separated: global1 = LV-K on layers ≥ i; global2 = LV/VT/VS/all in all layers; "
@@ -219,8 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
         "the attention flow from last and question to every frame and role, docs/flow.md). Results go to an append-only "
         "store in --out; an interrupted run resumes where it stopped.",
     )
-    run.add_argument("protocol", help="global1, global2, windows, patching, lens, flow (or a comma-separated list), efficient, "
-                     "or attribution (the whole knockout study estimated from one backward per sample)")
+    run.add_argument(
+        "protocol",
+        help="global1, global2, windows, patching, lens, flow (or a comma-separated list), efficient, "
+        "or attribution (the whole knockout study estimated from one backward per sample)",
+    )
     run.add_argument("--model", required=True, help="local HF checkpoint directory")
     run.add_argument("--data", required=True, help="videomme:DIR, mvbench:DIR, egoschema:DIR or synthetic[:SEED[,n=…]]")
     run.add_argument("--out", required=True, help="run directory (created; resumed if it exists)")
@@ -235,78 +274,150 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--shard", type=_shard, default=(0, 1), help="i/n: this process takes samples i, i+n, … (0-based)")
     run.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, …")
     run.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    run.add_argument("--engine", default="fast", choices=["fast", "naive"], help="fast: prefix/row reuse (default); naive: one forward per configuration")
+    run.add_argument(
+        "--engine",
+        default="fast",
+        choices=["fast", "naive"],
+        help="fast: prefix/row reuse (default); naive: one forward per configuration",
+    )
     run.add_argument("--max-memory", type=float, default=None, help="GiB the sweep engine may keep (cache + batches)")
-    run.add_argument("--exit-layer", type=int, default=None, help="efficient: vision leaves the sequence from this layer (default round(18/28·L))")
-    run.add_argument("--prune-layers", type=int, default=None, help="efficient: per-frame attention in the first P layers (default round(8/28·L))")
-    run.add_argument("--verify-top", type=int, default=0, metavar="K",
-                     help="attribution: re-run the K largest estimates exactly (stored as verified/<name>)")
-    run.add_argument("--readout", default="letters", choices=["letters", "metrics", "logit_diff"],
-                     help="attribution: backward directions (letters: every option letter, most exact; see docs/attribution.md)")
-    run.add_argument("--site", default="resid_pre", choices=["resid_pre", "attn_out", "mlp_out"], help="patching: which activation is patched (default resid_pre)")
-    run.add_argument("--corruption", default="video", choices=["video", "reverse", "shuffle", "replace"],
-                     help="patching: the corrupted clip: the next sample's video (default), or this clip reversed / shuffled / frame 0 blacked out")
-    run.add_argument("--flow-window", type=int, default=None, metavar="K",
-                     help="flow: window size k, centred on each layer and clipped to the model (default 9, map-the-flow's)")
-    run.add_argument("--flow-protocols", default=None, metavar="A,B",
-                     help="flow: which of map-the-flow's protocols (default all): pathways cross_frame, "
-                     "question+options<-video, last<-video, last<-question+options, last<-last, last<-question, "
-                     "last<-true_option, last<-false_options, question<-video, true_option<-question, true_option<-video, "
-                     "last<-options; its targets cross-frame, vql-to-ql, question-and-options-to-last, vq-to-true-opt; "
-                     "effective_pathway; attention_flow")
+    run.add_argument(
+        "--exit-layer",
+        type=int,
+        default=None,
+        help="efficient: vision leaves the sequence from this layer (default round(18/28·L))",
+    )
+    run.add_argument(
+        "--prune-layers",
+        type=int,
+        default=None,
+        help="efficient: per-frame attention in the first P layers (default round(8/28·L))",
+    )
+    run.add_argument(
+        "--verify-top",
+        type=int,
+        default=0,
+        metavar="K",
+        help="attribution: re-run the K largest estimates exactly (stored as verified/<name>)",
+    )
+    run.add_argument(
+        "--readout",
+        default="letters",
+        choices=["letters", "metrics", "logit_diff"],
+        help="attribution: backward directions (letters: every option letter, most exact; see docs/attribution.md)",
+    )
+    run.add_argument(
+        "--site",
+        default="resid_pre",
+        choices=["resid_pre", "attn_out", "mlp_out"],
+        help="patching: which activation is patched (default resid_pre)",
+    )
+    run.add_argument(
+        "--corruption",
+        default="video",
+        choices=["video", "reverse", "shuffle", "replace"],
+        help="patching: the corrupted clip: the next sample's video (default), or this clip reversed / shuffled / frame 0 blacked out",
+    )
+    run.add_argument(
+        "--flow-window",
+        type=int,
+        default=None,
+        metavar="K",
+        help="flow: window size k, centred on each layer and clipped to the model (default 9, map-the-flow's)",
+    )
+    run.add_argument(
+        "--flow-protocols",
+        default=None,
+        metavar="A,B",
+        help="flow: which of map-the-flow's protocols (default all): pathways cross_frame, "
+        "question+options<-video, last<-video, last<-question+options, last<-last, last<-question, "
+        "last<-true_option, last<-false_options, question<-video, true_option<-question, true_option<-video, "
+        "last<-options; its targets cross-frame, vql-to-ql, question-and-options-to-last, vq-to-true-opt; "
+        "effective_pathway; attention_flow",
+    )
     run.add_argument("--no-report", action="store_true", help="don't write report.md at the end")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
-    run.add_argument("--dry-run", action="store_true",
-                     help="print the number of forwards, the engine's FLOPs and an estimated time (from timing "
-                     "--measure samples here), then stop; writes nothing")
-    run.add_argument("--measure", type=int, default=2, help="--dry-run: samples to time (the first one warms up; default 2)")
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the number of forwards, the engine's FLOPs and an estimated time (from timing "
+        "--measure samples here), then stop; writes nothing",
+    )
+    run.add_argument(
+        "--measure", type=int, default=2, help="--dry-run: samples to time (the first one warms up; default 2)"
+    )
     run.set_defaults(func=cmd_run)
 
-    st = sub.add_parser("store", help="check or repair a run directory's result files",
-                        description="check: list every part file's records, bad lines, torn tails, duplicates "
-                        "(exit 1 if a file has bad lines). repair: move bad lines and torn tails to <file>.corrupt, "
-                        "keeping every good record; the next `vlens run` recomputes the affected samples.")
+    st = sub.add_parser(
+        "store",
+        help="check or repair a run directory's result files",
+        description="check: list every part file's records, bad lines, torn tails, duplicates "
+        "(exit 1 if a file has bad lines). repair: move bad lines and torn tails to <file>.corrupt, "
+        "keeping every good record; the next `vlens run` recomputes the affected samples.",
+    )
     st.add_argument("action", choices=["check", "repair"], help="check the result files, or repair them")
     st.add_argument("dir", help="the run directory")
     st.set_defaults(func=cmd_store)
 
-    rep = sub.add_parser("report", help="write report.md and plots for a run directory",
-                         description="Summarise a run directory (what `vlens run` wrote) into report.md and its figures: "
-                         "accuracy, performance ratio, p(correct), logit difference and KL per configuration with 95% "
-                         "bootstrap intervals, chance and the language prior, patching and lens sections when they ran.")
+    rep = sub.add_parser(
+        "report",
+        help="write report.md and plots for a run directory",
+        description="Summarise a run directory (what `vlens run` wrote) into report.md and its figures: "
+        "accuracy, performance ratio, p(correct), logit difference and KL per configuration with 95% "
+        "bootstrap intervals, chance and the language prior, patching and lens sections when they ran.",
+    )
     rep.add_argument("dir", help="the run directory (settings.json and results*.jsonl)")
     rep.add_argument("--print", action="store_true", help="print the report to stdout")
     rep.add_argument("--format", default="png", choices=["png", "pdf", "svg"], help="figure format (default png)")
     rep.set_defaults(func=cmd_report)
 
-    view = sub.add_parser("view", add_help=False,
-                          help="write a self-contained HTML attention viewer for a run directory (vlens view DIR --help)")
-    view.add_argument("args", nargs=argparse.REMAINDER, help="the viewer's own arguments: DIR [--sample --out --layers --device]")
+    view = sub.add_parser(
+        "view",
+        add_help=False,
+        help="write a self-contained HTML attention viewer for a run directory (vlens view DIR --help)",
+    )
+    view.add_argument(
+        "args", nargs=argparse.REMAINDER, help="the viewer's own arguments: DIR [--sample --out --layers --device]"
+    )
     view.set_defaults(func=cmd_view)
 
-    demo = sub.add_parser("demo", help="the study end to end on the shipped model organism (no network, minutes on CPU)",
-                          description="Run the whole study on the model organism shipped inside the package (a tiny "
-                          "LLaVA-OneVision trained on synthetic clips): clean, the language prior, LV/VT/VS knockouts "
-                          "in the three protocols, and the logit lens; writes report.md with figures and prints a "
-                          "per-kind summary. No downloads; about two minutes on 2 CPU cores.")
+    demo = sub.add_parser(
+        "demo",
+        help="the study end to end on the shipped model organism (no network, minutes on CPU)",
+        description="Run the whole study on the model organism shipped inside the package (a tiny "
+        "LLaVA-OneVision trained on synthetic clips): clean, the language prior, LV/VT/VS knockouts "
+        "in the three protocols, and the logit lens; writes report.md with figures and prints a "
+        "per-kind summary. No downloads; about two minutes on 2 CPU cores.",
+    )
     demo.add_argument("--out", default=None, help="output directory (default: ./vlens-demo; rerunning resumes)")
     demo.add_argument("--n", type=int, default=120, help="held-out synthetic clips (default 120)")
     demo.set_defaults(func=cmd_demo)
-    conv = sub.add_parser("convert", help="write a release in its authors' format (LongVA, LLaVA-NeXT-Video-Qwen, "
-                          "InternVideo2.5) as an HF-format directory, where a transformers class computes it exactly")
+    conv = sub.add_parser(
+        "convert",
+        help="write a release in its authors' format (LongVA, LLaVA-NeXT-Video-Qwen, "
+        "InternVideo2.5) as an HF-format directory, where a transformers class computes it exactly",
+    )
     conv.add_argument("dir", help="the release's directory (config.json, *.safetensors, tokenizer files)")
     conv.add_argument("out", help="output directory (new or empty)")
-    conv.add_argument("--no-token-compression", action="store_true",
-                      help="InternVideo2.5: write the plain InternVL2.5 path (no HiCo token compression), which HF computes")
+    conv.add_argument(
+        "--no-token-compression",
+        action="store_true",
+        help="InternVideo2.5: write the plain InternVL2.5 path (no HiCo token compression), which HF computes",
+    )
     conv.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     conv.set_defaults(func=cmd_convert)
-    org = sub.add_parser("organism", help="retrain or evaluate the model organism (docs/organism.md)",
-                         description="train: retrain the model organism from scratch (seeded; ~25 min on 2 cores). "
-                         "eval: its held-out accuracy per question kind.")
+    org = sub.add_parser(
+        "organism",
+        help="retrain or evaluate the model organism (docs/organism.md)",
+        description="train: retrain the model organism from scratch (seeded; ~25 min on 2 cores). "
+        "eval: its held-out accuracy per question kind.",
+    )
     org.add_argument("action", choices=["train", "eval"], help="train a new organism, or evaluate one")
     org.add_argument("--out", default="organism", help="train: output checkpoint directory (default ./organism)")
     org.add_argument("--model", default=None, help="eval: checkpoint directory (default: the shipped organism)")
-    org.add_argument("--steps", type=int, default=2000, help="train: optimizer steps (default 2000, ~25 min on 2 cores)")
+    org.add_argument(
+        "--steps", type=int, default=2000, help="train: optimizer steps (default 2000, ~25 min on 2 cores)"
+    )
     org.add_argument("--seed", type=int, default=0, help="train: the seed of initialisation and data (default 0)")
     org.add_argument("--n", type=int, default=240, help="held-out clips to evaluate (default 240)")
     org.set_defaults(func=cmd_organism)
@@ -318,22 +429,22 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["view"]:  # the viewer parses its own arguments (`vlens view DIR --help`)
-        from vlens.view import main as view_main
+        from vlens.viewer.view import main as view_main
 
         return view_main(argv[1:])
     args = build_parser().parse_args(argv)
     # imported after parsing: `vlens --help` and `vlens <command> --help` never load torch
     from vlens.data import DatasetError
-    from vlens.experiments.flow import FlowError
-    from vlens.patching import PatchingError
-    from vlens.run import RunError
-    from vlens.store import StoreError
+    from vlens.experiments.flow_protocol import FlowError
+    from vlens.experiments.run import RunError
+    from vlens.experiments.store import StoreError
+    from vlens.interventions.patching import PatchingError
 
-    if not logging.getLogger("vlens.run").handlers:  # the run's one-line header, on stderr
+    if not logging.getLogger("vlens.experiments.run").handlers:  # the run's one-line header, on stderr
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(message)s"))
-        logging.getLogger("vlens.run").addHandler(handler)
-        logging.getLogger("vlens.run").setLevel(logging.INFO)
+        logging.getLogger("vlens.experiments.run").addHandler(handler)
+        logging.getLogger("vlens.experiments.run").setLevel(logging.INFO)
     try:
         return args.func(args)
     except (DatasetError, StoreError, PatchingError, RunError, FlowError, FileNotFoundError) as e:

@@ -15,7 +15,7 @@ import torch
 
 @dataclass(frozen=True)
 class MoEConfig:
-    """A sparse mixture-of-experts MLP (vlens.moe.SparseMoE) in the blocks `layers`."""
+    """A sparse mixture-of-experts MLP (vlens.components.moe.SparseMoE) in the blocks `layers`."""
 
     n_experts: int
     top_k: int

@@ -19,7 +19,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from vlens.prompts import LETTERS
+from vlens.inputs.prompts import LETTERS
 
 
 def score(logits: Float[Tensor, "d_vocab"], letter_ids: Sequence[int], answer: int | None) -> dict:

@@ -25,8 +25,8 @@ import torch
 
 from vlens import HookedVideoLLM
 from vlens.data import load_dataset
+from vlens.inputs.prompts import mc_question
 from vlens.organism import checkpoint_dir
-from vlens.prompts import mc_question
 
 torch.set_grad_enabled(False)  # inference only: no autograd graphs
 model = HookedVideoLLM.from_pretrained(checkpoint_dir())  # any local HF checkpoint directory
@@ -69,7 +69,7 @@ print(labels[:6], "…", labels[-6:])
 # pattern of a 7B model at 32 frames takes tens of GB).
 
 # %%
-from vlens.prompts import letter_token_ids
+from vlens.inputs.prompts import letter_token_ids
 
 letters = letter_token_ids(model.tokenizer, len(sample.options))
 logits, cache = model.run_with_cache(inputs, names_filter=lambda n: n.endswith(("hook_resid_pre", "hook_pattern")))
@@ -86,16 +86,22 @@ print("pattern of block 3:  ", tuple(cache["blocks.3.attn.hook_pattern"].shape),
 # %%
 video = layout.is_video
 
+
 def to_video(pattern):
     return float(pattern[0, :, -1, video].sum(-1).mean())
 
-print("answer→video attention per layer:",
-      [round(to_video(cache[f"blocks.{l}.attn.hook_pattern"]), 2) for l in range(model.cfg.n_layers)])
+
+print(
+    "answer→video attention per layer:",
+    [round(to_video(cache[f"blocks.{l}.attn.hook_pattern"]), 2) for l in range(model.cfg.n_layers)],
+)
+
 
 def head0_blind(pattern, hook):
     pattern = pattern.clone()
     pattern[:, 0, :, video] = 0
     return pattern / pattern.sum(-1, keepdim=True)  # rows stay distributions
+
 
 hooks = [(f"blocks.{l}.attn.hook_pattern", head0_blind) for l in range(model.cfg.n_layers)]
 with torch.no_grad():

@@ -33,8 +33,8 @@ import torch
 from vlens import HookedVideoLLM
 from vlens import knockout as ko
 from vlens.data import load_dataset
+from vlens.inputs.prompts import letter_token_ids, mc_question
 from vlens.organism import checkpoint_dir
-from vlens.prompts import letter_token_ids, mc_question
 
 torch.set_grad_enabled(False)
 model = HookedVideoLLM.from_pretrained(checkpoint_dir())
@@ -63,18 +63,20 @@ fig.tight_layout()
 #
 # Multiple choice is read from the option letters' logits at the answer position. A configuration
 # is a knockout spec in a layer selection; `spec.hooks(inputs, layers=...)` turns it into
-# `fwd_hooks` for `model.run_with_hooks`, and `vlens.engine.run_sweep` runs many configurations of
+# `fwd_hooks` for `model.run_with_hooks`, and `vlens.interventions.sweep.run_sweep` runs many configurations of
 # one sample at once, sharing the computation before the first knocked layer (same logits).
 
 # %%
-from vlens.engine import SweepConfig, run_sweep
-from vlens.plot import TYPE_COLORS, TYPE_LABELS
+from vlens.figures.style import TYPE_COLORS, TYPE_LABELS
+from vlens.interventions.sweep import SweepConfig, run_sweep
 
 specs = {"lv": ko.LV(), "vt": ko.VT(), "vs": ko.VS(), "all": ko.LV() | ko.VT() | ko.VS()}
 k = 4
-configs = ([SweepConfig(f"global1/{i}", ko.LV(), ko.from_layer(i)) for i in range(L)]
-           + [SweepConfig(f"global2/{n}", spec, ko.all_layers()) for n, spec in specs.items()]
-           + [SweepConfig(f"windows/{n}/{x}", specs[n], ko.window(x, k)) for n in ("lv", "vt") for x in range(k - 1, L)])
+configs = (
+    [SweepConfig(f"global1/{i}", ko.LV(), ko.from_layer(i)) for i in range(L)]
+    + [SweepConfig(f"global2/{n}", spec, ko.all_layers()) for n, spec in specs.items()]
+    + [SweepConfig(f"windows/{n}/{x}", specs[n], ko.window(x, k)) for n in ("lv", "vt") for x in range(k - 1, L)]
+)
 letters = {n: letter_token_ids(model.tokenizer, n) for n in {len(s.options) for s in samples}}
 right = {c: 0 for c in ["clean"] + [c.name for c in configs]}
 for s, x in zip(samples, inputs):
@@ -90,8 +92,10 @@ print(f"{len(configs)} configurations × {len(samples)} clips: clean {clean:.0%}
 # the same number through plain hooks, for one configuration and one clip
 x, s = inputs[0], samples[0]
 hooked = model.run_with_hooks(x, fwd_hooks=ko.VT().hooks(x, layers=ko.window(5, k)), logits_to_keep=1)[0, -1]
-print("run_with_hooks vs run_sweep, max |Δ logit|:",
-      float((hooked - run_sweep(model, x, [SweepConfig("w", ko.VT(), ko.window(5, k))])["w"]).abs().max()))
+print(
+    "run_with_hooks vs run_sweep, max |Δ logit|:",
+    float((hooked - run_sweep(model, x, [SweepConfig("w", ko.VT(), ko.window(5, k))])["w"]).abs().max()),
+)
 
 # %% [markdown]
 # ## global2: each knockout type in all layers

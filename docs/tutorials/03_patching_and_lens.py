@@ -29,10 +29,10 @@ import torch
 
 from vlens import HookedVideoLLM
 from vlens.data import load_dataset
-from vlens.lens import attention_to_frames, logit_lens
+from vlens.inputs.prompts import letter_token_ids, mc_question
+from vlens.interventions.lens import attention_to_frames, logit_lens
+from vlens.interventions.patching import corrupt, patch_sweep
 from vlens.organism import checkpoint_dir
-from vlens.patching import corrupt, patch_sweep
-from vlens.prompts import letter_token_ids, mc_question
 
 torch.set_grad_enabled(False)
 model = HookedVideoLLM.from_pretrained(checkpoint_dir())
@@ -86,7 +86,9 @@ print("rank of the right letter per layer:", lens.rank.tolist())
 
 # %%
 mass = attention_to_frames(model, clean)
-print("question→video share per layer (mean over heads):", [round(float(m), 2) for m in mass[:, :, :-2].sum(-1).mean(-1)])
+print(
+    "question→video share per layer (mean over heads):", [round(float(m), 2) for m in mass[:, :, :-2].sum(-1).mean(-1)]
+)
 
 # %% [markdown]
 # ## The viewer
@@ -98,12 +100,16 @@ print("question→video share per layer (mean over heads):", [round(float(m), 2)
 
 # %%
 from vlens import knockout as ko
-from vlens.view import view_attention
+from vlens.viewer.view import view_attention
 
 path = view_attention(
-    model, clean, path="organism_view.html",
-    knockouts={"LV-K all layers": ko.LV().hooks(clean, layers=ko.all_layers()),
-               "VT-K all layers": ko.VT().hooks(clean, layers=ko.all_layers())},
+    model,
+    clean,
+    path="organism_view.html",
+    knockouts={
+        "LV-K all layers": ko.LV().hooks(clean, layers=ko.all_layers()),
+        "VT-K all layers": ko.VT().hooks(clean, layers=ko.all_layers()),
+    },
     patching={"patching/resid_pre/video": {"effect": res.effect, "groups": res.groups, "layers": res.layers, "n": 1}},
 )
 print(path, f"{path.stat().st_size / 1e3:.0f} kB")

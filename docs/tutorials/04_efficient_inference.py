@@ -20,7 +20,7 @@
 # - **temporal pruning** in the first P layers: video positions attend only within their frame.
 #
 # `EfficientConfig(E, P)` runs both for real (fewer positions, block-diagonal attention), and
-# `vlens.flops` counts what is saved. On a 28-layer model the study's choice is E = 18, P = 8;
+# `vlens.interventions.flops` counts what is saved. On a 28-layer model the study's choice is E = 18, P = 8;
 # `EfficientConfig.scaled(L)` scales that to any depth.
 
 # %%
@@ -28,10 +28,14 @@ import torch
 
 from vlens import HookedVideoLLM
 from vlens.data import load_dataset
-from vlens.efficient import EfficientConfig, efficient_forward, equivalent_hooks
-from vlens.flops import summary
+from vlens.inputs.prompts import letter_token_ids, mc_question
+from vlens.interventions.efficient import (
+    EfficientConfig,
+    efficient_forward,
+    equivalent_hooks,
+)
+from vlens.interventions.flops import summary
 from vlens.organism import checkpoint_dir
-from vlens.prompts import letter_token_ids, mc_question
 
 torch.set_grad_enabled(False)
 model = HookedVideoLLM.from_pretrained(checkpoint_dir())

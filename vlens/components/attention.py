@@ -1,14 +1,14 @@
 """Rotary grouped-query attention with a table of backends and one mask per forward.
 
 softmax(QKᵀ/√d + M)V, where M is causal, hides padded keys, and removes the edges of this call's
-interventions (vlens.interventions). How it is computed is a backend, picked per layer:
+interventions (vlens.components.per_call). How it is computed is a backend, picked per layer:
 
 | backend     | when                                                              | materialises   |
 |-------------|-------------------------------------------------------------------|----------------|
 | `explicit`  | something hooks `attn_scores`/`pattern`, or forced                | scores, pattern [batch, head, q, k] |
 | `fast`      | SDPA: the causal kernel when nothing is removed; else a bool mask, with rows before the first edited row run causally | a bool mask only |
 | `flex`      | FlexAttention with a block mask (auto on CUDA when edges are removed) | a block mask |
-| `per_frame` | temporal pruning (vlens.efficient): video rows attend within their frame, frames batched | per-frame masks |
+| `per_frame` | temporal pruning (vlens.interventions.efficient): video rows attend within their frame, frames batched | per-frame masks |
 
 Every backend computes the same function (tested to 1e-4 in fp32 against each other and HF). The
 mask of a layer is built once per forward and shared by every layer with the same interventions.
@@ -20,25 +20,24 @@ as torch's SDPA gives for a fully masked row. No NaN.
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Literal
 import einops
 import torch
-import torch.nn.functional as F
-from jaxtyping import Bool, Float, Int
+from jaxtyping import Float
 from torch import Tensor, nn
 from transformer_lens.hook_points import HookPoint
+
+from vlens.components.attention_backends import BACKENDS
+from vlens.components.attention_mask import AttentionContext, LayerMask
+from vlens.components.norm import RMSNorm
 from vlens.config import HookedVideoLLMConfig
-from vlens.interventions import Interventions, index_rows
-from vlens.kv_cache import KVCache
-from vlens.norm import RMSNorm
 
 
 def apply_rotary(
-    x: Float[Tensor, "batch pos head d_head"], cos: Float[Tensor, "batch pos d_rot"], sin: Float[Tensor, "batch pos d_rot"],
-    *, adjacent_pairs: bool = False,
+    x: Float[Tensor, "batch pos head d_head"],
+    cos: Float[Tensor, "batch pos d_rot"],
+    sin: Float[Tensor, "batch pos d_rot"],
+    *,
+    adjacent_pairs: bool = False,
 ) -> Float[Tensor, "batch pos head d_head"]:
     """HF's rotary embedding of the first d_rot = cos.shape[-1] dims of every head (all of them
     unless the rotary is partial, GLM-4.1V); the other dims pass unchanged.
@@ -106,15 +105,21 @@ class Attention(nn.Module):
 
     @property
     def W_K(self) -> Float[Tensor, "head d_model d_head"]:
-        return self._heads_in(self.k_proj.weight, self.cfg.n_key_value_heads).repeat_interleave(self.cfg.n_groups, dim=0)
+        return self._heads_in(self.k_proj.weight, self.cfg.n_key_value_heads).repeat_interleave(
+            self.cfg.n_groups, dim=0
+        )
 
     @property
     def W_V(self) -> Float[Tensor, "head d_model d_head"]:
-        return self._heads_in(self.v_proj.weight, self.cfg.n_key_value_heads).repeat_interleave(self.cfg.n_groups, dim=0)
+        return self._heads_in(self.v_proj.weight, self.cfg.n_key_value_heads).repeat_interleave(
+            self.cfg.n_groups, dim=0
+        )
 
     @property
     def W_O(self) -> Float[Tensor, "head d_head d_model"]:
-        return einops.rearrange(self.o_proj.weight, "d_model (head d_head) -> head d_head d_model", head=self.cfg.n_heads)
+        return einops.rearrange(
+            self.o_proj.weight, "d_model (head d_head) -> head d_head d_model", head=self.cfg.n_heads
+        )
 
     def _bias(self, lin: nn.Linear, n: int) -> Tensor:
         if lin.bias is None:

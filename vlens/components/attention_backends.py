@@ -6,19 +6,17 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
 import einops
 import torch
 import torch.nn.functional as F
-from jaxtyping import Bool, Float, Int
-from torch import Tensor, nn
-from transformer_lens.hook_points import HookPoint
-from vlens.config import HookedVideoLLMConfig
-from vlens.interventions import Interventions, index_rows
-from vlens.kv_cache import KVCache
-from vlens.norm import RMSNorm
+from jaxtyping import Float
+from torch import Tensor
 
+if TYPE_CHECKING:  # pragma: no cover
+    from vlens.components.attention import Attention
+from vlens.components.attention_mask import LayerMask
 
 # When FlexAttention runs compiled: "cuda" (default: the fused block-sparse kernel), "always" (also
 # on the CPU through inductor's C++ backend: slow to compile, used by the slow tests), "never".

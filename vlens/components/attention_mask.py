@@ -4,21 +4,15 @@ forward and shared by every layer with the same interventions (`AttentionContext
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
-import einops
-import torch
-import torch.nn.functional as F
-from jaxtyping import Bool, Float, Int
-from torch import Tensor, nn
-from transformer_lens.hook_points import HookPoint
-from vlens.config import HookedVideoLLMConfig
-from vlens.interventions import Interventions, index_rows
-from vlens.kv_cache import KVCache
-from vlens.norm import RMSNorm
 
+import torch
+from jaxtyping import Bool, Int
+from torch import Tensor
+
+from vlens.components.kv_cache import KVCache
+from vlens.components.per_call import Interventions, index_rows
 
 AttentionPath = Literal["auto", "explicit", "fast", "flex"]
 
@@ -39,7 +33,7 @@ class LayerMask:
     blocked: dict[str, Bool[Tensor, "batch q k"]] = field(default_factory=dict)
     first_row: int = 0  # rows before it are plain causal over a prefix (the SDPA split)
     empty: Bool[Tensor, "batch q"] | None = None  # rows with no allowed key: output 0
-    frame_blocks: object | None = None  # temporal pruning's per-frame blocks (vlens.efficient)
+    frame_blocks: object | None = None  # temporal pruning's per-frame blocks (vlens.interventions.efficient)
     block_mask: object | None = None  # FlexAttention's, made once from this mask (see _flex)
     dense: Bool[Tensor, "batch q k"] | None = None  # `base`, materialised once for plain causal rows
 
@@ -62,7 +56,7 @@ class AttentionContext:
     """What every layer's attention needs to know about this forward besides its input.
 
     `q_index` holds the sequence indices of the rows computed now (they change when rows leave
-    the sequence, see vlens.efficient); `key_padding` marks real keys over all `n_pos` sequence
+    the sequence, see vlens.interventions.efficient); `key_padding` marks real keys over all `n_pos` sequence
     positions. `masks` memoises layer masks for the length of one forward."""
 
     n_pos: int
@@ -88,7 +82,14 @@ class AttentionContext:
         Q, K = len(self.q_index), len(k_index)
         q0 = self.q_start
         q_contiguous = self.rows_version == 0  # rows are q_start..q_start+Q until some leave
-        key = (tuple(e.mask_key(layer) for e in edits), Q, K, self.rows_version, k_contiguous or id(k_index), str(device))
+        key = (
+            tuple(e.mask_key(layer) for e in edits),
+            Q,
+            K,
+            self.rows_version,
+            k_contiguous or id(k_index),
+            str(device),
+        )
         if key in self.masks:
             return self.masks[key]
         per_frame = bool(edits) and all(getattr(e, "per_frame_blocks", None) is not None for e in edits)

@@ -4,13 +4,14 @@ residual hooks (and the sandwich norms some families add, read from the config).
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-from jaxtyping import Float, Int
+from jaxtyping import Float
 from torch import Tensor, nn
 from transformer_lens.hook_points import HookPoint
-from vlens.attention import Attention, AttentionContext, meta_linear
-from vlens.norm import RMSNorm
+
+from vlens.components.attention import Attention
+from vlens.components.attention_mask import AttentionContext
+from vlens.components.mlp import GatedMLP
+from vlens.components.norm import RMSNorm
 from vlens.config import HookedVideoLLMConfig
 
 
@@ -32,8 +33,8 @@ class TransformerBlock(nn.Module):
         if self.sandwich:
             self.ln1_post = RMSNorm(cfg)
             self.ln2_post = RMSNorm(cfg)
-        if cfg.moe is not None and layer in cfg.moe.layers:  # a sparse MoE MLP (vlens.moe)
-            from vlens.moe import SparseMoE
+        if cfg.moe is not None and layer in cfg.moe.layers:  # a sparse MoE MLP (vlens.components.moe)
+            from vlens.components.moe import SparseMoE
 
             self.mlp = SparseMoE(cfg)
         else:
@@ -47,7 +48,10 @@ class TransformerBlock(nn.Module):
         self.hook_resid_post = HookPoint()  # [batch, pos, d_model]
 
     def forward(
-        self, resid: Float[Tensor, "batch pos d_model"], rope: tuple[Tensor, Tensor], ctx: AttentionContext,
+        self,
+        resid: Float[Tensor, "batch pos d_model"],
+        rope: tuple[Tensor, Tensor],
+        ctx: AttentionContext,
         deepstack: Float[Tensor, "batch pos d_model"] | None = None,
     ) -> Float[Tensor, "batch pos d_model"]:
         resid = self.hook_resid_pre(resid)

@@ -1,5 +1,4 @@
-"""Token embedding and unembedding with TransformerLens' names (W_E, W_U).
-"""
+"""Token embedding and unembedding with TransformerLens' names (W_E, W_U)."""
 
 from __future__ import annotations
 
@@ -7,9 +6,8 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
-from transformer_lens.hook_points import HookPoint
-from vlens.attention import Attention, AttentionContext, meta_linear
-from vlens.norm import RMSNorm
+
+from vlens.components.attention import meta_linear
 from vlens.config import HookedVideoLLMConfig
 
 

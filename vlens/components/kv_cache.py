@@ -3,7 +3,7 @@
 As gpt-fast's `KVCache`, one object with `update()`; unlike it, sizes are not preallocated (a
 prompt's length is known only after the processor ran, and sweeps fill prefixes of any length).
 Each layer also keeps the *sequence indices* of its cached keys: after a visual early exit
-(vlens.efficient) layers from the exit on hold only the rows that stayed, so the key positions of
+(vlens.interventions.efficient) layers from the exit on hold only the rows that stayed, so the key positions of
 different layers differ and masks must be built from the indices, not from a length.
 """
 

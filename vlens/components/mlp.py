@@ -1,15 +1,14 @@
-"""The SwiGLU MLP with TransformerLens' hooks (`mlp.hook_pre`, `mlp.hook_post`).
-"""
+"""The SwiGLU MLP with TransformerLens' hooks (`mlp.hook_pre`, `mlp.hook_post`)."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from jaxtyping import Float, Int
+from jaxtyping import Float
 from torch import Tensor, nn
 from transformer_lens.hook_points import HookPoint
-from vlens.attention import Attention, AttentionContext, meta_linear
-from vlens.norm import RMSNorm
+
+from vlens.components.attention import meta_linear
 from vlens.config import HookedVideoLLMConfig
 
 

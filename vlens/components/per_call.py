@@ -1,7 +1,7 @@
 """Interventions, passed per call: which attention edges a forward removes and which rows it drops.
 
 The model core depends on the two small protocols below, never on the classes that implement
-them (`vlens.knockout.KnockoutHook`, the sweep engine's per-row configurations, the efficient-
+them (`vlens.interventions.knockout.KnockoutHook`, the sweep engine's per-row configurations, the efficient-
 inference plan). A forward receives them in one `Interventions` object that was fully resolved
 (layers against the model's depth) and checked against the batch it runs on *before* any block
 runs; it lives only as long as that call. Nothing is stored on modules, so a call that raises —
@@ -23,7 +23,7 @@ from jaxtyping import Bool, Int
 from torch import Tensor
 
 if TYPE_CHECKING:  # pragma: no cover
-    from vlens.layout import VideoLayout
+    from vlens.inputs.layout import VideoLayout
 
 Site = Literal["pattern", "attn_scores"]
 

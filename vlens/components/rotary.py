@@ -15,7 +15,7 @@ A family chooses its module (`Family.rotary(cfg)`); shared components never ask 
 Both return cos/sin [batch, pos, d_rot], computed in fp32 and cast to `dtype`, exactly as HF's
 `Qwen2_5_VLRotaryEmbedding` / `Qwen3VLTextRotaryEmbedding` (default rope type, scaling 1). d_rot is
 the rotary width the module is built with: d_head, or `cfg.rotary_dim` where only part of every
-head rotates (GLM-4.1V: half; vlens.attention.apply_rotary leaves the rest as it is). The tables
+head rotates (GLM-4.1V: half; vlens.components.attention.apply_rotary leaves the rest as it is). The tables
 hold each frequency twice: over the two halves (rotate_half pairing, the default) or twice in a
 row (`adjacent_pairs=True`, GLM's pairing of dims 2i and 2i+1, as `Glm4vTextRotaryEmbedding`).
 """
@@ -114,7 +114,9 @@ class MRotary(nn.Module):
         if position_ids.ndim == 2:
             position_ids = position_ids[None].expand(3, -1, -1)
         if position_ids.ndim != 3 or position_ids.shape[0] != 3:
-            raise ValueError(f"M-RoPE takes positions [3, batch, pos] (or [batch, pos] for text), got {tuple(position_ids.shape)}")
+            raise ValueError(
+                f"M-RoPE takes positions [3, batch, pos] (or [batch, pos] for text), got {tuple(position_ids.shape)}"
+            )
         freqs = position_ids[..., None].float() * self.inv_freq.float()  # [3, batch, pos, d_head/2]
         index = self.axis_of.to(freqs.device)[None, None, None].expand(1, *freqs.shape[1:])
         freqs = freqs.gather(0, index)[0]

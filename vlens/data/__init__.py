@@ -79,13 +79,20 @@ class Sample:
 def _loaders() -> dict[str, Callable[..., list[Sample]]]:
     from vlens.data import egoschema, mvbench, synthetic, videomme
 
-    return {"videomme": videomme.load, "mvbench": mvbench.load, "egoschema": egoschema.load, "synthetic": synthetic.load}
+    return {
+        "videomme": videomme.load,
+        "mvbench": mvbench.load,
+        "egoschema": egoschema.load,
+        "synthetic": synthetic.load,
+    }
 
 
 DATASET_NAMES = ("videomme", "mvbench", "egoschema", "synthetic")
 
 
-def load_dataset(spec: str, *, limit: int | None = None, task: str | list[str] | None = None, **filters) -> list[Sample]:
+def load_dataset(
+    spec: str, *, limit: int | None = None, task: str | list[str] | None = None, **filters
+) -> list[Sample]:
     """`NAME:DIR` (or `synthetic[:SEED[,n=…,frames=…,size=…]]`) → samples in the release's order.
     `limit` applies after the filters."""
     name, _, arg = spec.partition(":")

@@ -23,5 +23,14 @@ def load(root: str, *, task=None) -> list[Sample]:
         path = inside(root_p / "videos", f"{uid}.mp4", f"EgoSchema question {uid!r}")
         meta = {} if path.exists() else {"missing": f"video not found: {path}"}
         answer = answers.get(uid)
-        samples.append(Sample(f"egoschema/{uid}", str(path), str(q["question"]), options, None if answer is None else int(answer), meta=meta))
+        samples.append(
+            Sample(
+                f"egoschema/{uid}",
+                str(path),
+                str(q["question"]),
+                options,
+                None if answer is None else int(answer),
+                meta=meta,
+            )
+        )
     return samples

@@ -66,7 +66,9 @@ def load(root: str, *, task=None) -> list[Sample]:
         for i, item in enumerate(json.loads((json_dir / f"{key}.json").read_text())):
             candidates = tuple(str(c) for c in item["candidates"])
             if item["answer"] not in candidates:
-                raise DatasetError(f"{json_dir / (key + '.json')} item {i}: answer {item['answer']!r} is not a candidate")
+                raise DatasetError(
+                    f"{json_dir / (key + '.json')} item {i}: answer {item['answer']!r} is not a candidate"
+                )
             path = inside(source_dir, item["video"], f"MVBench {key}.json item {i}")
             meta = {"task": key, "task_name": name}
             if not path.exists():
@@ -74,7 +76,16 @@ def load(root: str, *, task=None) -> list[Sample]:
             start = float(item["start"]) if bounded and "start" in item else None
             end = float(item["end"]) if bounded and "end" in item else None
             samples.append(
-                Sample(f"mvbench/{key}/{i}", str(path), str(item["question"]), candidates, candidates.index(item["answer"]),
-                       start=start, end=end, fps=FRAME_FPS if frames else None, meta=meta)
+                Sample(
+                    f"mvbench/{key}/{i}",
+                    str(path),
+                    str(item["question"]),
+                    candidates,
+                    candidates.index(item["answer"]),
+                    start=start,
+                    end=end,
+                    fps=FRAME_FPS if frames else None,
+                    meta=meta,
+                )
             )
     return samples

@@ -73,7 +73,9 @@ def _draw(frame: np.ndarray, shape: str, color: str, x: int, y: int, size: int) 
     frame[ys[keep], xs[keep]] = COLORS[color]
 
 
-def _options(rng: np.random.Generator, answer: str, pool: list[str], n: int, shuffle: bool) -> tuple[tuple[str, ...], int]:
+def _options(
+    rng: np.random.Generator, answer: str, pool: list[str], n: int, shuffle: bool
+) -> tuple[tuple[str, ...], int]:
     others = [p for p in pool if p != answer]
     picked = [answer] + list(rng.choice(others, size=n - 1, replace=False))
     order = rng.permutation(n) if shuffle else np.argsort([pool.index(p) for p in picked])
@@ -181,7 +183,7 @@ def generate(
 
     Options come in a canonical order (colours in palette order, left/right/up/down, one…four,
     yes/no), as the model organism is trained and evaluated; `shuffle=True` permutes them."""
-    from vlens.video import write_video
+    from vlens.inputs.video import write_video
 
     out = []
     for i in range(start, start + n):
@@ -218,4 +220,6 @@ def load(arg: str = "", *, task: str | list[str] | None = None, **filters) -> li
         kinds = tuple(wanted)
     if opts["shuffle"] not in (0, 1):
         raise DatasetError(f"synthetic option shuffle must be 0 or 1, got {opts['shuffle']}")
-    return generate(opts["n"], seed, kinds=kinds, n_frames=opts["frames"], size=opts["size"], shuffle=bool(opts["shuffle"]))
+    return generate(
+        opts["n"], seed, kinds=kinds, n_frames=opts["frames"], size=opts["size"], shuffle=bool(opts["shuffle"])
+    )

@@ -43,7 +43,12 @@ def load(root: str, *, task=None, duration=None, domain=None, task_type=None) ->
         path = next((c for c in candidates if c.exists()), candidates[0])
         options = tuple(_strip_letter(o) for o in row.options)
         answer = ord(str(row.answer).strip()[0]) - ord("A")
-        meta = {"duration": row.duration, "domain": row.domain, "sub_category": row.sub_category, "task_type": row.task_type}
+        meta = {
+            "duration": row.duration,
+            "domain": row.domain,
+            "sub_category": row.sub_category,
+            "task_type": row.task_type,
+        }
         if not path.exists():
             meta["missing"] = f"video not found: {path} (or {video_dirs[1] / (vid + '.mp4')})"
         samples.append(Sample(f"videomme/{row.question_id}", str(path), str(row.question), options, answer, meta=meta))

@@ -1,39 +1,14 @@
-"""The study's protocols as lists of knockout configurations, and the runner that scores them.
+"""The study machinery: a frozen `RunConfig` in, a typed `RunResult` out, results in a resumable store.
 
-| protocol | configurations |
+| room | what it holds |
 |---|---|
-| `global1` | LV-K on layers ≥ i, for every i (x = fraction of layers knocked) |
-| `global2` | LV-K, VT-K, VS-K and all three, each in all layers |
-| `windows` | each of LV/VT/VS on every window of k consecutive layers (x = window end layer) |
-
-One clean pass per sample is shared by all configurations of that sample; the sweep engine
-(vlens.engine) runs them (`engine="naive"` keeps the reference loop: one forward each). How a run
-is driven: `vlens.run` (RunConfig → run → RunResult); the per-sample loop: `runner`; what it
-computes per sample: `protocols`.
+| `run` | `RunConfig`, `run`, `dry_run`: what `vlens run` and `vlens demo` call |
+| `registry` | the protocols by name, `register_protocol` |
+| `protocols` | what the per-sample loop computes for one sample (knockouts, prior, patching, lens, ...) |
+| `study` | the study's three knockout protocols as configurations (`configs_for`) |
+| `flow_protocol` | `vlens run flow`: map-the-flow's protocols |
+| `runner` | the one per-sample loop every protocol runs in |
+| `store` | the append-only, resumable JSONL result store |
+| `analysis` | store records → typed summaries (the layer the figures and report read) |
+| `distributed` | torchrun / accelerate: shards and devices per process |
 """
-
-from __future__ import annotations
-
-from vlens import knockout as ko
-from vlens.engine import SweepConfig
-
-PROTOCOLS = ("global1", "global2", "windows")
-
-
-def configs_for(protocol: str, n_layers: int, *, window: int = 4) -> list[SweepConfig]:
-    if protocol == "global1":
-        return [SweepConfig(f"global1/from{i}", ko.LV(), ko.from_layer(i)) for i in range(n_layers)]
-    if protocol == "global2":
-        return [SweepConfig(f"global2/{n}", ko.from_name(n), ko.all_layers()) for n in ("lv", "vt", "vs", "all")]
-    if protocol == "windows":
-        if not 1 <= window <= n_layers:
-            raise ValueError(f"window size {window} must be between 1 and the model's {n_layers} layers")
-        return [
-            SweepConfig(f"windows/{n}/{x}", ko.from_name(n), ko.window(x, window))
-            for n in ("lv", "vt", "vs")
-            for x in range(window - 1, n_layers)
-        ]
-    raise ValueError(f"unknown protocol {protocol!r}; protocols: {', '.join(PROTOCOLS)}")
-
-
-__all__ = ["PROTOCOLS", "configs_for"]

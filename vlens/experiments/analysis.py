@@ -6,7 +6,7 @@ a stable order (by sample id) before anything order-sensitive (bootstrap resampl
 and means use `math.fsum`, so a report is identical whatever the sharding, the number of workers,
 the resume history or the order of lines in the result files.
 
-    from vlens.analysis import analyse
+    from vlens.experiments.analysis import analyse
     a = analyse("runs/vm")                 # StudyAnalysis
     a.summary["global2/lv"].ratio_ci       # (lo, hi)
     a.to_pandas()                          # one row per configuration
@@ -25,8 +25,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from vlens.experiments.store import load_results, run_key
 from vlens.metrics import accuracy, bootstrap_ci, bootstrap_mean_ci, performance_ratio
-from vlens.store import load_results, run_key
 
 
 class _ByKey:
@@ -124,7 +124,7 @@ class FlowCurve(_ByKey):
 @dataclass(frozen=True)
 class AttentionFlowSummary(_ByKey):
     """Attention mass from each source role to each key group (frame or role) per layer, averaged
-    over the samples that share the first sample's groups (vlens.flow.attention_flow)."""
+    over the samples that share the first sample's groups (vlens.interventions.flow.attention_flow)."""
 
     groups: list[str]
     sources: list[str]
@@ -157,11 +157,15 @@ def summarise(records: Sequence[dict], key: str) -> dict[str, ConfigSummary]:
         `{configuration: ConfigSummary}`; configurations with no scored sample are left out.
     """
     by_sample_clean = {r["sample"]: r for r in records if r["config"] == "clean" and "correct" in r}
-    configs = sorted({r["config"] for r in records if "correct" in r}, key=lambda n: (n != "clean", n != "prior", _natural(n)))
+    configs = sorted(
+        {r["config"] for r in records if "correct" in r}, key=lambda n: (n != "clean", n != "prior", _natural(n))
+    )
     clean_acc = accuracy([r["correct"] for r in _by_sample(by_sample_clean.values())])
     out = {}
     for name in configs:
-        rows = _by_sample([r for r in records if r["config"] == name and "correct" in r and r["sample"] in by_sample_clean])
+        rows = _by_sample(
+            [r for r in records if r["config"] == name and "correct" in r and r["sample"] in by_sample_clean]
+        )
         if not rows:
             continue
         clean = [by_sample_clean[r["sample"]]["correct"] for r in rows]
@@ -172,9 +176,16 @@ def summarise(records: Sequence[dict], key: str) -> dict[str, ConfigSummary]:
             ratio = performance_ratio(acc, accuracy(clean)) if name != "clean" else 1.0 if clean_acc else math.nan
         ci = bootstrap_ci(clean, knocked, f"{key}|{name}")
         out[name] = ConfigSummary(
-            name=name, n=len(rows), accuracy=acc, ratio=ratio, accuracy_ci=ci["accuracy"], ratio_ci=ci["ratio"],
-            p_correct=_mean(rows, "p_correct"), logit_diff=_mean(rows, "logit_diff"),
-            kl=_mean(rows, "kl") if name not in ("clean", "prior") else 0.0, layers=rows[0].get("layers"),
+            name=name,
+            n=len(rows),
+            accuracy=acc,
+            ratio=ratio,
+            accuracy_ci=ci["accuracy"],
+            ratio_ci=ci["ratio"],
+            p_correct=_mean(rows, "p_correct"),
+            logit_diff=_mean(rows, "logit_diff"),
+            kl=_mean(rows, "kl") if name not in ("clean", "prior") else 0.0,
+            layers=rows[0].get("layers"),
         )
     return out
 
@@ -227,17 +238,29 @@ def flow_point(records: Sequence[dict], name: str, summary: dict[str, ConfigSumm
     # map-the-flow's correctness is the vocabulary's top token (its kept accuracy and the samples of
     # its relative_diff); vlens's `correct` is the top option letter
     kept = [r["correct_vocab"] and clean[r["sample"]]["correct_vocab"] for r in rows]
-    dp = [100.0 * (r["p_correct_vocab"] - clean[r["sample"]]["p_correct_vocab"]) / clean[r["sample"]]["p_correct_vocab"]
-          for r in rows if clean[r["sample"]]["correct_vocab"] and clean[r["sample"]]["p_correct_vocab"] > 0]
+    dp = [
+        100.0 * (r["p_correct_vocab"] - clean[r["sample"]]["p_correct_vocab"]) / clean[r["sample"]]["p_correct_vocab"]
+        for r in rows
+        if clean[r["sample"]]["correct_vocab"] and clean[r["sample"]]["p_correct_vocab"] > 0
+    ]
     s = summary[name]
-    return FlowPoint(name=name, layers=list(s.layers or []), n=s.n, accuracy=s.accuracy, accuracy_ci=s.accuracy_ci,
-                     kept_accuracy=math.fsum(kept) / len(kept) if kept else math.nan, n_correct=len(dp),
-                     dp_answer=math.fsum(dp) / len(dp) if dp else math.nan, dp_answer_ci=bootstrap_mean_ci(dp, f"{key}|{name}|dp"),
-                     edges_kept=_mean(rows, "edges_kept") if any("edges_kept" in r for r in rows) else None)
+    return FlowPoint(
+        name=name,
+        layers=list(s.layers or []),
+        n=s.n,
+        accuracy=s.accuracy,
+        accuracy_ci=s.accuracy_ci,
+        kept_accuracy=math.fsum(kept) / len(kept) if kept else math.nan,
+        n_correct=len(dp),
+        dp_answer=math.fsum(dp) / len(dp) if dp else math.nan,
+        dp_answer_ci=bootstrap_mean_ci(dp, f"{key}|{name}|dp"),
+        edges_kept=_mean(rows, "edges_kept") if any("edges_kept" in r for r in rows) else None,
+    )
 
 
-def aggregate_flow(records: Sequence[dict], summary: dict[str, ConfigSummary], key: str,
-                   order: Sequence[str] = ()) -> tuple[dict[str, FlowCurve], FlowPoint | None]:
+def aggregate_flow(
+    records: Sequence[dict], summary: dict[str, ConfigSummary], key: str, order: Sequence[str] = ()
+) -> tuple[dict[str, FlowCurve], FlowPoint | None]:
     """map-the-flow's knockouts (`vlens run flow`): one curve per pathway over window centres, and
     the effective-pathway run.
 
@@ -260,7 +283,9 @@ def aggregate_flow(records: Sequence[dict], summary: dict[str, ConfigSummary], k
     rank = {p: i for i, p in enumerate(order)}
     for pathway, items in sorted(by_pathway.items(), key=lambda kv: rank.get(kv[0], len(rank))):
         items.sort()
-        curves[pathway] = FlowCurve(pathway, [c for c, _ in items], [flow_point(records, n, summary, key) for _, n in items])
+        curves[pathway] = FlowCurve(
+            pathway, [c for c, _ in items], [flow_point(records, n, summary, key) for _, n in items]
+        )
     return curves, flow_point(records, "flow/effective_pathway", summary, key)
 
 
@@ -273,8 +298,10 @@ def aggregate_attention_flow(records: Sequence[dict]) -> AttentionFlowSummary | 
     groups, sources = rows[0]["groups"], rows[0]["sources"]
     same = [r for r in rows if r["groups"] == groups and r["sources"] == sources]
     if len(same) < len(rows):  # other frame counts: their frame groups do not line up
-        warnings.warn(f"attention flow: {len(rows) - len(same)} of {len(rows)} samples have other key groups than "
-                      f"the first ({len(groups)} groups) and are left out of the average; sample one frame count")
+        warnings.warn(
+            f"attention flow: {len(rows) - len(same)} of {len(rows)} samples have other key groups than "
+            f"the first ({len(groups)} groups) and are left out of the average; sample one frame count"
+        )
     rows = same
     mass = torch.tensor([r["mass"] for r in rows], dtype=torch.float64).mean(0).float()
     return AttentionFlowSummary(list(groups), list(sources), mass, len(rows))
@@ -293,7 +320,10 @@ def accuracy_by(records: Sequence[dict], field: str, configs: Sequence[str]) -> 
         for g in (str(r.get("meta", {}).get(field)), "all"):
             if g != "None":
                 groups.setdefault(g, {}).setdefault(r["config"], []).append(r["correct"])
-    return {g: {c: sum(v) / len(v) for c, v in by.items()} for g, by in sorted(groups.items(), key=lambda kv: (kv[0] == "all", kv[0]))}
+    return {
+        g: {c: sum(v) / len(v) for c, v in by.items()}
+        for g, by in sorted(groups.items(), key=lambda kv: (kv[0] == "all", kv[0]))
+    }
 
 
 @dataclass(frozen=True)
@@ -326,12 +356,39 @@ class StudyAnalysis:
 
         rows = []
         for s in self.summary.values():
-            rows.append({"config": s.name, "n": s.n, "accuracy": s.accuracy, "accuracy_lo": s.accuracy_ci[0],
-                         "accuracy_hi": s.accuracy_ci[1], "ratio": s.ratio, "ratio_lo": s.ratio_ci[0],
-                         "ratio_hi": s.ratio_ci[1], "p_correct": s.p_correct, "logit_diff": s.logit_diff, "kl": s.kl,
-                         "layers": s.layers})
-        return pd.DataFrame(rows, columns=["config", "n", "accuracy", "accuracy_lo", "accuracy_hi", "ratio", "ratio_lo",
-                                           "ratio_hi", "p_correct", "logit_diff", "kl", "layers"]).set_index("config")
+            rows.append(
+                {
+                    "config": s.name,
+                    "n": s.n,
+                    "accuracy": s.accuracy,
+                    "accuracy_lo": s.accuracy_ci[0],
+                    "accuracy_hi": s.accuracy_ci[1],
+                    "ratio": s.ratio,
+                    "ratio_lo": s.ratio_ci[0],
+                    "ratio_hi": s.ratio_ci[1],
+                    "p_correct": s.p_correct,
+                    "logit_diff": s.logit_diff,
+                    "kl": s.kl,
+                    "layers": s.layers,
+                }
+            )
+        return pd.DataFrame(
+            rows,
+            columns=[
+                "config",
+                "n",
+                "accuracy",
+                "accuracy_lo",
+                "accuracy_hi",
+                "ratio",
+                "ratio_lo",
+                "ratio_hi",
+                "p_correct",
+                "logit_diff",
+                "kl",
+                "layers",
+            ],
+        ).set_index("config")
 
     def records_frame(self):
         """One row per stored record (sample, config, and the scalar fields), for custom analyses.
@@ -341,8 +398,11 @@ class StudyAnalysis:
         """
         import pandas as pd
 
-        flat = [{k: v for k, v in r.items() if not isinstance(v, (list, dict))} | {f"meta.{k}": v for k, v in r.get("meta", {}).items()}
-                for r in self.records]
+        flat = [
+            {k: v for k, v in r.items() if not isinstance(v, (list, dict))}
+            | {f"meta.{k}": v for k, v in r.get("meta", {}).items()}
+            for r in self.records
+        ]
         return pd.DataFrame(flat)
 
 
@@ -357,8 +417,14 @@ def analyse(out_dir: str | Path) -> StudyAnalysis:
     summary = summarise(records, key)
     flow, effective = aggregate_flow(records, summary, key, settings.get("flow", {}).get("protocols", ()))
     return StudyAnalysis(
-        settings=settings, key=key, records=records, summary=summary,
-        patching=aggregate_patching(records), lens=aggregate_lens(records),
+        settings=settings,
+        key=key,
+        records=records,
+        summary=summary,
+        patching=aggregate_patching(records),
+        lens=aggregate_lens(records),
         skipped=sorted({(r["sample"], r["skipped"]) for r in records if "skipped" in r}),
-        flow=flow, flow_effective=effective, attention_flow=aggregate_attention_flow(records),
+        flow=flow,
+        flow_effective=effective,
+        attention_flow=aggregate_attention_flow(records),
     )

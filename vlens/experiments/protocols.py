@@ -17,7 +17,7 @@ loop, store, resume, sharding and report as the study's protocols.
 
 Built in: the knockout protocols `global1`, `global2`, `windows` (one `KnockoutProtocol` running
 all their configurations through the sweep engine, plus the language prior), `patching`, `lens`,
-`efficient`, `attribution` and `flow` (map-the-flow's protocols, vlens.experiments.flow).
+`efficient`, `attribution` and `flow` (map-the-flow's protocols, vlens.experiments.flow_protocol).
 """
 
 from __future__ import annotations
@@ -28,26 +28,33 @@ from dataclasses import dataclass
 
 import torch
 
-from vlens import flops
 from vlens.data import Sample
-from vlens.engine import SweepConfig, plan, run_naive, run_sweep
 from vlens.experiments.runner import SampleContext
+from vlens.inputs.sampling import VideoError
+from vlens.interventions import flops
+from vlens.interventions.patching import (
+    CORRUPTIONS,
+    SITES,
+    PatchingError,
+    corrupt,
+    patch_sweep,
+    position_groups,
+)
+from vlens.interventions.sweep import SweepConfig, plan, run_naive, run_sweep
 from vlens.metrics import LETTERS, kl_letters, language_prior, score
-from vlens.patching import CORRUPTIONS, SITES, PatchingError, corrupt, patch_sweep, position_groups
-from vlens.video import VideoError
 
 
 @dataclass(frozen=True)
 class Cost:
     """What a protocol runs on one sample beyond the shared clean forward: model forwards (a
-    batched or partial forward counts once) and FLOPs (vlens.flops / engine.plan formulas)."""
+    batched or partial forward counts once) and FLOPs (vlens.interventions.flops / engine.plan formulas)."""
 
     forwards: int
     flops: float
 
 
 def clean_cost(model, layout) -> Cost:
-    """One clean forward (the formulas of vlens.flops)."""
+    """One clean forward (the formulas of vlens.interventions.flops)."""
     return Cost(1, sum(x.attention + x.linear for x in flops.clean_flops(model.cfg, layout)))
 
 
@@ -88,8 +95,9 @@ class KnockoutProtocol(Protocol):
 
     method = "knockout"
 
-    def __init__(self, configs: Sequence[SweepConfig], n_layers: int, *, engine: str = "fast",
-                 max_memory: int | None = None):
+    def __init__(
+        self, configs: Sequence[SweepConfig], n_layers: int, *, engine: str = "fast", max_memory: int | None = None
+    ):
         if engine not in ("fast", "naive"):
             raise ValueError(f"engine must be 'fast' or 'naive', got {engine!r}")
         self.configs, self.n_layers, self.engine, self.max_memory = list(configs), n_layers, engine, max_memory
@@ -186,11 +194,22 @@ class PatchingProtocol(Protocol):
             except VideoError as e:
                 return [{"config": self.name, "skipped": f"the corrupting clip ({other_id}) is unusable: {e}"}]
         corrupted = corrupt(ctx.model, ctx.inputs, self.corruption, other=other, seed=ctx.index)
-        res = patch_sweep(ctx.model, ctx.inputs, corrupted, ctx.letters, ctx.sample.answer, site=self.site,
-                          batch_size=self.batch_size)
-        return [{"config": self.name, "site": self.site, "corruption": self.corruption, "other": other_id,
-                 "groups": res.groups, "layers": res.layers, "raw": [[round(float(x), 6) for x in row] for row in res.raw],
-                 "clean_diff": res.clean_diff, "corrupted_diff": res.corrupted_diff}]
+        res = patch_sweep(
+            ctx.model, ctx.inputs, corrupted, ctx.letters, ctx.sample.answer, site=self.site, batch_size=self.batch_size
+        )
+        return [
+            {
+                "config": self.name,
+                "site": self.site,
+                "corruption": self.corruption,
+                "other": other_id,
+                "groups": res.groups,
+                "layers": res.layers,
+                "raw": [[round(float(x), 6) for x in row] for row in res.raw],
+                "clean_diff": res.clean_diff,
+                "corrupted_diff": res.corrupted_diff,
+            }
+        ]
 
     def cost(self, ctx: SampleContext) -> Cost:
         per_layer = [x.attention + x.linear for x in flops.clean_flops(ctx.model.cfg, ctx.inputs.layout)]
@@ -198,7 +217,7 @@ class PatchingProtocol(Protocol):
         jobs = [l for l in range(L) for _ in range(G)]  # patch_sweep's job order: layer-major
         chunks = [jobs[i : i + self.batch_size] for i in range(0, len(jobs), self.batch_size)]
         # a chunk runs len(chunk) rows from its lowest patched layer up; + clean and corrupted caches
-        total = 2 * sum(per_layer) + sum(len(c) * sum(per_layer[min(c):]) for c in chunks)
+        total = 2 * sum(per_layer) + sum(len(c) * sum(per_layer[min(c) :]) for c in chunks)
         return Cost(2 + len(chunks), total)
 
 
@@ -211,14 +230,19 @@ class LensProtocol(Protocol):
         return ["lens"]
 
     def __call__(self, ctx: SampleContext, todo: Sequence[str]) -> list[dict]:
-        from vlens.lens import attention_to_frames, logit_lens
+        from vlens.interventions.lens import attention_to_frames, logit_lens
 
         lens = logit_lens(ctx.model, ctx.inputs, ctx.letters, ctx.sample.answer)
         mass = attention_to_frames(ctx.model, ctx.inputs).mean(1)  # [layer, frames + 2], mean over heads
-        return [{"config": "lens", "labels": lens.labels,
-                 "p_correct": [round(float(x), 6) for x in lens.p_letters[:, ctx.sample.answer]],
-                 "rank": [int(x) for x in lens.rank],
-                 "frame_mass": [[round(float(x), 6) for x in row] for row in mass]}]
+        return [
+            {
+                "config": "lens",
+                "labels": lens.labels,
+                "p_correct": [round(float(x), 6) for x in lens.p_letters[:, ctx.sample.answer]],
+                "rank": [int(x) for x in lens.rank],
+                "frame_mass": [[round(float(x), 6) for x in row] for row in mass],
+            }
+        ]
 
     def cost(self, ctx: SampleContext) -> Cost:
         one = clean_cost(ctx.model, ctx.inputs.layout)
@@ -226,7 +250,7 @@ class LensProtocol(Protocol):
 
 
 class EfficientProtocol(Protocol):
-    """Visual early exit + temporal pruning (vlens.efficient), timed against the clean forward."""
+    """Visual early exit + temporal pruning (vlens.interventions.efficient), timed against the clean forward."""
 
     method = "efficient"
 
@@ -242,7 +266,7 @@ class EfficientProtocol(Protocol):
         return {"exit_layer": self.cfg.exit_layer, "prune_layers": self.cfg.temporal_prune_layers}
 
     def __call__(self, ctx: SampleContext, todo: Sequence[str]) -> list[dict]:
-        from vlens.efficient import efficient_forward
+        from vlens.interventions.efficient import efficient_forward
 
         clean = ctx.clean_score()  # the timed plain clean forward comes first, as a baseline
         t0 = time.perf_counter()
@@ -253,8 +277,16 @@ class EfficientProtocol(Protocol):
         eff = score(logits, ctx.letters, ctx.sample.answer)
         eff["kl"] = kl_letters(clean["letter_logits"], eff["letter_logits"])
         f = flops.summary(ctx.model.cfg, ctx.inputs.layout, self.cfg)
-        return [{"config": self.name, **eff, "seconds": seconds, "attention_flops_fraction": f["attention_fraction"],
-                 "flops_fraction": f["total_fraction"], "layers": list(range(self.cfg.exit_layer, self.n_layers))}]
+        return [
+            {
+                "config": self.name,
+                **eff,
+                "seconds": seconds,
+                "attention_flops_fraction": f["attention_fraction"],
+                "flops_fraction": f["total_fraction"],
+                "layers": list(range(self.cfg.exit_layer, self.n_layers)),
+            }
+        ]
 
     def cost(self, ctx: SampleContext) -> Cost:
         eff = flops.efficient_flops(ctx.model.cfg, ctx.inputs.layout, self.cfg)
@@ -263,7 +295,7 @@ class EfficientProtocol(Protocol):
 
 class AttributionProtocol(Protocol):
     """The whole knockout study of a sample estimated from one forward + one backward
-    (vlens.attribution), stored under the exact protocols' names with method="attribution";
+    (vlens.interventions.attribution), stored under the exact protocols' names with method="attribution";
     `verify_top` > 0 re-runs the largest estimates exactly, stored as `verified/<name>`."""
 
     method = "attribution"
@@ -280,14 +312,17 @@ class AttributionProtocol(Protocol):
         return {"attribution": {"readout": self.readout, "verify_top": self.verify_top}}
 
     def __call__(self, ctx: SampleContext, todo: Sequence[str]) -> list[dict]:
-        from vlens.attribution import attribute_sample, verify_top
+        from vlens.interventions.attribution import attribute_sample
+        from vlens.interventions.attribution_validation import verify_top
 
         todo_set = set(todo)
         sub = [c for c in self.configs if c.name in todo_set]
         recs = attribute_sample(ctx.model, ctx.inputs, sub, ctx.letters, ctx.sample.answer, readout=self.readout)
         records = [{"config": c.name, **recs[c.name]} for c in sub]
         if self.verify_top:
-            exact = verify_top(ctx.model, ctx.inputs, recs, sub, min(self.verify_top, len(sub)), ctx.letters, ctx.sample.answer)
+            exact = verify_top(
+                ctx.model, ctx.inputs, recs, sub, min(self.verify_top, len(sub)), ctx.letters, ctx.sample.answer
+            )
             records += [{"config": f"verified/{name}", **r} for name, r in exact.items()]
         return records
 

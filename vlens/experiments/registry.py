@@ -10,10 +10,17 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from vlens.data import Sample
-from vlens.experiments import configs_for, flow
+from vlens.experiments import flow_protocol as flow
 from vlens.experiments.protocols import (
-    AttributionProtocol, EfficientProtocol, KnockoutProtocol, LensProtocol, PatchingProtocol, PriorProtocol, Protocol,
+    AttributionProtocol,
+    EfficientProtocol,
+    KnockoutProtocol,
+    LensProtocol,
+    PatchingProtocol,
+    PriorProtocol,
+    Protocol,
 )
+from vlens.experiments.study import configs_for
 
 ProtocolFactory = Callable[..., Protocol]  # factory(config: RunConfig, model, dataset) -> Protocol
 
@@ -30,23 +37,31 @@ def _lens(config, model, dataset) -> Protocol:
 
 
 def _efficient(config, model, dataset) -> Protocol:
-    from vlens.efficient import EfficientConfig
+    from vlens.interventions.efficient import EfficientConfig
 
     scaled = EfficientConfig.scaled(model.cfg.n_layers)
-    cfg = EfficientConfig(scaled.exit_layer if config.exit_layer is None else config.exit_layer,
-                          scaled.temporal_prune_layers if config.prune_layers is None else config.prune_layers)
+    cfg = EfficientConfig(
+        scaled.exit_layer if config.exit_layer is None else config.exit_layer,
+        scaled.temporal_prune_layers if config.prune_layers is None else config.prune_layers,
+    )
     return EfficientProtocol(cfg, model.cfg.n_layers)
 
 
 def _attribution(config, model, dataset) -> Protocol:
     opts = dict(config.options.get("attribution", {}))
     configs = [c for p in KNOCKOUT_PROTOCOLS for c in configs_for(p, model.cfg.n_layers, window=config.window)]
-    return AttributionProtocol(configs, model.cfg.n_layers, readout=opts.get("readout", "letters"),
-                               verify_top=int(opts.get("verify_top", 0)))
+    return AttributionProtocol(
+        configs, model.cfg.n_layers, readout=opts.get("readout", "letters"), verify_top=int(opts.get("verify_top", 0))
+    )
 
 
-_REGISTRY: dict[str, ProtocolFactory] = {"patching": _patching, "lens": _lens, "efficient": _efficient,
-                                         "attribution": _attribution, "flow": flow.factory}
+_REGISTRY: dict[str, ProtocolFactory] = {
+    "patching": _patching,
+    "lens": _lens,
+    "efficient": _efficient,
+    "attribution": _attribution,
+    "flow": flow.factory,
+}
 # options checked when a RunConfig is built (before any model loads): protocol → check(options[protocol])
 _OPTION_CHECKS: dict[str, Callable] = {"flow": flow.check_options}
 
@@ -87,8 +102,10 @@ def build_protocols(config, model, dataset: Sequence[Sample]) -> list[Protocol]:
     if knockouts:
         configs = [c for p in knockouts for c in configs_for(p, model.cfg.n_layers, window=config.window)]
         max_memory = None if config.max_memory_gib is None else int(config.max_memory_gib * 2**30)
-        out += [KnockoutProtocol(configs, model.cfg.n_layers, engine=config.engine, max_memory=max_memory),
-                PriorProtocol(dataset)]
+        out += [
+            KnockoutProtocol(configs, model.cfg.n_layers, engine=config.engine, max_memory=max_memory),
+            PriorProtocol(dataset),
+        ]
     out += [_REGISTRY[p](config, model, dataset) for p in config.protocols if p in _REGISTRY]
     return out
 
@@ -115,4 +132,6 @@ def check_names(protocols: Sequence[str]) -> None:
         raise ValueError(f"protocol listed twice in {list(protocols)}")
     for p in protocols:
         if p in EXCLUSIVE and len(protocols) > 1:
-            raise ValueError(f"run `{p}` on its own (it has its own settings), not with {[q for q in protocols if q != p]}")
+            raise ValueError(
+                f"run `{p}` on its own (it has its own settings), not with {[q for q in protocols if q != p]}"
+            )

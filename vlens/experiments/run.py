@@ -1,7 +1,7 @@
 """The run API: a frozen `RunConfig` in, a typed `RunResult` out. `vlens run` and `vlens demo` only
 build a config and call `run`; a notebook does the same.
 
-    from vlens.run import RunConfig, run
+    from vlens.experiments.run import RunConfig, run
     result = run(RunConfig(model="ckpt/", data="videomme:/data/Video-MME", out="runs/vm",
                            protocols=("global1", "global2"), frames=32, dtype="bfloat16", device="cuda"))
     result.to_pandas()                      # one row per configuration: accuracy, ratio, CIs, ...
@@ -25,10 +25,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vlens import distributed
+from vlens.experiments import distributed
 from vlens.experiments.protocols import Cost, clean_cost
 from vlens.experiments.registry import build_protocols, check_names, check_options
-from vlens.experiments.runner import Counts, SampleContext, record_names, run_samples, sample_inputs, shard_of
+from vlens.experiments.runner import (
+    Counts,
+    SampleContext,
+    record_names,
+    run_samples,
+    sample_inputs,
+    shard_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -124,21 +131,33 @@ class RunConfig:
 
     @property
     def filters(self) -> dict:
-        return {k: v for k, v in (("duration", self.duration), ("domain", self.domain), ("task_type", self.task_type))
-                if v is not None}
+        return {
+            k: v
+            for k, v in (("duration", self.duration), ("domain", self.domain), ("task_type", self.task_type))
+            if v is not None
+        }
 
     def settings(self, model, protocols: Sequence) -> dict:
         """The run key: every setting that changes a number (not limit/shard/device/engine: they
         change which samples run, where, or how fast, not what a sample's record holds)."""
         import vlens
-        from vlens.prompts import PROMPT_FORMAT
+        from vlens.inputs.prompts import PROMPT_FORMAT
 
         model_dir = Path(self.model).resolve()
         out = {
-            "model": str(model_dir), "model_fingerprint": fingerprint(model_dir), "n_layers": model.cfg.n_layers,
-            "data": self.data, "task": self.task, "filters": self.filters, "protocols": list(self.protocols),
-            "window": self.window, "frames": self.frames, "allow_repeat": self.allow_repeat, "dtype": self.dtype,
-            "prompt_format": PROMPT_FORMAT, "vlens_version": vlens.__version__,
+            "model": str(model_dir),
+            "model_fingerprint": fingerprint(model_dir),
+            "n_layers": model.cfg.n_layers,
+            "data": self.data,
+            "task": self.task,
+            "filters": self.filters,
+            "protocols": list(self.protocols),
+            "window": self.window,
+            "frames": self.frames,
+            "allow_repeat": self.allow_repeat,
+            "dtype": self.dtype,
+            "prompt_format": PROMPT_FORMAT,
+            "vlens_version": vlens.__version__,
         }
         for p in protocols:
             out.update(p.settings())
@@ -159,7 +178,7 @@ def fingerprint(model_dir: Path) -> str:
 @dataclass(frozen=True)
 class RunResult:
     """What `run` returns. `counts`: this process; `totals`: all ranks together (scored, skipped,
-    already). `analysis`: the whole run directory, typed (vlens.analysis.StudyAnalysis)."""
+    already). `analysis`: the whole run directory, typed (vlens.experiments.analysis.StudyAnalysis)."""
 
     config: RunConfig
     out: Path
@@ -190,8 +209,10 @@ def _dataset(config: RunConfig):
     dataset = load_dataset(config.data, task=config.task, **config.filters)
     limited = dataset[: config.limit] if config.limit is not None else dataset
     if not limited:
-        raise RunError(f"--data {config.data} selects no sample (task={config.task!r}, filters={config.filters}); "
-                       "check --task / --duration / --domain / --task-type")
+        raise RunError(
+            f"--data {config.data} selects no sample (task={config.task!r}, filters={config.filters}); "
+            "check --task / --duration / --domain / --task-type"
+        )
     return dataset, limited
 
 
@@ -204,8 +225,11 @@ def _load_model(config: RunConfig, w: distributed.World):
 
     from vlens import HookedVideoLLM
 
-    return HookedVideoLLM.from_pretrained(Path(config.model).resolve(), dtype=getattr(torch, config.dtype),
-                                          device=distributed.device_for(config.device, w))
+    return HookedVideoLLM.from_pretrained(
+        Path(config.model).resolve(),
+        dtype=getattr(torch, config.dtype),
+        device=distributed.device_for(config.device, w),
+    )
 
 
 def _hint(reasons: Sequence[str]) -> str:
@@ -243,8 +267,8 @@ def run(config: RunConfig, *, model=None) -> RunResult:
         RunError: no sample selected. NothingScoredError: every sample was skipped (after the store
         and the report are written). DatasetError, StoreError, ValueError: bad input, named.
     """
-    from vlens.analysis import analyse
-    from vlens.store import ResultStore
+    from vlens.experiments.analysis import analyse
+    from vlens.experiments.store import ResultStore
 
     w = distributed.world()
     with distributed.process_group(w):
@@ -254,16 +278,35 @@ def run(config: RunConfig, *, model=None) -> RunResult:
         model = _load_model(config, w) if model is None else model
         protocols = build_protocols(config, model, dataset)
         with ResultStore(config.out, config.settings(model, protocols), shard=shard) as store:
-            log.info("%d of %d samples (shard %d/%d) × %d records each → %s", len(share), len(limited), *shard,
-                     len(record_names(protocols)), store.path)
-            counts = run_samples(model, share, dataset, protocols, store, n_frames=config.frames,
-                                 allow_repeat=config.allow_repeat, progress=config.progress)
+            log.info(
+                "%d of %d samples (shard %d/%d) × %d records each → %s",
+                len(share),
+                len(limited),
+                *shard,
+                len(record_names(protocols)),
+                store.path,
+            )
+            counts = run_samples(
+                model,
+                share,
+                dataset,
+                protocols,
+                store,
+                n_frames=config.frames,
+                allow_repeat=config.allow_repeat,
+                progress=config.progress,
+            )
         every = distributed.gather(counts, w)  # also the barrier: every part is complete after it
-        totals = Counts(sum(c.scored for c in every), sum(c.skipped for c in every), sum(c.already for c in every),
-                        sum(c.already_scored for c in every), {k: v for c in every for k, v in c.reasons.items()})
+        totals = Counts(
+            sum(c.scored for c in every),
+            sum(c.skipped for c in every),
+            sum(c.already for c in every),
+            sum(c.already_scored for c in every),
+            {k: v for c in every for k, v in c.reasons.items()},
+        )
         report = None
         if w.is_main and config.report:
-            from vlens.report import write_report
+            from vlens.figures.report import write_report
 
             report = write_report(config.out)
         distributed.barrier(w)  # the report is written before any rank returns
@@ -296,7 +339,7 @@ class DryRun:
     remaining: int  # of the share, not yet complete in the store
     records_per_sample: int
     forwards_per_sample: int  # clean + every protocol's (batched / partial forwards count once)
-    flops_per_sample: float  # engine FLOPs (vlens.flops / engine.plan formulas)
+    flops_per_sample: float  # engine FLOPs (vlens.interventions.flops / engine.plan formulas)
     seq_len: int
     measured: int
     seconds_per_sample: float
@@ -317,14 +360,17 @@ class DryRun:
 
     def describe(self) -> str:
         """A few lines for the terminal."""
-        return "\n".join([
-            f"samples: {self.n_samples} in the run, {self.n_share} in this share, {self.remaining} still to run",
-            f"per sample: {self.records_per_sample} records, {self.forwards_per_sample} forwards, "
-            f"{self.flops_per_sample:.3g} FLOPs ({self.seq_len} positions)",
-            f"to run: {self.forwards} forwards, {self.flops:.3g} FLOPs",
-            f"measured: {self.seconds_per_sample:.3g} s/sample over {self.measured} sample(s) on this machine → "
-            f"estimated {_duration(self.seconds)}" + (f" per process ({self.world_size} processes)" if self.world_size > 1 else ""),
-        ])
+        return "\n".join(
+            [
+                f"samples: {self.n_samples} in the run, {self.n_share} in this share, {self.remaining} still to run",
+                f"per sample: {self.records_per_sample} records, {self.forwards_per_sample} forwards, "
+                f"{self.flops_per_sample:.3g} FLOPs ({self.seq_len} positions)",
+                f"to run: {self.forwards} forwards, {self.flops:.3g} FLOPs",
+                f"measured: {self.seconds_per_sample:.3g} s/sample over {self.measured} sample(s) on this machine → "
+                f"estimated {_duration(self.seconds)}"
+                + (f" per process ({self.world_size} processes)" if self.world_size > 1 else ""),
+            ]
+        )
 
 
 def _duration(s: float) -> str:
@@ -342,7 +388,7 @@ def dry_run(config: RunConfig, *, model=None, measure: int = 2) -> DryRun:
         RunError: no sample selected, or none of the first samples of the share is usable (the
         reason and the fixing flag are named).
     """
-    from vlens.store import SETTINGS, load_results
+    from vlens.experiments.store import SETTINGS, load_results
 
     w = distributed.world()
     dataset, limited = _dataset(config)
@@ -357,17 +403,27 @@ def dry_run(config: RunConfig, *, model=None, measure: int = 2) -> DryRun:
     ctx, reasons = None, {}
     for index, sample in share[:20]:  # the first usable sample gives the layout
         try:
-            inputs = sample_inputs(model, sample, config.frames, config.allow_repeat) if sample.missing is None else None
+            inputs = (
+                sample_inputs(model, sample, config.frames, config.allow_repeat) if sample.missing is None else None
+            )
         except ValueError as e:
             reasons[sample.id] = str(e)
             continue
         if inputs is None:
             reasons[sample.id] = sample.missing
             continue
-        from vlens.prompts import letter_token_ids
+        from vlens.inputs.prompts import letter_token_ids
 
-        ctx = SampleContext(model, sample, index, dataset, config.frames, config.allow_repeat, inputs,
-                            letter_token_ids(model.tokenizer, len(sample.options)))
+        ctx = SampleContext(
+            model,
+            sample,
+            index,
+            dataset,
+            config.frames,
+            config.allow_repeat,
+            inputs,
+            letter_token_ids(model.tokenizer, len(sample.options)),
+        )
         break
     if ctx is None:
         raise RunError(f"no usable sample among the first {len(reasons)} of this share; {_why(reasons)}")
@@ -377,12 +433,27 @@ def dry_run(config: RunConfig, *, model=None, measure: int = 2) -> DryRun:
     times = []
     for item in usable:
         t0 = time.perf_counter()
-        run_samples(model, [item], dataset, protocols, _MemoryStore(), n_frames=config.frames,
-                    allow_repeat=config.allow_repeat, progress=False)
+        run_samples(
+            model,
+            [item],
+            dataset,
+            protocols,
+            _MemoryStore(),
+            n_frames=config.frames,
+            allow_repeat=config.allow_repeat,
+            progress=False,
+        )
         times.append(time.perf_counter() - t0)
     timed = times[1:] if len(times) > 1 else times  # the first one warms up kernels and caches
     return DryRun(
-        n_samples=len(limited), n_share=len(share), remaining=remaining, records_per_sample=len(names),
-        forwards_per_sample=sum(c.forwards for c in costs), flops_per_sample=sum(c.flops for c in costs),
-        seq_len=ctx.inputs.seq_len, measured=len(timed), seconds_per_sample=sum(timed) / len(timed), world_size=w.size,
+        n_samples=len(limited),
+        n_share=len(share),
+        remaining=remaining,
+        records_per_sample=len(names),
+        forwards_per_sample=sum(c.forwards for c in costs),
+        flops_per_sample=sum(c.flops for c in costs),
+        seq_len=ctx.inputs.seq_len,
+        measured=len(timed),
+        seconds_per_sample=sum(timed) / len(timed),
+        world_size=w.size,
     )

@@ -22,9 +22,9 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from vlens.data import Sample
+from vlens.inputs.prompts import letter_token_ids, mc_question
+from vlens.inputs.sampling import VideoError
 from vlens.metrics import score
-from vlens.prompts import letter_token_ids, mc_question
-from vlens.video import VideoError
 
 
 def sample_inputs(model, sample: Sample, n_frames: int, allow_repeat: bool = False):
@@ -34,8 +34,13 @@ def sample_inputs(model, sample: Sample, n_frames: int, allow_repeat: bool = Fal
         VideoError: the clip cannot be read or sampled as asked.
     """
     return model.to_inputs(
-        sample.video, mc_question(sample.question, sample.options), n_frames=n_frames,
-        start=sample.start, end=sample.end, fps=sample.fps, allow_repeat=allow_repeat,
+        sample.video,
+        mc_question(sample.question, sample.options),
+        n_frames=n_frames,
+        start=sample.start,
+        end=sample.end,
+        fps=sample.fps,
+        allow_repeat=allow_repeat,
     )
 
 
@@ -53,7 +58,10 @@ def shard_of(samples: Sequence[Sample], shard: tuple[int, int]) -> list[Sample]:
 
 def base_record(sample: Sample) -> dict:
     """The fields every record of a sample carries: its id and scalar metadata (kind, task, …)."""
-    return {"sample": sample.id, "meta": {k: v for k, v in sample.meta.items() if isinstance(v, (str, int, float, bool))}}
+    return {
+        "sample": sample.id,
+        "meta": {k: v for k, v in sample.meta.items() if isinstance(v, (str, int, float, bool))},
+    }
 
 
 @dataclass

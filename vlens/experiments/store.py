@@ -193,8 +193,10 @@ class ResultStore:
             if e.errno not in (errno.EAGAIN, errno.EACCES):
                 raise
             if holder.startswith(f"pid {os.getpid()} on {socket.gethostname()}"):
-                raise StoreLockedError(f"{self.path} is already open for writing in this process; close() that "
-                                       "ResultStore (or use it as a context manager) before opening another") from None
+                raise StoreLockedError(
+                    f"{self.path} is already open for writing in this process; close() that "
+                    "ResultStore (or use it as a context manager) before opening another"
+                ) from None
             raise StoreLockedError(
                 f"{self.path} is being written by another process ({holder}); one writer per file: wait for it "
                 "to finish, or split the work with --shard i/n or torchrun (each process writes its own part)"
@@ -329,8 +331,9 @@ def check(out_dir: str | Path) -> list[PartReport]:
             key = (r["sample"], r["config"])
             dup += key in seen
             seen.add(key)
-        reports.append(PartReport(path, len(scan.records), dup, tuple(i for i, _ in scan.bad), bool(scan.torn),
-                                  _is_locked(path)))
+        reports.append(
+            PartReport(path, len(scan.records), dup, tuple(i for i, _ in scan.bad), bool(scan.torn), _is_locked(path))
+        )
     return reports
 
 

@@ -10,11 +10,10 @@ One clean pass per sample is shared by all configurations of that sample; the sw
 (vlens.interventions.sweep) runs them (`engine="naive"` keeps the reference loop: one forward each).
 """
 
-
 from __future__ import annotations
 
 from vlens import knockout as ko
-from vlens.engine import SweepConfig
+from vlens.interventions.sweep import SweepConfig
 
 PROTOCOLS = ("global1", "global2", "windows")
 
@@ -33,4 +32,3 @@ def configs_for(protocol: str, n_layers: int, *, window: int = 4) -> list[SweepC
             for x in range(window - 1, n_layers)
         ]
     raise ValueError(f"unknown protocol {protocol!r}; protocols: {', '.join(PROTOCOLS)}")
-

@@ -31,15 +31,27 @@ from vlens.families.qwen2_5_vl import Qwen25VL
 from vlens.families.qwen2_vl import Qwen2VL
 from vlens.families.qwen3_vl import Qwen3VL
 from vlens.families.qwen3_vl_moe import Qwen3VLMoe
-from vlens.families.smolvlm import SmolVLM
 from vlens.families.registry import Registration, build_registry
 from vlens.families.registry import resolve as _resolve
+from vlens.families.smolvlm import SmolVLM
 from vlens.families.video_llama3 import VideoLlama3
 from vlens.families.video_llava import VideoLlava
 
 # HF-native families (one spec each).
-FAMILIES: tuple[Family, ...] = (OneVision(), LlavaNextVideo(), VideoLlava(), Qwen25VL(), InternVL(), Qwen2VL(), Qwen3VL(), Qwen3VLMoe(), SmolVLM(),
-                               VideoLlama3(), Glm4V(), PerceptionLM())
+FAMILIES: tuple[Family, ...] = (
+    OneVision(),
+    LlavaNextVideo(),
+    VideoLlava(),
+    Qwen25VL(),
+    InternVL(),
+    Qwen2VL(),
+    Qwen3VL(),
+    Qwen3VLMoe(),
+    SmolVLM(),
+    VideoLlama3(),
+    Glm4V(),
+    PerceptionLM(),
+)
 REGISTRY: tuple[Registration, ...] = build_registry(FAMILIES)
 
 
@@ -78,5 +90,14 @@ def family_for(architecture: str) -> Family:
     return reg.family
 
 
-__all__ = ["FAMILIES", "REGISTRY", "Family", "Registration", "UnsupportedModelError", "check_weight_coverage",
-           "family_for", "release_converter", "resolve"]
+__all__ = [
+    "FAMILIES",
+    "REGISTRY",
+    "Family",
+    "Registration",
+    "UnsupportedModelError",
+    "check_weight_coverage",
+    "family_for",
+    "release_converter",
+    "resolve",
+]

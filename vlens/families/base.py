@@ -10,13 +10,13 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
+from vlens.components.rotary import Rotary
 from vlens.config import HookedVideoLLMConfig
-from vlens.layout import LayoutError, VideoLayout, VisionToken
-from vlens.rotary import Rotary
+from vlens.inputs.layout import LayoutError, VideoLayout, VisionToken
 
 if TYPE_CHECKING:  # pragma: no cover
-    from vlens.inputs import VideoInputs
-    from vlens.video import SampledVideo
+    from vlens.inputs.sampling import SampledVideo
+    from vlens.inputs.video_inputs import VideoInputs
 
 
 class UnsupportedModelError(ValueError):
@@ -130,7 +130,8 @@ def check_weight_coverage(family: Family, cfg: HookedVideoLLMConfig, hf_model: n
     used = {id(hf_parameter(hf_model, n)) for n in family.weight_table(cfg).values()}
     dropped = family.dropped_keys(cfg)
     unused = [
-        n for n, p in hf_model.named_parameters(remove_duplicate=False)
+        n
+        for n, p in hf_model.named_parameters(remove_duplicate=False)
         if n.startswith(family.lm_prefixes) and id(p) not in used and n not in dropped
     ]
     if unused:
@@ -150,8 +151,15 @@ def hf_parameter(hf_model: nn.Module, name: str) -> nn.Parameter:
     return p
 
 
-def decoder_config(family: Family, t, *, qkv_bias: bool, rope_types: tuple[str, ...] = ("default",),
-                   attention_bias_biases_o_proj: bool = True, **extra) -> HookedVideoLLMConfig:
+def decoder_config(
+    family: Family,
+    t,
+    *,
+    qkv_bias: bool,
+    rope_types: tuple[str, ...] = ("default",),
+    attention_bias_biases_o_proj: bool = True,
+    **extra,
+) -> HookedVideoLLMConfig:
     """The hooked decoder's shape from a Qwen2/Llama-style HF text config.
 
     Refuses (NotImplementedError, naming the setting) what the decoder cannot run exactly:
@@ -163,7 +171,9 @@ def decoder_config(family: Family, t, *, qkv_bias: bool, rope_types: tuple[str, 
     rope = dict(getattr(t, "rope_parameters", None) or {})
     what = f"{family.name} ({family.architectures[0]})"
     if rope.get("rope_type", "default") not in rope_types:
-        raise NotImplementedError(f"{what}: rope_type {rope['rope_type']!r} is not supported yet (only {list(rope_types)})")
+        raise NotImplementedError(
+            f"{what}: rope_type {rope['rope_type']!r} is not supported yet (only {list(rope_types)})"
+        )
     if getattr(t, "mlp_bias", False):
         raise NotImplementedError(f"{what}: MLP biases (mlp_bias=True) are not supported by the hooked decoder")
     if getattr(t, "use_sliding_window", False) or "sliding_attention" in (getattr(t, "layer_types", None) or ()):
@@ -171,7 +181,9 @@ def decoder_config(family: Family, t, *, qkv_bias: bool, rope_types: tuple[str, 
     # Llama-style attention_bias biases q/k/v AND o_proj (we have no o_proj bias); a family whose HF
     # attention ignores the flag (GLM-4: q/k/v always biased, o_proj never) says so
     if attention_bias_biases_o_proj and getattr(t, "attention_bias", False):
-        raise NotImplementedError(f"{what}: attention_bias=True (which also biases o_proj) is not supported by the hooked decoder")
+        raise NotImplementedError(
+            f"{what}: attention_bias=True (which also biases o_proj) is not supported by the hooked decoder"
+        )
     if t.hidden_act not in ("silu", "gelu"):
         raise NotImplementedError(f"{what}: hidden_act {t.hidden_act!r} is not supported (silu, gelu)")
     return HookedVideoLLMConfig(
@@ -198,8 +210,11 @@ def decoder_weight_table(
 ) -> dict[str, str]:
     """Our parameter name -> HF name for a Qwen2/Llama-style decoder under the prefix `lm`
     (q/k/v biases only where `cfg.qkv_bias`)."""
-    table = {"embed.W_E": f"{lm}.embed_tokens.weight", "ln_final.w": f"{lm}.norm.weight",
-             "unembed.lm_head.weight": lm_head}
+    table = {
+        "embed.W_E": f"{lm}.embed_tokens.weight",
+        "ln_final.w": f"{lm}.norm.weight",
+        "unembed.lm_head.weight": lm_head,
+    }
     for l in range(cfg.n_layers):
         ours, hf = f"blocks.{l}", f"{lm}.layers.{l}"
         table[f"{ours}.ln1.w"] = f"{hf}.input_layernorm.weight"
@@ -247,7 +262,7 @@ class LlavaVideoFamily(Family):
         """The vision positions of `n_frames` frames of height×width pixels, in sequence order."""
         raise NotImplementedError
 
-    # images and videos in any mix (vlens.media_layout; used where `hf_merge` is set) ------------
+    # images and videos in any mix (vlens.inputs.media_layout; used where `hf_merge` is set) ------------
     def media_ids(self, hf_config) -> tuple[int | None, int | None]:
         return hf_config.image_token_id, hf_config.video_token_id
 
@@ -283,15 +298,14 @@ def chatml_template(video: str, *, image: str | None = None, system: str | None 
     (none is added when it is None). The texts go into Jinja string literals: no single quotes."""
     head = ""
     if system is not None:
-        head = ("{% if messages[0]['role'] != 'system' %}"
-                "{{ '<|im_start|>system\n" + system + "<|im_end|>\n' }}"
-                "{% endif %}")
+        head = (
+            "{% if messages[0]['role'] != 'system' %}{{ '<|im_start|>system\n" + system + "<|im_end|>\n' }}{% endif %}"
+        )
     items = "{% if content['type'] == 'video' %}{{ '" + video + "' }}"
     if image is not None:
         items += "{% elif content['type'] == 'image' %}{{ '" + image + "' }}"
     return (
-        head
-        + "{% for message in messages %}"
+        head + "{% for message in messages %}"
         "{{ '<|im_start|>' + message['role'] + '\n' }}"
         "{% if message['content'] is string %}{{ message['content'] }}"
         "{% else %}"

@@ -39,12 +39,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from vlens.components.rotary import MRotary
 from vlens.config import HookedVideoLLMConfig
 from vlens.families.base import decoder_config, decoder_weight_table
 from vlens.families.qwen2_5_vl import Qwen25VL
 from vlens.families.timestamps import text_ids, video_metadata
-from vlens.layout import LayoutError, VideoLayout, VisionToken
-from vlens.rotary import MRotary
+from vlens.inputs.layout import LayoutError, VideoLayout, VisionToken
 
 
 def group_seconds(indices, fps: float, temporal_patch: int) -> list[int]:
@@ -84,8 +84,13 @@ class Glm4V(Qwen25VL):
                 f"{self.title}: mrope_section {list(section)} must cover the rotary width "
                 f"{rotary_dim} = d_head·partial_rotary_factor in frequency pairs (sum {rotary_dim // 2})"
             )
-        return dataclasses.replace(cfg, use_normalization_before_and_after=True, fused_gate_up=True,
-                                   rotary_dim=rotary_dim, rotary_adjacent_pairs=True)
+        return dataclasses.replace(
+            cfg,
+            use_normalization_before_and_after=True,
+            fused_gate_up=True,
+            rotary_dim=rotary_dim,
+            rotary_adjacent_pairs=True,
+        )
 
     def weight_table(self, cfg: HookedVideoLLMConfig) -> dict[str, str]:
         table = decoder_weight_table(cfg)
@@ -100,8 +105,9 @@ class Glm4V(Qwen25VL):
     def rotary(self, cfg: HookedVideoLLMConfig) -> nn.Module:
         """M-RoPE over the first `rotary_dim` dims, contiguous sections, adjacent-pair tables
         (HF's Glm4vTextRotaryEmbedding: frequencies from the rotary width, repeat_interleave)."""
-        return MRotary(cfg.rotary_dim, cfg.rope_theta, cfg.extra["mrope_section"], interleaved=False,
-                       adjacent_pairs=True)
+        return MRotary(
+            cfg.rotary_dim, cfg.rope_theta, cfg.extra["mrope_section"], interleaved=False, adjacent_pairs=True
+        )
 
     def video_token_id(self, hf_config) -> int:
         """GLM-4.1V fills a video's frames into `<|image|>` tokens (HF's get_placeholder_mask)."""
@@ -110,8 +116,9 @@ class Glm4V(Qwen25VL):
     # prompt -----------------------------------------------------------------------------------
     def bind(self, processor) -> Glm4V:
         tp = getattr(getattr(processor, "video_processor", None), "temporal_patch_size", self.temporal_patch)
-        return dataclasses.replace(self, tokenizer=getattr(processor, "tokenizer", None), temporal_patch=int(tp),
-                                   _text_memo={})
+        return dataclasses.replace(
+            self, tokenizer=getattr(processor, "tokenizer", None), temporal_patch=int(tp), _text_memo={}
+        )
 
     def processor_kwargs(self, videos) -> dict:
         """The sampled frames' real indices and the clip's frame rate: the processor writes the
@@ -137,25 +144,38 @@ class Glm4V(Qwen25VL):
         is_vision = ids == c.image_token_id
         vis = is_vision.nonzero().flatten()
         if len(vis) != t * k:
-            raise LayoutError(f"{len(vis)} <|image|> tokens, expected {t} groups of {gh}x{gw} = {t * k} "
-                              "(images besides the video are not supported)")
+            raise LayoutError(
+                f"{len(vis)} <|image|> tokens, expected {t} groups of {gh}x{gw} = {t * k} "
+                "(images besides the video are not supported)"
+            )
         v_start = (ids == c.video_start_token_id).nonzero().flatten().tolist()
         v_end = (ids == c.video_end_token_id).nonzero().flatten().tolist()
         if len(v_start) != 1 or len(v_end) != 1 or not v_start[0] < int(vis[0]) <= int(vis[-1]) < v_end[0]:
-            raise LayoutError(f"expected one <|begin_of_video|> before and one <|end_of_video|> after the video "
-                              f"tokens (positions {int(vis[0])}..{int(vis[-1])}), found {v_start} and {v_end}")
+            raise LayoutError(
+                f"expected one <|begin_of_video|> before and one <|end_of_video|> after the video "
+                f"tokens (positions {int(vis[0])}..{int(vis[-1])}), found {v_start} and {v_end}"
+            )
         seconds = group_seconds(video.indices, video.fps, tp) if video is not None and video.fps else None
         if seconds is not None and self.tokenizer is None:
-            raise LayoutError(f"{self.title} layouts need the checkpoint's processor (its tokenizer reads the timestamps)")
+            raise LayoutError(
+                f"{self.title} layouts need the checkpoint's processor (its tokenizer reads the timestamps)"
+            )
         is_marker = torch.zeros_like(is_vision)
         marker_frame = torch.full(ids.shape, -1, dtype=torch.long)
         is_marker[v_start + v_end] = True
         nxt = v_start[0] + 1  # where group 0's <|begin_of_image|> must be
         for g in range(t):
             lo, hi = int(vis[g * k]), int(vis[(g + 1) * k - 1])
-            if hi - lo + 1 != k or lo - 1 != nxt or ids[lo - 1] != c.image_start_token_id or ids[hi + 1] != c.image_end_token_id:
-                raise LayoutError(f"group {g}'s {k} video tokens are not one block between <|begin_of_image|> and "
-                                  f"<|end_of_image|> right after the previous group (positions {lo}..{hi})")
+            if (
+                hi - lo + 1 != k
+                or lo - 1 != nxt
+                or ids[lo - 1] != c.image_start_token_id
+                or ids[hi + 1] != c.image_end_token_id
+            ):
+                raise LayoutError(
+                    f"group {g}'s {k} video tokens are not one block between <|begin_of_image|> and "
+                    f"<|end_of_image|> right after the previous group (positions {lo}..{hi})"
+                )
             # the group's timestamp: everything up to the next group's <|begin_of_image|> (or <|end_of_video|>)
             stop = int(vis[(g + 1) * k]) - 1 if g + 1 < t else v_end[0]
             stamp = ids[hi + 2 : stop]
@@ -169,7 +189,13 @@ class Glm4V(Qwen25VL):
             nxt = stop
         tokens = [VisionToken("video", g, r, col) for g in range(t) for r in range(gh) for col in range(gw)]
         is_pad = attention_mask.cpu() == 0 if attention_mask is not None else None
-        lay = VideoLayout.build(is_vision, tokens, is_pad=is_pad, is_marker=is_marker, frames_per_group=tp,
-                                frame_times=video.timestamps if video is not None else None)
+        lay = VideoLayout.build(
+            is_vision,
+            tokens,
+            is_pad=is_pad,
+            is_marker=is_marker,
+            frames_per_group=tp,
+            frame_times=video.timestamps if video is not None else None,
+        )
         frame = torch.where(lay.mask("marker"), marker_frame, lay.frame)  # a group's markers belong to it
         return VideoLayout(lay.segment, frame, lay.row, lay.col, lay.frames_per_group, lay.frame_times)

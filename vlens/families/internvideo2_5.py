@@ -58,14 +58,23 @@ from torch import Tensor, nn
 
 from vlens.families.base import chatml_template, per_row
 from vlens.families.internvl import InternVL
-from vlens.families.release_common import ReleaseFormatError, build_hf_model, load_tokenizer, read_config, read_state_dict, take
-from vlens.layout import LayoutError, VideoLayout
+from vlens.families.release_common import (
+    ReleaseFormatError,
+    build_hf_model,
+    load_tokenizer,
+    read_config,
+    read_state_dict,
+    take,
+)
+from vlens.inputs.layout import LayoutError, VideoLayout
 
 ARCHITECTURE = "InternVLChatModel"
-LOCAL_NUM_FRAMES = 4   # modeling_internvl_chat_hico2.py: self.local_num_frames = 4
-NUM_TOME_TOKENS = 64   # self.num_tome_tokens = 64 (per group of LOCAL_NUM_FRAMES frames)
+LOCAL_NUM_FRAMES = 4  # modeling_internvl_chat_hico2.py: self.local_num_frames = 4
+NUM_TOME_TOKENS = 64  # self.num_tome_tokens = 64 (per group of LOCAL_NUM_FRAMES frames)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-SYSTEM_MESSAGE = "你是书生·万象，英文名是InternVL，是由上海人工智能实验室、清华大学及多家合作单位联合开发的多模态大语言模型。"
+SYSTEM_MESSAGE = (
+    "你是书生·万象，英文名是InternVL，是由上海人工智能实验室、清华大学及多家合作单位联合开发的多模态大语言模型。"
+)
 
 # internvl2_5 (the release's conversation template): ChatML with its system message; InternVLProcessor
 # expands the `<video>` placeholder into the "FrameN: <img>…</img>" lines.
@@ -121,7 +130,7 @@ class InternVideo25(InternVL):
     name = "internvideo2.5"
     architectures = (ARCHITECTURE,)
     hf_merge = False  # the release's own vision path (token compression), not HF InternVL's forward
-    default_sampling = "internvl"  # the release's get_index (vlens.video)
+    default_sampling = "internvl"  # the release's get_index (vlens.inputs.video)
     token_compression: bool = True  # the release's ToMe merge to 16 tokens a frame
     n_lm_heads: int = 1  # ToMe's metric averages over this many heads
 
@@ -137,8 +146,10 @@ class InternVideo25(InternVL):
         m, cfg = hf_model.model, hf_model.config
         px = inputs["pixel_values"]
         if px.shape[0] % LOCAL_NUM_FRAMES:
-            raise ValueError(f"InternVideo2.5 compresses frames in groups of {LOCAL_NUM_FRAMES}: sample a multiple of "
-                             f"{LOCAL_NUM_FRAMES} frames (got {px.shape[0]} frames in the batch)")
+            raise ValueError(
+                f"InternVideo2.5 compresses frames in groups of {LOCAL_NUM_FRAMES}: sample a multiple of "
+                f"{LOCAL_NUM_FRAMES} frames (got {px.shape[0]} frames in the batch)"
+            )
         out = m.vision_tower(pixel_values=px.to(m.dtype), output_hidden_states=True)
         x = out.last_hidden_state if cfg.vision_feature_layer == -1 else out.hidden_states[cfg.vision_feature_layer]
         x = x[:, 1:]
@@ -160,12 +171,15 @@ class InternVideo25(InternVL):
         if not self.token_compression:
             return lay
         if lay.n_frames % LOCAL_NUM_FRAMES:
-            raise LayoutError(f"InternVideo2.5 needs a multiple of {LOCAL_NUM_FRAMES} frames, the prompt has {lay.n_frames}")
+            raise LayoutError(
+                f"InternVideo2.5 needs a multiple of {LOCAL_NUM_FRAMES} frames, the prompt has {lay.n_frames}"
+            )
         vid = lay.frame >= 0
         frame = torch.where(vid, lay.frame // LOCAL_NUM_FRAMES, lay.frame)
         none = torch.full_like(lay.row, -1)
-        return VideoLayout(lay.segment, frame, none, none.clone(), frames_per_group=LOCAL_NUM_FRAMES,
-                           frame_times=lay.frame_times)
+        return VideoLayout(
+            lay.segment, frame, none, none.clone(), frames_per_group=LOCAL_NUM_FRAMES, frame_times=lay.frame_times
+        )
 
 
 # conversion -------------------------------------------------------------------------------------
@@ -177,35 +191,47 @@ def hf_state_dict(state: dict[str, Tensor], lc: dict, n_vision_heads: int) -> di
     vit, lm = "vision_model.", "language_model.model."
     for k, v in state.items():
         if k.startswith(vit):
-            rest = k[len(vit):]
-            emb = {"embeddings.class_embedding": "embeddings.cls_token",
-                   "embeddings.patch_embedding.weight": "embeddings.patch_embeddings.projection.weight",
-                   "embeddings.patch_embedding.bias": "embeddings.patch_embeddings.projection.bias",
-                   "embeddings.position_embedding": "embeddings.position_embeddings"}
+            rest = k[len(vit) :]
+            emb = {
+                "embeddings.class_embedding": "embeddings.cls_token",
+                "embeddings.patch_embedding.weight": "embeddings.patch_embeddings.projection.weight",
+                "embeddings.patch_embedding.bias": "embeddings.patch_embeddings.projection.bias",
+                "embeddings.position_embedding": "embeddings.position_embeddings",
+            }
             if rest in emb:
                 out["model.vision_tower." + emb[rest]] = v
                 continue
             if not rest.startswith("encoder.layers."):
                 raise ReleaseFormatError(f"unexpected vision tensor {k!r}")
-            i, _, leaf = rest[len("encoder.layers."):].partition(".")
+            i, _, leaf = rest[len("encoder.layers.") :].partition(".")
             dst = f"model.vision_tower.encoder.layer.{i}."
             if leaf.startswith("attn.qkv."):
                 for name, part in zip("qkv", v.chunk(3, dim=0)):  # rows: q, then k, then v
                     out[dst + f"attention.{name}_proj.{leaf.rsplit('.', 1)[1]}"] = part
             else:
-                simple = {"attn.proj.weight": "attention.projection_layer.weight", "attn.proj.bias": "attention.projection_layer.bias",
-                          "ls1": "lambda_1", "ls2": "lambda_2", "norm1.weight": "layernorm_before.weight",
-                          "norm1.bias": "layernorm_before.bias", "norm2.weight": "layernorm_after.weight",
-                          "norm2.bias": "layernorm_after.bias"}
+                simple = {
+                    "attn.proj.weight": "attention.projection_layer.weight",
+                    "attn.proj.bias": "attention.projection_layer.bias",
+                    "ls1": "lambda_1",
+                    "ls2": "lambda_2",
+                    "norm1.weight": "layernorm_before.weight",
+                    "norm1.bias": "layernorm_before.bias",
+                    "norm2.weight": "layernorm_after.weight",
+                    "norm2.bias": "layernorm_after.bias",
+                }
                 if leaf in simple:
                     out[dst + simple[leaf]] = v
                 elif leaf.startswith("mlp."):
                     out[dst + leaf] = v
                 else:
-                    raise ReleaseFormatError(f"unexpected vision tensor {k!r} (qk-normalised InternViT is not supported)")
+                    raise ReleaseFormatError(
+                        f"unexpected vision tensor {k!r} (qk-normalised InternViT is not supported)"
+                    )
         elif k.startswith("mlp1."):
-            idx, _, leaf = k[len("mlp1."):].partition(".")
-            out[f"model.multi_modal_projector.{ {'0': 'layer_norm', '1': 'linear_1', '3': 'linear_2'}[idx] }.{leaf}"] = v
+            idx, _, leaf = k[len("mlp1.") :].partition(".")
+            out[
+                f"model.multi_modal_projector.{ {'0': 'layer_norm', '1': 'linear_1', '3': 'linear_2'}[idx] }.{leaf}"
+            ] = v
         elif k == "language_model.output.weight":
             out["lm_head.weight"] = v
         elif k == lm + "tok_embeddings.weight":
@@ -213,7 +239,7 @@ def hf_state_dict(state: dict[str, Tensor], lc: dict, n_vision_heads: int) -> di
         elif k == lm + "norm.weight":
             out["model.language_model.norm.weight"] = v
         elif k.startswith(lm + "layers."):
-            i, _, leaf = k[len(lm + "layers."):].partition(".")
+            i, _, leaf = k[len(lm + "layers.") :].partition(".")
             dst = f"model.language_model.layers.{i}."
             if leaf == "attention.wqkv.weight":
                 w = v.view(KV, G + 2, dh, D)
@@ -221,11 +247,18 @@ def hf_state_dict(state: dict[str, Tensor], lc: dict, n_vision_heads: int) -> di
                 out[dst + "self_attn.k_proj.weight"] = w[:, -2].reshape(-1, D)
                 out[dst + "self_attn.v_proj.weight"] = w[:, -1].reshape(-1, D)
             else:
-                simple = {"attention.wo.weight": "self_attn.o_proj.weight", "attention_norm.weight": "input_layernorm.weight",
-                          "ffn_norm.weight": "post_attention_layernorm.weight", "feed_forward.w1.weight": "mlp.gate_proj.weight",
-                          "feed_forward.w3.weight": "mlp.up_proj.weight", "feed_forward.w2.weight": "mlp.down_proj.weight"}
+                simple = {
+                    "attention.wo.weight": "self_attn.o_proj.weight",
+                    "attention_norm.weight": "input_layernorm.weight",
+                    "ffn_norm.weight": "post_attention_layernorm.weight",
+                    "feed_forward.w1.weight": "mlp.gate_proj.weight",
+                    "feed_forward.w3.weight": "mlp.up_proj.weight",
+                    "feed_forward.w2.weight": "mlp.down_proj.weight",
+                }
                 if leaf not in simple:
-                    raise ReleaseFormatError(f"unexpected language-model tensor {k!r} (InternLM2 with biases is not supported)")
+                    raise ReleaseFormatError(
+                        f"unexpected language-model tensor {k!r} (InternLM2 with biases is not supported)"
+                    )
                 out[dst + simple[leaf]] = v
         else:
             raise ReleaseFormatError(f"unexpected tensor {k!r} in an {ARCHITECTURE} checkpoint")
@@ -237,13 +270,15 @@ def export_refusal(path: Path, config: dict, *, token_compression: bool) -> str 
     token compression, so only the uncompressed path can be written."""
 
     hf_merge = False  # the release's own vision path (token compression), not HF InternVL's forward
-    default_sampling = "internvl"  # the release's get_index (vlens.video)
+    default_sampling = "internvl"  # the release's get_index (vlens.inputs.video)
     if not token_compression:
         return None
-    return ("InternVideo2.5's released inference compresses every 4 frames to 64 tokens (HiCo/ToMe), which "
-            "InternVLForConditionalGeneration does not compute. Pass --no-token-compression to write the plain "
-            "InternVL2.5 path HF computes (a different model input than the release's chat), or load the release "
-            "with HookedVideoLLM.from_pretrained(DIR)")
+    return (
+        "InternVideo2.5's released inference compresses every 4 frames to 64 tokens (HiCo/ToMe), which "
+        "InternVLForConditionalGeneration does not compute. Pass --no-token-compression to write the plain "
+        "InternVL2.5 path HF computes (a different model input than the release's chat), or load the release "
+        "with HookedVideoLLM.from_pretrained(DIR)"
+    )
 
 
 def needs_bos(path: Path, tokenizer) -> bool:
@@ -267,15 +302,23 @@ def needs_bos(path: Path, tokenizer) -> bool:
     if wanted and tokenizer.bos_token_id is None:
         raise ReleaseFormatError("the release's tokenizer prepends a BOS token, but this tokenizer has no bos_token")
     if not wanted and adds:
-        raise ReleaseFormatError("tokenizer_config.json says add_bos_token=false but the tokenizer.json adds a BOS token")
+        raise ReleaseFormatError(
+            "tokenizer_config.json says add_bos_token=false but the tokenizer.json adds a BOS token"
+        )
     return wanted and not adds
 
 
-def build(path: str | Path, *, dtype: torch.dtype = torch.float32, device="cpu", attn_implementation: str = "sdpa",
-          config: dict | None = None, token_compression: bool = True):
+def build(
+    path: str | Path,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device="cpu",
+    attn_implementation: str = "sdpa",
+    config: dict | None = None,
+    token_compression: bool = True,
+):
     """(hf_model, processor, family) for an InternVideo2.5 release directory."""
     from transformers import (
-        AutoTokenizer,
         GotOcr2ImageProcessor,
         InternVLConfig,
         InternVLForConditionalGeneration,
@@ -290,36 +333,60 @@ def build(path: str | Path, *, dtype: torch.dtype = torch.float32, device="cpu",
     lc, vc = config.get("llm_config") or {}, config.get("vision_config") or {}
     llm = (lc.get("architectures") or [None])[0]
     if llm != "InternLM2ForCausalLM":
-        raise ReleaseFormatError(f"{ARCHITECTURE} with a {llm!r} language model is not supported: vlens converts "
-                                 "InternVideo2.5 (InternLM2ForCausalLM) only")
+        raise ReleaseFormatError(
+            f"{ARCHITECTURE} with a {llm!r} language model is not supported: vlens converts "
+            "InternVideo2.5 (InternLM2ForCausalLM) only"
+        )
     if lc.get("bias", False):
         raise ReleaseFormatError("InternLM2 with bias=True (wqkv and wo biases) is not supported by the hooked decoder")
     if config.get("ps_version", "v2") != "v2":
         raise ReleaseFormatError(f"ps_version {config.get('ps_version')!r}: only v2 pixel shuffle is supported")
     if vc.get("qk_normalization", False):
-        raise ReleaseFormatError("InternViT with qk_normalization is not supported (InternVideo2.5 uses InternViT-300M)")
+        raise ReleaseFormatError(
+            "InternViT with qk_normalization is not supported (InternVideo2.5 uses InternViT-300M)"
+        )
     rope = lc.get("rope_scaling") or {}
     if rope and rope.get("type", rope.get("rope_type")) != "dynamic":
-        raise ReleaseFormatError(f"InternLM2 rope_scaling {rope} is not supported (only none, or dynamic NTK below "
-                                 "max_position_embeddings, where it equals plain RoPE)")
+        raise ReleaseFormatError(
+            f"InternLM2 rope_scaling {rope} is not supported (only none, or dynamic NTK below "
+            "max_position_embeddings, where it equals plain RoPE)"
+        )
     image_size = config.get("force_image_size") or vc["image_size"]
     vision = InternVLVisionConfig(
-        hidden_size=vc["hidden_size"], intermediate_size=vc["intermediate_size"], num_hidden_layers=vc["num_hidden_layers"],
-        num_attention_heads=vc["num_attention_heads"], image_size=image_size, patch_size=vc["patch_size"],
-        attention_bias=vc.get("qkv_bias", True), use_qk_norm=False, norm_type=vc.get("norm_type", "layer_norm"),
-        layer_norm_eps=vc.get("layer_norm_eps", 1e-6), hidden_act=vc.get("hidden_act", "gelu"), use_mean_pooling=True,
+        hidden_size=vc["hidden_size"],
+        intermediate_size=vc["intermediate_size"],
+        num_hidden_layers=vc["num_hidden_layers"],
+        num_attention_heads=vc["num_attention_heads"],
+        image_size=image_size,
+        patch_size=vc["patch_size"],
+        attention_bias=vc.get("qkv_bias", True),
+        use_qk_norm=False,
+        norm_type=vc.get("norm_type", "layer_norm"),
+        layer_norm_eps=vc.get("layer_norm_eps", 1e-6),
+        hidden_act=vc.get("hidden_act", "gelu"),
+        use_mean_pooling=True,
     )
     text = LlamaConfig(
-        vocab_size=lc["vocab_size"], hidden_size=lc["hidden_size"], intermediate_size=lc["intermediate_size"],
-        num_hidden_layers=lc["num_hidden_layers"], num_attention_heads=lc["num_attention_heads"],
+        vocab_size=lc["vocab_size"],
+        hidden_size=lc["hidden_size"],
+        intermediate_size=lc["intermediate_size"],
+        num_hidden_layers=lc["num_hidden_layers"],
+        num_attention_heads=lc["num_attention_heads"],
         num_key_value_heads=lc.get("num_key_value_heads", lc["num_attention_heads"]),
-        max_position_embeddings=lc.get("max_position_embeddings", 32768), rms_norm_eps=lc.get("rms_norm_eps", 1e-5),
-        rope_theta=lc.get("rope_theta", 10000.0), hidden_act=lc.get("hidden_act", "silu"),
-        tie_word_embeddings=lc.get("tie_word_embeddings", False), attention_bias=False,
+        max_position_embeddings=lc.get("max_position_embeddings", 32768),
+        rms_norm_eps=lc.get("rms_norm_eps", 1e-5),
+        rope_theta=lc.get("rope_theta", 10000.0),
+        hidden_act=lc.get("hidden_act", "silu"),
+        tie_word_embeddings=lc.get("tie_word_embeddings", False),
+        attention_bias=False,
     )
     tokenizer = load_tokenizer(path)
-    named = {"start_image_token": "<img>", "end_image_token": "</img>", "context_image_token": "<IMG_CONTEXT>",
-             "video_token": "<video>"}
+    named = {
+        "start_image_token": "<img>",
+        "end_image_token": "</img>",
+        "context_image_token": "<IMG_CONTEXT>",
+        "video_token": "<video>",
+    }
     vocab = tokenizer.get_vocab()
     missing = [t for t in ("<img>", "</img>", "<IMG_CONTEXT>") if t not in vocab]
     if missing:
@@ -328,24 +395,42 @@ def build(path: str | Path, *, dtype: torch.dtype = torch.float32, device="cpu",
         tokenizer.add_tokens(["<video>"], special_tokens=True)
     tokenizer._set_model_specific_special_tokens(named)
     template = INTERNVL2_5_TEMPLATE if not needs_bos(path, tokenizer) else "{{ bos_token }}" + INTERNVL2_5_TEMPLATE
-    tokens_per_frame = (NUM_TOME_TOKENS // LOCAL_NUM_FRAMES if token_compression
-                        else (image_size // vc["patch_size"] // round(1 / config["downsample_ratio"])) ** 2)
+    tokens_per_frame = (
+        NUM_TOME_TOKENS // LOCAL_NUM_FRAMES
+        if token_compression
+        else (image_size // vc["patch_size"] // round(1 / config["downsample_ratio"])) ** 2
+    )
     hf_config = InternVLConfig(
-        text_config=text.to_dict(), vision_config=vision.to_dict(),
-        image_token_id=tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"), image_seq_length=tokens_per_frame,
-        downsample_ratio=config["downsample_ratio"], vision_feature_layer=config.get("select_layer", -1),
-        vision_feature_select_strategy="default", projector_hidden_act="gelu", tie_word_embeddings=text.tie_word_embeddings,
+        text_config=text.to_dict(),
+        vision_config=vision.to_dict(),
+        image_token_id=tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"),
+        image_seq_length=tokens_per_frame,
+        downsample_ratio=config["downsample_ratio"],
+        vision_feature_layer=config.get("select_layer", -1),
+        vision_feature_select_strategy="default",
+        projector_hidden_act="gelu",
+        tie_word_embeddings=text.tie_word_embeddings,
     )
     hf_config.architectures = ["InternVLForConditionalGeneration"]
     state = read_state_dict(path)
     take(state, "language_model.output.weight", "InternVideo2.5")
-    hf_model = build_hf_model(InternVLForConditionalGeneration, hf_config, hf_state_dict(state, lc, vc["num_attention_heads"]),
-                              dtype=dtype, device=device, attn_implementation=attn_implementation)
+    hf_model = build_hf_model(
+        InternVLForConditionalGeneration,
+        hf_config,
+        hf_state_dict(state, lc, vc["num_attention_heads"]),
+        dtype=dtype,
+        device=device,
+        attn_implementation=attn_implementation,
+    )
     size = {"height": image_size, "width": image_size}
     processor = InternVLProcessor(
-        image_processor=GotOcr2ImageProcessor(size=size, crop_to_patches=False, image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD),
+        image_processor=GotOcr2ImageProcessor(
+            size=size, crop_to_patches=False, image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD
+        ),
         video_processor=InternVLVideoProcessor(size=size, image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD),
-        tokenizer=tokenizer, image_seq_length=tokens_per_frame, chat_template=template,
+        tokenizer=tokenizer,
+        image_seq_length=tokens_per_frame,
+        chat_template=template,
     )
     family = InternVideo25(token_compression=token_compression, n_lm_heads=lc["num_attention_heads"])
     return hf_model, processor, family

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from vlens.config import HookedVideoLLMConfig
 from vlens.families.base import Family, decoder_config, decoder_weight_table, per_row
-from vlens.layout import LayoutError, VideoLayout, VisionToken
+from vlens.inputs.layout import LayoutError, VideoLayout, VisionToken
 
 # What InternVLProcessor.replace_video_token writes before each frame's <img> (frames are
 # joined by "\n", so every frame after the first has the newline in front of its label).
@@ -47,7 +47,7 @@ NEXT_FRAME_TEXT = "\nFrame{n}: "
 class InternVL(Family):
     name = "internvl"
     architectures = ("InternVLForConditionalGeneration",)
-    hf_merge = True  # features placed by HF's own forward (vlens.hf_merge)
+    hf_merge = True  # features placed by HF's own forward (vlens.model.hf_merge)
     hf_inputs = ("pixel_values",)
     tokenizer: Any = None  # set by bind(): the per-frame text markers are tokenized with it
     img_ids: tuple[int | None, int | None] = (None, None)  # <img>, </img>; set by bind()
@@ -61,7 +61,9 @@ class InternVL(Family):
             # Llama's attention_bias also puts a bias on o_proj, which the hooked decoder lacks:
             # refuse it rather than run a silently different model.
             if getattr(t, "attention_bias", False):
-                raise NotImplementedError("InternVL with a Llama LM with attention_bias=True (o_proj bias) is not supported")
+                raise NotImplementedError(
+                    "InternVL with a Llama LM with attention_bias=True (o_proj bias) is not supported"
+                )
             return decoder_config(self, t, qkv_bias=False)
         raise NotImplementedError(
             f"InternVL with a {t.model_type!r} language model is not supported (only qwen2 and llama)"
@@ -124,23 +126,32 @@ class InternVL(Family):
         ends = (ids == end_id).nonzero().flatten().tolist()
         n_frames = len(starts)
         if video is not None and n_frames != len(video):
-            raise LayoutError(f"{len(video)} frames should make {len(video)} <img> blocks, the prompt has {n_frames} "
-                              "(one video per row and no images are supported)")
-        if len(ends) != n_frames or any(not s < e for s, e in zip(starts, ends)) \
-                or any(e >= s for e, s in zip(ends, starts[1:])):
+            raise LayoutError(
+                f"{len(video)} frames should make {len(video)} <img> blocks, the prompt has {n_frames} "
+                "(one video per row and no images are supported)"
+            )
+        if (
+            len(ends) != n_frames
+            or any(not s < e for s, e in zip(starts, ends))
+            or any(e >= s for e, s in zip(ends, starts[1:]))
+        ):
             raise LayoutError(f"<img> at {starts} and </img> at {ends} do not pair up into frame blocks")
         is_vision = ids == hf_config.image_token_id
         is_marker = torch.zeros_like(is_vision)
         for i, (s, e) in enumerate(zip(starts, ends)):
             if e - s - 1 != gh * gw or not bool(is_vision[s + 1 : e].all()):
-                raise LayoutError(f"frame {i}'s <img> block holds {e - s - 1} positions, expected {gh * gw} "
-                                  f"<IMG_CONTEXT> tokens ({gh}x{gw} after pixel shuffle)")
+                raise LayoutError(
+                    f"frame {i}'s <img> block holds {e - s - 1} positions, expected {gh * gw} "
+                    f"<IMG_CONTEXT> tokens ({gh}x{gw} after pixel shuffle)"
+                )
             # the label in front of this frame: right before its <img>, after the previous </img>
             text = (FIRST_FRAME_TEXT if i == 0 else NEXT_FRAME_TEXT).format(n=i + 1)
             label = self._text_ids(text)
             lo = s - len(label)
             if lo < 0 or tuple(ids[lo:s].tolist()) != label or (i > 0 and lo != ends[i - 1] + 1):
-                raise LayoutError(f"frame {i} is not preceded by the processor's label {text!r} (token ids {list(label)})")
+                raise LayoutError(
+                    f"frame {i} is not preceded by the processor's label {text!r} (token ids {list(label)})"
+                )
             is_marker[lo : s + 1] = True
             is_marker[e] = True
         if int(is_vision.sum()) != n_frames * gh * gw:
@@ -150,8 +161,7 @@ class InternVL(Family):
         times = video.timestamps if video is not None else None
         return VideoLayout.build(is_vision, tokens, is_pad=is_pad, is_marker=is_marker, frame_times=times)
 
-
-    # images (vlens.media_layout) ------------------------------------------------------------------
+    # images (vlens.inputs.media_layout) ------------------------------------------------------------------
     def media_layout_applies(self, inputs: dict) -> bool:
         """Frame-labelled prompts (the processor's `FrameN: <img>…</img>`, found with the
         tokenizer) take the video rules above; anything else is laid out as images."""

@@ -11,20 +11,23 @@ from __future__ import annotations
 from torch import nn
 
 from vlens.families.base import LlavaVideoFamily
-from vlens.layout import LayoutError, VisionToken
+from vlens.inputs.layout import LayoutError, VisionToken
 
 
 class LlavaNextVideo(LlavaVideoFamily):
     name = "llava-next-video"
     title = "LLaVA-NeXT-Video"
     architectures = ("LlavaNextVideoForConditionalGeneration",)
-    hf_merge = True  # features placed by HF's own forward (vlens.hf_merge); images supported
+    hf_merge = True  # features placed by HF's own forward (vlens.model.hf_merge); images supported
     hf_inputs = ("pixel_values", "image_sizes", "pixel_values_videos")
 
     def vision_modules(self, hf_model: nn.Module) -> dict[str, nn.Module]:
         m = hf_model.model
-        return {"vision_tower": m.vision_tower, "vision_resampler": m.vision_resampler,
-                "multi_modal_projector": m.multi_modal_projector}
+        return {
+            "vision_tower": m.vision_tower,
+            "vision_resampler": m.vision_resampler,
+            "multi_modal_projector": m.multi_modal_projector,
+        }
 
     def pooled_grid(self, hf_config, height: int, width: int) -> tuple[int, int]:
         patch, stride = hf_config.vision_config.patch_size, hf_config.spatial_pool_stride
@@ -39,8 +42,10 @@ class LlavaNextVideo(LlavaVideoFamily):
 
     def image_tokens(self, hf_config, inputs: dict) -> list[list[VisionToken]]:
         """Every image's tokens, anyres-packed as HF's `pack_image_features` does (every image tiled)."""
-        from vlens.media_layout import anyres_image_tokens
+        from vlens.inputs.media_layout import anyres_image_tokens
 
         if "image_sizes" not in inputs:
             raise LayoutError("pixel_values without image_sizes: LLaVA-NeXT-Video needs every image's (height, width)")
-        return [anyres_image_tokens(hf_config, hw, patched=True, max_patches=None) for hw in inputs["image_sizes"].tolist()]
+        return [
+            anyres_image_tokens(hf_config, hw, patched=True, max_patches=None) for hw in inputs["image_sizes"].tolist()
+        ]

@@ -64,8 +64,14 @@ from torch import Tensor, nn
 
 from vlens.families.base import chatml_template
 from vlens.families.onevision import OneVision
-from vlens.families.release_common import ReleaseFormatError, build_hf_model, load_tokenizer, read_state_dict, take
-from vlens.layout import LayoutError, VideoLayout, VisionToken
+from vlens.families.release_common import (
+    ReleaseFormatError,
+    build_hf_model,
+    load_tokenizer,
+    read_state_dict,
+    take,
+)
+from vlens.inputs.layout import LayoutError, VideoLayout, VisionToken
 
 ARCHITECTURE = "LlavaQwenForCausalLM"
 PLACEHOLDER = "<|vlens_video|>"
@@ -73,12 +79,33 @@ PLACEHOLDER = "<|vlens_video|>"
 # The towers the releases name in `mm_vision_tower` (their public HF configs). A local directory
 # with the tower's config.json (absolute, or relative to the checkpoint) is read instead.
 KNOWN_TOWERS = {
-    "openai/clip-vit-large-patch14-336": ("clip", dict(
-        hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16, image_size=336,
-        patch_size=14, hidden_act="quick_gelu", layer_norm_eps=1e-5, projection_dim=768)),
-    "google/siglip-so400m-patch14-384": ("siglip", dict(
-        hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16, image_size=384,
-        patch_size=14, hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-6)),
+    "openai/clip-vit-large-patch14-336": (
+        "clip",
+        dict(
+            hidden_size=1024,
+            intermediate_size=4096,
+            num_hidden_layers=24,
+            num_attention_heads=16,
+            image_size=336,
+            patch_size=14,
+            hidden_act="quick_gelu",
+            layer_norm_eps=1e-5,
+            projection_dim=768,
+        ),
+    ),
+    "google/siglip-so400m-patch14-384": (
+        "siglip",
+        dict(
+            hidden_size=1152,
+            intermediate_size=4304,
+            num_hidden_layers=27,
+            num_attention_heads=16,
+            image_size=384,
+            patch_size=14,
+            hidden_act="gelu_pytorch_tanh",
+            layer_norm_eps=1e-6,
+        ),
+    ),
 }
 CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 
@@ -90,22 +117,24 @@ QWEN_1_5_TEMPLATE = chatml_template(PLACEHOLDER + "\n", system="You are a helpfu
 class Release:
     """One release's identity and the inference settings its authors' code applies."""
 
-    name: str                    # the vlens family name
+    name: str  # the vlens family name
     title: str
-    merge_type: str              # how config.json's mm_patch_merge_type identifies it (prefix)
-    tower: str                   # "clip" or "siglip"
-    sampling: str                # the authors' frame sampling (vlens.video): LongVA linspace, LLaVA-NeXT demo fps
-    overwrite: tuple = ()        # settings the authors' inference scripts overwrite the config with
+    merge_type: str  # how config.json's mm_patch_merge_type identifies it (prefix)
+    tower: str  # "clip" or "siglip"
+    sampling: str  # the authors' frame sampling (vlens.inputs.video): LongVA linspace, LLaVA-NeXT demo fps
+    overwrite: tuple = ()  # settings the authors' inference scripts overwrite the config with
 
     def settings(self, config: dict) -> dict:
-        s = {"mm_spatial_pool_mode": config.get("mm_spatial_pool_mode", "average"),
-             "mm_spatial_pool_stride": config.get("mm_spatial_pool_stride", 2),
-             "mm_newline_position": config.get("mm_newline_position", "one_token"),
-             "mm_vision_select_layer": config.get("mm_vision_select_layer", -2),
-             "mm_vision_select_feature": config.get("mm_vision_select_feature", "patch"),
-             "mm_patch_merge_type": config["mm_patch_merge_type"],
-             # LLaVA's prepare_inputs_labels_for_multimodal cuts the spliced sequence to this length
-             "tokenizer_model_max_length": config.get("tokenizer_model_max_length")}
+        s = {
+            "mm_spatial_pool_mode": config.get("mm_spatial_pool_mode", "average"),
+            "mm_spatial_pool_stride": config.get("mm_spatial_pool_stride", 2),
+            "mm_newline_position": config.get("mm_newline_position", "one_token"),
+            "mm_vision_select_layer": config.get("mm_vision_select_layer", -2),
+            "mm_vision_select_feature": config.get("mm_vision_select_feature", "patch"),
+            "mm_patch_merge_type": config["mm_patch_merge_type"],
+            # LLaVA's prepare_inputs_labels_for_multimodal cuts the spliced sequence to this length
+            "tokenizer_model_max_length": config.get("tokenizer_model_max_length"),
+        }
         s.update(dict(self.overwrite))
         if self.merge_type == "unires":  # LongVA's video branch never adds a newline
             s["mm_newline_position"] = "none"
@@ -114,9 +143,14 @@ class Release:
 
 RELEASES = (
     Release("longva", "LongVA (EvolvingLMMs-Lab/LongVA)", "unires", "clip", "linspace"),
-    Release("llava-next-video-qwen", "LLaVA-NeXT-Video-32B-Qwen (LLaVA-VL/LLaVA-NeXT)", "spatial", "siglip", "fps",
-            overwrite=(("mm_spatial_pool_mode", "average"), ("mm_spatial_pool_stride", 2),
-                       ("mm_newline_position", "grid"))),
+    Release(
+        "llava-next-video-qwen",
+        "LLaVA-NeXT-Video-32B-Qwen (LLaVA-VL/LLaVA-NeXT)",
+        "spatial",
+        "siglip",
+        "fps",
+        overwrite=(("mm_spatial_pool_mode", "average"), ("mm_spatial_pool_stride", 2), ("mm_newline_position", "grid")),
+    ),
 )
 
 
@@ -132,8 +166,9 @@ def release_for(config: dict, tower_kind: str | None) -> Release:
         if isinstance(merge, str) and merge.startswith(r.merge_type) and projector == "mlp2x_gelu":
             if tower_kind == r.tower:
                 return r
-    supported = "; ".join(f"{r.title}: mm_patch_merge_type {r.merge_type}*, a {r.tower.upper()} tower, mlp2x_gelu"
-                          for r in RELEASES)
+    supported = "; ".join(
+        f"{r.title}: mm_patch_merge_type {r.merge_type}*, a {r.tower.upper()} tower, mlp2x_gelu" for r in RELEASES
+    )
     raise ReleaseFormatError(
         f"unrecognised LLaVA-style checkpoint ({ARCHITECTURE}): found mm_patch_merge_type={merge!r}, "
         f"mm_vision_tower={tower!r} ({tower_kind or 'unknown'} tower), mm_projector_type={projector!r}. Supported releases: {supported}. "
@@ -197,7 +232,7 @@ class LlavaQwenRelease(OneVision):
     @property
     def default_sampling(self) -> str:
         """The authors' frame sampling: LongVA `np.linspace(0, N−1, n)`; LLaVA-NeXT-Video's demo
-        1 fps while that is ≤ n frames, else linspace (vlens.video)."""
+        1 fps while that is ≤ n frames, else linspace (vlens.inputs.video)."""
         return self.release.sampling
 
     def __post_init__(self) -> None:
@@ -205,11 +240,15 @@ class LlavaQwenRelease(OneVision):
         object.__setattr__(self, "settings", dict(settings))  # a copy: the spec never changes
         tower_kind = self.tower_kind
         if settings["mm_newline_position"] not in ("none", "grid", "frame", "one_token", "no_token"):
-            raise ReleaseFormatError(f"mm_newline_position {settings['mm_newline_position']!r} is not supported "
-                                     "(grid, frame, one_token, no_token)")
+            raise ReleaseFormatError(
+                f"mm_newline_position {settings['mm_newline_position']!r} is not supported "
+                "(grid, frame, one_token, no_token)"
+            )
         if settings["mm_vision_select_feature"] != "patch" and tower_kind == "clip":
-            raise ReleaseFormatError(f"mm_vision_select_feature {settings['mm_vision_select_feature']!r}: only 'patch' "
-                                     "(CLS dropped) is supported for CLIP towers")
+            raise ReleaseFormatError(
+                f"mm_vision_select_feature {settings['mm_vision_select_feature']!r}: only 'patch' "
+                "(CLS dropped) is supported for CLIP towers"
+            )
 
     # geometry ------------------------------------------------------------------------------
     def grid(self, hf_config) -> int:
@@ -293,14 +332,14 @@ def hf_state_dict(state: dict[str, Tensor], tower_keys: set[str], d_model: int, 
     tower_prefix = "model.vision_tower.vision_tower."
     for k, v in state.items():
         if k.startswith(tower_prefix):
-            rest = k[len(tower_prefix):]
+            rest = k[len(tower_prefix) :]
             for cand in (f"model.vision_tower.{rest}", f"model.vision_tower.{rest.removeprefix('vision_model.')}"):
                 if cand in tower_keys:
                     out[cand] = v
                     break
             # else: a tensor LLaVA does not run (SigLIP's deleted last layer, head, post-layernorm)
         elif k.startswith("model.mm_projector."):
-            idx, _, leaf = k[len("model.mm_projector."):].partition(".")
+            idx, _, leaf = k[len("model.mm_projector.") :].partition(".")
             name = {"0": "linear_1", "2": "linear_2"}.get(idx)
             if name is None:
                 raise ReleaseFormatError(f"unexpected projector tensor {k!r}: only mlp2x_gelu (0 and 2) is supported")
@@ -310,7 +349,7 @@ def hf_state_dict(state: dict[str, Tensor], tower_keys: set[str], d_model: int, 
         elif k.startswith("model.vision_resampler."):
             raise ReleaseFormatError(f"the checkpoint has a vision resampler ({k}); no release vlens supports uses one")
         elif k.startswith("model."):
-            out["model.language_model." + k[len("model."):]] = v
+            out["model.language_model." + k[len("model.") :]] = v
         elif k == "lm_head.weight":
             out[k] = v
         else:
@@ -328,9 +367,17 @@ def hf_state_dict(state: dict[str, Tensor], tower_keys: set[str], d_model: int, 
 def resolve(config: dict, path: Path):
     """(tower config, tower kind "clip"/"siglip", Release) of a LlavaQwenForCausalLM directory."""
     if "mm_vision_tower" not in config:
-        raise ReleaseFormatError(f"{path}/config.json names {ARCHITECTURE} but has no mm_vision_tower: not a LLaVA release")
+        raise ReleaseFormatError(
+            f"{path}/config.json names {ARCHITECTURE} but has no mm_vision_tower: not a LLaVA release"
+        )
     vcfg = tower_config(config, path)
-    kind = "siglip" if vcfg.model_type.startswith("siglip") else "clip" if vcfg.model_type.startswith("clip") else vcfg.model_type
+    kind = (
+        "siglip"
+        if vcfg.model_type.startswith("siglip")
+        else "clip"
+        if vcfg.model_type.startswith("clip")
+        else vcfg.model_type
+    )
     return vcfg, kind, release_for(config, kind)
 
 
@@ -338,17 +385,24 @@ def export_refusal(path: Path, config: dict, *, token_compression: bool) -> str 
     """Why `vlens convert` cannot write this release as an HF directory (always: see the docstring)."""
     _, _, release = resolve(config, path)
     s = release.settings(config)
-    return (f"no transformers class computes {release.title}'s video path (projector before "
-            f"{s['mm_spatial_pool_mode']} pooling with stride {s['mm_spatial_pool_stride']}, newline "
-            f"{s['mm_newline_position']!r}; LlavaOnevision always bilinear-pools and appends one newline, "
-            "LlavaNextVideo pools before the projector). Load it with HookedVideoLLM.from_pretrained(DIR) instead")
+    return (
+        f"no transformers class computes {release.title}'s video path (projector before "
+        f"{s['mm_spatial_pool_mode']} pooling with stride {s['mm_spatial_pool_stride']}, newline "
+        f"{s['mm_newline_position']!r}; LlavaOnevision always bilinear-pools and appends one newline, "
+        "LlavaNextVideo pools before the projector). Load it with HookedVideoLLM.from_pretrained(DIR) instead"
+    )
 
 
-def build(path: str | Path, *, dtype: torch.dtype = torch.float32, device="cpu", attn_implementation: str = "sdpa",
-          config: dict | None = None):
+def build(
+    path: str | Path,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device="cpu",
+    attn_implementation: str = "sdpa",
+    config: dict | None = None,
+):
     """(hf_model, processor, family) for a LlavaQwenForCausalLM release directory."""
     from transformers import (
-        AutoTokenizer,
         LlavaOnevisionConfig,
         LlavaOnevisionForConditionalGeneration,
         LlavaOnevisionImageProcessor,
@@ -367,7 +421,9 @@ def build(path: str | Path, *, dtype: torch.dtype = torch.float32, device="cpu",
 
         logging.getLogger(__name__).warning(
             "%s: config.json has rope_scaling=%s, which the authors' loader overrides with None; vlens does the same",
-            path, config["rope_scaling"])
+            path,
+            config["rope_scaling"],
+        )
     if kind == "siglip":  # LLaVA's SigLipVisionTower deletes the last layer (and the head)
         vcfg.num_hidden_layers -= 1
         vcfg.vision_use_head = False
@@ -381,22 +437,29 @@ def build(path: str | Path, *, dtype: torch.dtype = torch.float32, device="cpu",
             f"video placeholder {PLACEHOLDER} (id {placeholder_id})"
         )
     text = Qwen2Config(
-        vocab_size=config["vocab_size"], hidden_size=config["hidden_size"],
-        intermediate_size=config["intermediate_size"], num_hidden_layers=config["num_hidden_layers"],
+        vocab_size=config["vocab_size"],
+        hidden_size=config["hidden_size"],
+        intermediate_size=config["intermediate_size"],
+        num_hidden_layers=config["num_hidden_layers"],
         num_attention_heads=config["num_attention_heads"],
         num_key_value_heads=config.get("num_key_value_heads", config["num_attention_heads"]),
         max_position_embeddings=config.get("max_position_embeddings", 32768),
-        rope_theta=config.get("rope_theta", 10000.0), rms_norm_eps=config.get("rms_norm_eps", 1e-6),
-        hidden_act=config.get("hidden_act", "silu"), tie_word_embeddings=config.get("tie_word_embeddings", False),
+        rope_theta=config.get("rope_theta", 10000.0),
+        rms_norm_eps=config.get("rms_norm_eps", 1e-6),
+        hidden_act=config.get("hidden_act", "silu"),
+        tie_word_embeddings=config.get("tie_word_embeddings", False),
         use_sliding_window=config.get("use_sliding_window", False),
         rope_scaling=None,  # the authors' loader (LLaVA builder) forces rope_scaling=None whatever config.json says
     )
     hf_config = LlavaOnevisionConfig(
-        text_config=text.to_dict(), vision_config=vcfg.to_dict(),
-        video_token_id=placeholder_id, image_token_id=placeholder_id,
+        text_config=text.to_dict(),
+        vision_config=vcfg.to_dict(),
+        video_token_id=placeholder_id,
+        image_token_id=placeholder_id,
         vision_feature_layer=-1 if kind == "siglip" else settings["mm_vision_select_layer"],
         vision_feature_select_strategy="full" if kind == "siglip" else "default",
-        projector_hidden_act="gelu", multimodal_projector_bias=True,
+        projector_hidden_act="gelu",
+        multimodal_projector_bias=True,
         tie_word_embeddings=text.tie_word_embeddings,
     )
     hf_config.architectures = ["LlavaOnevisionForConditionalGeneration"]
@@ -404,20 +467,37 @@ def build(path: str | Path, *, dtype: torch.dtype = torch.float32, device="cpu",
         tower_keys = set(LlavaOnevisionForConditionalGeneration(hf_config).state_dict())
     state = hf_state_dict(read_state_dict(path), tower_keys, config["hidden_size"], dtype)
     take(state, "lm_head.weight", release.title) if not text.tie_word_embeddings else None
-    hf_model = build_hf_model(LlavaOnevisionForConditionalGeneration, hf_config, state, dtype=dtype, device=device,
-                              attn_implementation=attn_implementation)
+    hf_model = build_hf_model(
+        LlavaOnevisionForConditionalGeneration,
+        hf_config,
+        state,
+        dtype=dtype,
+        device=device,
+        attn_implementation=attn_implementation,
+    )
     family = LlavaQwenRelease(release, settings, kind)
 
     size = vcfg.image_size
     if kind == "clip":  # CLIPImageProcessor: shortest edge, centre crop, CLIP statistics
-        vp = LlavaOnevisionVideoProcessor(size={"shortest_edge": size}, do_center_crop=True,
-                                          crop_size={"height": size, "width": size}, image_mean=CLIP_MEAN, image_std=CLIP_STD)
+        vp = LlavaOnevisionVideoProcessor(
+            size={"shortest_edge": size},
+            do_center_crop=True,
+            crop_size={"height": size, "width": size},
+            image_mean=CLIP_MEAN,
+            image_std=CLIP_STD,
+        )
     else:  # LLaVA's SigLipImageProcessor: resize to size×size, mean/std 0.5
-        vp = LlavaOnevisionVideoProcessor(size={"height": size, "width": size}, image_mean=(0.5,) * 3, image_std=(0.5,) * 3)
+        vp = LlavaOnevisionVideoProcessor(
+            size={"height": size, "width": size}, image_mean=(0.5,) * 3, image_std=(0.5,) * 3
+        )
     processor = ReleaseProcessor(
         image_processor=LlavaOnevisionImageProcessor(size={"height": size, "width": size}),
-        video_processor=vp, tokenizer=tokenizer, chat_template=QWEN_1_5_TEMPLATE,
-        num_image_tokens=(size // vcfg.patch_size) ** 2, video_token=PLACEHOLDER, image_token="<image>",  # images unsupported
+        video_processor=vp,
+        tokenizer=tokenizer,
+        chat_template=QWEN_1_5_TEMPLATE,
+        num_image_tokens=(size // vcfg.patch_size) ** 2,
+        video_token=PLACEHOLDER,
+        image_token="<image>",  # images unsupported
         vision_feature_select_strategy="full",
     )
     processor.vlens_tokens_per_video = lambda n: family.tokens_per_video(n, hf_model.config)

@@ -13,13 +13,13 @@ from torch import Tensor, nn
 
 from vlens.config import HookedVideoLLMConfig
 from vlens.families.base import Family, decoder_config, decoder_weight_table
-from vlens.layout import LayoutError, VideoLayout, VisionToken
+from vlens.inputs.layout import LayoutError, VideoLayout, VisionToken
 
 
 class OneVision(Family):
     name = "llava-onevision"
     architectures = ("LlavaOnevisionForConditionalGeneration",)
-    hf_merge = True  # features placed by HF's own forward (vlens.hf_merge); images supported
+    hf_merge = True  # features placed by HF's own forward (vlens.model.hf_merge); images supported
     hf_inputs = ("pixel_values", "image_sizes", "batch_num_images", "pixel_values_videos")
 
     def config(self, hf_config) -> HookedVideoLLMConfig:
@@ -58,7 +58,7 @@ class OneVision(Family):
         times = video.timestamps if video is not None else None
         return VideoLayout.build(input_ids == hf_config.video_token_id, tokens, is_pad=is_pad, frame_times=times)
 
-    # images and videos in any mix (vlens.media_layout) ------------------------------------------
+    # images and videos in any mix (vlens.inputs.media_layout) ------------------------------------------
     def media_ids(self, hf_config) -> tuple[int | None, int | None]:
         return hf_config.image_token_id, hf_config.video_token_id
 
@@ -66,17 +66,23 @@ class OneVision(Family):
         """Every image's tokens (anyres, as HF's `pack_image_features` packs them; an image of a
         multi-image row is not tiled, as HF's `batch_num_images` rule says) and every video's
         (frames, then the one `image_newline` separator), in batch order."""
-        from vlens.media_layout import anyres_image_tokens
+        from vlens.inputs.media_layout import anyres_image_tokens
 
         images = []
         if "pixel_values" in inputs:
             if "image_sizes" not in inputs:
-                raise LayoutError("pixel_values without image_sizes: LLaVA-OneVision needs every image's (height, width)")
+                raise LayoutError(
+                    "pixel_values without image_sizes: LLaVA-OneVision needs every image's (height, width)"
+                )
             sizes = inputs["image_sizes"].tolist()
             counts = inputs.get("batch_num_images")
-            patched = [True] * len(sizes) if counts is None else [int(n) == 1 for n in counts.tolist() for _ in range(int(n))]
+            patched = (
+                [True] * len(sizes) if counts is None else [int(n) == 1 for n in counts.tolist() for _ in range(int(n))]
+            )
             max_patches = int(str(getattr(hf_config, "vision_aspect_ratio", "anyres_max_9")).strip("anyres_max_"))
-            images = [anyres_image_tokens(hf_config, hw, patched=p, max_patches=max_patches) for hw, p in zip(sizes, patched)]
+            images = [
+                anyres_image_tokens(hf_config, hw, patched=p, max_patches=max_patches) for hw, p in zip(sizes, patched)
+            ]
         videos = []
         if "pixel_values_videos" in inputs:
             b, n_frames = inputs["pixel_values_videos"].shape[:2]

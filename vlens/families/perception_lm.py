@@ -28,10 +28,10 @@ import math
 
 from torch import Tensor, nn
 
+from vlens.components.rotary import Rotary
 from vlens.config import HookedVideoLLMConfig
 from vlens.families.base import LlavaVideoFamily, decoder_config, per_row
-from vlens.layout import LayoutError, VisionToken
-from vlens.rotary import Rotary
+from vlens.inputs.layout import LayoutError, VisionToken
 
 ROPE_TYPES = ("default", "llama3")  # llama3 rescales frequencies only (attention scaling 1)
 
@@ -59,7 +59,7 @@ class PerceptionLM(LlavaVideoFamily):
     name = "perception-lm"
     title = "PerceptionLM"
     architectures = ("PerceptionLMForConditionalGeneration",)
-    hf_merge = True  # features placed by HF's own forward (vlens.hf_merge); images supported
+    hf_merge = True  # features placed by HF's own forward (vlens.model.hf_merge); images supported
     hf_inputs = ("pixel_values", "pixel_values_videos")
     patch_size: int | None = None  # the processor's patch size (set by bind(): it counted the placeholders)
 
@@ -82,8 +82,13 @@ class PerceptionLM(LlavaVideoFamily):
             from transformers import LlamaConfig
             from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
-            shape = LlamaConfig(hidden_size=cfg.d_model, num_attention_heads=cfg.n_heads, head_dim=cfg.d_head,
-                                max_position_embeddings=cfg.n_ctx, rope_parameters=rope)
+            shape = LlamaConfig(
+                hidden_size=cfg.d_model,
+                num_attention_heads=cfg.n_heads,
+                head_dim=cfg.d_head,
+                max_position_embeddings=cfg.n_ctx,
+                rope_parameters=rope,
+            )
             inv_freq, scaling = ROPE_INIT_FUNCTIONS["llama3"](shape, "cpu")
             assert scaling == 1.0  # llama3 scales frequencies only
             rot.inv_freq.copy_(inv_freq)
@@ -129,8 +134,10 @@ class PerceptionLM(LlavaVideoFamily):
         g = self.rule_side(hf_config, side)
         if g is not None:
             if n_placeholders != n_tiles * g * g:
-                raise LayoutError(f"{n_placeholders} {what} placeholder tokens, expected {n_tiles} tiles of the "
-                                  f"{g}x{g} pooled grid = {n_tiles * g * g}")
+                raise LayoutError(
+                    f"{n_placeholders} {what} placeholder tokens, expected {n_tiles} tiles of the "
+                    f"{g}x{g} pooled grid = {n_tiles * g * g}"
+                )
             return g
         g = math.isqrt(n_placeholders // n_tiles) if n_tiles else 0
         if n_tiles == 0 or g * g * n_tiles != n_placeholders:
@@ -145,8 +152,9 @@ class PerceptionLM(LlavaVideoFamily):
         if "pixel_values" in inputs:
             pixels = inputs["pixel_values"]
             if pixels.ndim != 5 or pixels.shape[-1] != pixels.shape[-2]:
-                raise LayoutError("PerceptionLM pixel_values are [images, tiles, 3, side, side], got "
-                                  f"{tuple(pixels.shape)}")
+                raise LayoutError(
+                    f"PerceptionLM pixel_values are [images, tiles, 3, side, side], got {tuple(pixels.shape)}"
+                )
             n_images, n_tiles = pixels.shape[:2]
             n = int((ids == hf_config.image_token_id).sum())
             g = self.pooled_side(hf_config, pixels.shape[-1], n, n_images * n_tiles, "<|image|>")
@@ -155,8 +163,10 @@ class PerceptionLM(LlavaVideoFamily):
         if "pixel_values_videos" in inputs:
             pixels = inputs["pixel_values_videos"]
             if pixels.ndim != 5 or pixels.shape[-1] != pixels.shape[-2]:
-                raise LayoutError("PerceptionLM pools a square patch grid: pixel_values_videos must be [batch, frames, "
-                                  f"3, side, side], got {tuple(pixels.shape)}")
+                raise LayoutError(
+                    "PerceptionLM pools a square patch grid: pixel_values_videos must be [batch, frames, "
+                    f"3, side, side], got {tuple(pixels.shape)}"
+                )
             b, n_frames = pixels.shape[:2]
             n = int((ids == hf_config.video_token_id).sum())
             g = self.pooled_side(hf_config, pixels.shape[-1], n, b * n_frames, "<|video|>")
@@ -168,6 +178,8 @@ class PerceptionLM(LlavaVideoFamily):
         """One video's tokens by the processor's rule (`media_tokens` is what layouts use)."""
         g = self.rule_side(hf_config, height)
         if g is None or height != width:
-            raise LayoutError(f"no pooled grid for {height}x{width} frames: PerceptionLM pools square tiles, and needs "
-                              "the processor's patch_size for this rule")
+            raise LayoutError(
+                f"no pooled grid for {height}x{width} frames: PerceptionLM pools square tiles, and needs "
+                "the processor's patch_size for this rule"
+            )
         return [VisionToken("video", f, r, c) for f in range(n_frames) for r in range(g) for c in range(g)]

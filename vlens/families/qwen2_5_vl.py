@@ -20,19 +20,25 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from vlens.components.rotary import MRotary
 from vlens.config import HookedVideoLLMConfig
 from vlens.families.base import Family, decoder_config, decoder_weight_table, per_row
-from vlens.layout import LayoutError, VideoLayout, VisionToken
-from vlens.rotary import MRotary
+from vlens.inputs.layout import LayoutError, VideoLayout, VisionToken
 
 
 class Qwen25VL(Family):
     name = "qwen2.5-vl"
     architectures = ("Qwen2_5_VLForConditionalGeneration",)
     title = "Qwen2.5-VL"  # the model's name in error messages (subclasses: Qwen2-VL)
-    hf_merge = True  # features placed by HF's own forward (vlens.hf_merge); images supported
-    hf_inputs = ("pixel_values", "pixel_values_videos", "image_grid_thw", "video_grid_thw",
-                 "second_per_grid_ts", "mm_token_type_ids")
+    hf_merge = True  # features placed by HF's own forward (vlens.model.hf_merge); images supported
+    hf_inputs = (
+        "pixel_values",
+        "pixel_values_videos",
+        "image_grid_thw",
+        "video_grid_thw",
+        "second_per_grid_ts",
+        "mm_token_type_ids",
+    )
     per_row_frame_counts = True  # every video has its own grid: rows may differ in frames and size
 
     def config(self, hf_config) -> HookedVideoLLMConfig:
@@ -59,7 +65,9 @@ class Qwen25VL(Family):
         return hf_config.video_token_id
 
     def video_features(self, hf_model: nn.Module, inputs) -> Tensor:
-        out = hf_model.model.get_video_features(inputs["pixel_values_videos"], inputs["video_grid_thw"], return_dict=True)
+        out = hf_model.model.get_video_features(
+            inputs["pixel_values_videos"], inputs["video_grid_thw"], return_dict=True
+        )
         feats = torch.cat(list(out.pooler_output), dim=0)  # one [tokens, d] per video, in order
         return per_row(feats[None], inputs["input_ids"].shape[0])
 
@@ -105,7 +113,7 @@ class Qwen25VL(Family):
         )
         return pos.to(device)
 
-    # images and videos in any mix (vlens.media_layout) ------------------------------------------
+    # images and videos in any mix (vlens.inputs.media_layout) ------------------------------------------
     def media_ids(self, hf_config) -> tuple[int | None, int | None]:
         return hf_config.image_token_id, hf_config.video_token_id
 
@@ -127,9 +135,13 @@ class Qwen25VL(Family):
             items = []
             for t, h, w in grid.tolist():
                 if segment == "image":
-                    items.append([VisionToken("image", -1, r, c) for _ in range(t) for r in range(h // m) for c in range(w // m)])
+                    items.append(
+                        [VisionToken("image", -1, r, c) for _ in range(t) for r in range(h // m) for c in range(w // m)]
+                    )
                 else:
-                    items.append([VisionToken("video", g, r, c) for g in range(t) for r in range(h // m) for c in range(w // m)])
+                    items.append(
+                        [VisionToken("video", g, r, c) for g in range(t) for r in range(h // m) for c in range(w // m)]
+                    )
             out.append(items)
         return out[0], out[1]
 
@@ -161,8 +173,9 @@ class Qwen25VL(Family):
         tp, m = v.temporal_patch_size, v.spatial_merge_size
         t, h, w = (int(x) for x in grid[0])
         if video is not None and t != -(-len(video) // tp):
-            raise LayoutError(f"{len(video)} frames should make {-(-len(video) // tp)} temporal groups, "
-                              f"the processor made {t}")
+            raise LayoutError(
+                f"{len(video)} frames should make {-(-len(video) // tp)} temporal groups, the processor made {t}"
+            )
         return t, h // m, w // m
 
     def layout(self, input_ids: Tensor, attention_mask: Tensor | None, video, hf_config, inputs: dict) -> VideoLayout:
@@ -183,7 +196,11 @@ class Qwen25VL(Family):
         is_pad = attention_mask == 0 if attention_mask is not None else None
         times = video.timestamps if video is not None else None
         return VideoLayout.build(
-            is_vision, tokens, is_pad=is_pad, is_marker=is_marker, frames_per_group=v.temporal_patch_size,
+            is_vision,
+            tokens,
+            is_pad=is_pad,
+            is_marker=is_marker,
+            frames_per_group=v.temporal_patch_size,
             frame_times=times,
         )
 

@@ -22,7 +22,7 @@ start/end are markers of no frame (−1). Markers are never knockout queries or 
 under LV-K they stay readable by the question (docs/knockouts.md).
 
 LM: Qwen3 (q/k RMSNorm per head before RoPE, no biases, explicit head_dim) with *interleaved*
-M-RoPE (`vlens.rotary.MRotary(..., interleaved=True)`); each group is its own grid of temporal
+M-RoPE (`vlens.components.rotary.MRotary(..., interleaved=True)`); each group is its own grid of temporal
 size 1, so time is carried by the sequence order and the timestamp text, not by a time axis
 (positions from the HF model's own `get_rope_index`).
 """
@@ -36,12 +36,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from vlens.components.rotary import MRotary
 from vlens.config import HookedVideoLLMConfig
 from vlens.families.base import decoder_config, decoder_weight_table, per_row
 from vlens.families.qwen2_5_vl import Qwen25VL
 from vlens.families.timestamps import text_ids, video_metadata
-from vlens.layout import LayoutError, VideoLayout, VisionToken
-from vlens.rotary import MRotary
+from vlens.inputs.layout import LayoutError, VideoLayout, VisionToken
 
 
 def group_times(indices, fps: float, temporal_patch: int) -> list[float]:
@@ -87,7 +87,9 @@ class Qwen3VL(Qwen25VL):
         return MRotary(cfg.d_head, cfg.rope_theta, cfg.extra["mrope_section"], interleaved=True)
 
     def vision_outputs(self, hf_model: nn.Module, inputs) -> tuple[Tensor, list[Tensor]]:
-        out = hf_model.model.get_video_features(inputs["pixel_values_videos"], inputs["video_grid_thw"], return_dict=True)
+        out = hf_model.model.get_video_features(
+            inputs["pixel_values_videos"], inputs["video_grid_thw"], return_dict=True
+        )
         batch = inputs["input_ids"].shape[0]
         feats = per_row(torch.cat(list(out.pooler_output), dim=0)[None], batch)
         deep = [per_row(torch.cat(list(d), dim=0)[None], batch) for d in out.deepstack_features]
@@ -128,8 +130,10 @@ class Qwen3VL(Qwen25VL):
         for g in range(t):
             lo, hi = int(vis[g * k]), int(vis[(g + 1) * k - 1])
             if hi - lo + 1 != k or ids[lo - 1] != start_id or hi + 1 >= len(ids) or ids[hi + 1] != end_id:
-                raise LayoutError(f"group {g}'s {k} video tokens are not one block between <|vision_start|> "
-                                  f"and <|vision_end|> (positions {lo}..{hi})")
+                raise LayoutError(
+                    f"group {g}'s {k} video tokens are not one block between <|vision_start|> "
+                    f"and <|vision_end|> (positions {lo}..{hi})"
+                )
             s = lo - 1
             if times is not None:  # the processor's timestamp text, checked token by token
                 text = self._text_ids(f"<{times[g]:.1f} seconds>")
@@ -157,14 +161,23 @@ class Qwen3VL(Qwen25VL):
             for p in (ids == tok).nonzero().flatten().tolist():
                 if is_marker[p]:
                     continue
-                outer_ok = (tok == start_id and group_spans and p == group_spans[0][0] - 1) or \
-                           (tok == end_id and group_spans and p == group_spans[-1][1] + 1)
+                outer_ok = (tok == start_id and group_spans and p == group_spans[0][0] - 1) or (
+                    tok == end_id and group_spans and p == group_spans[-1][1] + 1
+                )
                 if not outer_ok:
-                    raise LayoutError(f"a stray vision start/end token at position {p} (one video per row is supported)")
+                    raise LayoutError(
+                        f"a stray vision start/end token at position {p} (one video per row is supported)"
+                    )
                 is_marker[p] = True
         tokens = [VisionToken("video", g, r, c) for g in range(t) for r in range(gh) for c in range(gw)]
         is_pad = attention_mask.cpu() == 0 if attention_mask is not None else None
-        lay = VideoLayout.build(is_vision, tokens, is_pad=is_pad, is_marker=is_marker, frames_per_group=tp,
-                                frame_times=video.timestamps if video is not None else None)
+        lay = VideoLayout.build(
+            is_vision,
+            tokens,
+            is_pad=is_pad,
+            is_marker=is_marker,
+            frames_per_group=tp,
+            frame_times=video.timestamps if video is not None else None,
+        )
         frame = torch.where(lay.mask("marker"), marker_frame, lay.frame)  # a timestamp belongs to its group
         return VideoLayout(lay.segment, frame, lay.row, lay.col, lay.frames_per_group, lay.frame_times)

@@ -1,7 +1,7 @@
 """Qwen3-VL-MoE (HF `Qwen3VLMoeForConditionalGeneration`).
 
 Qwen3-VL (vlens/families/qwen3_vl.py: DeepStack, timestamps, interleaved M-RoPE, the same layout)
-whose LM blocks have a sparse mixture-of-experts MLP (`vlens.moe.SparseMoE`: router logits, the
+whose LM blocks have a sparse mixture-of-experts MLP (`vlens.components.moe.SparseMoE`: router logits, the
 chosen experts, their weights and per-expert outputs are hook points) except the blocks in
 `mlp_only_layers` or off the `decoder_sparse_step` grid, which keep a dense SwiGLU MLP.
 """
@@ -23,10 +23,14 @@ class Qwen3VLMoe(Qwen3VL):
         t = hf_config.text_config
         cfg = super().config(hf_config)
         only = set(t.mlp_only_layers or ())
-        layers = tuple(l for l in range(t.num_hidden_layers)
-                       if l not in only and t.num_experts > 0 and (l + 1) % t.decoder_sparse_step == 0)
-        moe = MoEConfig(n_experts=t.num_experts, top_k=t.num_experts_per_tok, d_expert=t.moe_intermediate_size,
-                        layers=layers)
+        layers = tuple(
+            l
+            for l in range(t.num_hidden_layers)
+            if l not in only and t.num_experts > 0 and (l + 1) % t.decoder_sparse_step == 0
+        )
+        moe = MoEConfig(
+            n_experts=t.num_experts, top_k=t.num_experts_per_tok, d_expert=t.moe_intermediate_size, layers=layers
+        )
         return dataclasses.replace(cfg, moe=moe)
 
     def weight_table(self, cfg: HookedVideoLLMConfig) -> dict[str, str]:

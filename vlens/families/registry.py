@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from vlens.families.base import Family, UnsupportedModelError
-from vlens.hf_progress import hf_progress_bars_off
+from vlens.families.hf_progress import hf_progress_bars_off
 
 
 @dataclass(frozen=True)
@@ -57,16 +57,27 @@ class Registration:
         return (config.get("architectures") or [None])[0] in self.architectures
 
     def load(
-        self, path: Path, config: dict, *, dtype: torch.dtype, device: str | torch.device, attn_implementation: str,
-        device_map: str | dict | None = None, max_memory: dict | None = None,
+        self,
+        path: Path,
+        config: dict,
+        *,
+        dtype: torch.dtype,
+        device: str | torch.device,
+        attn_implementation: str,
+        device_map: str | dict | None = None,
+        max_memory: dict | None = None,
     ) -> tuple[nn.Module, Any, Family]:
         """(hf_model, processor, family) for the checkpoint directory `path` (local files only).
         With `device_map`, accelerate plans the placement (HF-native: HF reads the safetensors
         onto their devices; release formats: dispatched after conversion)."""
         if self.converter is not None:
             hf_model, processor, family = self.converter.build(
-                path, dtype=dtype, device="cpu" if device_map is not None else device,
-                attn_implementation=attn_implementation, config=config)
+                path,
+                dtype=dtype,
+                device="cpu" if device_map is not None else device,
+                attn_implementation=attn_implementation,
+                config=config,
+            )
             if device_map is not None:
                 hf_model = _dispatch(hf_model, device_map, max_memory)
             return hf_model, processor, family
@@ -130,9 +141,12 @@ def resolve(registry: tuple[Registration, ...], config: dict, where: str = "conf
     """
     archs = config.get("architectures") or []
     if not archs:
-        raise UnsupportedModelError(f"{where} names no 'architectures'; cannot tell the model family. "
-                                    f"Supported: {supported(registry)}.")
+        raise UnsupportedModelError(
+            f"{where} names no 'architectures'; cannot tell the model family. Supported: {supported(registry)}."
+        )
     for reg in registry:
         if reg.matches(config):
             return reg
-    raise UnsupportedModelError(f"architecture {archs[0]!r} is not supported by vlens. Supported: {supported(registry)}.")
+    raise UnsupportedModelError(
+        f"architecture {archs[0]!r} is not supported by vlens. Supported: {supported(registry)}."
+    )

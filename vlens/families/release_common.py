@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from vlens.hf_progress import hf_progress_bars_off
+from vlens.families.hf_progress import hf_progress_bars_off
 
 
 class ReleaseFormatError(ValueError):
@@ -59,8 +59,9 @@ def build_hf_model(hf_cls, config, state: dict[str, Tensor], *, dtype: torch.dty
         )
     config._attn_implementation = attn_implementation
     with hf_progress_bars_off():
-        model = hf_cls.from_pretrained(None, config=config, state_dict=state, dtype=dtype,
-                                       attn_implementation=attn_implementation)
+        model = hf_cls.from_pretrained(
+            None, config=config, state_dict=state, dtype=dtype, attn_implementation=attn_implementation
+        )
     return model.to(device).eval()
 
 
@@ -80,4 +81,6 @@ def load_tokenizer(path: Path):
                 "remote code: save a fast tokenizer.json for it (e.g. with the tokenizers library) next to the weights"
             )
         return PreTrainedTokenizerFast.from_pretrained(path, local_files_only=True)
-    return AutoTokenizer.from_pretrained(path, config=PretrainedConfig(), local_files_only=True, trust_remote_code=False)
+    return AutoTokenizer.from_pretrained(
+        path, config=PretrainedConfig(), local_files_only=True, trust_remote_code=False
+    )

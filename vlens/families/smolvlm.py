@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from vlens.config import HookedVideoLLMConfig
 from vlens.families.base import Family, decoder_config, decoder_weight_table
-from vlens.layout import LayoutError, VideoLayout, VisionToken
+from vlens.inputs.layout import LayoutError, VideoLayout, VisionToken
 
 FRAME_TEXT = re.compile(r"\s*Frame\s*from\s*[\d\s]+:[\d\s]+:\s*")  # "\nFrame from 00:01:", however tokenized
 
@@ -62,19 +62,28 @@ class SmolVLM(Family):
     def video_features(self, hf_model: nn.Module, inputs) -> Tensor:
         # The checkpoint's own path (tower, pixel shuffle, projection), row by row as its forward.
         out = hf_model.model.get_image_features(
-            pixel_values=inputs["pixel_values"], pixel_attention_mask=inputs.get("pixel_attention_mask"), return_dict=True)
+            pixel_values=inputs["pixel_values"],
+            pixel_attention_mask=inputs.get("pixel_attention_mask"),
+            return_dict=True,
+        )
         rows = list(out.pooler_output)
         if len({r.shape[0] for r in rows}) != 1:
-            raise ValueError("rows of the batch have different numbers of frames after HF dropped all-zero frames "
-                             f"({[r.shape[0] for r in rows]} tokens); an all-black frame is treated as padding by SmolVLM")
+            raise ValueError(
+                "rows of the batch have different numbers of frames after HF dropped all-zero frames "
+                f"({[r.shape[0] for r in rows]} tokens); an all-black frame is treated as padding by SmolVLM"
+            )
         return torch.stack(rows)
 
     # prompt -----------------------------------------------------------------------------------
     def bind(self, processor) -> SmolVLM:
         tok = getattr(processor, "tokenizer", None)
         ids = (lambda t: tok.convert_tokens_to_ids(t)) if tok is not None else (lambda t: None)
-        return dataclasses.replace(self, tokenizer=tok, fake_id=ids(getattr(processor, "fake_image_token", "")),
-                                   global_id=ids(getattr(processor, "global_image_token", "")))
+        return dataclasses.replace(
+            self,
+            tokenizer=tok,
+            fake_id=ids(getattr(processor, "fake_image_token", "")),
+            global_id=ids(getattr(processor, "global_image_token", "")),
+        )
 
     def processor_kwargs(self, videos) -> dict:
         """The sampled frames' indices and the clip's frame rate: the processor writes every frame's
@@ -86,7 +95,9 @@ class SmolVLM(Family):
                     "SmolVLM2 writes every frame's timestamp into the prompt, and these frames have none: pass fps= "
                     "(the clip's frame rate) to to_inputs, or give a video file"
                 )
-            meta.append({"total_num_frames": max(v.indices) + 1, "fps": float(v.fps), "frames_indices": list(v.indices)})
+            meta.append(
+                {"total_num_frames": max(v.indices) + 1, "fps": float(v.fps), "frames_indices": list(v.indices)}
+            )
         return {"video_metadata": meta}
 
     # layout -------------------------------------------------------------------------------------
@@ -94,7 +105,9 @@ class SmolVLM(Family):
         if "pixel_values" not in inputs:
             raise LayoutError("no pixel_values in the inputs: SmolVLM2 layouts need a video")
         if self.tokenizer is None or self.fake_id is None or self.global_id is None:
-            raise LayoutError("SmolVLM2 layouts need the checkpoint's SmolVLMProcessor (its tokenizer and image tokens)")
+            raise LayoutError(
+                "SmolVLM2 layouts need the checkpoint's SmolVLMProcessor (its tokenizer and image tokens)"
+            )
         ids = input_ids.cpu()
         n_frames = inputs["pixel_values"].shape[1]
         side = hf_config.vision_config.image_size // hf_config.vision_config.patch_size
@@ -112,18 +125,34 @@ class SmolVLM(Family):
         for f in range(n_frames):
             lo, hi = int(vis[f * k]), int(vis[(f + 1) * k - 1])
             open_ = lo - 2  # <fake_token_around_image><global-img> right before the tokens
-            if hi - lo + 1 != k or open_ < 0 or int(ids[open_]) != self.fake_id or int(ids[lo - 1]) != self.global_id \
-                    or hi + 1 >= len(ids) or int(ids[hi + 1]) != self.fake_id:
-                raise LayoutError(f"frame {f}'s {k} <image> tokens are not one block inside "
-                                  "<fake_token_around_image><global-img>…<fake_token_around_image>")
+            if (
+                hi - lo + 1 != k
+                or open_ < 0
+                or int(ids[open_]) != self.fake_id
+                or int(ids[lo - 1]) != self.global_id
+                or hi + 1 >= len(ids)
+                or int(ids[hi + 1]) != self.fake_id
+            ):
+                raise LayoutError(
+                    f"frame {f}'s {k} <image> tokens are not one block inside "
+                    "<fake_token_around_image><global-img>…<fake_token_around_image>"
+                )
             if prev_close is not None:
                 first = prev_close + 1  # exactly the text between the previous frame and this one
             else:  # after the intro: the shortest run of tokens before the frame that holds "Frame"
-                first = next((j for j in range(open_ - 1, max(open_ - 32, -1), -1)
-                              if "Frame" in self.tokenizer.decode(ids[j:open_].tolist())), None)
+                first = next(
+                    (
+                        j
+                        for j in range(open_ - 1, max(open_ - 32, -1), -1)
+                        if "Frame" in self.tokenizer.decode(ids[j:open_].tolist())
+                    ),
+                    None,
+                )
             text = self.tokenizer.decode(ids[first:open_].tolist()) if first is not None else ""
             if first is None or not FRAME_TEXT.fullmatch(text):
-                raise LayoutError(f"frame {f} is not preceded by the processor's 'Frame from MM:SS:' text (found {text!r})")
+                raise LayoutError(
+                    f"frame {f} is not preceded by the processor's 'Frame from MM:SS:' text (found {text!r})"
+                )
             is_marker[first:lo] = True
             is_marker[hi + 1] = True
             frame[first:lo] = f
@@ -131,7 +160,12 @@ class SmolVLM(Family):
             prev_close = hi + 1
         tokens = [VisionToken("video", f, r, c) for f in range(n_frames) for r in range(g) for c in range(g)]
         is_pad = attention_mask.cpu() == 0 if attention_mask is not None else None
-        lay = VideoLayout.build(is_vision, tokens, is_pad=is_pad, is_marker=is_marker,
-                                frame_times=video.timestamps if video is not None else None)
+        lay = VideoLayout.build(
+            is_vision,
+            tokens,
+            is_pad=is_pad,
+            is_marker=is_marker,
+            frame_times=video.timestamps if video is not None else None,
+        )
         frame = torch.where(lay.mask("marker"), frame, lay.frame)  # a timestamp belongs to its frame
         return VideoLayout(lay.segment, frame, lay.row, lay.col, lay.frames_per_group, lay.frame_times)

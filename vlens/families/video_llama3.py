@@ -42,8 +42,8 @@ from torch import Tensor, nn
 from vlens.config import HookedVideoLLMConfig
 from vlens.families.base import Family, decoder_config, decoder_weight_table
 from vlens.families.timestamps import video_metadata
-from vlens.layout import LayoutError, VideoLayout, VisionToken
-from vlens.media_layout import assign_to_rows
+from vlens.inputs.layout import LayoutError, VideoLayout, VisionToken
+from vlens.inputs.media_layout import assign_to_rows
 
 STAMP = re.compile(r",?Time(\d+\.\d)s:")  # one frame's announcement, whitespace removed
 
@@ -77,16 +77,19 @@ class VideoLlama3(Family):
     def video_features(self, hf_model: nn.Module, inputs) -> Tensor:
         """The kept tokens' features [batch, n_vision, d_model] (rows must keep equal counts;
         the hooked model itself places features with HF's merge, which has no such limit)."""
-        out = hf_model.model.get_video_features(inputs["pixel_values_videos"], inputs["video_grid_thw"],
-                                                inputs["video_merge_sizes"], return_dict=True)
+        out = hf_model.model.get_video_features(
+            inputs["pixel_values_videos"], inputs["video_grid_thw"], inputs["video_merge_sizes"], return_dict=True
+        )
         feats = torch.cat(list(out.pooler_output), dim=0)
         keep = inputs.get("video_compression_mask")
         if keep is not None:
             feats = feats[keep.to(feats.device)]
         batch = inputs["input_ids"].shape[0]
         if feats.shape[0] % batch:
-            raise ValueError(f"{feats.shape[0]} kept video tokens cannot be split into {batch} equal rows "
-                             "(token compression kept different counts per row)")
+            raise ValueError(
+                f"{feats.shape[0]} kept video tokens cannot be split into {batch} equal rows "
+                "(token compression kept different counts per row)"
+            )
         return feats.reshape(batch, -1, feats.shape[-1])
 
     # prompt -----------------------------------------------------------------------------------
@@ -100,13 +103,15 @@ class VideoLlama3(Family):
 
     # layout -------------------------------------------------------------------------------------
     def row_inputs(self, hf_config, tensors: dict) -> list[dict]:
-        """Each row's share of a batch's video tensors (vlens.media_layout): the grids are one row
+        """Each row's share of a batch's video tensors (vlens.inputs.media_layout): the grids are one row
         per video and `video_compression_mask` one entry per token of every video, so a row's
         videos are found by counting its placeholders against each video's kept tokens."""
         ids = tensors["input_ids"]
         mask = tensors.get("attention_mask")
-        rows = [{"input_ids": ids[i : i + 1], **({"attention_mask": mask[i : i + 1]} if mask is not None else {})}
-                for i in range(ids.shape[0])]
+        rows = [
+            {"input_ids": ids[i : i + 1], **({"attention_mask": mask[i : i + 1]} if mask is not None else {})}
+            for i in range(ids.shape[0])
+        ]
         grid = tensors.get("video_grid_thw")
         if grid is None:
             return rows
@@ -123,8 +128,11 @@ class VideoLlama3(Family):
         owned = assign_to_rows(ids.cpu(), hf_config.video_token_id, [int(k.sum()) for k in keeps], "video")
         for row, mine in zip(rows, owned):
             if mine:
-                row.update(video_grid_thw=grid[mine], video_merge_sizes=torch.tensor([merge[k] for k in mine]),
-                           video_compression_mask=torch.cat([keeps[k] for k in mine]))
+                row.update(
+                    video_grid_thw=grid[mine],
+                    video_merge_sizes=torch.tensor([merge[k] for k in mine]),
+                    video_compression_mask=torch.cat([keeps[k] for k in mine]),
+                )
         return rows
 
     def layout(self, input_ids: Tensor, attention_mask: Tensor | None, video, hf_config, inputs: dict) -> VideoLayout:
@@ -134,7 +142,9 @@ class VideoLlama3(Family):
         if "video_grid_thw" not in inputs:
             raise LayoutError(f"no video_grid_thw in the inputs: {self.title} layouts need a video")
         if self.tokenizer is None:
-            raise LayoutError(f"{self.title} layouts need the checkpoint's processor (its tokenizer reads the timestamps)")
+            raise LayoutError(
+                f"{self.title} layouts need the checkpoint's processor (its tokenizer reads the timestamps)"
+            )
         grid = inputs["video_grid_thw"]
         if grid.shape[0] != 1:
             raise LayoutError(f"one video per row is supported, this row has {grid.shape[0]}")
@@ -145,8 +155,10 @@ class VideoLlama3(Family):
         gh, gw = h // m, w // m
         k = gh * gw
         if video is not None and t != len(video):
-            raise LayoutError(f"{len(video)} frames should make {len(video)} frames of tokens (VideoLLaMA3 has no "
-                              f"temporal patches), the processor made {t}")
+            raise LayoutError(
+                f"{len(video)} frames should make {len(video)} frames of tokens (VideoLLaMA3 has no "
+                f"temporal patches), the processor made {t}"
+            )
         keep = inputs.get("video_compression_mask")
         keep = torch.ones(t * k, dtype=torch.bool) if keep is None else keep.cpu().bool()
         if keep.numel() != t * k:
@@ -155,8 +167,10 @@ class VideoLlama3(Family):
         is_vision = ids == hf_config.video_token_id
         vis = is_vision.nonzero().flatten()
         if len(vis) != int(kept.sum()):
-            raise LayoutError(f"{len(vis)} <|video_pad|> tokens, but video_compression_mask keeps {int(kept.sum())} "
-                              f"of {t} frames of {gh}x{gw}")
+            raise LayoutError(
+                f"{len(vis)} <|video_pad|> tokens, but video_compression_mask keeps {int(kept.sum())} "
+                f"of {t} frames of {gh}x{gw}"
+            )
         times = video.timestamps if video is not None and video.fps is not None else None
         decode = lambda a, b: re.sub(r"\s+", "", self.tokenizer.decode(ids[a:b].tolist()))  # noqa: E731
         is_marker = torch.zeros_like(is_vision)
@@ -166,7 +180,9 @@ class VideoLlama3(Family):
         for f in range(t):
             n_f = int(kept[f].sum())
             if n_f == 0:  # the processor keeps >= 1 token a frame; a hand-made mask may not
-                raise LayoutError(f"video_compression_mask keeps no token of frame {f} (the processor keeps at least one)")
+                raise LayoutError(
+                    f"video_compression_mask keeps no token of frame {f} (the processor keeps at least one)"
+                )
             lo, hi = int(vis[start]), int(vis[start + n_f - 1])
             start += n_f
             if hi - lo + 1 != n_f:
@@ -179,8 +195,10 @@ class VideoLlama3(Family):
             stamp = STAMP.fullmatch(text) if first < lo else None
             if stamp is None or text.startswith(",") != (f > 0):
                 want = "'Time t s:'" if f == 0 else "',Time t s:' after the previous frame"
-                raise LayoutError(f"frame {f} is not preceded by the processor's {want} text "
-                                  f"(found {self.tokenizer.decode(ids[first:lo].tolist())!r})")
+                raise LayoutError(
+                    f"frame {f} is not preceded by the processor's {want} text "
+                    f"(found {self.tokenizer.decode(ids[first:lo].tolist())!r})"
+                )
             if times is not None and stamp.group(1) != f"{times[f]:.1f}":
                 raise LayoutError(f"frame {f} is announced as {stamp.group(1)}s but its time is {times[f]:.1f}s")
             is_marker[first:lo] = True
@@ -188,7 +206,12 @@ class VideoLlama3(Family):
             prev_hi = hi
             tokens += [VisionToken("video", f, j // gw, j % gw) for j in kept[f].nonzero().flatten().tolist()]
         is_pad = attention_mask.cpu() == 0 if attention_mask is not None else None
-        lay = VideoLayout.build(is_vision, tokens, is_pad=is_pad, is_marker=is_marker,
-                                frame_times=video.timestamps if video is not None else None)
+        lay = VideoLayout.build(
+            is_vision,
+            tokens,
+            is_pad=is_pad,
+            is_marker=is_marker,
+            frame_times=video.timestamps if video is not None else None,
+        )
         frame = torch.where(lay.mask("marker"), frame, lay.frame)  # a timestamp belongs to its frame
         return VideoLayout(lay.segment, frame, lay.row, lay.col, lay.frames_per_group, lay.frame_times)

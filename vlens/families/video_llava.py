@@ -11,14 +11,14 @@ from __future__ import annotations
 from torch import nn
 
 from vlens.families.base import LlavaVideoFamily
-from vlens.layout import VisionToken
+from vlens.inputs.layout import VisionToken
 
 
 class VideoLlava(LlavaVideoFamily):
     name = "video-llava"
     title = "Video-LLaVA"
     architectures = ("VideoLlavaForConditionalGeneration",)
-    hf_merge = True  # features placed by HF's own forward (vlens.hf_merge); images supported
+    hf_merge = True  # features placed by HF's own forward (vlens.model.hf_merge); images supported
     hf_inputs = ("pixel_values_images", "pixel_values_videos")
     image_key = "pixel_values_images"
 
@@ -42,4 +42,6 @@ class VideoLlava(LlavaVideoFamily):
         patch = hf_config.vision_config.patch_size
         gh, gw = pixels.shape[-2] // patch, pixels.shape[-1] // patch
         cls = [] if hf_config.vision_feature_select_strategy == "default" else [VisionToken("image")]
-        return [cls + [VisionToken("image", -1, r, c) for r in range(gh) for c in range(gw)] for _ in range(pixels.shape[0])]
+        return [
+            cls + [VisionToken("image", -1, r, c) for r in range(gh) for c in range(gw)] for _ in range(pixels.shape[0])
+        ]

@@ -4,28 +4,51 @@ pathway, and the attention from `last` and `question` to every frame and role.
 
 from __future__ import annotations
 
-import math
-import warnings
-from collections.abc import Sequence
 from pathlib import Path
-import matplotlib
-import matplotlib.ticker
-import matplotlib.pyplot as plt  # noqa: E402
-from vlens.store import load_results, run_key  # noqa: E402
 
+import matplotlib.pyplot as plt  # noqa: E402
+
+from vlens.figures.style import (
+    CHANCE_COLOR,
+    CLEAN_COLOR,
+    STYLE,
+    integer_layer_axis,
+    save_figure,
+)
 
 # map-the-flow's pathways: one colour per pathway (tab10, then navy and maroon: twelve that stay
 # apart); dashed once the colours run out. The effective pathway is black, the key roles of the
 # attention panels take colours no viridis frame line comes near.
-FLOW_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-               "#bcbd22", "#17becf", "#1a1a6e", "#6e1a1a")
+FLOW_COLORS = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+    "#1a1a6e",
+    "#6e1a1a",
+)
 
 
 ROLE_COLORS = ("#d62728", "#ff7f0e", "#e377c2", "#8c564b", "#7f7f7f", "#000000", "#1f77b4", "#6e1a1a")
 
 
-def plot_flow(curves: dict, effective, attention, n_layers: int, path: Path, *, clean_accuracy: float | None = None,
-              chance: float | None = None, window: int | None = None) -> Path | None:
+def plot_flow(
+    curves: dict,
+    effective,
+    attention,
+    n_layers: int,
+    path: Path,
+    *,
+    clean_accuracy: float | None = None,
+    chance: float | None = None,
+    window: int | None = None,
+) -> Path | None:
     """map-the-flow's knockouts and the attention flow on one shared layer axis.
 
     Panels (top to bottom, x = layer l): accuracy with each pathway knocked out in the centred
@@ -35,7 +58,7 @@ def plot_flow(curves: dict, effective, attention, n_layers: int, path: Path, *, 
     frame (viridis, early → late) and each text role, in layer l.
 
     Args:
-        curves: `{pathway: FlowCurve}` (vlens.analysis.aggregate_flow).
+        curves: `{pathway: FlowCurve}` (vlens.experiments.analysis.aggregate_flow).
         effective: the effective pathway's FlowPoint, or None.
         attention: AttentionFlowSummary, or None.
         n_layers: the model's depth.
@@ -60,23 +83,34 @@ def plot_flow(curves: dict, effective, attention, n_layers: int, path: Path, *, 
                 color = FLOW_COLORS[i % len(FLOW_COLORS)]
                 ls = "-" if i < len(FLOW_COLORS) else "--"
                 pts = c.points  # 95% intervals: in the report's table (bands of a dozen curves hide each other)
-                acc.plot(c.centres, [p.accuracy for p in pts], ls, marker=".", color=color, label=name.replace("<-", " ← "))
+                acc.plot(
+                    c.centres, [p.accuracy for p in pts], ls, marker=".", color=color, label=name.replace("<-", " ← ")
+                )
                 dp.plot(c.centres, [p.dp_answer for p in pts], ls, marker=".", color=color)
             if clean_accuracy is not None:
                 acc.axhline(clean_accuracy, color=CLEAN_COLOR, lw=0.8, ls=":", label=f"clean ({clean_accuracy:.0%})")
             if chance is not None:
                 acc.axhline(chance, color=CHANCE_COLOR, lw=1.0, ls="--", label=f"chance ({chance:.0%})")
             if effective is not None:
-                acc.axhline(effective.accuracy, color="#000000", lw=1.4, ls="-.",
-                            label=f"effective pathway, all layers ({effective.accuracy:.0%})")
+                acc.axhline(
+                    effective.accuracy,
+                    color="#000000",
+                    lw=1.4,
+                    ls="-.",
+                    label=f"effective pathway, all layers ({effective.accuracy:.0%})",
+                )
             acc.set_ylabel("accuracy")
             acc.set_ylim(-0.02, 1.02)
-            acc.set_title("pathway knocked out in the centred window around layer l" + (f" (k = {window}, clipped)" if window else ""))
+            acc.set_title(
+                "pathway knocked out in the centred window around layer l"
+                + (f" (k = {window}, clipped)" if window else "")
+            )
             acc.legend(loc="upper left", bbox_to_anchor=(1.01, 1.05), fontsize=7)
             dp.axhline(0, color=CLEAN_COLOR, lw=0.8, ls=":")
             dp.set_ylabel("Δp(answer), %")
-            dp.set_title("Δp(answer) over the vocabulary, clean top token = answer (map-the-flow's relative_diff)",
-                         fontsize=9)
+            dp.set_title(
+                "Δp(answer) over the vocabulary, clean top token = answer (map-the-flow's relative_diff)", fontsize=9
+            )
         if attention is not None:
             frames = [j for j, g in enumerate(attention.groups) if g.startswith("frame ")]
             others = [j for j in range(len(attention.groups)) if j not in frames]
@@ -87,16 +121,27 @@ def plot_flow(curves: dict, effective, attention, n_layers: int, path: Path, *, 
                 for i, j in enumerate(frames):
                     # frames in viridis order, dark (first) to yellow (last); the legend names both ends
                     ends = {0: " (dark)", len(frames) - 1: " (yellow)"} if len(frames) > 1 else {0: ""}
-                    ax.plot(x, attention.mass[:, s, j].numpy(), color=cmap(i / max(1, len(frames) - 1)), lw=1.2,
-                            label=attention.groups[j] + ends[i] if i in ends else None)
+                    ax.plot(
+                        x,
+                        attention.mass[:, s, j].numpy(),
+                        color=cmap(i / max(1, len(frames) - 1)),
+                        lw=1.2,
+                        label=attention.groups[j] + ends[i] if i in ends else None,
+                    )
                 for i, j in enumerate(others):
                     if float(attention.mass[:, s, j].abs().max()) < 1e-6:
                         continue  # a group this source never reads (a later position)
-                    ax.plot(x, attention.mass[:, s, j].numpy(), "--", color=ROLE_COLORS[i % len(ROLE_COLORS)], lw=1.2,
-                            label=attention.groups[j])
+                    ax.plot(
+                        x,
+                        attention.mass[:, s, j].numpy(),
+                        "--",
+                        color=ROLE_COLORS[i % len(ROLE_COLORS)],
+                        lw=1.2,
+                        label=attention.groups[j],
+                    )
                 ax.set_ylabel("attention mass")
                 ax.set_title(f"attention from `{source}` in layer l (mean over heads, n = {attention.n})")
                 ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.05), fontsize=7, ncol=1)
-        _integer_layer_axis(fig.axes[-1], list(range(n_layers)))
+        integer_layer_axis(fig.axes[-1], list(range(n_layers)))
         fig.axes[-1].set_xlabel("layer l (knockouts: the window's centre)")
-        return _save(fig, path)
+        return save_figure(fig, path)

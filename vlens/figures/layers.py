@@ -4,14 +4,20 @@ one shared layer axis.
 
 from __future__ import annotations
 
-import math
-import warnings
-from collections.abc import Sequence
 from pathlib import Path
-import matplotlib
-import matplotlib.ticker
+
 import matplotlib.pyplot as plt  # noqa: E402
-from vlens.store import load_results, run_key  # noqa: E402
+
+from vlens.figures.style import (
+    CHANCE_COLOR,
+    CLEAN_COLOR,
+    STYLE,
+    TYPE_COLORS,
+    TYPE_LABELS,
+    integer_layer_axis,
+    reference_lines,
+    save_figure,
+)
 
 
 def plot_patching(name: str, agg: dict, path: Path) -> Path:
@@ -36,7 +42,7 @@ def plot_patching(name: str, agg: dict, path: Path) -> Path:
         ax.set_title(f"{name} (n = {agg['n']})")
         cb = fig.colorbar(im, ax=ax, fraction=0.05)
         cb.set_label("normalised effect (0 = corrupted, 1 = clean)", fontsize=7)
-        return _save(fig, path)
+        return save_figure(fig, path)
 
 
 def plot_lens(agg: dict, path: Path, *, chance: float | None = None) -> Path:
@@ -73,11 +79,12 @@ def plot_lens(agg: dict, path: Path, *, chance: float | None = None) -> Path:
         b.set_title(f"Attention question→frame (mean over heads); to text/other: {mass[:, F + 1].mean():.0%}")
         cb = fig.colorbar(im, ax=b, fraction=0.05)
         cb.set_label("attention mass", fontsize=8)
-        return _save(fig, path)
+        return save_figure(fig, path)
 
 
-def plot_layer_axis(summary: dict, patching: dict, lens: dict | None, n_layers: int, path: Path, *,
-                    chance: float | None = None) -> Path | None:
+def plot_layer_axis(
+    summary: dict, patching: dict, lens: dict | None, n_layers: int, path: Path, *, chance: float | None = None
+) -> Path | None:
     """Window knockouts, patching effects and the lens stacked on one shared layer axis.
 
     Args:
@@ -91,8 +98,10 @@ def plot_layer_axis(summary: dict, patching: dict, lens: dict | None, n_layers: 
     Returns:
         `path`, or None when there is neither patching nor lens to show.
     """
-    windows = {n: sorted((int(k.rsplit("/", 1)[1]), v["ratio"]) for k, v in summary.items() if k.startswith(f"windows/{n}/"))
-               for n in ("lv", "vt", "vs")}
+    windows = {
+        n: sorted((int(k.rsplit("/", 1)[1]), v["ratio"]) for k, v in summary.items() if k.startswith(f"windows/{n}/"))
+        for n in ("lv", "vt", "vs")
+    }
     if not patching and lens is None:
         return None
     panels = int(any(windows.values())) + int(bool(patching)) + int(lens is not None)
@@ -103,8 +112,14 @@ def plot_layer_axis(summary: dict, patching: dict, lens: dict | None, n_layers: 
             ax = axes.pop(0)
             for n, rows in windows.items():
                 if rows:
-                    ax.plot([x for x, _ in rows], [y for _, y in rows], marker="o", color=TYPE_COLORS[n], label=TYPE_LABELS[n])
-            _reference_lines(ax, chance, summary.get("clean", {}).get("accuracy"))
+                    ax.plot(
+                        [x for x, _ in rows],
+                        [y for _, y in rows],
+                        marker="o",
+                        color=TYPE_COLORS[n],
+                        label=TYPE_LABELS[n],
+                    )
+            reference_lines(ax, chance, summary.get("clean", {}).get("accuracy"))
             ax.set_ylabel("knockout ratio")
             ax.set_title("window knockouts (x = the window's last layer)")
             ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
@@ -114,17 +129,35 @@ def plot_layer_axis(summary: dict, patching: dict, lens: dict | None, n_layers: 
                 for g, style in (("video", "-"), ("final", "--"), ("question", ":")):
                     if g in agg["groups"]:
                         j = agg["groups"].index(g)
-                        ax.plot(agg["layers"], agg["effect"][:, j].numpy(), style, marker=".", label=f"{name.split('/', 1)[1]}: {g}")
+                        ax.plot(
+                            agg["layers"],
+                            agg["effect"][:, j].numpy(),
+                            style,
+                            marker=".",
+                            label=f"{name.split('/', 1)[1]}: {g}",
+                        )
             ax.set_ylabel("patching effect")
             ax.set_title("activation patching (x = layer whose input is patched)")
             ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
         if lens is not None:
             ax = axes.pop(0)
-            ax.plot(range(len(lens["labels"])), lens["p_correct"].numpy(), marker="o", color=CLEAN_COLOR, label="p(correct letter)")
-            ax.plot(range(len(lens["labels"])), lens["top1"].numpy(), marker="s", color=TYPE_COLORS["vt"], label="ranked first")
+            ax.plot(
+                range(len(lens["labels"])),
+                lens["p_correct"].numpy(),
+                marker="o",
+                color=CLEAN_COLOR,
+                label="p(correct letter)",
+            )
+            ax.plot(
+                range(len(lens["labels"])),
+                lens["top1"].numpy(),
+                marker="s",
+                color=TYPE_COLORS["vt"],
+                label="ranked first",
+            )
             ax.set_ylabel("logit lens")
             ax.set_title(f"logit lens (x = residual entering layer x; x = {n_layers}: final)")
             ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
-        _integer_layer_axis(fig.axes[-1], list(range(n_layers + 1)))
+        integer_layer_axis(fig.axes[-1], list(range(n_layers + 1)))
         fig.axes[-1].set_xlabel("layer")
-        return _save(fig, path)
+        return save_figure(fig, path)

@@ -1,5 +1,5 @@
 """The markdown report of a run directory: settings, baselines (chance, language prior), one row
-per configuration with 95% intervals, the figures of `vlens.plot`, and sections only for what ran.
+per configuration with 95% intervals, the figures of `vlens.figures.style`, and sections only for what ran.
 """
 
 from __future__ import annotations
@@ -7,20 +7,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from vlens.plot import (
-    FORMATS,
-    chance_accuracy,
-    config_label,
-    fmt_value,
-    load_summary,
-    plot_global1,
-    plot_global2,
-    plot_layer_axis,
-    plot_flow,
-    plot_lens,
-    plot_patching,
-    plot_windows,
-)
+from vlens.figures.flow import plot_flow
+from vlens.figures.layers import plot_layer_axis, plot_lens, plot_patching
+from vlens.figures.study import plot_global1, plot_global2, plot_windows
+from vlens.figures.style import FORMATS, config_label, fmt_value
+from vlens.figures.summary import chance_accuracy, load_summary
 
 
 def _by_group(records: list[dict], field: str) -> dict[str, list[dict]]:
@@ -37,15 +28,19 @@ def _embed(fig: Path) -> str:
     return f"[{fig.name}]({fig.name})" if fig.suffix == ".pdf" else f"![{fig.stem}]({fig.name})"
 
 
-def _mechanisms_section(out: Path, records: list[dict], summary: dict, n_layers: int, fmt: str,
-                        chance: float | None) -> list[str]:
-    from vlens.analysis import aggregate_lens, aggregate_patching
+def _mechanisms_section(
+    out: Path, records: list[dict], summary: dict, n_layers: int, fmt: str, chance: float | None
+) -> list[str]:
+    from vlens.experiments.analysis import aggregate_lens, aggregate_patching
 
     patching, lens = aggregate_patching(records), aggregate_lens(records)
     if not patching and lens is None:
         return []
-    shown = (["knockouts"] if any(k.startswith("windows/") for k in summary) else []) + \
-        (["patching"] if patching else []) + (["the logit lens"] if lens is not None else [])
+    shown = (
+        (["knockouts"] if any(k.startswith("windows/") for k in summary) else [])
+        + (["patching"] if patching else [])
+        + (["the logit lens"] if lens is not None else [])
+    )
     title = ", ".join(shown[:-1]) + (" and " if len(shown) > 1 else "") + shown[-1]
     lines = ["", f"## {title[0].upper() + title[1:]} on one layer axis", ""]
     axis = plot_layer_axis(summary, patching, lens, n_layers, out / f"layers.{fmt}", chance=chance)
@@ -53,17 +48,29 @@ def _mechanisms_section(out: Path, records: list[dict], summary: dict, n_layers:
     for name, agg in patching.items():
         fig = plot_patching(name, agg, out / (name.replace("/", "_") + f".{fmt}"))
         best = divmod(int(agg["effect"].nan_to_num(-1e9).argmax()), len(agg["groups"]))
-        lines += [f"### {name}", "",
-                  f"- {agg['n']} samples; mean logit diff of the clean answer: clean {agg['clean_diff']:.3f}, corrupted {agg['corrupted_diff']:.3f}",
-                  f"- largest effect {float(agg['effect'].flatten().nan_to_num(-1e9).max()):.2f} at layer {agg['layers'][best[0]]}, "
-                  f"group `{agg['groups'][best[1]]}`", "", _embed(fig), ""]
+        lines += [
+            f"### {name}",
+            "",
+            f"- {agg['n']} samples; mean logit diff of the clean answer: clean {agg['clean_diff']:.3f}, corrupted {agg['corrupted_diff']:.3f}",
+            f"- largest effect {float(agg['effect'].flatten().nan_to_num(-1e9).max()):.2f} at layer {agg['layers'][best[0]]}, "
+            f"group `{agg['groups'][best[1]]}`",
+            "",
+            _embed(fig),
+            "",
+        ]
     if lens is not None:
         fig = plot_lens(lens, out / f"lens.{fmt}", chance=chance)
         top = lens["top1"].tolist()  # the first layer whose top-1 rate is within 5 points of the output's
         first = next((lens["labels"][i] for i, v in enumerate(top) if v >= top[-1] - 0.05), None)
-        lines += ["### Logit lens", "",
-                  f"- {lens['n']} samples; correct letter ranked first: {float(lens['top1'][-1]):.0%} at the output"
-                  + (f"; first within 5 points of that at `{first}`" if first else ""), "", _embed(fig), ""]
+        lines += [
+            "### Logit lens",
+            "",
+            f"- {lens['n']} samples; correct letter ranked first: {float(lens['top1'][-1]):.0%} at the output"
+            + (f"; first within 5 points of that at `{first}`" if first else ""),
+            "",
+            _embed(fig),
+            "",
+        ]
     return lines
 
 
@@ -73,12 +80,13 @@ def _pct(v: float, ci: tuple[float, float] | None = None) -> tuple[str, str]:
     return f"{v:+.1f}", (f"{ci[0]:+.1f} – {ci[1]:+.1f}" if ci is not None and not math.isnan(ci[0]) else "")
 
 
-def _flow_section(out: Path, settings: dict, records: list[dict], summary: dict, n_layers: int, fmt: str,
-                  chance: float | None) -> list[str]:
+def _flow_section(
+    out: Path, settings: dict, records: list[dict], summary: dict, n_layers: int, fmt: str, chance: float | None
+) -> list[str]:
     """map-the-flow's protocols (`vlens run flow`): one table row per pathway and window, the
     effective pathway, and one figure with the attention flow on the same layer axis."""
-    from vlens.analysis import aggregate_attention_flow, aggregate_flow
-    from vlens.store import run_key
+    from vlens.experiments.analysis import aggregate_attention_flow, aggregate_flow
+    from vlens.experiments.store import run_key
 
     opts = settings.get("flow", {})
     curves, effective = aggregate_flow(records, summary, run_key(settings), opts.get("protocols", ()))
@@ -87,39 +95,60 @@ def _flow_section(out: Path, settings: dict, records: list[dict], summary: dict,
         return []
     k = opts.get("window")
     clean = summary.get("clean", {}).get("accuracy")
-    lines = ["", "## map-the-flow's protocols", "",
-             f"Each pathway knocked out in the centred window of k = {k} layers around layer l "
-             "(l−k//2 … l−k//2+k−1, clipped to the model, as map-the-flow's `window_style=\"center\"`). "
-             "Accuracy is over every sample; *kept* is map-the-flow's accuracy (correct clean and knocked, over "
-             "every sample); Δp(answer) is map-the-flow's `relative_diff`: the mean relative change of the answer "
-             "letter's probability over the vocabulary, in %, over the samples whose clean top token (over the vocabulary) is the answer letter; *kept* counts correctness the same way. Intervals: 95% bootstrap.", ""]
-    fig = plot_flow(curves, effective, attention, n_layers, out / f"flow.{fmt}", clean_accuracy=clean, chance=chance, window=k)
+    lines = [
+        "",
+        "## map-the-flow's protocols",
+        "",
+        f"Each pathway knocked out in the centred window of k = {k} layers around layer l "
+        '(l−k//2 … l−k//2+k−1, clipped to the model, as map-the-flow\'s `window_style="center"`). '
+        "Accuracy is over every sample; *kept* is map-the-flow's accuracy (correct clean and knocked, over "
+        "every sample); Δp(answer) is map-the-flow's `relative_diff`: the mean relative change of the answer "
+        "letter's probability over the vocabulary, in %, over the samples whose clean top token (over the vocabulary) is the answer letter; *kept* counts correctness the same way. Intervals: 95% bootstrap.",
+        "",
+    ]
+    fig = plot_flow(
+        curves, effective, attention, n_layers, out / f"flow.{fmt}", clean_accuracy=clean, chance=chance, window=k
+    )
     if fig is not None:
         lines += [_embed(fig), ""]
-    lines += ["| pathway | centre l | layers | n | accuracy | 95% CI | kept | n (Δp) | Δp(answer) % | 95% CI |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "| pathway | centre l | layers | n | accuracy | 95% CI | kept | n (Δp) | Δp(answer) % | 95% CI |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, c in curves.items():
         for centre, pt in zip(c.centres, c.points):
             layers = pt.layers
             span = f"{layers[0]}–{layers[-1]}" if len(layers) > 1 else str(layers[0])
             dp, dp_ci = _pct(pt.dp_answer, pt.dp_answer_ci)
-            lines.append(f"| {name.replace('<-', ' ← ')} | {centre} | {span} | {pt.n} | {fmt_value(pt.accuracy, True)} "
-                         f"| {fmt_value(pt.accuracy_ci[0], True)}–{fmt_value(pt.accuracy_ci[1], True)} "
-                         f"| {fmt_value(pt.kept_accuracy, True)} | {pt.n_correct} | {dp} | {dp_ci} |")
+            lines.append(
+                f"| {name.replace('<-', ' ← ')} | {centre} | {span} | {pt.n} | {fmt_value(pt.accuracy, True)} "
+                f"| {fmt_value(pt.accuracy_ci[0], True)}–{fmt_value(pt.accuracy_ci[1], True)} "
+                f"| {fmt_value(pt.kept_accuracy, True)} | {pt.n_correct} | {dp} | {dp_ci} |"
+            )
     if effective is not None:
         dp, dp_ci = _pct(effective.dp_answer, effective.dp_answer_ci)
         ranges = ", ".join(f"{n} {a}–{b - 1}" for n, (a, b) in opts.get("effective_ranges", {}).items())
-        lines += ["", "### Effective pathway", "",
-                  f"Seven pathways blocked together, each outside the layers where map-the-flow finds it effective "
-                  f"(kept: {ranges}; last ← last and last ← video blocked everywhere; video ← video and "
-                  "question+options ← question+options blocked after their pathways end).", "",
-                  "| n | accuracy | 95% CI | kept | n (Δp) | Δp(answer) % | 95% CI | edges kept |", "|---|---|---|---|---|---|---|---|",
-                  f"| {effective.n} | {fmt_value(effective.accuracy, True)} | {fmt_value(effective.accuracy_ci[0], True)}–"
-                  f"{fmt_value(effective.accuracy_ci[1], True)} | {fmt_value(effective.kept_accuracy, True)} | {effective.n_correct} | {dp} | {dp_ci} "
-                  f"| {fmt_value(effective.edges_kept, True)} |"]
+        lines += [
+            "",
+            "### Effective pathway",
+            "",
+            f"Seven pathways blocked together, each outside the layers where map-the-flow finds it effective "
+            f"(kept: {ranges}; last ← last and last ← video blocked everywhere; video ← video and "
+            "question+options ← question+options blocked after their pathways end).",
+            "",
+            "| n | accuracy | 95% CI | kept | n (Δp) | Δp(answer) % | 95% CI | edges kept |",
+            "|---|---|---|---|---|---|---|---|",
+            f"| {effective.n} | {fmt_value(effective.accuracy, True)} | {fmt_value(effective.accuracy_ci[0], True)}–"
+            f"{fmt_value(effective.accuracy_ci[1], True)} | {fmt_value(effective.kept_accuracy, True)} | {effective.n_correct} | {dp} | {dp_ci} "
+            f"| {fmt_value(effective.edges_kept, True)} |",
+        ]
     if attention is not None:
-        lines += ["", f"Attention flow: mass from {', '.join('`' + s + '`' for s in attention.sources)} to every frame and role "
-                  f"per layer (mean over heads and samples, n = {attention.n}), in the figure's lower panels.", ""]
+        lines += [
+            "",
+            f"Attention flow: mass from {', '.join('`' + s + '`' for s in attention.sources)} to every frame and role "
+            f"per layer (mean over heads and samples, n = {attention.n}), in the figure's lower panels.",
+            "",
+        ]
     return lines
 
 
@@ -184,8 +213,10 @@ def write_report(out_dir: str | Path, format: str = "png") -> Path:
     if chance is not None:
         lines.append(f"- chance (a uniform guess over each question's options): {chance:.1%}")
     if "prior" in summary:
-        lines.append("- language prior (no video; the most frequent answer of the same question among the other samples): "
-                     f"{fmt_value(summary['prior']['accuracy'], True)}")
+        lines.append(
+            "- language prior (no video; the most frequent answer of the same question among the other samples): "
+            f"{fmt_value(summary['prior']['accuracy'], True)}"
+        )
     lines += [f"- vlens {settings.get('vlens_version')}, prompt format {settings.get('prompt_format')}", ""]
     lines += [line for fig in figs if fig is not None for line in (_embed(fig), "")]
     main = {k: v for k, v in summary.items() if not k.startswith("flow/")}  # flow rows: their own section
@@ -196,7 +227,13 @@ def write_report(out_dir: str | Path, format: str = "png") -> Path:
         if len(groups) < 2:
             continue
         cols = [c for c in ("clean", "prior", "global2/lv", "global2/vt", "global2/vs", "global2/all") if c in summary]
-        lines += ["", f"## Accuracy by {field}", "", "| " + field + " | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+        lines += [
+            "",
+            f"## Accuracy by {field}",
+            "",
+            "| " + field + " | " + " | ".join(cols) + " |",
+            "|---" * (len(cols) + 1) + "|",
+        ]
         for g, rows in sorted(groups.items()):
             accs = []
             for c in cols:
@@ -206,15 +243,23 @@ def write_report(out_dir: str | Path, format: str = "png") -> Path:
     eff_rows = [r for r in records if r["config"].startswith("efficient/") and "seconds" in r]
     if eff_rows:
         clean_t = {r["sample"]: r["seconds"] for r in records if r["config"] == "clean" and "seconds" in r}
-        speedups = [clean_t[r["sample"]] / r["seconds"] for r in eff_rows if r["sample"] in clean_t and r["seconds"] > 0]
+        speedups = [
+            clean_t[r["sample"]] / r["seconds"] for r in eff_rows if r["sample"] in clean_t and r["seconds"] > 0
+        ]
         frac = sum(r["attention_flops_fraction"] for r in eff_rows) / len(eff_rows)
         total = sum(r["flops_fraction"] for r in eff_rows) / len(eff_rows)
         name = eff_rows[0]["config"]
-        lines += ["", "## Efficient inference", "",
-                  f"- {name}: accuracy {fmt_value(summary[name]['accuracy'], True)} vs clean {fmt_value(clean.get('accuracy'), True)}",
-                  f"- attention FLOPs (QKᵀ, AV): {frac:.1%} of clean; all FLOPs: {total:.1%}"]
+        lines += [
+            "",
+            "## Efficient inference",
+            "",
+            f"- {name}: accuracy {fmt_value(summary[name]['accuracy'], True)} vs clean {fmt_value(clean.get('accuracy'), True)}",
+            f"- attention FLOPs (QKᵀ, AV): {frac:.1%} of clean; all FLOPs: {total:.1%}",
+        ]
         if speedups:
-            lines.append(f"- measured prefill speed-up (median over samples): {sorted(speedups)[len(speedups) // 2]:.2f}×")
+            lines.append(
+                f"- measured prefill speed-up (median over samples): {sorted(speedups)[len(speedups) // 2]:.2f}×"
+            )
     lines += _flow_section(out, settings, records, summary, n_layers, format, chance)
     lines += _mechanisms_section(out, records, summary, n_layers, format, chance)
     if skipped:

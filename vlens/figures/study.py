@@ -4,14 +4,21 @@ all layers) and the windows of k consecutive layers.
 
 from __future__ import annotations
 
-import math
-import warnings
-from collections.abc import Sequence
 from pathlib import Path
-import matplotlib
-import matplotlib.ticker
+
 import matplotlib.pyplot as plt  # noqa: E402
-from vlens.store import load_results, run_key  # noqa: E402
+
+from vlens.figures.style import (
+    STYLE,
+    TYPE_COLORS,
+    TYPE_LABELS,
+    ci_bounds,
+    integer_layer_axis,
+    layer_span,
+    reference_lines,
+    save_figure,
+    yerr,
+)
 
 
 # figures ---------------------------------------------------------------------------------------
@@ -34,18 +41,20 @@ def plot_global1(summary: dict, n_layers: int, path: Path, *, chance: float | No
     vals = [v for _, v in rows]
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(5, 3.4))
-        lo, hi = _ci(vals)
+        lo, hi = ci_bounds(vals)
         ax.fill_between(x, lo, hi, color=TYPE_COLORS["lv"], alpha=0.18, lw=0, label="95% CI")
         ax.plot(x, [v["ratio"] for v in vals], marker="o", color=TYPE_COLORS["lv"], label="LV-K on layers i … L−1")
-        _reference_lines(ax, chance, summary.get("clean", {}).get("accuracy"))
-        _integer_layer_axis(ax, x)
+        reference_lines(ax, chance, summary.get("clean", {}).get("accuracy"))
+        integer_layer_axis(ax, x)
         ax.set_xlabel(f"first knocked layer i (of L = {n_layers})")
         ax.set_ylabel("performance ratio (knocked / clean)")
-        top = ax.secondary_xaxis("top", functions=(lambda i: (n_layers - i) / n_layers, lambda f: n_layers - f * n_layers))
+        top = ax.secondary_xaxis(
+            "top", functions=(lambda i: (n_layers - i) / n_layers, lambda f: n_layers - f * n_layers)
+        )
         top.set_xlabel("fraction of layers knocked", fontsize=8)
         ax.set_title("Global setting 1: LV-K on layers i … L−1")
         ax.legend(loc="best")
-        return _save(fig, path)
+        return save_figure(fig, path)
 
 
 def plot_global2(summary: dict, path: Path, *, chance: float | None = None) -> Path | None:
@@ -65,14 +74,21 @@ def plot_global2(summary: dict, path: Path, *, chance: float | None = None) -> P
     vals = [summary[f"global2/{n}"] for n in names]
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(4.6, 3.4))
-        ax.bar([TYPE_LABELS[n] for n in names], [v["ratio"] for v in vals], yerr=_yerr(vals), capsize=3,
-               color=[TYPE_COLORS[n] for n in names], error_kw={"lw": 1}, zorder=2)
-        _reference_lines(ax, chance, summary.get("clean", {}).get("accuracy"))
+        ax.bar(
+            [TYPE_LABELS[n] for n in names],
+            [v["ratio"] for v in vals],
+            yerr=yerr(vals),
+            capsize=3,
+            color=[TYPE_COLORS[n] for n in names],
+            error_kw={"lw": 1},
+            zorder=2,
+        )
+        reference_lines(ax, chance, summary.get("clean", {}).get("accuracy"))
         ax.set_ylabel("performance ratio (knocked / clean)")
         ax.set_title("Global setting 2: one knockout type in all layers")
         ax.grid(axis="x", visible=False)
         ax.legend(ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.1))  # below: error bars reach the top
-        return _save(fig, path)
+        return save_figure(fig, path)
 
 
 def plot_windows(summary: dict, path: Path, window: int | None = None, *, chance: float | None = None) -> Path | None:
@@ -87,8 +103,10 @@ def plot_windows(summary: dict, path: Path, window: int | None = None, *, chance
     Returns:
         `path`, or None when the summary has no window rows.
     """
-    series = {n: sorted((int(k.rsplit("/", 1)[1]), v) for k, v in summary.items() if k.startswith(f"windows/{n}/"))
-              for n in ("lv", "vt", "vs")}
+    series = {
+        n: sorted((int(k.rsplit("/", 1)[1]), v) for k, v in summary.items() if k.startswith(f"windows/{n}/"))
+        for n in ("lv", "vt", "vs")
+    }
     if not any(series.values()):
         return None
     with plt.rc_context(STYLE):
@@ -99,16 +117,18 @@ def plot_windows(summary: dict, path: Path, window: int | None = None, *, chance
                 continue
             x = [end for end, _ in rows]
             vals = [v for _, v in rows]
-            spans.update({end: _span(v.get("layers")) or str(end) for end, v in rows})
-            lo, hi = _ci(vals)
+            spans.update({end: layer_span(v.get("layers")) or str(end) for end, v in rows})
+            lo, hi = ci_bounds(vals)
             ax.fill_between(x, lo, hi, color=TYPE_COLORS[n], alpha=0.15, lw=0)
             ax.plot(x, [v["ratio"] for v in vals], marker="o", color=TYPE_COLORS[n], label=TYPE_LABELS[n])
-        _reference_lines(ax, chance, summary.get("clean", {}).get("accuracy"))
+        reference_lines(ax, chance, summary.get("clean", {}).get("accuracy"))
         ends = sorted(spans)
-        _integer_layer_axis(ax, ends, [spans[e] for e in ends])
+        integer_layer_axis(ax, ends, [spans[e] for e in ends])
         plt.setp(ax.get_xticklabels(), rotation=45, ha="right")
-        ax.set_xlabel("layers knocked (a window of " + (f"k = {window} layers" if window else "k layers") + "; shading: 95% CI)")
+        ax.set_xlabel(
+            "layers knocked (a window of " + (f"k = {window} layers" if window else "k layers") + "; shading: 95% CI)"
+        )
         ax.set_ylabel("performance ratio (knocked / clean)")
         ax.set_title("Fine-grained: each knockout type in a window of layers")
         ax.legend(ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.38))  # below: the bands fill the axes
-        return _save(fig, path)
+        return save_figure(fig, path)

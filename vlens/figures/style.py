@@ -5,14 +5,12 @@ formatting of values and configuration names, error bars, reference lines, savin
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
-import matplotlib
-import matplotlib.ticker
-import matplotlib.pyplot as plt  # noqa: E402
-from vlens.store import load_results, run_key  # noqa: E402
 
+import matplotlib
+import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 
@@ -30,11 +28,26 @@ FORMATS = ("png", "pdf", "svg")
 
 
 STYLE = {
-    "font.family": "DejaVu Sans", "font.size": 9, "axes.titlesize": 9.5, "axes.labelsize": 9,
-    "legend.fontsize": 8, "legend.frameon": False, "xtick.labelsize": 8, "ytick.labelsize": 8,
-    "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.25,
-    "grid.linewidth": 0.5, "lines.linewidth": 1.5, "lines.markersize": 4, "savefig.dpi": 200,
-    "savefig.bbox": "tight", "pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "none",
+    "font.family": "DejaVu Sans",
+    "font.size": 9,
+    "axes.titlesize": 9.5,
+    "axes.labelsize": 9,
+    "legend.fontsize": 8,
+    "legend.frameon": False,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.25,
+    "grid.linewidth": 0.5,
+    "lines.linewidth": 1.5,
+    "lines.markersize": 4,
+    "savefig.dpi": 200,
+    "savefig.bbox": "tight",
+    "pdf.fonttype": 42,
+    "ps.fonttype": 42,
+    "svg.fonttype": "none",
 }
 
 
@@ -69,12 +82,12 @@ def config_label(name: str, layers: Sequence[int] | None) -> str:
     return name
 
 
-def _span(layers: Sequence[int] | None) -> str:
+def layer_span(layers: Sequence[int] | None) -> str:
     return "" if not layers else (f"{layers[0]}–{layers[-1]}" if len(layers) > 1 else str(layers[0]))
 
 
 # figure helpers ---------------------------------------------------------------------------------
-def _save(fig, path: str | Path) -> Path:
+def save_figure(fig, path: str | Path) -> Path:
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower()
     if fmt not in FORMATS:
@@ -84,24 +97,30 @@ def _save(fig, path: str | Path) -> Path:
     return path
 
 
-def _ci(rows: Sequence[dict]) -> tuple[list[float], list[float]]:
+def ci_bounds(rows: Sequence[dict]) -> tuple[list[float], list[float]]:
     return [r["ratio_ci"][0] for r in rows], [r["ratio_ci"][1] for r in rows]
 
 
-def _yerr(rows: Sequence[dict]) -> list[list[float]]:
-    lo = [0.0 if math.isnan(r["ratio"]) or math.isnan(r["ratio_ci"][0]) else max(0.0, r["ratio"] - r["ratio_ci"][0]) for r in rows]
-    hi = [0.0 if math.isnan(r["ratio"]) or math.isnan(r["ratio_ci"][1]) else max(0.0, r["ratio_ci"][1] - r["ratio"]) for r in rows]
+def yerr(rows: Sequence[dict]) -> list[list[float]]:
+    lo = [
+        0.0 if math.isnan(r["ratio"]) or math.isnan(r["ratio_ci"][0]) else max(0.0, r["ratio"] - r["ratio_ci"][0])
+        for r in rows
+    ]
+    hi = [
+        0.0 if math.isnan(r["ratio"]) or math.isnan(r["ratio_ci"][1]) else max(0.0, r["ratio_ci"][1] - r["ratio"])
+        for r in rows
+    ]
     return [lo, hi]
 
 
-def _reference_lines(ax, chance: float | None, clean: float | None) -> None:
+def reference_lines(ax, chance: float | None, clean: float | None) -> None:
     """Clean (ratio 1) and chance (the uniform guess's accuracy over clean accuracy)."""
     ax.axhline(1.0, color=CLEAN_COLOR, lw=0.8, ls=":", label="clean" + (f" ({clean:.0%})" if clean is not None else ""))
     if chance is not None and clean:
         ax.axhline(chance / clean, color=CHANCE_COLOR, lw=1.0, ls="--", label=f"chance ({chance:.0%} accuracy)")
 
 
-def _integer_layer_axis(ax, ticks: Sequence[int], labels: Sequence[str] | None = None) -> None:
+def integer_layer_axis(ax, ticks: Sequence[int], labels: Sequence[str] | None = None) -> None:
     step = max(1, math.ceil(len(ticks) / 14))  # at most ~14 labels; every layer still has a point
     shown = list(ticks)[::step]
     ax.set_xticks(shown, None if labels is None else list(labels)[::step])

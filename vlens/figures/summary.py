@@ -4,14 +4,11 @@ the chance accuracy of its samples.
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-import matplotlib
-import matplotlib.ticker
-import matplotlib.pyplot as plt  # noqa: E402
-from vlens.store import load_results, run_key  # noqa: E402
+
+from vlens.experiments.store import load_results, run_key  # noqa: E402
 
 
 # data ------------------------------------------------------------------------------------------
@@ -28,7 +25,9 @@ def load_summary(out_dir: str | Path) -> tuple[dict, list[dict], dict[str, dict]
     Raises:
         StoreError: `out_dir` is not a run directory.
     """
-    from vlens.analysis import summarise  # the analysis layer, between the store and the plots
+    from vlens.experiments.analysis import (
+        summarise,  # the analysis layer, between the store and the plots
+    )
 
     settings, records = load_results(out_dir)
     with warnings.catch_warnings():

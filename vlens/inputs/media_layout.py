@@ -17,10 +17,12 @@ import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 
-from vlens.layout import LayoutError, VideoLayout, VisionToken
+from vlens.inputs.layout import LayoutError, VideoLayout, VisionToken
 
 
-def assign_to_rows(ids: Int[Tensor, "batch pos"], token_id: int | None, sizes: Sequence[int], what: str) -> list[list[int]]:
+def assign_to_rows(
+    ids: Int[Tensor, "batch pos"], token_id: int | None, sizes: Sequence[int], what: str
+) -> list[list[int]]:
     """Which items (images or videos, by batch-order index) each row holds.
 
     Args:
@@ -86,13 +88,21 @@ def row_layout(
         raise LayoutError("images and videos share one placeholder token here; use the family's own layout rules")
     for name, mask, queue in (("image", is_image, image_q), ("video", is_video, video_q)):
         if int(mask.sum()) != len(queue):
-            raise LayoutError(f"the row has {int(mask.sum())} {name} placeholder tokens but its {name}s fill {len(queue)}")
+            raise LayoutError(
+                f"the row has {int(mask.sum())} {name} placeholder tokens but its {name}s fill {len(queue)}"
+            )
     tokens, it_i, it_v = [], iter(image_q), iter(video_q)
     for pos in (is_image | is_video).nonzero().flatten().tolist():
         tokens.append(next(it_i) if is_image[pos] else next(it_v))
     is_pad = attention_mask.cpu() == 0 if attention_mask is not None else None
-    return VideoLayout.build(is_image | is_video, tokens, is_pad=is_pad, is_marker=is_marker,
-                             frames_per_group=frames_per_group, frame_times=frame_times)
+    return VideoLayout.build(
+        is_image | is_video,
+        tokens,
+        is_pad=is_pad,
+        is_marker=is_marker,
+        frames_per_group=frames_per_group,
+        frame_times=frame_times,
+    )
 
 
 def grid_tokens(segment: str, rows: int, cols: int, *, frame: int = -1) -> list[VisionToken]:
@@ -100,7 +110,9 @@ def grid_tokens(segment: str, rows: int, cols: int, *, frame: int = -1) -> list[
     return [VisionToken(segment, frame, r, c) for r in range(rows) for c in range(cols)]
 
 
-def anyres_image_tokens(hf_config, image_size: Sequence[int], *, patched: bool, max_patches: int | None) -> list[VisionToken]:
+def anyres_image_tokens(
+    hf_config, image_size: Sequence[int], *, patched: bool, max_patches: int | None
+) -> list[VisionToken]:
     """The tokens of one LLaVA-NeXT/OneVision "anyres" image in the order HF packs them
     (`pack_image_features`): the base tile's g×g grid, then — when the image is split into
     tiles — the unpadded high-resolution grid row by row, each row closed by an `image_newline`
@@ -111,7 +123,10 @@ def anyres_image_tokens(hf_config, image_size: Sequence[int], *, patched: bool, 
     """
     import math
 
-    from transformers.models.llava_next.modeling_llava_next import get_anyres_image_grid_shape, unpad_image
+    from transformers.models.llava_next.modeling_llava_next import (
+        get_anyres_image_grid_shape,
+        unpad_image,
+    )
 
     v = hf_config.vision_config
     g = v.image_size // v.patch_size
@@ -141,8 +156,11 @@ def layouts_for(family, hf_config, tensors: dict, videos: Sequence) -> list[Vide
     row).
     """
     ids, mask = tensors["input_ids"], tensors.get("attention_mask")
-    if (getattr(family, "hf_merge", False) and hasattr(family, "media_tokens")
-            and getattr(family, "media_layout_applies", lambda t: True)(tensors)):
+    if (
+        getattr(family, "hf_merge", False)
+        and hasattr(family, "media_tokens")
+        and getattr(family, "media_layout_applies", lambda t: True)(tensors)
+    ):
         images, vids = family.media_tokens(hf_config, tensors)
         image_id, video_id = family.media_ids(hf_config)
         image_rows = assign_to_rows(ids, image_id, [len(t) for t in images], "image")
@@ -152,16 +170,28 @@ def layouts_for(family, hf_config, tensors: dict, videos: Sequence) -> list[Vide
         for i in range(ids.shape[0]):
             markers = family.markers(ids[i], hf_config) if hasattr(family, "markers") else None
             times = videos[i].timestamps if videos[i] is not None and len(video_rows[i]) == 1 else None
-            layouts.append(row_layout(
-                ids[i], mask[i] if mask is not None else None, image_id=image_id, video_id=video_id,
-                images=[images[k] for k in image_rows[i]], videos=[vids[k] for k in video_rows[i]],
-                is_marker=markers, frames_per_group=fpg, frame_times=times,
-            ))
+            layouts.append(
+                row_layout(
+                    ids[i],
+                    mask[i] if mask is not None else None,
+                    image_id=image_id,
+                    video_id=video_id,
+                    images=[images[k] for k in image_rows[i]],
+                    videos=[vids[k] for k in video_rows[i]],
+                    is_marker=markers,
+                    frames_per_group=fpg,
+                    frame_times=times,
+                )
+            )
         return layouts
     B = ids.shape[0]
     if hasattr(family, "row_inputs"):  # tensors not one entry per row (VideoLLaMA3's per-token mask)
         rows = family.row_inputs(hf_config, tensors)
     else:
-        rows = [{k: (v[i : i + 1] if isinstance(v, Tensor) and v.shape[:1] == (B,) else v) for k, v in tensors.items()}
-                for i in range(B)]
-    return [family.layout(ids[i], mask[i] if mask is not None else None, videos[i], hf_config, rows[i]) for i in range(B)]
+        rows = [
+            {k: (v[i : i + 1] if isinstance(v, Tensor) and v.shape[:1] == (B,) else v) for k, v in tensors.items()}
+            for i in range(B)
+        ]
+    return [
+        family.layout(ids[i], mask[i] if mask is not None else None, videos[i], hf_config, rows[i]) for i in range(B)
+    ]

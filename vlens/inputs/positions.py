@@ -24,7 +24,13 @@ import torch
 from jaxtyping import Bool
 from torch import Tensor
 
-from vlens.layout import ROLES, SEGMENTS, VISION_SEGMENTS, LayoutError, VideoLayout
+from vlens.inputs.layout import (
+    ROLES,
+    SEGMENTS,
+    VISION_SEGMENTS,
+    LayoutError,
+    VideoLayout,
+)
 
 
 class Positions:
@@ -63,7 +69,7 @@ class Positions:
 
 
 def segment(*names: str) -> Positions:
-    """Positions whose segment is one of `names` (see vlens.layout).
+    """Positions whose segment is one of `names` (see vlens.inputs.layout).
 
     Raises:
         LayoutError: an unknown segment name.
@@ -104,14 +110,17 @@ def option(letter: str | None = None, *, correct: bool | None = None) -> Positio
             if l.correct is None:
                 raise LayoutError(
                     "this layout does not know the correct option; build it with "
-                    "vlens.roles.with_roles(..., answer=...) to use option(correct=...)"
+                    "vlens.inputs.roles.with_roles(..., answer=...) to use option(correct=...)"
                 )
             same = torch.tensor([x == l.correct for x in l.option_letter], dtype=torch.bool)
             return is_opt & (same if correct else ~same)
         return is_opt
 
-    name = "option" if letter is None and correct is None else (
-        f"option {letter}" if letter is not None else ("true option" if correct else "false options"))
+    name = (
+        "option"
+        if letter is None and correct is None
+        else (f"option {letter}" if letter is not None else ("true option" if correct else "false options"))
+    )
     return Positions(fn, name)
 
 

@@ -11,7 +11,7 @@
 | `generated`     | tokens generated after the prompt (`layout.extend`)                        |
 
 Vision and pad positions have role `""`. Roles are derived from the prompt builder's own
-character spans (`vlens.prompts.mc_spans`) mapped to tokens: the templated prompt
+character spans (`vlens.inputs.prompts.mc_spans`) mapped to tokens: the templated prompt
 (`inputs.prompts`) is tokenised with the tokenizer's offsets (`return_offsets_mapping`), its ids
 aligned with the row's text positions (the processor only expanded the media placeholders), the
 user text found in the prompt, and a token takes the role of the span holding its first non-space
@@ -27,8 +27,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from vlens.layout import LayoutError, VideoLayout
-from vlens.prompts import mc_spans
+from vlens.inputs.layout import LayoutError, VideoLayout
+from vlens.inputs.prompts import mc_spans
 
 
 def _char_spans(tokenizer, prompt: str, ids: list[int], layout: VideoLayout) -> dict[int, tuple[int, int]]:
@@ -83,7 +83,7 @@ def layout_roles(
             `input_ids` and the layout differ in length.
         ValueError: `answer` is not one of the options' letters.
     """
-    from vlens.prompts import LETTERS
+    from vlens.inputs.prompts import LETTERS
 
     ids = [int(t) for t in input_ids]
     if len(ids) != len(layout):
@@ -94,7 +94,9 @@ def layout_roles(
         n_opt = len(options or ())
         correct = LETTERS[answer] if isinstance(answer, int) and 0 <= answer < n_opt else answer
         if correct not in LETTERS[:n_opt]:
-            raise ValueError(f"answer {answer!r} is not one of the options' letters {tuple(LETTERS[:n_opt])} (or their indices)")
+            raise ValueError(
+                f"answer {answer!r} is not one of the options' letters {tuple(LETTERS[:n_opt])} (or their indices)"
+            )
     prompt_text = prompt
     base = prompt_text.find(user)
     found_user = base >= 0
@@ -143,7 +145,7 @@ def with_roles(model, inputs, question, options=None, answer=None, system_prompt
     Returns:
         A new VideoInputs, the same tensors, layouts with roles.
     """
-    from vlens.inputs import VideoInputs
+    from vlens.inputs.video_inputs import VideoInputs
 
     n = len(inputs.layouts)
     qs = [question] * n if isinstance(question, str) else list(question)
@@ -152,7 +154,16 @@ def with_roles(model, inputs, question, options=None, answer=None, system_prompt
     if not len(qs) == len(opts) == len(ans) == n:
         raise ValueError(f"a batch of {n} rows needs {n} questions, option lists and answers")
     layouts = [
-        layout_roles(inputs.layouts[r], model.tokenizer, inputs["input_ids"][r].tolist(), inputs.prompts[r], qs[r], opts[r], ans[r], system_prompt)
+        layout_roles(
+            inputs.layouts[r],
+            model.tokenizer,
+            inputs["input_ids"][r].tolist(),
+            inputs.prompts[r],
+            qs[r],
+            opts[r],
+            ans[r],
+            system_prompt,
+        )
         for r in range(n)
     ]
     return VideoInputs(dict(inputs), layouts, inputs.videos, inputs.prompts)

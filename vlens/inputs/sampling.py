@@ -27,23 +27,14 @@ C-level messages (`moov atom not found`, `ERROR opening`, ...) are captured and 
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import math
 import numbers
 import operator
-import os
-import re
-import stat
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
-import numpy as np
-import torch
-from jaxtyping import UInt8
 
+import numpy as np
+from jaxtyping import UInt8
 
 SAMPLING = ("centres", "linspace", "fps", "internvl")
 
@@ -106,14 +97,16 @@ def check_n_frames(n_frames: Any) -> int:
     return n
 
 
-def _check_seconds(value: Any, name: str) -> float | None:
+def check_seconds(value: Any, name: str) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise VideoError(f"{name} must be a number of seconds or None, got {value!r} ({type(value).__name__})")
     v = float(value)
     if not math.isfinite(v):
-        raise VideoError(f"{name} must be a finite number of seconds, got {value!r}; leave it None for the clip's {'start' if name == 'start' else 'end'}")
+        raise VideoError(
+            f"{name} must be a finite number of seconds, got {value!r}; leave it None for the clip's {'start' if name == 'start' else 'end'}"
+        )
     if v < 0:
         raise VideoError(f"{name} must be >= 0 seconds, got {value!r}")
     return v
@@ -128,7 +121,9 @@ def check_fps(fps: Any) -> float | None:
     if fps is None:
         return None
     if isinstance(fps, bool) or not isinstance(fps, numbers.Real):
-        raise VideoError(f"fps must be a positive number of frames per second or None, got {fps!r} ({type(fps).__name__})")
+        raise VideoError(
+            f"fps must be a positive number of frames per second or None, got {fps!r} ({type(fps).__name__})"
+        )
     f = float(fps)
     if not math.isfinite(f) or f <= 0:
         raise VideoError(f"fps must be a finite number > 0 (the clip's frames per second), got {fps!r}")
@@ -192,7 +187,7 @@ def sample_indices(
     return [first + int(math.floor((i + 0.5) * count / n_frames)) for i in range(n_frames)]
 
 
-def _window(n_total: int, fps: float | None, start: float | None, end: float | None, what: str) -> tuple[int, int]:
+def frame_window(n_total: int, fps: float | None, start: float | None, end: float | None, what: str) -> tuple[int, int]:
     if start is None and end is None:
         return 0, n_total - 1
     if fps is None:

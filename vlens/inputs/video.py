@@ -10,20 +10,29 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import numbers
-import operator
 import os
 import re
 import stat
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
+
 import numpy as np
 import torch
 from jaxtyping import UInt8
 
+from vlens.inputs.sampling import (
+    SampledVideo,
+    Sampling,
+    VideoError,
+    check_fps,
+    check_n_frames,
+    check_sampling,
+    check_seconds,
+    frame_window,
+    sample_indices,
+)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -67,8 +76,15 @@ def check_regular_file(path: Path, what: str = "video") -> None:
     except OSError as e:
         raise VideoError(f"{what} not found: {path} ({e.strerror})") from None
     if not stat.S_ISREG(mode):
-        kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
-                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+        kind = (
+            "a FIFO (named pipe)"
+            if stat.S_ISFIFO(mode)
+            else "a socket"
+            if stat.S_ISSOCK(mode)
+            else "a device"
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "not a regular file"
+        )
         raise VideoError(f"{what} {path} is {kind}; vlens only opens regular files (copy the stream to a file first)")
 
 
@@ -159,7 +175,7 @@ def load_video(
         VideoError: a bad argument (named, with the fix) or an unreadable video.
     """
     n_frames = check_n_frames(n_frames)
-    start, end = _check_seconds(start, "start"), _check_seconds(end, "end")
+    start, end = check_seconds(start, "start"), check_seconds(end, "end")
     fps = check_fps(fps)
     check_sampling(sampling)
     if start is not None and end is not None and start >= end:
@@ -170,11 +186,12 @@ def load_video(
         if not path.exists():
             raise VideoError(f"video not found: {path}")
         if path.is_dir():
-            files = sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
-                           key=_natural_key)
+            files = sorted(
+                (p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()), key=_natural_key
+            )
             if not files:
                 raise VideoError(f"frame folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-            first, last = _window(len(files), fps, start, end, f"frame folder {path}")
+            first, last = frame_window(len(files), fps, start, end, f"frame folder {path}")
             idx = sample_indices(len(files), first=first, last=last, fps=fps, **pick)
             from PIL import Image
 
@@ -186,7 +203,7 @@ def load_video(
             return SampledVideo(frames, tuple(idx), times, fps, str(path))
         vr, n, file_fps = _read_file(path)
         use_fps = fps or file_fps
-        first, last = _window(n, use_fps, start, end, f"video {path}")
+        first, last = frame_window(n, use_fps, start, end, f"video {path}")
         idx = sample_indices(n, first=first, last=last, fps=use_fps, **pick)
         with captured_stderr() as native:
             try:
@@ -197,7 +214,7 @@ def load_video(
             raise VideoError(_with_native(f"cannot decode frames {idx[:4]}... of {path}: {err}", native)) from err
         return SampledVideo(frames, tuple(idx), tuple(i / use_fps for i in idx), use_fps, str(path))
     frames = _check_array(video)
-    first, last = _window(len(frames), fps, start, end, "the array of frames")
+    first, last = frame_window(len(frames), fps, start, end, "the array of frames")
     idx = sample_indices(len(frames), first=first, last=last, fps=fps, **pick)
     times = tuple(i / fps for i in idx) if fps else None
     return SampledVideo(frames[idx], tuple(idx), times, fps, "array")

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from vlens.layout import VideoLayout
-from vlens.video import SampledVideo
+from vlens.inputs.layout import VideoLayout
+from vlens.inputs.sampling import SampledVideo
 
 
 class VideoInputs(dict):
@@ -55,8 +55,7 @@ class VideoInputs(dict):
         """The layout of a batch of one (use `.layouts[i]` for row i of a batch)."""
         if len(self.layouts) != 1:
             raise ValueError(
-                f"inputs.layout is for a batch of one, this batch has {len(self.layouts)} rows: "
-                "use inputs.layouts[i]"
+                f"inputs.layout is for a batch of one, this batch has {len(self.layouts)} rows: use inputs.layouts[i]"
             )
         return self.layouts[0]
 
@@ -103,7 +102,7 @@ class VideoInputs(dict):
 def _image(item: Any, where: str) -> Any:
     """One still image as the processor takes it (PIL image or HxWx3 uint8 array)."""
     if isinstance(item, (str, Path)):
-        from vlens.video import check_regular_file
+        from vlens.inputs.video import check_regular_file
 
         path = Path(item)
         check_regular_file(path, "image")
@@ -167,8 +166,15 @@ def as_frames(layout: VideoLayout) -> VideoLayout:
     img = layout.is_image
     segment = tuple("video" if s == "image" else s for s in layout.segment)
     frame = torch.where(img, layout.image, layout.frame)
-    return VideoLayout(segment, frame, layout.row.clone(), layout.col.clone(), layout.frames_per_group,
-                       layout.frame_times, torch.full_like(layout.image, -1))
+    return VideoLayout(
+        segment,
+        frame,
+        layout.row.clone(),
+        layout.col.clone(),
+        layout.frames_per_group,
+        layout.frame_times,
+        torch.full_like(layout.image, -1),
+    )
 
 
 IGNORED_HF_KWARGS = ("labels", "use_cache", "return_dict")  # accepted by HF, no effect on the logits
@@ -186,12 +192,18 @@ def check_hf_kwargs(family: Any, kwargs: Mapping[str, Any]) -> dict:
     if not isinstance(kwargs, Mapping):
         raise TypeError(f"inputs_from_hf takes the HF model's kwargs as a dict, got {type(kwargs).__name__}")
     if "input_ids" not in kwargs:
-        hint = " (vlens needs the token ids to lay out positions; pass input_ids instead)" if "inputs_embeds" in kwargs else ""
+        hint = (
+            " (vlens needs the token ids to lay out positions; pass input_ids instead)"
+            if "inputs_embeds" in kwargs
+            else ""
+        )
         raise ValueError(f"inputs_from_hf needs input_ids [batch, pos]{hint}; got keys {sorted(kwargs)}")
     ids = kwargs["input_ids"]
     if not isinstance(ids, torch.Tensor) or ids.ndim != 2 or ids.dtype not in (torch.int64, torch.int32):
-        raise ValueError(f"input_ids must be an integer tensor [batch, pos], got "
-                         f"{getattr(ids, 'dtype', type(ids).__name__)} {tuple(getattr(ids, 'shape', ()))}")
+        raise ValueError(
+            f"input_ids must be an integer tensor [batch, pos], got "
+            f"{getattr(ids, 'dtype', type(ids).__name__)} {tuple(getattr(ids, 'shape', ()))}"
+        )
     if ids.shape[0] == 0:
         raise ValueError("input_ids holds an empty batch")
     accepted = set(getattr(family, "hf_inputs", ())) | {"input_ids", "attention_mask"}
@@ -203,6 +215,8 @@ def check_hf_kwargs(family: Any, kwargs: Mapping[str, Any]) -> dict:
         )
     mask = kwargs.get("attention_mask")
     if mask is not None and (not isinstance(mask, torch.Tensor) or mask.shape != ids.shape):
-        raise ValueError(f"attention_mask must be [batch, pos] like input_ids {tuple(ids.shape)}, "
-                         f"got {tuple(getattr(mask, 'shape', ()))} (4-D masks are not supported)")
+        raise ValueError(
+            f"attention_mask must be [batch, pos] like input_ids {tuple(ids.shape)}, "
+            f"got {tuple(getattr(mask, 'shape', ()))} (4-D masks are not supported)"
+        )
     return {k: v for k, v in kwargs.items() if k not in IGNORED_HF_KWARGS}

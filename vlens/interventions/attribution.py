@@ -1,6 +1,6 @@
 """Knockout attribution: every knockout in every layer estimated from one forward and one backward.
 
-An exact sweep (vlens.engine) runs every configuration; attribution estimates all of them from the
+An exact sweep (vlens.interventions.sweep) runs every configuration; attribution estimates all of them from the
 clean run, and `verify_top` re-runs exactly only the ones that matter.
 
 Derivation. A knockout on the pattern renormalises each affected row over its kept keys, so given the
@@ -43,16 +43,16 @@ import functools
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-import numpy as np
+
 import torch
 import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
-from vlens.engine import SweepConfig, run_sweep
-from vlens.knockout import LayerSelection, Spec, as_selection
-from vlens.metrics import kl_letters, score
-from vlens.prompts import LETTERS
 
+from vlens.inputs.prompts import LETTERS
+from vlens.interventions.knockout import LayerSelection, Spec, as_selection
+from vlens.interventions.sweep import SweepConfig
+from vlens.metrics import kl_letters, score
 
 METRICS = ("logit_diff", "log_p_correct", "p_correct")
 
@@ -103,7 +103,9 @@ class KnockoutAttribution:
             raise AttributionError(f"{spec!r} was not attributed; attributed specs: {', '.join(map(repr, self.specs))}")
         return self.specs.index(spec)
 
-    def delta(self, spec: Spec, layers: LayerSelection | int | Sequence[int] | None = None) -> Float[Tensor, "direction"]:
+    def delta(
+        self, spec: Spec, layers: LayerSelection | int | Sequence[int] | None = None
+    ) -> Float[Tensor, "direction"]:
         """Σ over the selected layers of the per-layer first-order changes of each direction."""
         n_layers = self.per_layer.shape[1]
         chosen = list(as_selection(layers).resolve(n_layers))
@@ -146,7 +148,9 @@ class KnockoutAttribution:
         p_a = clean["p_correct"]
         linear = {"logit_diff_linear": clean["logit_diff"] + d["logit_diff"]}
         if "log_p_correct" in d:
-            linear.update(log_p_correct_linear=math.log(p_a) + d["log_p_correct"], p_correct_linear=p_a + d["p_correct"])
+            linear.update(
+                log_p_correct_linear=math.log(p_a) + d["log_p_correct"], p_correct_linear=p_a + d["p_correct"]
+            )
         if self.readout == "letters":
             est = letters + self.letter_delta(spec, layers)
             out = score(est, list(range(len(est))), self.answer)
@@ -187,7 +191,9 @@ def _check(model, inputs, specs, letter_ids, answer) -> None:
     if len(letter_ids) < 2:
         raise AttributionError(f"expected at least 2 option letters, got {len(letter_ids)}")
     if not 0 <= answer < len(letter_ids):
-        raise AttributionError(f"answer {answer} is out of range for {len(letter_ids)} options (0..{len(letter_ids) - 1})")
+        raise AttributionError(
+            f"answer {answer} is out of range for {len(letter_ids)} options (0..{len(letter_ids) - 1})"
+        )
     for s in specs:
         if not isinstance(s, Spec):
             raise TypeError(f"expected knockout specs (ko.LV(), ko.VT(), ko.Custom(fn), ...), got {s!r}")
@@ -229,8 +235,9 @@ def _clean_forward_backward(model, inputs, letter_ids, answer, readout):
     names = {f"blocks.{l}.attn.hook_{n}" for l in range(L) for n in ("rot_q", "rot_k", "v", "z")}
     with torch.enable_grad(), frozen_parameters(model):
         x = x0.detach().requires_grad_(True)
-        logits = model.run_with_hooks(step, start_at_layer=0, resid=x, logits_to_keep=1,
-                                      fwd_hooks=[(lambda n: n in names, keep)])
+        logits = model.run_with_hooks(
+            step, start_at_layer=0, resid=x, logits_to_keep=1, fwd_hooks=[(lambda n: n in names, keep)]
+        )
         letters = logits[0, -1, list(letter_ids)].float()
         C, dir_names = _directions(letters.detach().cpu(), answer, readout)
         ys = letters @ C.to(letters.device).T
@@ -249,8 +256,12 @@ def _attend(q: Tensor, k: Tensor, v: Tensor, allowed: Tensor, scale: float) -> F
     allowed [row, pos] (no row is empty: every row keeps its own position)."""
     gqa = q.shape[1] != k.shape[1]
     out = F.scaled_dot_product_attention(
-        q.float().transpose(0, 1)[None], k.float().transpose(0, 1)[None], v.float().transpose(0, 1)[None],
-        attn_mask=allowed[None, None], scale=scale, enable_gqa=gqa,
+        q.float().transpose(0, 1)[None],
+        k.float().transpose(0, 1)[None],
+        v.float().transpose(0, 1)[None],
+        attn_mask=allowed[None, None],
+        scale=scale,
+        enable_gqa=gqa,
     )
     return out[0].transpose(0, 1)
 
@@ -323,7 +334,9 @@ def attribute_knockouts(
         est = _layer_estimates(q, k, v, g, lambda: (s.blocked(layout) for s in specs), scale, chunk_rows)
         per_layer[:, l] = est.cpu()
     affected = {repr(s): int(s.blocked(layout).any(-1).sum()) for s in specs}
-    return KnockoutAttribution(specs, per_layer, C, names, readout, clean_logits.cpu(), list(letter_ids), answer, affected)
+    return KnockoutAttribution(
+        specs, per_layer, C, names, readout, clean_logits.cpu(), list(letter_ids), answer, affected
+    )
 
 
 def attribute_sample(
@@ -335,7 +348,7 @@ def attribute_sample(
     `layers`) with method="attribution"; "clean" holds the exact clean scores.
 
     Args:
-        configs: the study's configurations (e.g. `vlens.experiments.configs_for(...)`).
+        configs: the study's configurations (e.g. `vlens.experiments.study.configs_for(...)`).
         readout: see `attribute_knockouts`.
 
     Returns:

@@ -1,6 +1,6 @@
 """Attribution patching: every activation patch of `patch_sweep` estimated from one backward.
 
-`vlens.patching.patch_sweep` runs the corrupted input once per (layer, position group[, head]) with
+`vlens.interventions.patching.patch_sweep` runs the corrupted input once per (layer, position group[, head]) with
 the clean activation written in. To first order in the patched difference, the patched logit
 difference is
 
@@ -25,8 +25,15 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from vlens.attribution import frozen_parameters
-from vlens.patching import SITES, PatchingError, PatchingResult, check_same_layout, logit_diff, position_groups
+from vlens.interventions.attribution import frozen_parameters
+from vlens.interventions.patching import (
+    SITES,
+    PatchingError,
+    PatchingResult,
+    check_same_layout,
+    logit_diff,
+    position_groups,
+)
 
 
 def _hook_name(site: str, layer: int) -> str:
@@ -79,7 +86,8 @@ def attribution_patch(
     wanted = set(names)
     with torch.no_grad():
         clean_logits, clean_cache = model.run_with_cache(
-            clean, names_filter=lambda n: n in wanted, logits_to_keep=1, return_cache_object=False)
+            clean, names_filter=lambda n: n in wanted, logits_to_keep=1, return_cache_object=False
+        )
         x0 = model(corrupted, stop_at_layer=0)  # vision and embedding: no gradient needed there
     step = {"input_ids": corrupted["input_ids"], "position_ids": model.position_ids(corrupted)}
     if corrupted.get("attention_mask") is not None:
@@ -92,8 +100,9 @@ def attribution_patch(
 
     with torch.enable_grad(), frozen_parameters(model):
         x = x0.detach().requires_grad_(True)
-        logits = model.run_with_hooks(step, start_at_layer=0, resid=x, logits_to_keep=1,
-                                      fwd_hooks=[(lambda n: n in wanted, keep)])
+        logits = model.run_with_hooks(
+            step, start_at_layer=0, resid=x, logits_to_keep=1, fwd_hooks=[(lambda n: n in wanted, keep)]
+        )
         metric = logit_diff(logits[:, -1], letter_ids, answer)[0]
         grads = torch.autograd.grad(metric, [acts[n] for n in names])
     corr_diff = float(metric.detach())

@@ -4,20 +4,14 @@ agreement of estimates with exact effects (`spearman`, `top_k_overlap`).
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import math
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+
 import numpy as np
-import torch
-import torch.nn.functional as F
-from jaxtyping import Float
-from torch import Tensor
-from vlens.engine import SweepConfig, run_sweep
-from vlens.knockout import LayerSelection, Spec, as_selection
+
+from vlens.interventions.attribution import METRICS, AttributionError
+from vlens.interventions.sweep import SweepConfig, run_sweep
 from vlens.metrics import kl_letters, score
-from vlens.prompts import LETTERS
 
 
 def verify_top(
@@ -31,7 +25,7 @@ def verify_top(
     *,
     metric: str = "logit_diff",
 ) -> dict[str, dict]:
-    """Re-run exactly (vlens.engine.run_sweep) the `k` configurations whose estimated change of
+    """Re-run exactly (vlens.interventions.sweep.run_sweep) the `k` configurations whose estimated change of
     `metric` is largest in magnitude.
 
     Args:
@@ -53,13 +47,17 @@ def verify_top(
         raise AttributionError(f"k must be >= 0, got {k}")
     missing = [c.name for c in configs if c.name not in records]
     if missing:
-        raise AttributionError(f"configs {missing[:3]} have no attribution record; run attribute_sample on the same configs")
+        raise AttributionError(
+            f"configs {missing[:3]} have no attribution record; run attribute_sample on the same configs"
+        )
     # rank by the record's best estimate: the readout-corrected value where there is one
     # (readout="letters": logit_diff, p_correct), else the first-order `*_linear` one
     first = records[configs[0].name] if configs else {}
     field = metric if metric in first else f"{metric}_linear"
     if configs and field not in first:
-        raise AttributionError(f"the records carry no {metric} estimate (readout='logit_diff'); verify by metric='logit_diff'")
+        raise AttributionError(
+            f"the records carry no {metric} estimate (readout='logit_diff'); verify by metric='logit_diff'"
+        )
     clean = records["clean"]
     base = clean["logit_diff"] if metric == "logit_diff" else clean["p_correct"]
     base = math.log(base) if metric == "log_p_correct" else base
@@ -72,8 +70,13 @@ def verify_top(
     for c in top:
         s = score(logits[c.name], list(letter_ids), answer)
         s["kl"] = kl_letters(clean_exact["letter_logits"], s["letter_logits"])
-        out[c.name] = {"spec": repr(c.spec), "layers": list(c.layers.resolve(model.cfg.n_layers)), **s,
-                       "method": "exact", "estimate": records[c.name][field]}
+        out[c.name] = {
+            "spec": repr(c.spec),
+            "layers": list(c.layers.resolve(model.cfg.n_layers)),
+            **s,
+            "method": "exact",
+            "estimate": records[c.name][field],
+        }
     return out
 
 

@@ -25,8 +25,8 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from vlens import knockout as ko
-from vlens.interventions import InterventionError, check_layouts
-from vlens.layout import VideoLayout
+from vlens.components.per_call import InterventionError, check_layouts
+from vlens.inputs.layout import VideoLayout
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,9 @@ class EfficientConfig:
 
     def check(self, n_layers: int) -> None:
         if not 0 <= self.exit_layer <= n_layers:
-            raise ValueError(f"exit_layer={self.exit_layer} must be in 0..{n_layers} (the model has {n_layers} layers; {n_layers} = no exit)")
+            raise ValueError(
+                f"exit_layer={self.exit_layer} must be in 0..{n_layers} (the model has {n_layers} layers; {n_layers} = no exit)"
+            )
         if not 0 <= self.temporal_prune_layers <= n_layers:
             raise ValueError(f"temporal_prune_layers={self.temporal_prune_layers} must be in 0..{n_layers}")
 
@@ -99,7 +101,7 @@ def _equal_frames(layout: VideoLayout) -> bool:
 
 class EfficientPlan:
     """An `EfficientConfig` bound to one batch: the rows that leave at the exit layer (a
-    vlens.interventions.RowPlan) and temporal pruning as an edge removal that prefers the
+    vlens.components.per_call.RowPlan) and temporal pruning as an edge removal that prefers the
     per-frame attention backend. Passed per call: `model(inputs, plan=plan)`."""
 
     def __init__(self, config: EfficientConfig, layouts, n_layers: int):

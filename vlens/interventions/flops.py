@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from vlens.efficient import EfficientConfig
-from vlens.layout import VideoLayout
+from vlens.inputs.layout import VideoLayout
+from vlens.interventions.efficient import EfficientConfig
 
 
 @dataclass
@@ -117,5 +117,11 @@ def summary(cfg, layout: VideoLayout, config: EfficientConfig) -> dict:
     clean, eff = clean_flops(cfg, layout), efficient_flops(cfg, layout, config)
     ca, ea = sum(x.attention for x in clean), sum(x.attention for x in eff)
     ct, et = sum(x.attention + x.linear for x in clean), sum(x.attention + x.linear for x in eff)
-    return {"attention_fraction": ea / ca, "total_fraction": et / ct, "clean_attention": ca, "efficient_attention": ea,
-            "clean_total": ct, "efficient_total": et}
+    return {
+        "attention_fraction": ea / ca,
+        "total_fraction": et / ct,
+        "clean_attention": ca,
+        "efficient_attention": ea,
+        "clean_total": ct,
+        "efficient_total": et,
+    }

@@ -30,7 +30,7 @@ positions: on LLaVA-OneVision that includes the image-newline separator after th
 
 The effective pathway (analysis/effective_pathway_analysis.py) is not a window sweep: it blocks
 seven pathways, each in a fixed set of layers, all at once (`effective_pathway`). The roles come
-from `vlens.roles.with_roles` (the option specs need the answer).
+from `vlens.inputs.roles.with_roles` (the option specs need the answer).
 """
 
 from __future__ import annotations
@@ -39,10 +39,18 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from vlens.knockout import VT, Edges, KeepOnly, KnockoutError, LayerSelection, Spec, keep_only, layers  # noqa: F401 (KeepOnly, keep_only: re-exported)
-from vlens.layout import VideoLayout
-from vlens.positions import option
-
+from vlens.inputs.layout import VideoLayout
+from vlens.inputs.positions import option
+from vlens.interventions.knockout import (  # noqa: F401 (KeepOnly, keep_only: re-exported)
+    VT,
+    Edges,
+    KeepOnly,
+    KnockoutError,
+    LayerSelection,
+    Spec,
+    keep_only,
+    layers,
+)
 
 QUESTION_SPAN = ("question", "option")  # map-the-flow's "question": the question and its option lines
 
@@ -52,7 +60,7 @@ def flow_specs() -> dict[str, Spec]:
 
     Returns:
         name → spec; apply with `spec.hooks(inputs, layers=flow_window(l, 9, n_layers))` on inputs
-        with roles (`vlens.roles.with_roles`).
+        with roles (`vlens.inputs.roles.with_roles`).
     """
     true, false = option(correct=True), option(correct=False)
     return {
@@ -120,15 +128,28 @@ def effective_ranges(n_layers: int, ranges: Mapping[str, Sequence[int]] | None =
     """
     scaled = ranges is None
     if scaled:
-        ranges = {k: (round(a * n_layers / EFFECTIVE_DEPTH), round(b * n_layers / EFFECTIVE_DEPTH)) for k, (a, b) in EFFECTIVE_7B.items()}
+        ranges = {
+            k: (round(a * n_layers / EFFECTIVE_DEPTH), round(b * n_layers / EFFECTIVE_DEPTH))
+            for k, (a, b) in EFFECTIVE_7B.items()
+        }
     out = {}
     for k, v in ranges.items():
         if k not in EFFECTIVE_7B:
             raise ValueError(f"effective-pathway range {k!r} is unknown; give {', '.join(EFFECTIVE_7B)}")
-        if not (isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(x, int) for x in v) and 0 <= v[0] < v[1] <= n_layers):
-            how = (f"map-the-flow's 7B range {list(EFFECTIVE_7B[k])} of 32 layers scaled to {n_layers} is {list(v)}, which is "
-                   f"empty; pass effective_ranges (options['flow']['effective_ranges']) for this model") if scaled else (
-                   f"effective-pathway range {k}={v!r} must be [start, end) with 0 <= start < end <= {n_layers}")
+        if not (
+            isinstance(v, (list, tuple))
+            and len(v) == 2
+            and all(isinstance(x, int) for x in v)
+            and 0 <= v[0] < v[1] <= n_layers
+        ):
+            how = (
+                (
+                    f"map-the-flow's 7B range {list(EFFECTIVE_7B[k])} of 32 layers scaled to {n_layers} is {list(v)}, which is "
+                    f"empty; pass effective_ranges (options['flow']['effective_ranges']) for this model"
+                )
+                if scaled
+                else (f"effective-pathway range {k}={v!r} must be [start, end) with 0 <= start < end <= {n_layers}")
+            )
             raise ValueError(how)
         out[k] = (v[0], v[1])
     missing = set(EFFECTIVE_7B) - set(out)
@@ -137,7 +158,9 @@ def effective_ranges(n_layers: int, ranges: Mapping[str, Sequence[int]] | None =
     return out
 
 
-def effective_pathway(n_layers: int, ranges: Mapping[str, Sequence[int]] | None = None) -> list[tuple[str, Spec, LayerSelection]]:
+def effective_pathway(
+    n_layers: int, ranges: Mapping[str, Sequence[int]] | None = None
+) -> list[tuple[str, Spec, LayerSelection]]:
     """map-the-flow's effective-pathway run (effective_pathway_analysis.py, `block_mappings`): seven
     pathways blocked together, each in its own layers, so that only the effective pathways remain.
 
@@ -176,10 +199,16 @@ def effective_pathway(n_layers: int, ranges: Mapping[str, Sequence[int]] | None 
         ("last<-question+options", specs["last<-question+options"], outside("last<-question+options")),
         ("last<-last", specs["last<-last"], sorted(everywhere)),
         ("last<-video", specs["last<-video"], sorted(everywhere)),
-        ("video<-video", Edges("vision", "vision", diagonal=True, name="video←video"),
-         list(range(r["question+options<-video"][1], n_layers))),
-        ("question+options<-question+options", Edges(QUESTION_SPAN, QUESTION_SPAN, diagonal=True, name="question+options←question+options"),
-         list(range(r["last<-question+options"][1], n_layers))),
+        (
+            "video<-video",
+            Edges("vision", "vision", diagonal=True, name="video←video"),
+            list(range(r["question+options<-video"][1], n_layers)),
+        ),
+        (
+            "question+options<-question+options",
+            Edges(QUESTION_SPAN, QUESTION_SPAN, diagonal=True, name="question+options←question+options"),
+            list(range(r["last<-question+options"][1], n_layers)),
+        ),
     ]
     return [(name, spec, layers(ls)) for name, spec, ls in parts if ls]
 
@@ -205,8 +234,16 @@ def edges_kept(layout: VideoLayout, parts: Sequence[tuple[str, Spec, LayerSelect
     return kept / (n_layers * int(causal.sum()))
 
 
-__all__ = ["KeepOnly", "TARGETS", "edges_kept", "effective_pathway", "effective_pathway_hooks", "flow_specs",
-           "flow_window", "keep_only"]
+__all__ = [
+    "KeepOnly",
+    "TARGETS",
+    "edges_kept",
+    "effective_pathway",
+    "effective_pathway_hooks",
+    "flow_specs",
+    "flow_window",
+    "keep_only",
+]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -238,7 +275,7 @@ def attention_flow(model, inputs, sources: tuple[str, ...] = ("last", "question"
 
     Args:
         model: a HookedVideoLLM.
-        inputs: VideoInputs of one row, with roles (`vlens.roles.with_roles`).
+        inputs: VideoInputs of one row, with roles (`vlens.inputs.roles.with_roles`).
         sources: role names (or any selector) whose attention is measured.
         fwd_hooks: extra hooks for the same forward (e.g. a knockout, to see the flow under it).
 
@@ -249,7 +286,7 @@ def attention_flow(model, inputs, sources: tuple[str, ...] = ("last", "question"
     Raises:
         ValueError: a batch of more than one row, or a source with no positions.
     """
-    from vlens.positions import as_positions
+    from vlens.inputs.positions import as_positions
 
     if len(inputs.layouts) != 1:
         raise ValueError(f"attention_flow takes one row, got {len(inputs.layouts)}; index the batch first")
@@ -261,7 +298,9 @@ def attention_flow(model, inputs, sources: tuple[str, ...] = ("last", "question"
     for s in sources:
         r = as_positions(s)(layout)
         if not r.any():
-            raise ValueError(f"source {s!r} has no positions in this layout (roles derived? see vlens.roles.with_roles)")
+            raise ValueError(
+                f"source {s!r} has no positions in this layout (roles derived? see vlens.inputs.roles.with_roles)"
+            )
         rows.append(r)
     out = torch.zeros(model.cfg.n_layers, len(sources), len(names))
 

@@ -9,7 +9,7 @@ Causal attention is softmax(QKᵀ/√d + M)V; a knockout sets entries of M to �
 | VS-K     | `video` position of frame i                                 | other `video` of frame i |
 
 `ko.Edges(queries=..., keys=..., frames=..., diagonal=...)` removes any query ← key edges over
-segments, text roles and frames (vlens.positions); LV, VT and VS are named `Edges`.
+segments, text roles and frames (vlens.inputs.positions); LV, VT and VS are named `Edges`.
 `spec.blocked(layout)` is exactly the removed edges, strictly below the diagonal unless a spec
 asks for the diagonal explicitly (`diagonal=True`); a row that loses every edge gets attention
 output 0 (no NaN) on every path. Specs compose with `|` (union of removed edges). Frames that
@@ -33,12 +33,17 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from vlens.interventions import KnockoutError, check_layouts
-from vlens.layer_selection import (  # noqa: F401 (re-exported: ko.window, ko.from_layer, ...)
-    LayerSelection, all_layers, as_selection, from_layer, layers, window,
+from vlens.components.per_call import KnockoutError, check_layouts
+from vlens.inputs.layout import ROLES, VideoLayout
+from vlens.inputs.positions import Positions, as_positions, at, option, role, segment  # noqa: F401 (re-exported)
+from vlens.interventions.layer_selection import (  # noqa: F401 (re-exported: ko.window, ko.from_layer, ...)
+    LayerSelection,
+    all_layers,
+    as_selection,
+    from_layer,
+    layers,
+    window,
 )
-from vlens.layout import ROLES, VideoLayout
-from vlens.positions import Positions, as_positions, at, option, role, segment  # noqa: F401 (re-exported)
 
 HookSite = Literal["pattern", "attn_scores"]
 
@@ -99,16 +104,24 @@ def _nothing_removed(spec: Spec, layout: VideoLayout) -> str:
     hints = []
     named_roles = [r for r in ROLES if r != "last" and r in spec.label]
     if named_roles and set(layout.role) <= {"", "last"}:
-        hints.append(f"it names text roles ({', '.join(named_roles)}) and these inputs have none: build them with "
-                     "vlens.roles.with_roles(model, inputs, question, options, answer=...)")
-    counts = [int((layout.frame[layout.is_video] == f).sum()) for f in range(layout.n_frames)] if layout.n_frames else []
+        hints.append(
+            f"it names text roles ({', '.join(named_roles)}) and these inputs have none: build them with "
+            "vlens.inputs.roles.with_roles(model, inputs, question, options, answer=...)"
+        )
+    counts = (
+        [int((layout.frame[layout.is_video] == f).sum()) for f in range(layout.n_frames)] if layout.n_frames else []
+    )
     if layout.n_frames == 1:
         hints.append("the video has one frame (or temporal group): there are no edges across frames")
     elif counts and max(counts) == 1:
         hints.append("every frame is one token: there are no edges within a frame")
-    hints.append("check that the segments/roles/options it names exist here; frames='same'/'other'/... only "
-                 "relate video positions to video positions; a position from itself needs diagonal=True")
-    return f"{spec.label} removes no attention edge on these inputs, so the run equals the clean one. " + "; ".join(hints)
+    hints.append(
+        "check that the segments/roles/options it names exist here; frames='same'/'other'/... only "
+        "relate video positions to video positions; a position from itself needs diagonal=True"
+    )
+    return f"{spec.label} removes no attention edge on these inputs, so the run equals the clean one. " + "; ".join(
+        hints
+    )
 
 
 def _parts(spec: Spec) -> tuple[Spec, ...]:
@@ -117,7 +130,13 @@ def _parts(spec: Spec) -> tuple[Spec, ...]:
 
 FrameRelation = Literal["any", "same", "other", "earlier", "later"]
 _FRAME_RELATIONS = ("any", "same", "other", "earlier", "later")
-_ARROWS = {"any": "", "same": " (same frame)", "other": " (other frames)", "earlier": " (earlier frames)", "later": " (later frames)"}
+_ARROWS = {
+    "any": "",
+    "same": " (same frame)",
+    "other": " (other frames)",
+    "earlier": " (earlier frames)",
+    "later": " (later frames)",
+}
 
 
 class Edges(Spec):
@@ -133,7 +152,7 @@ class Edges(Spec):
     exactly 0 in that layer, on every attention path and dtype (no NaN).
 
     Args:
-        queries: a position selector (vlens.positions): a segment, role or special name, a tuple
+        queries: a position selector (vlens.inputs.positions): a segment, role or special name, a tuple
             of them, or `ko.segment/role/option/at(...)`.
         keys: likewise.
         frames: the frame relation between query and key.
@@ -144,8 +163,15 @@ class Edges(Spec):
         KnockoutError: an unknown frame relation, or a non-bool `diagonal`.
     """
 
-    def __init__(self, queries: object, keys: object, *, frames: FrameRelation = "any",
-                 diagonal: bool = False, name: str | None = None):
+    def __init__(
+        self,
+        queries: object,
+        keys: object,
+        *,
+        frames: FrameRelation = "any",
+        diagonal: bool = False,
+        name: str | None = None,
+    ):
         if frames not in _FRAME_RELATIONS:
             raise KnockoutError(f"Edges(frames={frames!r}): the frame relation must be one of {_FRAME_RELATIONS}")
         if not isinstance(diagonal, bool):
@@ -203,7 +229,9 @@ class Custom(Spec):
         n = len(layout)
         out = torch.as_tensor(self.fn(layout))
         if out.shape != (n, n) or out.dtype != torch.bool:
-            raise KnockoutError(f"{self.label}: fn must return a bool tensor of shape ({n}, {n}), got {out.dtype} {tuple(out.shape)}")
+            raise KnockoutError(
+                f"{self.label}: fn must return a bool tensor of shape ({n}, {n}), got {out.dtype} {tuple(out.shape)}"
+            )
         if out.diagonal().any() and not self.diagonal:
             raise KnockoutError(
                 f"{self.label} blocks the diagonal (a position from itself), which can empty a row; "
@@ -298,7 +326,10 @@ class _NameFilter:
     def __call__(self, name: str) -> bool:
         parts = name.split(".")
         return (
-            len(parts) == 4 and parts[0] == "blocks" and parts[2] == "attn" and parts[3] == f"hook_{self.on}"
+            len(parts) == 4
+            and parts[0] == "blocks"
+            and parts[2] == "attn"
+            and parts[3] == f"hook_{self.on}"
             and int(parts[1]) in self.selection
         )
 
@@ -309,7 +340,7 @@ class _NameFilter:
 class KnockoutHook:
     """One knockout spec in a layer selection for a batch of layouts.
 
-    An attention intervention (vlens.interventions.EdgeRemoval): given to `run_with_hooks`, it
+    An attention intervention (vlens.components.per_call.EdgeRemoval): given to `run_with_hooks`, it
     is resolved and checked against the batch before the forward runs and lives only for that
     call. Callable as a plain TransformerLens hook too (`model.add_hook(name, hook)`): then it
     edits the pattern/scores tensor it is given.
@@ -319,12 +350,16 @@ class KnockoutHook:
         if on not in ("pattern", "attn_scores"):
             raise KnockoutError(f"on must be 'pattern' or 'attn_scores', got {on!r}")
         if not isinstance(spec, Spec):
-            raise KnockoutError(f"{spec!r} is not a knockout spec; use ko.LV(), ko.VT(), ko.VS(), ko.Edges(...) or ko.Custom(fn)")
+            raise KnockoutError(
+                f"{spec!r} is not a knockout spec; use ko.LV(), ko.VT(), ko.VS(), ko.Edges(...) or ko.Custom(fn)"
+            )
         if not layouts:
             raise KnockoutError("knockout hooks need at least one row of inputs (the batch is empty)")
         for i, layout in enumerate(layouts):
             if not layout.has_video:
-                raise KnockoutError(f"row {i} of the inputs has no video positions; a {spec.label} knockout needs video")
+                raise KnockoutError(
+                    f"row {i} of the inputs has no video positions; a {spec.label} knockout needs video"
+                )
         self.spec, self.selection, self.layouts, self.site = spec, selection, list(layouts), on
         self.name_filter = _NameFilter(selection, on)
         self._blocked: dict[tuple[int, str], Tensor] = {}

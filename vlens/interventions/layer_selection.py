@@ -16,7 +16,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from vlens.interventions import KnockoutError
+from vlens.components.per_call import KnockoutError
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,9 @@ class LayerSelection:
         if self.kind == "from":
             (i,) = self.args
             if not 0 <= i < n_layers:
-                raise KnockoutError(f"from_layer({i}) is out of range: the model has {n_layers} layers (0..{n_layers - 1})")
+                raise KnockoutError(
+                    f"from_layer({i}) is out of range: the model has {n_layers} layers (0..{n_layers - 1})"
+                )
             return tuple(range(i, n_layers))
         if self.kind == "window":
             lo, hi = _window_range(self.args)

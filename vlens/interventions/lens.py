@@ -45,8 +45,16 @@ class LensResult:
 
 
 @torch.no_grad()
-def logit_lens(model, inputs, letter_ids: Sequence[int], answer: int | None = None, *, position: int = -1,
-               apply_norm: bool = True, row: int = 0) -> LensResult:
+def logit_lens(
+    model,
+    inputs,
+    letter_ids: Sequence[int],
+    answer: int | None = None,
+    *,
+    position: int = -1,
+    apply_norm: bool = True,
+    row: int = 0,
+) -> LensResult:
     """Decode the residual stream at `position` after every layer through the unembedding.
 
     Args:
@@ -65,8 +73,10 @@ def logit_lens(model, inputs, letter_ids: Sequence[int], answer: int | None = No
     L = model.cfg.n_layers
     names = {f"blocks.{l}.hook_resid_pre" for l in range(L)} | {f"blocks.{L - 1}.hook_resid_post"}
     _, cache = model.run_with_cache(inputs, names_filter=lambda n: n in names)
-    resid = torch.stack([cache[f"blocks.{l}.hook_resid_pre"][row, position] for l in range(L)]
-                        + [cache[f"blocks.{L - 1}.hook_resid_post"][row, position]])
+    resid = torch.stack(
+        [cache[f"blocks.{l}.hook_resid_pre"][row, position] for l in range(L)]
+        + [cache[f"blocks.{L - 1}.hook_resid_post"][row, position]]
+    )
     x = model.ln_final(resid[:, None])[:, 0] if apply_norm else resid
     logits = model.unembed(x).float()
     letters = logits[:, list(letter_ids)]
@@ -80,7 +90,9 @@ def logit_lens(model, inputs, letter_ids: Sequence[int], answer: int | None = No
 
 
 @torch.no_grad()
-def attention_to_frames(model, inputs, *, query: str = "question", row: int = 0) -> Float[Tensor, "layer head frame_plus"]:
+def attention_to_frames(
+    model, inputs, *, query: str = "question", row: int = 0
+) -> Float[Tensor, "layer head frame_plus"]:
     """Attention mass from the query rows (`question`: text after the video; `final`: the last
     position) to each frame's video positions, then to the separator/markers ('other vision'),
     and to the text/system positions, per layer and head, averaged over query rows:

@@ -29,8 +29,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from vlens.layout import VideoLayout
-from vlens.video import SampledVideo
+from vlens.inputs.layout import VideoLayout
+from vlens.inputs.sampling import SampledVideo
 
 SITES = ("resid_pre", "attn_out", "mlp_out", "z")
 CORRUPTIONS = ("shuffle", "reverse", "replace", "video", "question")
@@ -129,15 +129,19 @@ def corrupt(model, clean, kind: str, *, frame: int = 0, other=None, question: st
     else:
         if question is None:
             raise PatchingError("corruption 'question' needs question= (a question with the same token count)")
-        new = model.processor.apply_chat_template(model.family.messages(question, None), add_generation_prompt=True, tokenize=False)
+        new = model.processor.apply_chat_template(
+            model.family.messages(question, None), add_generation_prompt=True, tokenize=False
+        )
         prompt = new
-    corrupted = model.inputs_from_prompts([prompt], [SampledVideo(frames, video.indices, video.timestamps, video.fps, f"{kind}:{video.source}")])
+    corrupted = model.inputs_from_prompts(
+        [prompt], [SampledVideo(frames, video.indices, video.timestamps, video.fps, f"{kind}:{video.source}")]
+    )
     check_same_layout(clean, corrupted)
     return corrupted
 
 
 def _frames_of(other, n: int) -> np.ndarray:
-    from vlens.video import load_video
+    from vlens.inputs.video import load_video
 
     return other.frames if isinstance(other, SampledVideo) else load_video(other, n).frames
 
@@ -235,10 +239,14 @@ def patch_sweep(
     hook_name = (lambda l: f"blocks.{l}.attn.hook_z") if site == "z" else (lambda l: f"blocks.{l}.hook_{site}")
     names = {hook_name(l) for l in layers}
     starts = {f"blocks.{l}.hook_resid_pre" for l in layers}
-    clean_logits, cache = model.run_with_cache(clean, names_filter=lambda n: n in names, logits_to_keep=1, return_cache_object=False)
+    clean_logits, cache = model.run_with_cache(
+        clean, names_filter=lambda n: n in names, logits_to_keep=1, return_cache_object=False
+    )
     n_deep = model.cfg.deepstack_layers  # Qwen3-VL: runs resumed below it need the DeepStack additions
     starts |= {f"blocks.{l}.hook_deepstack" for l in range(min(layers, default=n_deep), n_deep)}
-    corr_logits, corr_cache = model.run_with_cache(corrupted, names_filter=lambda n: n in starts, logits_to_keep=1, return_cache_object=False)
+    corr_logits, corr_cache = model.run_with_cache(
+        corrupted, names_filter=lambda n: n in starts, logits_to_keep=1, return_cache_object=False
+    )
     clean_diff = float(logit_diff(clean_logits[:, -1], letter_ids, answer)[0])
     corr_diff = float(logit_diff(corr_logits[:, -1], letter_ids, answer)[0])
     heads = range(model.cfg.n_heads) if site == "z" else [None]
@@ -270,8 +278,9 @@ def patch_sweep(
         s = min(l for l, _, _ in chunk)
         resid = corr_cache[f"blocks.{s}.hook_resid_pre"].repeat(B, 1, 1)  # a copy per row: hooks write in place
         deep = {l: corr_cache[f"blocks.{l}.hook_deepstack"].expand(B, -1, -1) for l in range(s, n_deep)}
-        logits = model.run_with_hooks(step, fwd_hooks=fwd, start_at_layer=s, resid=resid, logits_to_keep=1,
-                                      deepstack_adds=deep)
+        logits = model.run_with_hooks(
+            step, fwd_hooks=fwd, start_at_layer=s, resid=resid, logits_to_keep=1, deepstack_adds=deep
+        )
         diffs.append(logit_diff(logits[:, -1], letter_ids, answer))
     raw = torch.cat(diffs)
     shape = (len(layers), len(groups)) if site != "z" else (len(layers), model.cfg.n_heads, len(groups))
@@ -302,10 +311,13 @@ def patch_naive(model, clean, corrupted, letter_ids, answer, *, site="resid_pre"
     layers = list(range(L)) if layers is None else list(layers)
     groups = position_groups(clean.layout) if groups is None else groups
     name = (lambda l: f"blocks.{l}.attn.hook_z") if site == "z" else (lambda l: f"blocks.{l}.hook_{site}")
-    _, cache = model.run_with_cache(clean, names_filter=lambda n: n in {name(l) for l in layers}, return_cache_object=False)
+    _, cache = model.run_with_cache(
+        clean, names_filter=lambda n: n in {name(l) for l in layers}, return_cache_object=False
+    )
     out = torch.zeros(len(layers), len(groups))
     for i, l in enumerate(layers):
         for j, pos in enumerate(groups.values()):
+
             def hook(act, hook, pos=pos, l=l):
                 act[:, pos] = cache[name(l)][:, pos]
                 return act

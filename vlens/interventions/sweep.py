@@ -26,11 +26,11 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from vlens.flops import suffix_layer_flops, unembed_per_row
-from vlens.interventions import Interventions
-from vlens.knockout import KnockoutError, LayerSelection, Spec
-from vlens.kv_cache import KVCache
-from vlens.layout import VideoLayout
+from vlens.components.kv_cache import KVCache
+from vlens.components.per_call import Interventions
+from vlens.inputs.layout import VideoLayout
+from vlens.interventions.flops import suffix_layer_flops, unembed_per_row
+from vlens.interventions.knockout import KnockoutError, LayerSelection, Spec
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,7 @@ class SweepPlan:
         """(engine, naive) FLOPs of the sweep, counted analytically from the config: per row and
         layer the q/k/v/o projections and the MLP, plus causal attention (QKᵀ and AV over the
         row's keys); the unembedding of the last position only (what scoring reads)."""
+
         def layer_rows(r0: int) -> float:
             f = suffix_layer_flops(cfg, self.seq_len, r0)
             return f.attention + f.linear
@@ -106,7 +107,9 @@ class SweepPlan:
         unembed = unembed_per_row(cfg)
         full = self.n_layers * layer_rows(0) + unembed
         n_configs = sum(len(v) for v in self.groups.values())
-        engine = full + sum(len(idx) * ((self.n_layers - s) * layer_rows(r0) + unembed) for (s, r0), idx in self.groups.items())
+        engine = full + sum(
+            len(idx) * ((self.n_layers - s) * layer_rows(r0) + unembed) for (s, r0), idx in self.groups.items()
+        )
         return engine, (n_configs + 1) * full
 
     def relative_cost(self, cfg=None) -> float:
@@ -171,7 +174,9 @@ def run_sweep(
     names |= {f"blocks.{l}.attn.hook_{n}" for l in range(min(starts, default=L), L) for n in ("rot_k", "v")}
     n_deep = model.cfg.deepstack_layers  # Qwen3-VL: resumed rows need the DeepStack additions
     names |= {f"blocks.{l}.hook_deepstack" for l in range(min(starts, default=L), n_deep)}
-    logits, cache = model.run_with_cache(inputs, names_filter=lambda n: n in names, logits_to_keep=1, return_cache_object=False)
+    logits, cache = model.run_with_cache(
+        inputs, names_filter=lambda n: n in names, logits_to_keep=1, return_cache_object=False
+    )
     out: dict[str, Tensor] = {"clean": logits[0, -1]} if clean else {}
     cached_bytes = sum(t.numel() * t.element_size() for t in cache.values())
     budget = None if max_memory is None else max_memory - cached_bytes
@@ -181,12 +186,19 @@ def run_sweep(
             f"({cached_bytes} bytes); raise --max-memory or use --engine naive"
         )
     # cached K/V are [batch, pos, kv_head, d_head]; attention keeps [batch, kv_head, pos, d_head]
-    kv = {l: (cache[f"blocks.{l}.attn.hook_rot_k"].transpose(1, 2), cache[f"blocks.{l}.attn.hook_v"].transpose(1, 2))
-          for l in range(min(starts, default=L), L)}
+    kv = {
+        l: (cache[f"blocks.{l}.attn.hook_rot_k"].transpose(1, 2), cache[f"blocks.{l}.attn.hook_v"].transpose(1, 2))
+        for l in range(min(starts, default=L), L)
+    }
     mask = inputs.get("attention_mask")
     positions = model.position_ids(inputs)  # [1, N] or [3, 1, N] (M-RoPE): rows r0.. continue them
     if report is not None:
-        report.update(cached_bytes=cached_bytes, batches=[], peak_estimate=cached_bytes, relative_cost=sweep_plan.relative_cost(model.cfg))
+        report.update(
+            cached_bytes=cached_bytes,
+            batches=[],
+            peak_estimate=cached_bytes,
+            relative_cost=sweep_plan.relative_cost(model.cfg),
+        )
     for (s, r0), idx in sorted(sweep_plan.groups.items()):
         per_row = _bytes_per_config(model, N - r0, N, L - s)
         chunk = len(idx) if budget is None else max(1, min(len(idx), budget // per_row))
@@ -203,14 +215,27 @@ def run_sweep(
             part = [configs[i] for i in idx[c0 : c0 + chunk]]
             B = len(part)
             rows = ConfigurationRows(part, L, layout)
-            past = KVCache.from_prefix(L, {l: (kv[l][0][:, :, :r0].expand(B, -1, -1, -1), kv[l][1][:, :, :r0].expand(B, -1, -1, -1))
-                                           for l in range(s, L)})
+            past = KVCache.from_prefix(
+                L,
+                {
+                    l: (kv[l][0][:, :, :r0].expand(B, -1, -1, -1), kv[l][1][:, :, :r0].expand(B, -1, -1, -1))
+                    for l in range(s, L)
+                },
+            )
             step = {"input_ids": inputs["input_ids"][:, r0:].expand(B, -1), "position_ids": positions[..., r0:]}
             if mask is not None:
                 step["attention_mask"] = mask.expand(B, -1)
             deep = {l: cache[f"blocks.{l}.hook_deepstack"][:, r0:].expand(B, -1, -1) for l in range(s, n_deep)}
-            logits = model(step, start_at_layer=s, resid=resid.repeat(B, 1, 1), kv_cache=past, q_start=r0,
-                           logits_to_keep=1, interventions=Interventions.resolve([rows], L), deepstack_adds=deep)
+            logits = model(
+                step,
+                start_at_layer=s,
+                resid=resid.repeat(B, 1, 1),
+                kv_cache=past,
+                q_start=r0,
+                logits_to_keep=1,
+                interventions=Interventions.resolve([rows], L),
+                deepstack_adds=deep,
+            )
             for cfg, row in zip(part, logits[:, -1]):
                 out[cfg.name] = row
     return out

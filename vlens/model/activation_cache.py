@@ -11,8 +11,16 @@ from transformer_lens import ActivationCache
 class VideoActivationCache(ActivationCache):
     """An `ActivationCache` whose `decompose_resid` includes the DeepStack additions."""
 
-    def decompose_resid(self, layer=None, mlp_input=False, mode="all", apply_ln=False, pos_slice=None,
-                        incl_embeds=True, return_labels=False):
+    def decompose_resid(
+        self,
+        layer=None,
+        mlp_input=False,
+        mode="all",
+        apply_ln=False,
+        pos_slice=None,
+        incl_embeds=True,
+        return_labels=False,
+    ):
         """TransformerLens' `decompose_resid`, plus one `{l}_deepstack` component after
         `{l}_mlp_out` for every DeepStack block l below `layer` (mode "all" only: they are neither
         attention nor MLP outputs). Components sum to the residual stream as before.

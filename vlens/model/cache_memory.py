@@ -29,8 +29,17 @@ NXN_HOOKS = ("hook_attn_scores", "hook_pattern")
 NO_NXN_FILTER = 'names_filter=lambda name: not name.endswith(("hook_attn_scores", "hook_pattern"))'
 DEFAULT_BUDGET = "auto"  # half the memory now available on the cache's device
 _BLOCK = re.compile(r"^blocks\.(\d+)\.")
-_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "kib": 2**10, "mib": 2**20,
-          "gib": 2**30, "tib": 2**40}
+_UNITS = {
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
 
 
 class CacheMemoryError(MemoryError, ValueError):
@@ -54,8 +63,10 @@ class CacheEstimate:
     largest: tuple[str, int]
 
     def __str__(self) -> str:
-        return (f"{n_bytes(self.total)} in {self.n_tensors} tensors ({n_bytes(self.nxn)} of them N×N attention "
-                f"scores/patterns; largest {self.largest[0]}: {n_bytes(self.largest[1])})")
+        return (
+            f"{n_bytes(self.total)} in {self.n_tensors} tensors ({n_bytes(self.nxn)} of them N×N attention "
+            f"scores/patterns; largest {self.largest[0]}: {n_bytes(self.largest[1])})"
+        )
 
 
 def n_bytes(b: float) -> str:
@@ -185,10 +196,14 @@ def budget_bytes(budget: int | float | str | None, device: torch.device | str) -
             return None if free is None else free // 2
         m = re.fullmatch(r"([0-9]*\.?[0-9]+)([kmgt]i?b|b)?", text)
         if not m:
-            raise ValueError(f"memory_budget {budget!r} is not a size: use bytes (an int), '8GB', '500MiB', 'auto' or None")
+            raise ValueError(
+                f"memory_budget {budget!r} is not a size: use bytes (an int), '8GB', '500MiB', 'auto' or None"
+            )
         return int(float(m.group(1)) * _UNITS[m.group(2) or "b"])
     if isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget <= 0:
-        raise ValueError(f"memory_budget must be a positive number of bytes, a size string, 'auto' or None; got {budget!r}")
+        raise ValueError(
+            f"memory_budget must be a positive number of bytes, a size string, 'auto' or None; got {budget!r}"
+        )
     return int(budget)
 
 
@@ -211,13 +226,22 @@ def check(model, model_args: Iterable, kwargs: dict, memory_budget: Any) -> Cach
     limit = budget_bytes(memory_budget, device)
     if limit is None or not args:
         return None
-    est = estimate(model, args[0], kwargs.get("names_filter"), incl_bwd=kwargs.get("incl_bwd", False),
-                   start_at_layer=kwargs.get("start_at_layer"), stop_at_layer=kwargs.get("stop_at_layer"))
+    est = estimate(
+        model,
+        args[0],
+        kwargs.get("names_filter"),
+        incl_bwd=kwargs.get("incl_bwd", False),
+        start_at_layer=kwargs.get("start_at_layer"),
+        stop_at_layer=kwargs.get("stop_at_layer"),
+    )
     if est.total <= limit:
         return None if est.total == 0 else est
-    hint = (f"keep the N×N attention scores/patterns out of the cache with {NO_NXN_FILTER} "
-            f"(that leaves {n_bytes(est.total - est.nxn)})" if est.nxn else
-            "cache fewer hooks with names_filter (e.g. only the residual stream: names_filter=lambda name: 'resid' in name)")
+    hint = (
+        f"keep the N×N attention scores/patterns out of the cache with {NO_NXN_FILTER} "
+        f"(that leaves {n_bytes(est.total - est.nxn)})"
+        if est.nxn
+        else "cache fewer hooks with names_filter (e.g. only the residual stream: names_filter=lambda name: 'resid' in name)"
+    )
     raise CacheMemoryError(
         f"run_with_cache would keep {est}, over the memory budget of {n_bytes(limit)}"
         f"{' (half the memory now available)' if memory_budget == 'auto' else ''}. To fix: {hint}; "

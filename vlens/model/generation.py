@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-
-import contextlib
-import dataclasses
-import json
-from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Int
 from torch import Tensor, nn
-from transformer_lens import HookedRootModule
-from transformer_lens.hook_points import HookPoint
 
-from vlens.attention import AttentionContext, AttentionPath
-from vlens.components import Embed, TransformerBlock, Unembed
-from vlens.norm import RMSNorm
+from vlens.components.kv_cache import KVCache
+from vlens.components.per_call import RowPlan
 from vlens.config import HookedVideoLLMConfig
-from vlens.families import Family, check_weight_coverage, family_for, resolve
-from vlens.families.base import hf_parameter
-from vlens.inputs import VideoInputs, as_frames, check_hf_kwargs, load_images, with_media
-from vlens.interventions import BatchRows, EdgeRemoval, Interventions, RowPlan
-from vlens.kv_cache import KVCache
-from vlens.video import SampledVideo, Sampling, load_video
+from vlens.families import Family
+from vlens.inputs.video_inputs import VideoInputs
 
 
 class Generation:
@@ -48,7 +36,7 @@ class Generation:
         plan: RowPlan | None = None,
     ) -> Int[Tensor, "batch new"]:
         """Greedy decoding with a KV cache; `fwd_hooks` (knockouts included) apply at every step,
-        `plan` (vlens.efficient) to the prompt's prefill. Returns the new tokens; rows that
+        `plan` (vlens.interventions.efficient) to the prompt's prefill. Returns the new tokens; rows that
         finished are padded with the pad token."""
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")

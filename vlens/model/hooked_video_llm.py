@@ -8,7 +8,7 @@ hooked decoder (vlens.components) whose weights *are* the HF tensors (shared, no
     logits, cache = model.run_with_cache(inputs)        # TransformerLens ActivationCache
     hf_model(**inputs)                                  # the same tensors through HF
 
-Knockout hooks (vlens.knockout) given to `run_with_hooks` / `hooks()` are folded into the SDPA mask
+Knockout hooks (vlens.interventions.knockout) given to `run_with_hooks` / `hooks()` are folded into the SDPA mask
 of the layers they cover (the fast path) unless something else hooks the attention scores or
 pattern of that layer; `model.last_attention_path` says which path ran.
 
@@ -18,12 +18,8 @@ TransformerLens surface (here), generation (vlens.model.generation).
 
 from __future__ import annotations
 
-
 import contextlib
-import dataclasses
-import json
-from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -32,16 +28,15 @@ from torch import Tensor, nn
 from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
-from vlens.attention import AttentionContext, AttentionPath
-from vlens.components import Embed, TransformerBlock, Unembed
-from vlens.norm import RMSNorm
+from vlens.components.attention_mask import AttentionContext, AttentionPath
+from vlens.components.block import TransformerBlock
+from vlens.components.embed import Embed, Unembed
+from vlens.components.kv_cache import KVCache
+from vlens.components.norm import RMSNorm
+from vlens.components.per_call import BatchRows, EdgeRemoval, Interventions, RowPlan
 from vlens.config import HookedVideoLLMConfig
-from vlens.families import Family, check_weight_coverage, family_for, resolve
-from vlens.families.base import hf_parameter
-from vlens.inputs import VideoInputs, as_frames, check_hf_kwargs, load_images, with_media
-from vlens.interventions import BatchRows, EdgeRemoval, Interventions, RowPlan
-from vlens.kv_cache import KVCache
-from vlens.video import SampledVideo, Sampling, load_video
+from vlens.families import Family
+from vlens.inputs.video_inputs import VideoInputs
 from vlens.model.generation import Generation
 from vlens.model.input_builder import InputBuilder
 from vlens.model.loading import Loading
@@ -51,7 +46,7 @@ class HookedVideoLLM(Loading, InputBuilder, Generation, HookedRootModule):
     """A video LLM's language model as a TransformerLens `HookedRootModule`.
 
     Build it with `from_pretrained(local_dir)` or `from_hf(hf_model, processor)`. The decoder is
-    ours (vlens.components, vlens.attention) with TransformerLens hook names; its weights are the
+    ours (vlens.components, vlens.components.attention) with TransformerLens hook names; its weights are the
     HF model's tensors. Interventions (knockout hooks, efficient-inference plans) are passed per
     call — `run_with_hooks(inputs, fwd_hooks=ko.LV().hooks(inputs))`, `forward(inputs, plan=...)`
     — checked against the batch before anything runs and gone when the call ends.
@@ -88,7 +83,6 @@ class HookedVideoLLM(Loading, InputBuilder, Generation, HookedRootModule):
         self.setup()
         self.eval()  # inference library: dropout off, as TransformerLens tools require
 
-
     def _check_device(self, tensors: dict[str, Any]) -> None:
         """A forward never moves tensors silently: inputs must be on the model's device."""
         device = torch.device(self.cfg.device)
@@ -111,16 +105,20 @@ class HookedVideoLLM(Loading, InputBuilder, Generation, HookedRootModule):
         empty list for every other family, or without pixel values).
 
         HF-format families marked `hf_merge` place features with the HF model's own code
-        (vlens.hf_merge), so images, several media per row and mixed resolutions land exactly
+        (vlens.model.hf_merge), so images, several media per row and mixed resolutions land exactly
         where HF puts them; the others use their family's vision path. `hook_video_features` sees
         the features at the video and separator positions, [batch, n_vision, d_model] (rows with
         fewer are zero-padded at the end; only real positions are written back)."""
         ids = inputs["input_ids"]  # on the model's device (forward checks; never moved silently)
         has_pixels = any(k.startswith("pixel_values") for k in inputs)
         if has_pixels and getattr(self.family, "hf_merge", False):
-            from vlens.hf_merge import merged_embeddings
+            from vlens.model.hf_merge import merged_embeddings
 
-            hf_kwargs = {k: v for k, v in inputs.items() if k in getattr(self.family, "hf_inputs", ()) or k in ("input_ids", "attention_mask")}
+            hf_kwargs = {
+                k: v
+                for k, v in inputs.items()
+                if k in getattr(self.family, "hf_inputs", ()) or k in ("input_ids", "attention_mask")
+            }
             try:
                 x = merged_embeddings(self.hf_model, hf_kwargs)
             except (ValueError, RuntimeError, IndexError) as e:
@@ -149,8 +147,10 @@ class HookedVideoLLM(Loading, InputBuilder, Generation, HookedRootModule):
                     f"{n_feats} features; build inputs with model.to_inputs (same processor, same frames)"
                 )
             x = x.masked_scatter(vision_mask[..., None], feats)
-            adds = [torch.zeros_like(x).masked_scatter(vision_mask[..., None], d.to(x.dtype))
-                    for d in deep[: self.cfg.deepstack_layers]]
+            adds = [
+                torch.zeros_like(x).masked_scatter(vision_mask[..., None], d.to(x.dtype))
+                for d in deep[: self.cfg.deepstack_layers]
+            ]
         elif vision_mask.any():
             raise ValueError("input_ids contain vision placeholders but no pixel values were given")
         return x, adds
@@ -191,7 +191,7 @@ class HookedVideoLLM(Loading, InputBuilder, Generation, HookedRootModule):
             logits_to_keep: unembed only the last k positions (as HF's argument of that name).
             kv_cache: a `KVCache`; with `q_start`, run the last positions of a longer sequence
                 against the cached keys/values of the first `q_start` (decoding, sweeps).
-            plan: an efficient-inference plan (vlens.efficient): rows that leave the sequence
+            plan: an efficient-inference plan (vlens.interventions.efficient): rows that leave the sequence
                 and layers that attend per frame. After rows leave, hooks see only the rows
                 still computed and the logits cover the kept rows.
             interventions: explicit per-call interventions (the sweep engine); by default those
@@ -214,8 +214,8 @@ class HookedVideoLLM(Loading, InputBuilder, Generation, HookedRootModule):
         if start_at_layer is not None and resid is None:
             raise ValueError("start_at_layer needs resid=, the residual stream entering that block")
         if kv_cache is not None and not isinstance(kv_cache, KVCache):
-            raise TypeError(f"kv_cache must be a vlens.kv_cache.KVCache, got {type(kv_cache).__name__}")
-        B, N = (resid.shape[:2] if start_at_layer is not None else inputs["input_ids"].shape)
+            raise TypeError(f"kv_cache must be a vlens.components.kv_cache.KVCache, got {type(kv_cache).__name__}")
+        B, N = resid.shape[:2] if start_at_layer is not None else inputs["input_ids"].shape
         layouts = getattr(inputs, "layouts", None) if q_start == 0 else None
         # every intervention must belong to this batch: checked before anything runs
         active.check(BatchRows(B, q_start + N, q_start, layouts))
@@ -239,8 +239,13 @@ class HookedVideoLLM(Loading, InputBuilder, Generation, HookedRootModule):
             adds = {}
         cos, sin = self.rotary(self.position_ids(inputs, q_start=q_start, n=N, batch=B), x.dtype)
         ctx = AttentionContext(
-            n_pos=q_start + N, q_start=q_start, q_index=torch.arange(q_start, q_start + N, device=x.device),
-            key_padding=key_padding, interventions=active, path=self.attention_path, kv_cache=kv_cache,
+            n_pos=q_start + N,
+            q_start=q_start,
+            q_index=torch.arange(q_start, q_start + N, device=x.device),
+            key_padding=key_padding,
+            interventions=active,
+            path=self.attention_path,
+            kv_cache=kv_cache,
         )
         plan = active.plan if q_start == 0 else None  # a plan shapes the prompt's rows, not decoding
         start = start_at_layer or 0
@@ -309,11 +314,17 @@ class HookedVideoLLM(Loading, InputBuilder, Generation, HookedRootModule):
             if given.shape[-1] != n:
                 raise ValueError(f"position_ids cover {given.shape[-1]} positions, expected {n} (or {q_start + n})")
             return given.expand(*given.shape[:-2], batch, n) if given.shape[-2] != batch else given
-        return self.family.position_ids(self.hf_model, inputs, batch=batch, n=n, q_start=q_start, device=self.cfg.device)
+        return self.family.position_ids(
+            self.hf_model, inputs, batch=batch, n=n, q_start=q_start, device=self.cfg.device
+        )
 
     def run_with_cache(
-        self, *model_args, return_cache_object: bool = True, remove_batch_dim: bool = False,
-        memory_budget: int | str | None = "auto", **kwargs,
+        self,
+        *model_args,
+        return_cache_object: bool = True,
+        remove_batch_dim: bool = False,
+        memory_budget: int | str | None = "auto",
+        **kwargs,
     ):
         """TransformerLens' run_with_cache, returning an `ActivationCache` (its methods —
         decompose_resid, accumulated_resid, stack_head_results, ... — work on this model).
@@ -322,11 +333,12 @@ class HookedVideoLLM(Loading, InputBuilder, Generation, HookedRootModule):
 
         `memory_budget` (bytes, a size such as "40GB", "auto" = half the memory now available on
         the cache's device, or None for no limit): the call first estimates what the cache would
-        keep (`vlens.cache_memory.estimate`) and raises `CacheMemoryError` above the budget,
+        keep (`vlens.model.cache_memory.estimate`) and raises `CacheMemoryError` above the budget,
         naming the `names_filter` that leaves out the N×N attention tensors."""
-        from vlens.cache import VideoActivationCache  # TL's cache; decompose_resid also lists DeepStack
-
-        from vlens import cache_memory
+        from vlens.model import cache_memory
+        from vlens.model.activation_cache import (
+            VideoActivationCache,  # TL's cache; decompose_resid also lists DeepStack
+        )
 
         cache_memory.check(self, model_args, kwargs, memory_budget)
 
@@ -341,7 +353,7 @@ class HookedVideoLLM(Loading, InputBuilder, Generation, HookedRootModule):
         """TransformerLens' `hooks()` context, with interventions separated out.
 
         Entries of `fwd_hooks` that are attention interventions (knockout hooks: objects with
-        `resolve_layers`/`blocked`, see vlens.interventions) are resolved against the model's
+        `resolve_layers`/`blocked`, see vlens.components.per_call) are resolved against the model's
         depth *before* anything is installed and are active only inside this context, whatever
         ends it (an exception, KeyboardInterrupt, a closed generator); the others are plain
         TransformerLens hooks. Interventions always end with the context (`reset_hooks_end`
@@ -375,8 +387,6 @@ class HookedVideoLLM(Loading, InputBuilder, Generation, HookedRootModule):
             yield
         finally:
             self.attention_path = old
-
-
 
     def __repr__(self) -> str:
         c = self.cfg

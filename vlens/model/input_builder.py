@@ -5,30 +5,22 @@ tensors (`inputs_from_hf`), each with one `VideoLayout` per row.
 
 from __future__ import annotations
 
-
-import contextlib
-import dataclasses
-import json
-from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import torch
-from jaxtyping import Float, Int
 from torch import Tensor, nn
-from transformer_lens import HookedRootModule
-from transformer_lens.hook_points import HookPoint
 
-from vlens.attention import AttentionContext, AttentionPath
-from vlens.components import Embed, TransformerBlock, Unembed
-from vlens.norm import RMSNorm
 from vlens.config import HookedVideoLLMConfig
-from vlens.families import Family, check_weight_coverage, family_for, resolve
-from vlens.families.base import hf_parameter
-from vlens.inputs import VideoInputs, as_frames, check_hf_kwargs, load_images, with_media
-from vlens.interventions import BatchRows, EdgeRemoval, Interventions, RowPlan
-from vlens.kv_cache import KVCache
-from vlens.video import SampledVideo, Sampling, load_video
+from vlens.families import Family
+from vlens.inputs.sampling import SampledVideo, Sampling
+from vlens.inputs.video import load_video
+from vlens.inputs.video_inputs import (
+    VideoInputs,
+    as_frames,
+    check_hf_kwargs,
+    load_images,
+    with_media,
+)
 
 
 class InputBuilder:
@@ -67,13 +59,13 @@ class InputBuilder:
             video: a file path, a folder of frames, a list of HxWx3 uint8 frames or a uint8
                 [T,H,W,3] array/tensor (a list of those for a batch).
             question: the user's text (a list for a batch).
-            n_frames: frames to sample (see `vlens.video.load_video`).
+            n_frames: frames to sample (see `vlens.inputs.video.load_video`).
             start: window start in seconds.
             end: window end in seconds.
             fps: frame rate of a folder or array.
             allow_repeat: allow clips shorter than `n_frames`.
             system_prompt: a system message (the template's default when None).
-            sampling: "centres" | "linspace" | "fps" (vlens.video); None takes the checkpoint
+            sampling: "centres" | "linspace" | "fps" (vlens.inputs.video); None takes the checkpoint
                 family's default (its authors' policy for the released formats, else "centres").
             images: still images shown before the video in the user turn: one image (a PIL
                 image, an HxWx3 uint8 array or an image file path) or a list of them; for a batch,
@@ -111,8 +103,9 @@ class InputBuilder:
             sampling = getattr(self.family, "default_sampling", "centres")
         row_images = load_images(images, len(questions))
         sampled = [
-            None if v is None else
-            load_video(v, n_frames, start=start, end=end, fps=fps, allow_repeat=allow_repeat, sampling=sampling)
+            None
+            if v is None
+            else load_video(v, n_frames, start=start, end=end, fps=fps, allow_repeat=allow_repeat, sampling=sampling)
             for v in videos
         ]
         if all(v is None for v in sampled) and not any(row_images):
@@ -120,14 +113,18 @@ class InputBuilder:
         prompts = [
             self.processor.apply_chat_template(
                 with_media(self.family.messages(q, system_prompt), len(ims), video=v is not None),
-                add_generation_prompt=True, tokenize=False,
+                add_generation_prompt=True,
+                tokenize=False,
             )
             for q, v, ims in zip(questions, sampled, row_images)
         ]
         return self.inputs_from_prompts(prompts, sampled, row_images if any(row_images) else None)
 
     def inputs_from_prompts(
-        self, prompts: Sequence[str], videos: Sequence[SampledVideo | None], images: Sequence[Sequence[Any]] | None = None,
+        self,
+        prompts: Sequence[str],
+        videos: Sequence[SampledVideo | None],
+        images: Sequence[Sequence[Any]] | None = None,
     ) -> VideoInputs:
         """Processor call for already-templated prompts, sampled videos and (optionally) images,
         plus one layout per row.
@@ -145,8 +142,10 @@ class InputBuilder:
         if rows == 0:
             raise ValueError("an empty batch: give at least one prompt")
         if len(videos) != rows or (images is not None and len(images) != rows):
-            raise ValueError(f"{rows} prompts need one entry per row in videos (got {len(videos)})"
-                             + ("" if images is None else f" and images (got {len(images)})"))
+            raise ValueError(
+                f"{rows} prompts need one entry per row in videos (got {len(videos)})"
+                + ("" if images is None else f" and images (got {len(images)})")
+            )
         present = [v for v in videos if v is not None]
         frame_counts = {len(v) for v in present}
         if len(frame_counts) > 1 and not getattr(self.family, "per_row_frame_counts", False):
@@ -155,12 +154,16 @@ class InputBuilder:
                 "every row's frames into one tensor: sample the same n_frames for every row"
             )
         if present and len(present) != rows:
-            raise ValueError("every row of a batch needs a video, or none does (rows without video: "
-                             f"{[i for i, v in enumerate(videos) if v is None]})")
+            raise ValueError(
+                "every row of a batch needs a video, or none does (rows without video: "
+                f"{[i for i, v in enumerate(videos) if v is None]})"
+            )
         flat_images = [im for row in (images or []) for im in row]
         call: dict[str, Any] = {"text": list(prompts), "return_tensors": "pt", "padding": True}
         if present:
-            call.update(videos=[v.frames for v in present], do_sample_frames=False, **self.family.processor_kwargs(present))
+            call.update(
+                videos=[v.frames for v in present], do_sample_frames=False, **self.family.processor_kwargs(present)
+            )
         if flat_images:
             # one list per row: processors that tile single images (OneVision's batch_num_images)
             # count images per row from this nesting
@@ -202,18 +205,17 @@ class InputBuilder:
         return inputs.to(self.cfg.device, self.cfg.dtype)
 
     def _with_layouts(self, tensors: dict, videos: list, prompts: list) -> VideoInputs:
-        from vlens.media_layout import layouts_for
+        from vlens.inputs.media_layout import layouts_for
 
         return VideoInputs(tensors, layouts_for(self.family, self.hf_model.config, tensors, videos), videos, prompts)
 
     def to_str_tokens(self, inputs: VideoInputs, row: int = 0, roles: bool = False) -> list[str]:
         """A label per position: token text, `<f3 r2 c5>` for video positions, `<i0 r1 c2>` for
         image positions, `<sep>`, `<pad>`; with `roles=True` text positions carry their role
-        (`What|question`, `B|option B*`; see vlens.roles)."""
+        (`What|question`, `B|option B*`; see vlens.inputs.roles)."""
         ids = inputs["input_ids"][row].tolist()
         tokens = self.tokenizer.convert_ids_to_tokens(ids) if self.processor is not None else None
         return inputs.layouts[row].labels(tokens, roles=roles)
-
 
     def _as_inputs(self, inputs: VideoInputs | dict | Tensor) -> dict:
         if isinstance(inputs, Tensor):  # text-only tokens
@@ -221,4 +223,3 @@ class InputBuilder:
         if not isinstance(inputs, dict) or "input_ids" not in inputs:
             raise TypeError("pass the VideoInputs from model.to_inputs(...) (or a dict with input_ids)")
         return inputs
-

@@ -5,30 +5,20 @@ copied), strictly: every key used or listed as dropped, every shape checked.
 
 from __future__ import annotations
 
-
-import contextlib
 import dataclasses
 import json
-from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from jaxtyping import Float, Int
-from torch import Tensor, nn
-from transformer_lens import HookedRootModule
-from transformer_lens.hook_points import HookPoint
+from torch import nn
 
-from vlens.attention import AttentionContext, AttentionPath
-from vlens.components import Embed, TransformerBlock, Unembed
-from vlens.norm import RMSNorm
 from vlens.config import HookedVideoLLMConfig
 from vlens.families import Family, check_weight_coverage, family_for, resolve
 from vlens.families.base import hf_parameter
-from vlens.inputs import VideoInputs, as_frames, check_hf_kwargs, load_images, with_media
-from vlens.interventions import BatchRows, EdgeRemoval, Interventions, RowPlan
-from vlens.kv_cache import KVCache
-from vlens.video import SampledVideo, Sampling, load_video
+
+if TYPE_CHECKING:  # pragma: no cover
+    from vlens.model.hooked_video_llm import HookedVideoLLM
 
 
 class Loading:
@@ -83,8 +73,14 @@ class Loading:
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, *, dtype: torch.dtype | str = torch.float32, device: str | torch.device = "cpu",
-        attn_implementation: str = "sdpa", device_map: str | dict | None = None, max_memory: dict | None = None,
+        cls,
+        path: str | Path,
+        *,
+        dtype: torch.dtype | str = torch.float32,
+        device: str | torch.device = "cpu",
+        attn_implementation: str = "sdpa",
+        device_map: str | dict | None = None,
+        max_memory: dict | None = None,
     ) -> HookedVideoLLM:
         """Load a local HF checkpoint directory (never the hub) with its own processor.
 
@@ -105,7 +101,9 @@ class Loading:
                 supported ones).
         """
         if device_map is not None and str(device) != "cpu":
-            raise ValueError(f"pass device= or device_map=, not both (got device={device!r}, device_map={device_map!r})")
+            raise ValueError(
+                f"pass device= or device_map=, not both (got device={device!r}, device_map={device_map!r})"
+            )
         if max_memory is not None and device_map is None:
             raise ValueError("max_memory plans a device_map; pass device_map='auto' with it")
         path = Path(path)
@@ -122,10 +120,17 @@ class Loading:
         if isinstance(dtype, str):
             name, dtype = dtype, getattr(torch, dtype, None)
             if not isinstance(dtype, torch.dtype):
-                raise TypeError(f"dtype={name!r} is not a torch dtype; pass one of 'float32', 'bfloat16', 'float16' "
-                                "(or torch.float32, ...)")
+                raise TypeError(
+                    f"dtype={name!r} is not a torch dtype; pass one of 'float32', 'bfloat16', 'float16' "
+                    "(or torch.float32, ...)"
+                )
         hf_model, processor, family = entry.load(
-            path, config_dict, dtype=dtype, device=device, attn_implementation=attn_implementation,
-            device_map=device_map, max_memory=max_memory)
+            path,
+            config_dict,
+            dtype=dtype,
+            device=device,
+            attn_implementation=attn_implementation,
+            device_map=device_map,
+            max_memory=max_memory,
+        )
         return cls._assemble(family, hf_model, processor, str(path))
-

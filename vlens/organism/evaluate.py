@@ -12,13 +12,15 @@ HELD_OUT_SEED = 1  # training draws from seeds >= 10 000
 
 
 @torch.no_grad()
-def evaluate(model_dir: str | Path | None = None, *, n: int = 240, seed: int = HELD_OUT_SEED, fwd_hooks=None) -> dict[str, float]:
+def evaluate(
+    model_dir: str | Path | None = None, *, n: int = 240, seed: int = HELD_OUT_SEED, fwd_hooks=None
+) -> dict[str, float]:
     """Accuracy per question kind and overall ("all") on `n` held-out synthetic clips."""
     from vlens import HookedVideoLLM
     from vlens.data import synthetic
+    from vlens.inputs.prompts import letter_token_ids, mc_question
     from vlens.organism import checkpoint_dir
     from vlens.organism.train import DATA
-    from vlens.prompts import letter_token_ids, mc_question
 
     model = HookedVideoLLM.from_pretrained(model_dir or checkpoint_dir())
     hits: dict[str, list[bool]] = defaultdict(list)

@@ -32,10 +32,19 @@ import numpy as np
 import torch
 
 from vlens.data import synthetic
-from vlens.prompts import letter_token_ids, mc_question
+from vlens.inputs.prompts import letter_token_ids, mc_question
 
-ARCH = dict(n_layers=8, d_model=128, n_heads=4, n_kv_heads=2, d_mlp=384, image_size=32, patch_size=4,
-            vision_layers=2, vision_d=64)
+ARCH = dict(
+    n_layers=8,
+    d_model=128,
+    n_heads=4,
+    n_kv_heads=2,
+    d_mlp=384,
+    image_size=32,
+    patch_size=4,
+    vision_layers=2,
+    vision_d=64,
+)
 DATA = dict(n_frames=8, size=32, shuffle=False)
 # Training mix (sample i gets KIND_MIX[i % 10]); evaluation uses every kind equally often.
 KIND_MIX = ("color", "shape", "direction", "shape", "first", "count", "shape", "direction", "color_change", "count")
@@ -45,7 +54,11 @@ def build(seed: int):
     """A freshly initialised organism (HF's own init, seeded) with the shipped checkpoint's
     architecture, tokenizer, chat template and processor: the config files are the recipe's facts,
     so training never needs the test fixtures. Returns (model, processor)."""
-    from transformers import AutoConfig, AutoProcessor, LlavaOnevisionForConditionalGeneration
+    from transformers import (
+        AutoConfig,
+        AutoProcessor,
+        LlavaOnevisionForConditionalGeneration,
+    )
 
     from vlens.organism import checkpoint_dir
 
@@ -58,12 +71,20 @@ def build(seed: int):
 def _batch(processor, samples, letters_by_n):
     prompts = [
         processor.apply_chat_template(
-            [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": mc_question(s.question, s.options)}]}],
-            add_generation_prompt=True, tokenize=False,
+            [
+                {
+                    "role": "user",
+                    "content": [{"type": "video"}, {"type": "text", "text": mc_question(s.question, s.options)}],
+                }
+            ],
+            add_generation_prompt=True,
+            tokenize=False,
         )
         for s in samples
     ]
-    enc = processor(text=prompts, videos=[s.video for s in samples], return_tensors="pt", padding=True, do_sample_frames=False)
+    enc = processor(
+        text=prompts, videos=[s.video for s in samples], return_tensors="pt", padding=True, do_sample_frames=False
+    )
     targets = torch.tensor([letters_by_n[len(s.options)][s.answer] for s in samples])
     return dict(enc), targets
 
@@ -89,8 +110,22 @@ def train(
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))
     )
-    log = {"steps": [], "loss": [], "acc": [], "seconds": [], "config": {"arch": ARCH, "data": DATA, "steps": steps,
-           "batch_size": batch_size, "lr": lr, "warmup": warmup, "seed": seed, "kind_mix": KIND_MIX}}
+    log = {
+        "steps": [],
+        "loss": [],
+        "acc": [],
+        "seconds": [],
+        "config": {
+            "arch": ARCH,
+            "data": DATA,
+            "steps": steps,
+            "batch_size": batch_size,
+            "lr": lr,
+            "warmup": warmup,
+            "seed": seed,
+            "kind_mix": KIND_MIX,
+        },
+    }
     t0 = time.time()
     run_loss, run_acc = [], []
     for step in range(steps):
@@ -110,8 +145,11 @@ def train(
             log["loss"].append(float(np.mean(run_loss)))
             log["acc"].append(float(np.mean(run_acc)))
             log["seconds"].append(time.time() - t0)
-            print(f"step {step + 1:5d}/{steps}  loss {log['loss'][-1]:.3f}  train acc {log['acc'][-1]:.2f}  "
-                  f"{time.time() - t0:.0f}s", flush=True)
+            print(
+                f"step {step + 1:5d}/{steps}  loss {log['loss'][-1]:.3f}  train acc {log['acc'][-1]:.2f}  "
+                f"{time.time() - t0:.0f}s",
+                flush=True,
+            )
             run_loss, run_acc = [], []
         if time_limit is not None and time.time() - t0 > time_limit:
             print(f"time limit reached at step {step + 1}", flush=True)

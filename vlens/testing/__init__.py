@@ -14,22 +14,42 @@ from vlens.testing.internvl import INTERNVL_CHAT_TEMPLATE, make_tiny_internvl
 from vlens.testing.llava_llama import VICUNA_CHAT_TEMPLATE
 from vlens.testing.llava_next_video import make_tiny_llava_next_video
 from vlens.testing.onevision import CHAT_TEMPLATE, make_tiny_onevision
-from vlens.testing.perception_lm import PERCEPTION_LM_CHAT_TEMPLATE, make_tiny_perception_lm
+from vlens.testing.perception_lm import (
+    PERCEPTION_LM_CHAT_TEMPLATE,
+    make_tiny_perception_lm,
+)
 from vlens.testing.qwen2_5_vl import QWEN_VL_CHAT_TEMPLATE, make_tiny_qwen2_5_vl
 from vlens.testing.qwen2_vl import make_tiny_qwen2_vl
 from vlens.testing.qwen3_vl import make_tiny_qwen3_vl
 from vlens.testing.qwen3_vl_moe import make_tiny_qwen3_vl_moe
+from vlens.testing.releases import (
+    make_tiny_internvideo2_5,
+    make_tiny_llava_next_video_qwen,
+    make_tiny_longva,
+)
 from vlens.testing.smolvlm import make_tiny_smolvlm
-from vlens.testing.releases import make_tiny_internvideo2_5, make_tiny_llava_next_video_qwen, make_tiny_longva
 from vlens.testing.tokenizer import SPECIAL_TOKENS, build_word_tokenizer
 from vlens.testing.video_llama3 import make_tiny_video_llama3
 from vlens.testing.video_llava import make_tiny_video_llava
 
 __all__ = [
-    "CHAT_TEMPLATE", "GLM4V_CHAT_TEMPLATE", "INTERNVL_CHAT_TEMPLATE", "PERCEPTION_LM_CHAT_TEMPLATE", "QWEN_VL_CHAT_TEMPLATE",
-    "SPECIAL_TOKENS", "VICUNA_CHAT_TEMPLATE",
-    "build_word_tokenizer", "make_tiny_glm4v", "make_tiny_internvideo2_5", "make_tiny_internvl", "make_tiny_llava_next_video",
-    "make_tiny_llava_next_video_qwen", "make_tiny_longva", "make_tiny_onevision", "make_tiny_perception_lm", "make_tiny_qwen2_5_vl",
+    "CHAT_TEMPLATE",
+    "GLM4V_CHAT_TEMPLATE",
+    "INTERNVL_CHAT_TEMPLATE",
+    "PERCEPTION_LM_CHAT_TEMPLATE",
+    "QWEN_VL_CHAT_TEMPLATE",
+    "SPECIAL_TOKENS",
+    "VICUNA_CHAT_TEMPLATE",
+    "build_word_tokenizer",
+    "make_tiny_glm4v",
+    "make_tiny_internvideo2_5",
+    "make_tiny_internvl",
+    "make_tiny_llava_next_video",
+    "make_tiny_llava_next_video_qwen",
+    "make_tiny_longva",
+    "make_tiny_onevision",
+    "make_tiny_perception_lm",
+    "make_tiny_qwen2_5_vl",
     "make_tiny_qwen2_vl",
     "make_tiny_qwen3_vl",
     "make_tiny_qwen3_vl_moe",

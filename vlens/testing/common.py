@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from vlens.hf_progress import hf_progress_bars_off
+from vlens.families.hf_progress import hf_progress_bars_off
 
 
 def randomise(model: torch.nn.Module, std: float = 0.08) -> None:
@@ -20,8 +20,9 @@ def randomise(model: torch.nn.Module, std: float = 0.08) -> None:
                 p.normal_(0.0, std)
 
 
-def lm_kwargs(tokenizer, *, n_layers: int, d_model: int, n_heads: int, n_kv_heads: int, d_mlp: int,
-               vocab_size: int | None = None) -> dict:
+def lm_kwargs(
+    tokenizer, *, n_layers: int, d_model: int, n_heads: int, n_kv_heads: int, d_mlp: int, vocab_size: int | None = None
+) -> dict:
     """The tiny LM's shape and special-token ids as HF text-config kwargs. `vocab_size` larger
     than the tokenizer adds unused embedding rows."""
     return dict(
@@ -52,8 +53,13 @@ def text_config(kind: str, tokenizer, *, tie: bool = False, **sizes):
 def vision_config(config_cls, vision_d: int, vision_layers: int, image_size: int, patch_size: int, **extra):
     """A tiny vision tower's HF config (CLIP, SigLIP, InternViT): 2 heads, MLP width 2·vision_d."""
     return config_cls(
-        hidden_size=vision_d, intermediate_size=2 * vision_d, num_hidden_layers=vision_layers,
-        num_attention_heads=2, image_size=image_size, patch_size=patch_size, **extra,
+        hidden_size=vision_d,
+        intermediate_size=2 * vision_d,
+        num_hidden_layers=vision_layers,
+        num_attention_heads=2,
+        image_size=image_size,
+        patch_size=patch_size,
+        **extra,
     )
 
 

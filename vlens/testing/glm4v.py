@@ -27,8 +27,17 @@ GLM4V_CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
 )
-GLM4V_SPECIAL = ("[gMASK]", "<sop>", "<|system|>", "<|user|>", "<|assistant|>", "<|begin_of_image|>",
-                 "<|end_of_image|>", "<|begin_of_video|>", "<|end_of_video|>")
+GLM4V_SPECIAL = (
+    "[gMASK]",
+    "<sop>",
+    "<|system|>",
+    "<|user|>",
+    "<|assistant|>",
+    "<|begin_of_image|>",
+    "<|end_of_image|>",
+    "<|begin_of_video|>",
+    "<|end_of_video|>",
+)
 
 
 def glm4v_tokenizer():
@@ -64,32 +73,58 @@ def make_tiny_glm4v(
     a single frame); frames are resized to multiples of patch_size·2, so 32×32 frames give 4·4 =
     16 tokens a group. `max_pixels` bounds frames × height × width of the whole clip.
     """
-    from transformers import Glm4vConfig, Glm4vForConditionalGeneration, Glm4vImageProcessor, Glm4vProcessor
-    from transformers import Glm4vVideoProcessor
+    from transformers import (
+        Glm4vConfig,
+        Glm4vForConditionalGeneration,
+        Glm4vImageProcessor,
+        Glm4vProcessor,
+        Glm4vVideoProcessor,
+    )
 
     path = Path(path)
     tokenizer = glm4v_tokenizer()
     text = dict(
         lm_kwargs(tokenizer, n_layers=n_layers, d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads, d_mlp=d_mlp),
         rms_norm_eps=1e-5,
-        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": list(mrope_section),
-                         "partial_rotary_factor": partial_rotary_factor},
+        rope_parameters={
+            "rope_type": "default",
+            "rope_theta": 10000.0,
+            "mrope_section": list(mrope_section),
+            "partial_rotary_factor": partial_rotary_factor,
+        },
     )
-    vision = dict(depth=vision_layers, hidden_size=vision_d, intermediate_size=2 * vision_d, num_heads=2,
-                  image_size=8 * patch_size, patch_size=patch_size, spatial_merge_size=2, temporal_patch_size=2,
-                  out_hidden_size=d_model)
+    vision = dict(
+        depth=vision_layers,
+        hidden_size=vision_d,
+        intermediate_size=2 * vision_d,
+        num_heads=2,
+        image_size=8 * patch_size,
+        patch_size=patch_size,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        out_hidden_size=d_model,
+    )
     ids = tokenizer.convert_tokens_to_ids
     config = Glm4vConfig(
-        text_config=text, vision_config=vision, image_token_id=ids("<|image|>"), video_token_id=ids("<|video|>"),
-        image_start_token_id=ids("<|begin_of_image|>"), image_end_token_id=ids("<|end_of_image|>"),
-        video_start_token_id=ids("<|begin_of_video|>"), video_end_token_id=ids("<|end_of_video|>"),
+        text_config=text,
+        vision_config=vision,
+        image_token_id=ids("<|image|>"),
+        video_token_id=ids("<|video|>"),
+        image_start_token_id=ids("<|begin_of_image|>"),
+        image_end_token_id=ids("<|end_of_image|>"),
+        video_start_token_id=ids("<|begin_of_video|>"),
+        video_end_token_id=ids("<|end_of_video|>"),
         tie_word_embeddings=False,
     )
     config.architectures = ["Glm4vForConditionalGeneration"]
     torch.manual_seed(seed)
     model = Glm4vForConditionalGeneration(config)
-    common = dict(size={"shortest_edge": min_pixels, "longest_edge": max_pixels}, patch_size=patch_size,
-                  temporal_patch_size=2, merge_size=2)
+    common = dict(
+        size={"shortest_edge": min_pixels, "longest_edge": max_pixels},
+        patch_size=patch_size,
+        temporal_patch_size=2,
+        merge_size=2,
+    )
     processor = Glm4vProcessor(
         image_processor=Glm4vImageProcessor(**common),
         video_processor=Glm4vVideoProcessor(**common),

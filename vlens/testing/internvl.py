@@ -6,10 +6,9 @@ from pathlib import Path
 
 import torch
 
+from vlens.families.base import chatml_template
 from vlens.testing.common import save_checkpoint, text_config, vision_config
 from vlens.testing.tokenizer import word_tokenizer_with
-
-from vlens.families.base import chatml_template
 
 INTERNVL_CHAT_TEMPLATE = chatml_template("<video>\n", image="<image>\n", system="You are a helpful assistant.")
 
@@ -50,11 +49,23 @@ def make_tiny_internvl(
     path = Path(path)
     # The names InternVLProcessor reads from its tokenizer (tokenizer.start_image_token, ...).
     tokenizer = word_tokenizer_with(
-        {"start_image_token": "<img>", "end_image_token": "</img>",
-         "context_image_token": "<IMG_CONTEXT>", "video_token": "<video>"}
+        {
+            "start_image_token": "<img>",
+            "end_image_token": "</img>",
+            "context_image_token": "<IMG_CONTEXT>",
+            "video_token": "<video>",
+        }
     )
-    text = text_config("qwen2", tokenizer, n_layers=n_layers, d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads,
-                        d_mlp=d_mlp, tie=tie_word_embeddings)
+    text = text_config(
+        "qwen2",
+        tokenizer,
+        n_layers=n_layers,
+        d_model=d_model,
+        n_heads=n_heads,
+        n_kv_heads=n_kv_heads,
+        d_mlp=d_mlp,
+        tie=tie_word_embeddings,
+    )
     vision = vision_config(InternVLVisionConfig, vision_d, vision_layers, image_size, patch_size)
     tokens_per_frame = (image_size // patch_size // 2) ** 2  # downsample_ratio 0.5
     config = InternVLConfig(

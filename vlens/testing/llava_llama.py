@@ -9,7 +9,6 @@ import torch
 from vlens.testing.common import save_checkpoint, text_config, vision_config
 from vlens.testing.tokenizer import VICUNA_WORDS, word_tokenizer_with
 
-
 # Vicuna-style "USER: ... ASSISTANT:" as LLaVA-NeXT-Video and Video-LLaVA checkpoints use it
 # (the video placeholder first, then the text; a system message is plain text before).
 VICUNA_CHAT_TEMPLATE = (
@@ -26,9 +25,24 @@ VICUNA_CHAT_TEMPLATE = (
 )
 
 
-def tiny_llava_llama(path: str | Path, hf_classes: tuple, *, config_extra: dict, image_processor_extra: dict, seed: int,
-                      n_layers: int, d_model: int, n_heads: int, n_kv_heads: int, d_mlp: int, image_size: int,
-                      patch_size: int, vision_layers: int, vision_d: int, dtype: torch.dtype) -> Path:
+def tiny_llava_llama(
+    path: str | Path,
+    hf_classes: tuple,
+    *,
+    config_extra: dict,
+    image_processor_extra: dict,
+    seed: int,
+    n_layers: int,
+    d_model: int,
+    n_heads: int,
+    n_kv_heads: int,
+    d_mlp: int,
+    image_size: int,
+    patch_size: int,
+    vision_layers: int,
+    vision_d: int,
+    dtype: torch.dtype,
+) -> Path:
     """What the Vicuna-style LLaVA video checkpoints share (LLaVA-NeXT-Video, Video-LLaVA): the
     word tokenizer with USER/ASSISTANT, a Llama LM, a CLIP tower read at layer −2 with the
     "default" (CLS-dropping) strategy, frames resized to the shortest edge and centre-cropped.
@@ -38,8 +52,9 @@ def tiny_llava_llama(path: str | Path, hf_classes: tuple, *, config_extra: dict,
     config_cls, model_cls, processor_cls, image_processor_cls, video_processor_cls = hf_classes
     path = Path(path)
     tokenizer = word_tokenizer_with(extra_words=VICUNA_WORDS)
-    text = text_config("llama", tokenizer, n_layers=n_layers, d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads,
-                        d_mlp=d_mlp)
+    text = text_config(
+        "llama", tokenizer, n_layers=n_layers, d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads, d_mlp=d_mlp
+    )
     vision = vision_config(CLIPVisionConfig, vision_d, vision_layers, image_size, patch_size, projection_dim=vision_d)
     config = config_cls(
         text_config=text.to_dict(),

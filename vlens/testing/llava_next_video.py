@@ -40,9 +40,25 @@ def make_tiny_llava_next_video(
 
     pinpoints = [[image_size, image_size]]
     return tiny_llava_llama(
-        path, (LlavaNextVideoConfig, LlavaNextVideoForConditionalGeneration, LlavaNextVideoProcessor,
-               LlavaNextImageProcessor, LlavaNextVideoVideoProcessor),
+        path,
+        (
+            LlavaNextVideoConfig,
+            LlavaNextVideoForConditionalGeneration,
+            LlavaNextVideoProcessor,
+            LlavaNextImageProcessor,
+            LlavaNextVideoVideoProcessor,
+        ),
         config_extra=dict(spatial_pool_mode="average", spatial_pool_stride=2, image_grid_pinpoints=pinpoints),
         image_processor_extra=dict(image_grid_pinpoints=pinpoints),
-        seed=seed, n_layers=n_layers, d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads, d_mlp=d_mlp,
-        image_size=image_size, patch_size=patch_size, vision_layers=vision_layers, vision_d=vision_d, dtype=dtype)
+        seed=seed,
+        n_layers=n_layers,
+        d_model=d_model,
+        n_heads=n_heads,
+        n_kv_heads=n_kv_heads,
+        d_mlp=d_mlp,
+        image_size=image_size,
+        patch_size=patch_size,
+        vision_layers=vision_layers,
+        vision_d=vision_d,
+        dtype=dtype,
+    )

@@ -50,8 +50,16 @@ def make_tiny_onevision(
 
     path = Path(path)
     tokenizer = build_word_tokenizer(extra_words)
-    text = text_config("qwen2", tokenizer, n_layers=n_layers, d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads,
-                        d_mlp=d_mlp, vocab_size=vocab_size)
+    text = text_config(
+        "qwen2",
+        tokenizer,
+        n_layers=n_layers,
+        d_model=d_model,
+        n_heads=n_heads,
+        n_kv_heads=n_kv_heads,
+        d_mlp=d_mlp,
+        vocab_size=vocab_size,
+    )
     vision = vision_config(SiglipVisionConfig, vision_d, vision_layers, image_size, patch_size)
     config = LlavaOnevisionConfig(
         text_config=text.to_dict(),

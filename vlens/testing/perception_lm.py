@@ -42,8 +42,20 @@ PERCEPTION_LM_CHAT_TEMPLATE = (
     "{%- endif %}"
 )
 # The default system message's words and the template's roles.
-PERCEPTION_LM_WORDS = ("language", "vision", "able", "understand", "visual", "content", "provides", "assist",
-                       "variety", "tasks", "using", "natural")
+PERCEPTION_LM_WORDS = (
+    "language",
+    "vision",
+    "able",
+    "understand",
+    "visual",
+    "content",
+    "provides",
+    "assist",
+    "variety",
+    "tasks",
+    "using",
+    "natural",
+)
 # The real tokenizer's special tokens (Llama 3 + PerceptionLM's media placeholders).
 SPECIAL = {"image_token": "<|image|>", "video_token": "<|video|>"}
 HEADERS = ("<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>")
@@ -95,16 +107,25 @@ def make_tiny_perception_lm(
     path = Path(path)
     tokenizer = word_tokenizer_with(SPECIAL, extra_words=PERCEPTION_LM_WORDS, new_special=HEADERS)
     tokenizer.bos_token = "<|begin_of_text|>"  # the template writes it; the tokenizer adds nothing
-    text = text_config("llama", tokenizer, n_layers=n_layers, d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads,
-                        d_mlp=d_mlp)
+    text = text_config(
+        "llama", tokenizer, n_layers=n_layers, d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads, d_mlp=d_mlp
+    )
     if rope_parameters is not None:
         text.rope_parameters = dict(rope_parameters)
     grid = tile_size // patch_size
     vision = TimmWrapperConfig(
         architecture="vit_pe_core_large_patch14_336",  # PerceptionLM-1B/3B's tower, shrunk by model_args
-        model_args=dict(embed_dim=vision_d, depth=vision_layers, num_heads=2, img_size=(tile_size, tile_size),
-                        patch_size=patch_size, global_pool="", use_post_transformer_norm=False, init_values=0.1,
-                        ref_feat_shape=(grid, grid)),
+        model_args=dict(
+            embed_dim=vision_d,
+            depth=vision_layers,
+            num_heads=2,
+            img_size=(tile_size, tile_size),
+            patch_size=patch_size,
+            global_pool="",
+            use_post_transformer_norm=False,
+            init_values=0.1,
+            ref_feat_shape=(grid, grid),
+        ),
     )
     config = PerceptionLMConfig(
         text_config=text.to_dict(),
@@ -121,8 +142,9 @@ def make_tiny_perception_lm(
     size = {"height": tile_size, "width": tile_size}
     processor = PerceptionLMProcessor(
         video_processor=PerceptionLMVideoProcessor(size=size),
-        image_processor=PerceptionLMImageProcessor(tile_size=tile_size, max_num_tiles=max_num_tiles,
-                                                   vision_input_type="thumb+tile", size=size),
+        image_processor=PerceptionLMImageProcessor(
+            tile_size=tile_size, max_num_tiles=max_num_tiles, vision_input_type="thumb+tile", size=size
+        ),
         tokenizer=tokenizer,
         patch_size=patch_size,
         pooling_ratio=pooling_ratio,

@@ -6,23 +6,28 @@ from pathlib import Path
 
 import torch
 
+from vlens.families.base import chatml_template
 from vlens.testing.common import lm_kwargs, save_checkpoint
 from vlens.testing.tokenizer import word_tokenizer_with
 
-from vlens.families.base import chatml_template
-
 # ChatML with Qwen2-VL's vision wrapping; the default system prompt as Qwen2.5-VL's template has it.
-QWEN_VL_CHAT_TEMPLATE = chatml_template("<|vision_start|><|video_pad|><|vision_end|>",
-                                        image="<|vision_start|><|image_pad|><|vision_end|>",
-                                        system="You are a helpful assistant.")
+QWEN_VL_CHAT_TEMPLATE = chatml_template(
+    "<|vision_start|><|video_pad|><|vision_end|>",
+    image="<|vision_start|><|image_pad|><|vision_end|>",
+    system="You are a helpful assistant.",
+)
 
 
 def qwen_vl_tokenizer(extra_words=()):
     """The word-level tokenizer with Qwen-VL's vision tokens (`<|image_pad|>`, `<|video_pad|>`,
     `<|vision_start|>`, `<|vision_end|>`) exposed as the processor reads them."""
     return word_tokenizer_with(
-        {"image_token": "<|image_pad|>", "video_token": "<|video_pad|>",
-         "vision_start_token": "<|vision_start|>", "vision_end_token": "<|vision_end|>"},
+        {
+            "image_token": "<|image_pad|>",
+            "video_token": "<|video_pad|>",
+            "vision_start_token": "<|vision_start|>",
+            "vision_end_token": "<|vision_end|>",
+        },
         extra_words=extra_words,
     )
 
@@ -55,7 +60,11 @@ def make_tiny_qwen2_5_vl(
     32×32 frames give 4·4 = 16 tokens a group. The vision tower uses window attention in every
     block but the last (`fullatt_block_indexes`).
     """
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2_5_VLProcessor,
+    )
 
     path = Path(path)
     tokenizer = qwen_vl_tokenizer()
@@ -77,14 +86,35 @@ def make_tiny_qwen2_5_vl(
         out_hidden_size=d_model,
         fullatt_block_indexes=[vision_layers - 1],
     )
-    return save_qwen_vl((Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor), text, vision,
-                        tokenizer, path, seed=seed, patch_size=patch_size, min_pixels=min_pixels, max_pixels=max_pixels,
-                        dtype=dtype)
+    return save_qwen_vl(
+        (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor),
+        text,
+        vision,
+        tokenizer,
+        path,
+        seed=seed,
+        patch_size=patch_size,
+        min_pixels=min_pixels,
+        max_pixels=max_pixels,
+        dtype=dtype,
+    )
 
 
-def save_qwen_vl(hf_classes: tuple, text: dict, vision: dict, tokenizer, path: Path, *, seed: int, patch_size: int,
-                 min_pixels: int, max_pixels: int, dtype: torch.dtype, video_processor: tuple | None = None,
-                 chat_template: str | None = None) -> Path:
+def save_qwen_vl(
+    hf_classes: tuple,
+    text: dict,
+    vision: dict,
+    tokenizer,
+    path: Path,
+    *,
+    seed: int,
+    patch_size: int,
+    min_pixels: int,
+    max_pixels: int,
+    dtype: torch.dtype,
+    video_processor: tuple | None = None,
+    chat_template: str | None = None,
+) -> Path:
     """What the Qwen-VL builders share: the config with the vision token ids, the seeded random
     model, the image/video processors (2 frames a temporal patch, 2×2 merging), saving.
     `hf_classes`: (config, model, processor) classes of the family; `video_processor`: (class,

@@ -30,7 +30,11 @@ def make_tiny_qwen2_vl(
     """A tiny random Qwen2-VL checkpoint (full-attention ViT with 2×2 patch merging, Qwen2 LM with
     M-RoPE over group indices, real `Qwen2VLProcessor`) in `path`. Geometry as
     `make_tiny_qwen2_5_vl`: 32×32 frames give 4·4 = 16 tokens per group of 2 frames."""
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
+    from transformers import (
+        Qwen2VLConfig,
+        Qwen2VLForConditionalGeneration,
+        Qwen2VLProcessor,
+    )
 
     path = Path(path)
     tokenizer = qwen_vl_tokenizer()
@@ -39,7 +43,25 @@ def make_tiny_qwen2_vl(
         rms_norm_eps=1e-6,
         rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": list(mrope_section)},
     )
-    vision = dict(depth=vision_layers, embed_dim=vision_d, mlp_ratio=2, num_heads=2, hidden_size=d_model,
-                  patch_size=patch_size, spatial_merge_size=2, temporal_patch_size=2)
-    return save_qwen_vl((Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor), text, vision, tokenizer,
-                        path, seed=seed, patch_size=patch_size, min_pixels=min_pixels, max_pixels=max_pixels, dtype=dtype)
+    vision = dict(
+        depth=vision_layers,
+        embed_dim=vision_d,
+        mlp_ratio=2,
+        num_heads=2,
+        hidden_size=d_model,
+        patch_size=patch_size,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+    )
+    return save_qwen_vl(
+        (Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor),
+        text,
+        vision,
+        tokenizer,
+        path,
+        seed=seed,
+        patch_size=patch_size,
+        min_pixels=min_pixels,
+        max_pixels=max_pixels,
+        dtype=dtype,
+    )

@@ -12,8 +12,9 @@ from vlens.testing.qwen2_5_vl import qwen_vl_tokenizer, save_qwen_vl
 
 # ChatML with Qwen-VL's vision wrapping, as Qwen3-VL's own template writes a video item; the
 # processor expands the `<|video_pad|>` into "<t seconds><|vision_start|>…<|vision_end|>" per group.
-QWEN3_VL_CHAT_TEMPLATE = chatml_template("<|vision_start|><|video_pad|><|vision_end|>",
-                                         image="<|vision_start|><|image_pad|><|vision_end|>")
+QWEN3_VL_CHAT_TEMPLATE = chatml_template(
+    "<|vision_start|><|video_pad|><|vision_end|>", image="<|vision_start|><|image_pad|><|vision_end|>"
+)
 TIMESTAMP_WORDS = ("seconds", "<", ">")
 
 
@@ -44,15 +45,50 @@ def make_tiny_qwen3_vl(
     from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
     return build_qwen3_vl(
-        path, Qwen3VLConfig, Qwen3VLForConditionalGeneration, {}, seed=seed, n_layers=n_layers, d_model=d_model,
-        n_heads=n_heads, n_kv_heads=n_kv_heads, d_head=d_head, d_mlp=d_mlp, mrope_section=mrope_section,
-        patch_size=patch_size, vision_layers=vision_layers, vision_d=vision_d,
-        deepstack_visual_indexes=deepstack_visual_indexes, min_pixels=min_pixels, max_pixels=max_pixels, dtype=dtype)
+        path,
+        Qwen3VLConfig,
+        Qwen3VLForConditionalGeneration,
+        {},
+        seed=seed,
+        n_layers=n_layers,
+        d_model=d_model,
+        n_heads=n_heads,
+        n_kv_heads=n_kv_heads,
+        d_head=d_head,
+        d_mlp=d_mlp,
+        mrope_section=mrope_section,
+        patch_size=patch_size,
+        vision_layers=vision_layers,
+        vision_d=vision_d,
+        deepstack_visual_indexes=deepstack_visual_indexes,
+        min_pixels=min_pixels,
+        max_pixels=max_pixels,
+        dtype=dtype,
+    )
 
 
-def build_qwen3_vl(path, config_cls, model_cls, text_extra: dict, *, seed, n_layers, d_model, n_heads, n_kv_heads,
-                   d_head, d_mlp, mrope_section, patch_size, vision_layers, vision_d, deepstack_visual_indexes,
-                   min_pixels, max_pixels, dtype) -> Path:
+def build_qwen3_vl(
+    path,
+    config_cls,
+    model_cls,
+    text_extra: dict,
+    *,
+    seed,
+    n_layers,
+    d_model,
+    n_heads,
+    n_kv_heads,
+    d_head,
+    d_mlp,
+    mrope_section,
+    patch_size,
+    vision_layers,
+    vision_d,
+    deepstack_visual_indexes,
+    min_pixels,
+    max_pixels,
+    dtype,
+) -> Path:
     """A tiny Qwen3-VL(-MoE) checkpoint: `config_cls`/`model_cls` with `text_extra` in the text config."""
     from transformers import Qwen3VLProcessor, Qwen3VLVideoProcessor
 
@@ -62,14 +98,37 @@ def build_qwen3_vl(path, config_cls, model_cls, text_extra: dict, *, seed, n_lay
         lm_kwargs(tokenizer, n_layers=n_layers, d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads, d_mlp=d_mlp),
         head_dim=d_head,
         rms_norm_eps=1e-6,
-        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": list(mrope_section),
-                         "mrope_interleaved": True},
+        rope_parameters={
+            "rope_type": "default",
+            "rope_theta": 10000.0,
+            "mrope_section": list(mrope_section),
+            "mrope_interleaved": True,
+        },
         **text_extra,
     )
-    vision = dict(depth=vision_layers, hidden_size=vision_d, intermediate_size=2 * vision_d, num_heads=2,
-                  patch_size=patch_size, spatial_merge_size=2, temporal_patch_size=2, out_hidden_size=d_model,
-                  num_position_embeddings=64, deepstack_visual_indexes=list(deepstack_visual_indexes))
-    return save_qwen_vl((config_cls, model_cls, Qwen3VLProcessor), text, vision, tokenizer, path, seed=seed,
-                        patch_size=patch_size, min_pixels=min_pixels, max_pixels=max_pixels, dtype=dtype,
-                        video_processor=(Qwen3VLVideoProcessor, {"min_frames": 1, "cap_pixels_per_frame": False}),
-                        chat_template=QWEN3_VL_CHAT_TEMPLATE)
+    vision = dict(
+        depth=vision_layers,
+        hidden_size=vision_d,
+        intermediate_size=2 * vision_d,
+        num_heads=2,
+        patch_size=patch_size,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        out_hidden_size=d_model,
+        num_position_embeddings=64,
+        deepstack_visual_indexes=list(deepstack_visual_indexes),
+    )
+    return save_qwen_vl(
+        (config_cls, model_cls, Qwen3VLProcessor),
+        text,
+        vision,
+        tokenizer,
+        path,
+        seed=seed,
+        patch_size=patch_size,
+        min_pixels=min_pixels,
+        max_pixels=max_pixels,
+        dtype=dtype,
+        video_processor=(Qwen3VLVideoProcessor, {"min_frames": 1, "cap_pixels_per_frame": False}),
+        chat_template=QWEN3_VL_CHAT_TEMPLATE,
+    )

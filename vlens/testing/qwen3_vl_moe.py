@@ -27,12 +27,37 @@ def make_tiny_qwen3_vl_moe(
     patch_size, vision_layers, vision_d, deepstack_visual_indexes, min/max_pixels)."""
     from transformers import Qwen3VLMoeConfig, Qwen3VLMoeForConditionalGeneration
 
-    moe = dict(num_experts=n_experts, num_experts_per_tok=top_k, moe_intermediate_size=d_expert,
-               decoder_sparse_step=1, mlp_only_layers=list(mlp_only_layers))
-    shape = dict(d_model=64, n_heads=4, n_kv_heads=2, d_head=16, d_mlp=128, mrope_section=(2, 3, 3), patch_size=4,
-                 vision_layers=3, vision_d=32, deepstack_visual_indexes=(0, 1), min_pixels=16 * 16, max_pixels=64 * 64)
+    moe = dict(
+        num_experts=n_experts,
+        num_experts_per_tok=top_k,
+        moe_intermediate_size=d_expert,
+        decoder_sparse_step=1,
+        mlp_only_layers=list(mlp_only_layers),
+    )
+    shape = dict(
+        d_model=64,
+        n_heads=4,
+        n_kv_heads=2,
+        d_head=16,
+        d_mlp=128,
+        mrope_section=(2, 3, 3),
+        patch_size=4,
+        vision_layers=3,
+        vision_d=32,
+        deepstack_visual_indexes=(0, 1),
+        min_pixels=16 * 16,
+        max_pixels=64 * 64,
+    )
     unknown = set(sizes) - set(shape)
     if unknown:
         raise TypeError(f"make_tiny_qwen3_vl_moe got unknown sizes {sorted(unknown)}; it takes {sorted(shape)}")
-    return build_qwen3_vl(path, Qwen3VLMoeConfig, Qwen3VLMoeForConditionalGeneration, moe, seed=seed,
-                          n_layers=n_layers, dtype=dtype, **{**shape, **sizes})
+    return build_qwen3_vl(
+        path,
+        Qwen3VLMoeConfig,
+        Qwen3VLMoeForConditionalGeneration,
+        moe,
+        seed=seed,
+        n_layers=n_layers,
+        dtype=dtype,
+        **{**shape, **sizes},
+    )

@@ -53,12 +53,17 @@ def make_tiny_smolvlm(
 
     path = Path(path)
     tokenizer = word_tokenizer_with(
-        {"fake_image_token": "<fake_token_around_image>", "image_token": "<image>", "global_image_token": "<global-img>",
-         "end_of_utterance_token": "<end_of_utterance>"},
+        {
+            "fake_image_token": "<fake_token_around_image>",
+            "image_token": "<image>",
+            "global_image_token": "<global-img>",
+            "end_of_utterance_token": "<end_of_utterance>",
+        },
         extra_words=SMOLVLM_WORDS,
     )
-    text = text_config("llama", tokenizer, n_layers=n_layers, d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads,
-                        d_mlp=d_mlp)
+    text = text_config(
+        "llama", tokenizer, n_layers=n_layers, d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads, d_mlp=d_mlp
+    )
     vision = vision_config(SmolVLMVisionConfig, vision_d, vision_layers, image_size, patch_size)
     config = SmolVLMConfig(
         text_config=text.to_dict(),

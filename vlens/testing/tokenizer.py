@@ -37,7 +37,11 @@ def build_word_tokenizer(extra_words: Iterable[str] = ()):
     vocab = {tok: i for i, tok in enumerate(vocab_list)}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Split(Regex(r"\s+"), behavior="removed"), pre_tokenizers.Punctuation(), pre_tokenizers.Digits(individual_digits=True)]
+        [
+            pre_tokenizers.Split(Regex(r"\s+"), behavior="removed"),
+            pre_tokenizers.Punctuation(),
+            pre_tokenizers.Digits(individual_digits=True),
+        ]
     )
     tok.decoder = decoders.WordPiece(prefix="##", cleanup=True)  # joins words with spaces
     fast = PreTrainedTokenizerFast(
@@ -55,7 +59,9 @@ def build_word_tokenizer(extra_words: Iterable[str] = ()):
 VICUNA_WORDS = ("USER", "ASSISTANT", "SYSTEM")
 
 
-def word_tokenizer_with(named: dict[str, str] | None = None, extra_words: Iterable[str] = (), new_special: Iterable[str] = ()):
+def word_tokenizer_with(
+    named: dict[str, str] | None = None, extra_words: Iterable[str] = (), new_special: Iterable[str] = ()
+):
     """build_word_tokenizer() plus extra special tokens; `named` also exposes them as the
     model-specific attributes processors read (e.g. tokenizer.start_image_token)."""
     tok = build_word_tokenizer(extra_words)

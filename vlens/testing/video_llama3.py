@@ -13,8 +13,9 @@ from vlens.testing.qwen2_5_vl import qwen_vl_tokenizer
 # ChatML with the video placeholder on its own line, as VideoLLaMA3's HF template writes a video
 # item; the processor expands `<|video_pad|>` into "Time 0.0s:<|video_pad|>×k,Time 0.5s:…" (one
 # "Time t s:" per frame, frames joined by ",").
-VIDEO_LLAMA3_CHAT_TEMPLATE = chatml_template("<|video_pad|>\n", image="<|image_pad|>\n",
-                                             system="You are a helpful assistant.")
+VIDEO_LLAMA3_CHAT_TEMPLATE = chatml_template(
+    "<|video_pad|>\n", image="<|image_pad|>\n", system="You are a helpful assistant."
+)
 TIMESTAMP_WORDS = ("Time", "s")
 
 
@@ -54,21 +55,32 @@ def make_tiny_video_llama3(
 
     path = Path(path)
     tokenizer = qwen_vl_tokenizer(extra_words=TIMESTAMP_WORDS)
-    text = text_config("qwen2", tokenizer, n_layers=n_layers, d_model=d_model, n_heads=n_heads,
-                       n_kv_heads=n_kv_heads, d_mlp=d_mlp)
-    vision = dict(hidden_size=vision_d, intermediate_size=2 * vision_d, num_hidden_layers=vision_layers,
-                  num_attention_heads=2, patch_size=patch_size)
+    text = text_config(
+        "qwen2", tokenizer, n_layers=n_layers, d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads, d_mlp=d_mlp
+    )
+    vision = dict(
+        hidden_size=vision_d,
+        intermediate_size=2 * vision_d,
+        num_hidden_layers=vision_layers,
+        num_attention_heads=2,
+        patch_size=patch_size,
+    )
     ids = tokenizer.convert_tokens_to_ids
-    config = VideoLlama3Config(text_config=text.to_dict(), vision_config=vision,
-                               image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"))
+    config = VideoLlama3Config(
+        text_config=text.to_dict(),
+        vision_config=vision,
+        image_token_id=ids("<|image_pad|>"),
+        video_token_id=ids("<|video_pad|>"),
+    )
     config.architectures = ["VideoLlama3ForConditionalGeneration"]
     torch.manual_seed(seed)
     model = VideoLlama3ForConditionalGeneration(config)
     size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
     processor = VideoLlama3Processor(
         image_processor=VideoLlama3ImageProcessor(size=size, patch_size=patch_size, merge_size=1),
-        video_processor=VideoLlama3VideoProcessor(size=size, patch_size=patch_size, merge_size=2,
-                                                  use_token_compression=use_token_compression),
+        video_processor=VideoLlama3VideoProcessor(
+            size=size, patch_size=patch_size, merge_size=2, use_token_compression=use_token_compression
+        ),
         tokenizer=tokenizer,
         chat_template=VIDEO_LLAMA3_CHAT_TEMPLATE,
     )

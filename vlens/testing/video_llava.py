@@ -40,9 +40,25 @@ def make_tiny_video_llava(
 
     patches = (image_size // patch_size) ** 2
     return tiny_llava_llama(
-        path, (VideoLlavaConfig, VideoLlavaForConditionalGeneration, VideoLlavaProcessor,
-               VideoLlavaImageProcessor, VideoLlavaVideoProcessor),
+        path,
+        (
+            VideoLlavaConfig,
+            VideoLlavaForConditionalGeneration,
+            VideoLlavaProcessor,
+            VideoLlavaImageProcessor,
+            VideoLlavaVideoProcessor,
+        ),
         config_extra=dict(image_seq_length=patches, video_seq_length=8 * (patches + 1)),
         image_processor_extra={},
-        seed=seed, n_layers=n_layers, d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads, d_mlp=d_mlp,
-        image_size=image_size, patch_size=patch_size, vision_layers=vision_layers, vision_d=vision_d, dtype=dtype)
+        seed=seed,
+        n_layers=n_layers,
+        d_model=d_model,
+        n_heads=n_heads,
+        n_kv_heads=n_kv_heads,
+        d_mlp=d_mlp,
+        image_size=image_size,
+        patch_size=patch_size,
+        vision_layers=vision_layers,
+        vision_d=vision_d,
+        dtype=dtype,
+    )

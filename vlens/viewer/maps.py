@@ -4,22 +4,20 @@ as the pattern hook runs.
 
 from __future__ import annotations
 
-import argparse
-import base64
-import io
-import json
-import math
-import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from jaxtyping import Float
+
 if TYPE_CHECKING:
-    from vlens.inputs import VideoInputs
-    from vlens.model import HookedVideoLLM
+    from vlens.inputs.video_inputs import VideoInputs
+    from vlens.model.hooked_video_llm import HookedVideoLLM
+
+
+QUERIES = ("answer", "question")
 
 
 class ViewError(ValueError):
@@ -56,8 +54,14 @@ def _query_rows(layout) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def attention_maps(model: HookedVideoLLM, inputs: VideoInputs, *, layers: Sequence[int] | None = None, row: int = 0,
-                   fwd_hooks: Sequence = ()) -> AttentionMaps:
+def attention_maps(
+    model: HookedVideoLLM,
+    inputs: VideoInputs,
+    *,
+    layers: Sequence[int] | None = None,
+    row: int = 0,
+    fwd_hooks: Sequence = (),
+) -> AttentionMaps:
     """Attention from the answer position and from the question to each frame's patches.
 
     Args:
@@ -75,7 +79,9 @@ def attention_maps(model: HookedVideoLLM, inputs: VideoInputs, *, layers: Sequen
         ViewError: the row has no video positions with patch coordinates, or a layer is out of range.
     """
     if not 0 <= row < inputs.batch_size:
-        raise ViewError(f"row={row} is out of range for a batch of {inputs.batch_size}; pass 0 ≤ row < {inputs.batch_size}")
+        raise ViewError(
+            f"row={row} is out of range for a batch of {inputs.batch_size}; pass 0 ≤ row < {inputs.batch_size}"
+        )
     layout = inputs.layouts[row]
     L, H = model.cfg.n_layers, model.cfg.n_heads
     layers = list(range(L)) if layers is None else [int(x) for x in layers]
@@ -85,7 +91,9 @@ def attention_maps(model: HookedVideoLLM, inputs: VideoInputs, *, layers: Sequen
     video = layout.is_video
     patch = video & (layout.row >= 0) & (layout.col >= 0)
     if not bool(patch.any()):
-        raise ViewError("these inputs have no video patch positions (layout.row/col ≥ 0); pass inputs built from a video")
+        raise ViewError(
+            "these inputs have no video patch positions (layout.row/col ≥ 0); pass inputs built from a video"
+        )
     F = layout.n_frames
     R, C = int(layout.row[patch].max()) + 1, int(layout.col[patch].max()) + 1
     keys = patch.nonzero().flatten()

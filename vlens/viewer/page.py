@@ -1,10 +1,10 @@
 """The page of `vlens view`: one HTML file, its CSS and JavaScript inline, no network.
 
-`vlens.view` fills `PAGE` with one JSON document (`<script type="application/json">`); the script
-below draws everything from it. Kept apart from `vlens.view` so the Python that computes the data
+`vlens.viewer.view` fills `PAGE` with one JSON document (`<script type="application/json">`); the script
+below draws everything from it. Kept apart from `vlens.viewer.view` so the Python that computes the data
 reads top to bottom without a page of markup in the middle.
 
-The JSON (see `vlens.view.page_data`) holds:
+The JSON (see `vlens.viewer.page_data.page_data`) holds:
 
 - `frames`: `[{src, label}]`, each frame a PNG data URI;
 - `grid`: `[rows, cols]` of patches per frame; `layers`, `heads` (the head slider's last stop is

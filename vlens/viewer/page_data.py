@@ -4,22 +4,26 @@ knockout and patching results; and the page rendered with it.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import io
 import json
 import math
-import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
-from jaxtyping import Float
+
+from vlens.viewer.maps import AttentionMaps, ViewError
+
 if TYPE_CHECKING:
-    from vlens.inputs import VideoInputs
-    from vlens.model import HookedVideoLLM
+    pass
+
+
+QUERY_NOTES = {
+    "answer": "from the answer position (the last one, whose logits give the answer)",
+    "question": "mean over the question's positions after the video (the answer position excluded)",
+}
 
 
 def _png_uri(frame: np.ndarray, max_px: int) -> str:
@@ -34,7 +38,7 @@ def _png_uri(frame: np.ndarray, max_px: int) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def _frames(inputs, layout, row: int, frames, n_groups: int, max_px: int) -> tuple[list[dict], tuple[int, int]]:
+def frame_images(inputs, layout, row: int, frames, n_groups: int, max_px: int) -> tuple[list[dict], tuple[int, int]]:
     """One picture per frame (temporal group: its first frame) with a label; size in CSS px."""
     if frames is None and row < len(inputs.videos) and inputs.videos[row] is not None:
         frames = inputs.videos[row].frames
@@ -44,8 +48,10 @@ def _frames(inputs, layout, row: int, frames, n_groups: int, max_px: int) -> tup
     if frames is not None:
         frames = np.asarray(frames)
         if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) < n_groups * fpg:
-            raise ViewError(f"frames must be [T, H, W, 3] uint8 with T ≥ {n_groups * fpg} (the frames these inputs "
-                            f"were built from); got shape {tuple(frames.shape)}")
+            raise ViewError(
+                f"frames must be [T, H, W, 3] uint8 with T ≥ {n_groups * fpg} (the frames these inputs "
+                f"were built from); got shape {tuple(frames.shape)}"
+            )
         h, w = frames.shape[1:3]
         k = 160 / max(h, w)
         size = (round(w * k), round(h * k))
@@ -58,8 +64,9 @@ def _frames(inputs, layout, row: int, frames, n_groups: int, max_px: int) -> tup
 
 
 @torch.no_grad()
-def _knockout_rows(model, inputs, knockouts: Mapping[str, Sequence], row: int) -> dict:
+def knockout_rows(model, inputs, knockouts: Mapping[str, Sequence], row: int) -> dict:
     """Clean vs each knockout on this one input: top token, p(clean top token), KL over the vocab."""
+
     def last_logprobs(hooks):
         logits = model.run_with_hooks(inputs, fwd_hooks=list(hooks), logits_to_keep=1)
         return logits[row, -1].float().log_softmax(-1)
@@ -73,24 +80,42 @@ def _knockout_rows(model, inputs, knockouts: Mapping[str, Sequence], row: int) -
         new_top = model.tokenizer.convert_ids_to_tokens([int(lp.argmax())])[0]
         kl = float((clean.exp() * (clean - lp)).sum())
         rows.append({"cells": [name, repr(new_top), f"{lp[top].exp():.3f}", f"{kl:.4f}"], "bar": float(lp[top].exp())})
-    return {"columns": ["configuration", "top next token", f"p({tok!r})", "KL(clean‖knocked)"], "rows": rows,
-            "note": f"This input only: the next-token distribution at the answer position, clean and under each "
-                    f"knockout; p({tok!r}) is the probability of the clean run's top token (bar)."}
+    return {
+        "columns": ["configuration", "top next token", f"p({tok!r})", "KL(clean‖knocked)"],
+        "rows": rows,
+        "note": f"This input only: the next-token distribution at the answer position, clean and under each "
+        f"knockout; p({tok!r}) is the probability of the clean run's top token (bar).",
+    }
 
 
-def _patching_list(patching: Mapping[str, Mapping] | None) -> list[dict]:
+def patching_list(patching: Mapping[str, Mapping] | None) -> list[dict]:
     out = []
     for name, agg in (patching or {}).items():
         effect = torch.as_tensor(agg["effect"]).float()
-        out.append({"name": name, "layers": [int(x) for x in agg["layers"]], "groups": list(agg["groups"]),
-                    "n": int(agg.get("n", 1)),
-                    "effect": [[None if math.isnan(v) else round(v, 4) for v in r] for r in effect.tolist()]})
+        out.append(
+            {
+                "name": name,
+                "layers": [int(x) for x in agg["layers"]],
+                "groups": list(agg["groups"]),
+                "n": int(agg.get("n", 1)),
+                "effect": [[None if math.isnan(v) else round(v, 4) for v in r] for r in effect.tolist()],
+            }
+        )
     return out
 
 
-def page_data(maps: AttentionMaps, frames: list[dict], frame_px: tuple[int, int], heads: int, *, title: str,
-              subtitle: str = "", knockouts: dict | None = None, patching: list[dict] | None = None) -> dict:
-    """The JSON document the page draws from (the format is described in `vlens.view_page`).
+def page_data(
+    maps: AttentionMaps,
+    frames: list[dict],
+    frame_px: tuple[int, int],
+    heads: int,
+    *,
+    title: str,
+    subtitle: str = "",
+    knockouts: dict | None = None,
+    patching: list[dict] | None = None,
+) -> dict:
+    """The JSON document the page draws from (the format is described in `vlens.viewer.page`).
 
     Args:
         maps: from `attention_maps`.
@@ -107,11 +132,20 @@ def page_data(maps: AttentionMaps, frames: list[dict], frame_px: tuple[int, int]
     scale = maps.maps.reshape(*maps.maps.shape[:3], -1).max(-1)  # [query, layer, head]
     q8 = np.rint(255 * maps.maps / np.maximum(scale, 1e-12)[..., None, None, None]).astype(np.uint8)
     return {
-        "title": title, "subtitle": subtitle, "frames": frames, "frame_px": list(frame_px),
-        "grid": list(maps.maps.shape[-2:]), "layers": maps.layers, "heads": list(range(heads)),
-        "queries": list(maps.queries), "query_notes": [QUERY_NOTES[q] for q in maps.queries],
-        "maps": base64.b64encode(q8.tobytes()).decode(), "scale": scale.astype(float).tolist(),
-        "mass": np.round(maps.mass.astype(float), 5).tolist(), "knockouts": knockouts, "patching": patching or [],
+        "title": title,
+        "subtitle": subtitle,
+        "frames": frames,
+        "frame_px": list(frame_px),
+        "grid": list(maps.maps.shape[-2:]),
+        "layers": maps.layers,
+        "heads": list(range(heads)),
+        "queries": list(maps.queries),
+        "query_notes": [QUERY_NOTES[q] for q in maps.queries],
+        "maps": base64.b64encode(q8.tobytes()).decode(),
+        "scale": scale.astype(float).tolist(),
+        "mass": np.round(maps.mass.astype(float), 5).tolist(),
+        "knockouts": knockouts,
+        "patching": patching or [],
     }
 
 
@@ -126,7 +160,7 @@ def render_html(data: dict) -> str:
     """
     from html import escape
 
-    from vlens.view_page import PAGE
+    from vlens.viewer.page import PAGE
 
     payload = json.dumps(data, allow_nan=False).replace("</", "<\\/")  # a "</script>" in a label stays text
     return PAGE.replace("__TITLE__", escape(data["title"])).replace("__DATA__", payload)

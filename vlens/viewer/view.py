@@ -1,6 +1,6 @@
 """`vlens view`: one self-contained HTML page showing where a video LLM looks.
 
-    from vlens.view import view_attention
+    from vlens.viewer.view import view_attention
     path = view_attention(model, inputs, path="view.html",
                           knockouts={"LV-K all layers": ko.LV().hooks(inputs, layers=ko.all_layers())})
 
@@ -23,36 +23,40 @@ per-frame attention mass (exact, float) compares across layers.
 from __future__ import annotations
 
 import argparse
-import base64
-import io
-import json
 import math
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-import numpy as np
-import torch
-from jaxtyping import Float
+
+from vlens.viewer.maps import ViewError, attention_maps
+from vlens.viewer.page_data import (
+    frame_images,
+    knockout_rows,
+    page_data,
+    patching_list,
+    render_html,
+)
+
 if TYPE_CHECKING:
-    from vlens.inputs import VideoInputs
-    from vlens.model import HookedVideoLLM
+    from vlens.inputs.video_inputs import VideoInputs
+    from vlens.model.hooked_video_llm import HookedVideoLLM
 
 
-QUERIES = ("answer", "question")
-
-
-QUERY_NOTES = {
-    "answer": "from the answer position (the last one, whose logits give the answer)",
-    "question": "mean over the question's positions after the video (the answer position excluded)",
-}
-
-
-def view_attention(model: HookedVideoLLM, inputs: VideoInputs, *, path: str | Path = "vlens-view.html", layers: Sequence[int] | None = None,
-                   row: int = 0, knockouts: Mapping[str, Sequence] | None = None,
-                   patching: Mapping[str, Mapping] | None = None, frames: Any = None, title: str | None = None,
-                   max_frame_px: int = 224, fwd_hooks: Sequence = ()) -> Path:
+def view_attention(
+    model: HookedVideoLLM,
+    inputs: VideoInputs,
+    *,
+    path: str | Path = "vlens-view.html",
+    layers: Sequence[int] | None = None,
+    row: int = 0,
+    knockouts: Mapping[str, Sequence] | None = None,
+    patching: Mapping[str, Mapping] | None = None,
+    frames: Any = None,
+    title: str | None = None,
+    max_frame_px: int = 224,
+    fwd_hooks: Sequence = (),
+) -> Path:
     """Write the attention viewer for one input as a self-contained HTML file.
 
     Args:
@@ -79,14 +83,22 @@ def view_attention(model: HookedVideoLLM, inputs: VideoInputs, *, path: str | Pa
     """
     maps = attention_maps(model, inputs, layers=layers, row=row, fwd_hooks=fwd_hooks)
     layout = inputs.layouts[row]
-    pics, size = _frames(inputs, layout, row, frames, maps.maps.shape[3], max_frame_px)
+    pics, size = frame_images(inputs, layout, row, frames, maps.maps.shape[3], max_frame_px)
     if title is None:
         family = getattr(getattr(model, "family", None), "name", "model")
         title = f"vlens view · {family} · {model.cfg.n_layers} layers × {model.cfg.n_heads} heads"
     prompt = inputs.prompts[row] if row < len(inputs.prompts) else ""
-    ko_table = _knockout_rows(model, inputs, knockouts, row) if knockouts else None
-    data = page_data(maps, pics, size, model.cfg.n_heads, title=title, subtitle=prompt[-300:],
-                     knockouts=ko_table, patching=_patching_list(patching))
+    ko_table = knockout_rows(model, inputs, knockouts, row) if knockouts else None
+    data = page_data(
+        maps,
+        pics,
+        size,
+        model.cfg.n_heads,
+        title=title,
+        subtitle=prompt[-300:],
+        knockouts=ko_table,
+        patching=patching_list(patching),
+    )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_html(data), encoding="utf-8")
@@ -94,7 +106,7 @@ def view_attention(model: HookedVideoLLM, inputs: VideoInputs, *, path: str | Pa
 
 
 def _run_knockouts(summary: dict, chance: float | None) -> dict | None:
-    from vlens.plot import config_label, fmt_value
+    from vlens.figures.style import config_label, fmt_value
 
     if not summary:
         return None
@@ -102,16 +114,33 @@ def _run_knockouts(summary: dict, chance: float | None) -> dict | None:
     for name, s in summary.items():
         acc_ci = f"{fmt_value(s['accuracy_ci'][0], True)}–{fmt_value(s['accuracy_ci'][1], True)}"
         ratio_ci = f"{fmt_value(s['ratio_ci'][0])}–{fmt_value(s['ratio_ci'][1])}"
-        rows.append({"cells": [config_label(name, s.get("layers")), str(s["n"]), fmt_value(s["accuracy"], True), acc_ci,
-                               fmt_value(s["ratio"]), ratio_ci], "bar": None if math.isnan(s["accuracy"]) else s["accuracy"]})
+        rows.append(
+            {
+                "cells": [
+                    config_label(name, s.get("layers")),
+                    str(s["n"]),
+                    fmt_value(s["accuracy"], True),
+                    acc_ci,
+                    fmt_value(s["ratio"]),
+                    ratio_ci,
+                ],
+                "bar": None if math.isnan(s["accuracy"]) else s["accuracy"],
+            }
+        )
     note = "Accuracy over the run's samples per configuration, with 95% bootstrap intervals (bar: accuracy)."
     if chance is not None:
         note += f" Chance (a uniform guess over each question's options): {chance:.1%}."
     return {"columns": ["configuration", "n", "accuracy", "95% CI", "ratio", "95% CI"], "rows": rows, "note": note}
 
 
-def view_run(run_dir: str | Path, *, sample: str | None = None, path: str | Path | None = None,
-             layers: Sequence[int] | None = None, device: str = "cpu") -> Path:
+def view_run(
+    run_dir: str | Path,
+    *,
+    sample: str | None = None,
+    path: str | Path | None = None,
+    layers: Sequence[int] | None = None,
+    device: str = "cpu",
+) -> Path:
     """Write the viewer for a `vlens run` directory: one sample's attention, the run's results.
 
     The model and dataset are the ones in the directory's settings.json; the sample is `sample`
@@ -133,8 +162,8 @@ def view_run(run_dir: str | Path, *, sample: str | None = None, path: str | Path
     """
     from vlens import HookedVideoLLM
     from vlens.data import load_dataset
-    from vlens.plot import chance_accuracy, load_summary
-    from vlens.prompts import mc_question
+    from vlens.figures.summary import chance_accuracy, load_summary
+    from vlens.inputs.prompts import mc_question
 
     run_dir = Path(run_dir)
     settings, records, summary = load_summary(run_dir)
@@ -145,25 +174,40 @@ def view_run(run_dir: str | Path, *, sample: str | None = None, path: str | Path
     samples = load_dataset(settings["data"], task=settings.get("task"), **settings.get("filters", {}))
     match = [s for s in samples if s.id == wanted]
     if not match:
-        raise ViewError(f"sample {wanted!r} is not in {settings['data']}; pick one of the ids in {run_dir}/results.jsonl "
-                        f"(e.g. {scored[0]!r})")
+        raise ViewError(
+            f"sample {wanted!r} is not in {settings['data']}; pick one of the ids in {run_dir}/results.jsonl "
+            f"(e.g. {scored[0]!r})"
+        )
     s = match[0]
     model = HookedVideoLLM.from_pretrained(settings["model"], device=device)
-    inputs = model.to_inputs(s.video, mc_question(s.question, s.options), n_frames=int(settings["frames"]),
-                             start=s.start, end=s.end, fps=s.fps, allow_repeat=bool(settings.get("allow_repeat", False)))
+    inputs = model.to_inputs(
+        s.video,
+        mc_question(s.question, s.options),
+        n_frames=int(settings["frames"]),
+        start=s.start,
+        end=s.end,
+        fps=s.fps,
+        allow_repeat=bool(settings.get("allow_repeat", False)),
+    )
     try:
-        from vlens.analysis import aggregate_patching
+        from vlens.experiments.analysis import aggregate_patching
 
         patching = aggregate_patching(records)
     except ImportError:  # the analysis layer moved: show the page without the heatmaps
         patching = {}
     answer = "" if s.answer is None else f" (answer: {'ABCDEFGHIJ'[s.answer]}. {s.options[s.answer]})"
     maps = attention_maps(model, inputs, layers=layers)
-    pics, size = _frames(inputs, inputs.layout, 0, None, maps.maps.shape[3], 224)
-    data = page_data(maps, pics, size, model.cfg.n_heads,
-                     title=f"vlens view · {run_dir.name} · sample {s.id}",
-                     subtitle=f"{s.question}{answer} — model {Path(settings['model']).name}, {settings['frames']} frames",
-                     knockouts=_run_knockouts(summary, chance_accuracy(records)), patching=_patching_list(patching))
+    pics, size = frame_images(inputs, inputs.layout, 0, None, maps.maps.shape[3], 224)
+    data = page_data(
+        maps,
+        pics,
+        size,
+        model.cfg.n_heads,
+        title=f"vlens view · {run_dir.name} · sample {s.id}",
+        subtitle=f"{s.question}{answer} — model {Path(settings['model']).name}, {settings['frames']} frames",
+        knockouts=_run_knockouts(summary, chance_accuracy(records)),
+        patching=patching_list(patching),
+    )
     out = Path(path) if path is not None else run_dir / "view.html"
     out.write_text(render_html(data), encoding="utf-8")
     return out
@@ -175,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="vlens view",
         description="Write one self-contained HTML page (no network) for a run directory: a sample's frames with the "
         "attention from the answer position and from the question over each frame's patches, per layer and head "
-        "(sliders); the knockout results per configuration; the patching heatmaps when the run has them.")
+        "(sliders); the knockout results per configuration; the patching heatmaps when the run has them.",
+    )
     p.add_argument("dir", help="run directory written by `vlens run` or `vlens demo` (holds settings.json)")
     p.add_argument("--sample", default=None, help="sample id to show (default: the first one scored)")
     p.add_argument("--out", default=None, help="output HTML file (default: DIR/view.html)")
@@ -194,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         0 on success, 2 with a message on stderr when the directory or a choice is unusable.
     """
     from vlens.data import DatasetError
-    from vlens.store import StoreError
+    from vlens.experiments.store import StoreError
 
     args = build_parser().parse_args(argv)
     try:
