@@ -27,13 +27,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from vlens import HookedVideoLLM  # noqa: E402
-from vlens.experiments.study import configs_for  # noqa: E402
-from vlens.inputs.prompts import letter_token_ids, mc_question  # noqa: E402
-from vlens.interventions.attribution import attribute_sample  # noqa: E402
-from vlens.interventions.attribution_validation import spearman, top_k_overlap  # noqa: E402
-from vlens.interventions.sweep import run_sweep  # noqa: E402
-from vlens.metrics import score  # noqa: E402
+from vlens import HookedVideoLLM
+from vlens.experiments.study import configs_for
+from vlens.inputs.prompts import letter_token_ids, mc_question
+from vlens.interventions.attribution import attribute_sample
+from vlens.interventions.attribution_validation import spearman, top_k_overlap
+from vlens.interventions.sweep import run_sweep
+from vlens.metrics import score
 
 PROTOCOLS = ("global1", "global2", "windows")
 # (record field of the estimate, exact score field): first-order and readout-corrected

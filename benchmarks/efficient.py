@@ -16,11 +16,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import SHAPES, checkpoint, clip, timeit_interleaved  # noqa: E402
+from _common import SHAPES, checkpoint, clip, timeit_interleaved
 
-from vlens import HookedVideoLLM  # noqa: E402
-from vlens.interventions import flops  # noqa: E402
-from vlens.interventions.efficient import EfficientConfig, efficient_forward  # noqa: E402
+from vlens import HookedVideoLLM
+from vlens.interventions import flops
+from vlens.interventions.efficient import EfficientConfig, efficient_forward
 
 
 def main(argv=None) -> None:

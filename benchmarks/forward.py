@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import (  # noqa: E402
+from _common import (
     FAMILY_SHAPES,
     checkpoint,
     clip,
@@ -24,7 +24,7 @@ from _common import (  # noqa: E402
     timeit_interleaved,
 )
 
-from vlens import HookedVideoLLM  # noqa: E402
+from vlens import HookedVideoLLM
 
 
 def main(argv=None) -> None:
@@ -54,7 +54,7 @@ def main(argv=None) -> None:
             )
             t_hf, t_ours = t["hf"], t["ours"]
             print(f"{shape:>6} {n:>6} {inputs.seq_len:>9} {t_hf:>10.4f} {t_ours:>9.4f} {t_ours / t_hf:>6.2f}")
-        del model, hf
+        model = hf = None  # free the weights before the next shape
 
 
 def families(args, dtype) -> None:
@@ -76,7 +76,7 @@ def families(args, dtype) -> None:
             print(
                 f"{family:>17} {n:>6} {inputs.seq_len:>9} {t_hf:>10.4f} {t_ours:>9.4f} {t_ours / t_hf:>6.2f} {diff:>8.1e}"
             )
-        del model, hf
+        model = hf = None  # free the weights before the next shape
 
 
 if __name__ == "__main__":

@@ -29,13 +29,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import SHAPES, clip, timeit  # noqa: E402
+from _common import SHAPES, clip, timeit
 
-from vlens import HookedVideoLLM  # noqa: E402
-from vlens import knockout as ko  # noqa: E402
-from vlens.interventions import flops  # noqa: E402
-from vlens.interventions.efficient import EfficientConfig, efficient_forward  # noqa: E402
-from vlens.testing import make_tiny_onevision  # noqa: E402
+from vlens import HookedVideoLLM
+from vlens import knockout as ko
+from vlens.interventions import flops
+from vlens.interventions.efficient import EfficientConfig, efficient_forward
+from vlens.testing import make_tiny_onevision
 
 QUESTION = "What color is the object?\nA. red\nB. blue\nC. green\nD. yellow\nAnswer with the option's letter."
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import checkpoint, clip, timeit, timeit_interleaved  # noqa: E402
+from _common import checkpoint, clip, timeit, timeit_interleaved
 
-from vlens import HookedVideoLLM  # noqa: E402
-from vlens import knockout as ko  # noqa: E402
+from vlens import HookedVideoLLM
+from vlens import knockout as ko
 
 
 def bridge_for(path, hf_model, device):
@@ -107,7 +107,7 @@ def main(argv=None) -> None:
             )
         if bridge is None:
             print(f"  TransformerBridge: not measured ({why})")
-        del model, hf, bridge
+        model = hf = bridge = None  # free the weights before the next shape
 
 
 if __name__ == "__main__":

@@ -16,11 +16,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import SHAPES, checkpoint, clip, sync  # noqa: E402
+from _common import SHAPES, checkpoint, clip, sync
 
-from vlens import HookedVideoLLM  # noqa: E402
-from vlens.inputs.prompts import letter_token_ids, mc_question  # noqa: E402
-from vlens.interventions.patching import (  # noqa: E402
+from vlens import HookedVideoLLM
+from vlens.inputs.prompts import letter_token_ids, mc_question
+from vlens.interventions.patching import (
     corrupt,
     patch_naive,
     patch_sweep,

@@ -17,12 +17,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import SHAPES, checkpoint, clip, sync  # noqa: E402
+from _common import SHAPES, checkpoint, clip, sync
 
-from vlens import HookedVideoLLM  # noqa: E402
-from vlens import knockout as ko  # noqa: E402
-from vlens.inputs.layout import VideoLayout, VisionToken  # noqa: E402
-from vlens.interventions.sweep import SweepConfig, plan, run_naive, run_sweep  # noqa: E402
+from vlens import HookedVideoLLM
+from vlens import knockout as ko
+from vlens.inputs.layout import VideoLayout, VisionToken
+from vlens.interventions.sweep import SweepConfig, plan, run_naive, run_sweep
 
 
 def study_configs(n_layers: int, k: int = 4) -> list[SweepConfig]:

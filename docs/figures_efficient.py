@@ -14,15 +14,15 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
 
-from vlens import HookedVideoLLM  # noqa: E402
-from vlens.data import synthetic  # noqa: E402
-from vlens.inputs.prompts import letter_token_ids, mc_question  # noqa: E402
-from vlens.interventions import flops  # noqa: E402
-from vlens.interventions.efficient import EfficientConfig, efficient_forward  # noqa: E402
-from vlens.organism import checkpoint_dir  # noqa: E402
+from vlens import HookedVideoLLM
+from vlens.data import synthetic
+from vlens.inputs.prompts import letter_token_ids, mc_question
+from vlens.interventions import flops
+from vlens.interventions.efficient import EfficientConfig, efficient_forward
+from vlens.organism import checkpoint_dir
 
 HELD_OUT_SEED = 1  # the organism trains on seed 10_000+; the demo and docs evaluate seed 1
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
 
-from vlens import knockout as ko  # noqa: E402
-from vlens.inputs.layout import VideoLayout, VisionToken  # noqa: E402
+from vlens import knockout as ko
+from vlens.inputs.layout import VideoLayout, VisionToken
 
 # 2 system tokens, 3 frames × 2×2 video tokens, 1 separator, 4 question tokens
 tokens = [VisionToken("video", f, r, c) for f in range(3) for r in range(2) for c in range(2)] + [

@@ -17,11 +17,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.patches import Patch
 
-from vlens import HookedVideoLLM, testing  # noqa: E402
+from vlens import HookedVideoLLM, testing
 
 BUILDERS = {
     "llava-onevision": (testing.make_tiny_onevision, {}),

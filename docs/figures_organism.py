@@ -12,9 +12,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from vlens.organism import checkpoint_dir  # noqa: E402
+from vlens.organism import checkpoint_dir
 
 
 def main(out: Path = Path(__file__).parent / "img" / "organism_training.png") -> Path:

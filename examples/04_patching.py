@@ -66,7 +66,7 @@ print(f"\nthe head whose output at the final position restores most: L{L // 2 + 
 from transformer_lens import patching  # noqa: E402
 
 _, cache = model.run_with_cache(clean, names_filter=lambda n: n.endswith("resid_pre"))
-metric = lambda logits: logits[0, -1, letters[sample.answer]] - logits[0, -1, letters].max()  # noqa: E731
+metric = lambda logits: logits[0, -1, letters[sample.answer]] - logits[0, -1, letters].max()
 with torch.no_grad():
     tl = patching.get_act_patch_resid_pre(model, reversed_, cache, metric)
 print("TransformerLens get_act_patch_resid_pre:", tuple(tl.shape), "[layer, position]")

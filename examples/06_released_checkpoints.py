@@ -106,7 +106,7 @@ for name, path in CHECKPOINTS.items():
         hooks = ko.LV().hooks(inputs, layers=ko.from_layer(model.cfg.n_layers // 2))
         knocked = model.run_with_hooks(inputs, fwd_hooks=hooks)[0, -1].log_softmax(-1)
     kl = (clean.exp() * (clean - knocked)).sum().item()
-    top = lambda logp: repr(model.tokenizer.decode(int(logp.argmax())))  # noqa: E731
+    top = lambda logp, tok=model.tokenizer: repr(tok.decode(int(logp.argmax())))
     print(f"  clean top token {top(clean)}; {hooks[0][1]}: top token {top(knocked)}, KL(clean‖knocked) = {kl:.4f}")
 
 

@@ -17,7 +17,7 @@ _ACTIVE: dict = {}
 def _knockout_attention(module, query, key, value, attention_mask, **kwargs):
     blocked = _ACTIVE.get("by_layer", {}).get(module.layer_idx)
     if blocked is not None:
-        B, _, Q, K = query.shape[0], None, query.shape[2], key.shape[2]
+        Q, K = query.shape[2], key.shape[2]
         if attention_mask is None:  # HF dropped the mask (no padding): make the causal one explicit
             attention_mask = torch.ones(Q, K, dtype=torch.bool, device=query.device).tril(K - Q)[None, None]
         if attention_mask.dtype == torch.bool:

@@ -125,7 +125,7 @@ def llava_qwen_video_features(path, pixel_values, *, pool_mode, pool_stride, new
         st["model.mm_projector.2.bias"],
     )
     T, n, D = x.shape
-    g = int(math.isqrt(n))
+    g = math.isqrt(n)
     x = x.view(T, g, g, D).permute(0, 3, 1, 2)
     if pool_mode == "average":
         x = F.avg_pool2d(x, pool_stride)
@@ -260,7 +260,7 @@ def internvideo_logits(path, input_ids, pixel_values, ctx_id, *, compress=True, 
     cfg, st = load_release(path)
     vc, lc = cfg["vision_config"], cfg["llm_config"]
     x = _internvit(pixel_values.float(), st, vc)[:, 1:]
-    g = int(math.isqrt(x.shape[1]))
+    g = math.isqrt(x.shape[1])
     x = _pixel_shuffle_v2(x.reshape(x.shape[0], g, g, -1), cfg["downsample_ratio"])
     c = x.shape[-1]
     x = x.reshape(x.shape[0], -1, c)  # [frames, (P/2)², c], row-major

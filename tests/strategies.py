@@ -69,7 +69,7 @@ def layouts_with_roles(draw, max_frames: int = 4, max_grid: int = 3) -> VideoLay
     for j, i in enumerate(pre):
         role[i] = "system" if j < cut else "template"
     n_options = 0
-    for j, i in enumerate(post):
+    for i in post:
         r = draw(st.sampled_from(["template", "question", "option", "answer_prompt"]))
         role[i] = r
         if r == "option":

@@ -55,7 +55,7 @@ def test_run_all_protocols_and_report_match_direct_recomputation(layout, onevisi
     records = _records(out)
     L = model.cfg.n_layers
     assert len({c for _, c in records}) == 2 + L + 4 + 3 * (L - 1)  # clean, prior, global1, global2, windows
-    samples = [s for s in load_dataset(f"{layout}:{root}", task="action_sequence" if layout == "mvbench" else None)]
+    samples = list(load_dataset(f"{layout}:{root}", task="action_sequence" if layout == "mvbench" else None))
     scored = [s for s in samples if s.missing is None and s.answer is not None]
     sample = scored[0]
     inputs = sample_inputs(model, sample, 4, allow_repeat=True)
@@ -198,8 +198,8 @@ def test_help_starts_without_loading_torch():
 
     for args in (["--help"], ["run", "--help"], ["report", "--help"]):
         code = (
-            "import sys\nfrom vlens.cli import main\ntry:\n    main(%r)\nexcept SystemExit:\n    pass\n"
-            "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, sorted(sys.modules)[:5]\n" % args
+            f"import sys\nfrom vlens.cli import main\ntry:\n    main({args!r})\nexcept SystemExit:\n    pass\n"
+            "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, sorted(sys.modules)[:5]\n"
         )
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         assert done.returncode == 0, done.stderr

@@ -29,7 +29,9 @@ def _centroid(frame: np.ndarray) -> np.ndarray:
 @settings(max_examples=60, deadline=None)
 @given(kind=st.sampled_from(synthetic.QUESTION_KINDS), seed=st.integers(0, 10_000), shuffle=st.booleans())
 def test_answer_keys_match_the_pixels(kind, seed, shuffle):
-    frames, question, options, answer, facts = synthetic.make_sample(kind, np.random.default_rng(seed), shuffle=shuffle)
+    frames, _question, options, answer, facts = synthetic.make_sample(
+        kind, np.random.default_rng(seed), shuffle=shuffle
+    )
     assert frames.shape == (8, 32, 32, 3) and frames.dtype == np.uint8
     assert len(set(options)) == len(options) and 0 <= answer < len(options)
     truth = options[answer]
@@ -121,7 +123,7 @@ def test_egoschema_layout(tmp_path):
     samples = load_dataset(f"egoschema:{root}")
     assert [s.answer for s in samples] == [1, None, 4]
     assert len(samples[0].options) == 5
-    with pytest.raises(DatasetError, match="questions.json"):
+    with pytest.raises(DatasetError, match=r"questions.json"):
         load_dataset(f"egoschema:{tmp_path}")
 
 

@@ -163,12 +163,11 @@ def test_a_row_that_loses_every_edge_has_attention_output_zero(tiny_by_dtype, dt
     inputs = model.to_inputs(frames(2, seed=4), "what color is the object", n_frames=2)
     spec = ko.Edges("last", "all", diagonal=True)  # the last row sees nothing in layer 1
     assert spec.blocked(inputs.layout)[-1].sum() == len(inputs.layout)
-    names = lambda n: n.endswith("attn.hook_z")  # noqa: E731
+    names = lambda n: n.endswith("attn.hook_z")
     with torch.no_grad():
         _, clean = model.run_with_cache(inputs, names_filter=names)
-        with model.attention_path_as(path):
-            with model.hooks(fwd_hooks=spec.hooks(inputs, layers=ko.layers([1]))):
-                logits, cache = model.run_with_cache(inputs, names_filter=names)
+        with model.attention_path_as(path), model.hooks(fwd_hooks=spec.hooks(inputs, layers=ko.layers([1]))):
+            logits, cache = model.run_with_cache(inputs, names_filter=names)
         assert model.last_attention_path == path
     assert torch.isfinite(logits).all()
     z = cache["blocks.1.attn.hook_z"]
@@ -186,9 +185,8 @@ def test_a_row_that_loses_every_edge_has_attention_output_zero(tiny_by_dtype, dt
 def test_an_emptied_row_on_hook_sites_is_zero_not_nan(model, site):
     inputs = model.to_inputs(frames(2, seed=4), "what", n_frames=2)
     spec = ko.Edges("all", "all", diagonal=True)  # every row empty in layer 2
-    with torch.no_grad():
-        with model.hooks(fwd_hooks=spec.hooks(inputs, layers=[2], on=site)):
-            logits, cache = model.run_with_cache(inputs, names_filter=lambda n: n.endswith(("hook_pattern", "hook_z")))
+    with torch.no_grad(), model.hooks(fwd_hooks=spec.hooks(inputs, layers=[2], on=site)):
+        logits, cache = model.run_with_cache(inputs, names_filter=lambda n: n.endswith(("hook_pattern", "hook_z")))
     assert torch.isfinite(logits).all()
     assert (cache["blocks.2.attn.hook_z"] == 0).all()
     assert torch.isfinite(cache["blocks.2.attn.hook_pattern"]).all()

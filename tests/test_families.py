@@ -5,8 +5,8 @@ layout matches what the processor put in the sequence (frames, temporal groups, 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import pytest
 import torch
@@ -188,7 +188,7 @@ def _knockout_diffs(fam, inputs, spec, layer_list):
             with model.attention_path_as("explicit"):
                 out[f"explicit/{on}"] = model.run_with_hooks(inputs, fwd_hooks=hooks)
         blocked = hooks[0][1].blocked_full(inputs.seq_len, "cpu")
-        with hf_knockout(hf, {l: blocked for l in layer_list}):
+        with hf_knockout(hf, dict.fromkeys(layer_list, blocked)):
             ref = hf(**inputs).logits
         clean = hf(**inputs).logits
     real = inputs["attention_mask"]
@@ -354,7 +354,7 @@ def check_qwen3_vl_layout(fam):
             s, e = int(vid[0]) - 1, int(vid[-1]) + 1
             assert (int(ids[s]), int(ids[e])) == (cfg.vision_start_token_id, cfg.vision_end_token_id)
             assert ids[s - len(stamp) : s].tolist() == stamp
-            span = list(range(s - len(stamp), s + 1)) + [e]
+            span = [*list(range(s - len(stamp), s + 1)), e]
             assert all(lay.segment[p] == "marker" and int(lay.frame[p]) == g for p in span)
             outer_start = span[0] - 1 if g == 0 else outer_start
             markers += span
@@ -399,7 +399,7 @@ def check_smolvlm_layout(fam):
             lo, hi = int(vid[0]), int(vid[-1])
             assert ids[lo - 2 : lo].tolist() == [fake, glob] and int(ids[hi + 1]) == fake
             assert ids[lo - 2 - len(stamp) : lo - 2].tolist() == stamp
-            span = list(range(lo - 2 - len(stamp), lo)) + [hi + 1]
+            span = [*list(range(lo - 2 - len(stamp), lo)), hi + 1]
             assert all(int(lay.frame[p]) == f for p in span)
             expect += span
         assert lay.positions("marker").tolist() == expect
@@ -486,7 +486,7 @@ def check_internvl_layout(fam):
             assert (int(ids[lo]), int(ids[hi])) == (start, end)
             text = label(("Frame{}: " if f == 0 else "\nFrame{}: ").format(f + 1))
             assert ids[lo - len(text) : lo].tolist() == text
-            expect += list(range(lo - len(text), lo + 1)) + [hi]
+            expect += [*list(range(lo - len(text), lo + 1)), hi]
         assert lay.positions("marker").tolist() == expect
         if n > 1:  # between frames nothing but markers
             between = range(int(lay.frame_positions(0)[-1]) + 1, int(lay.frame_positions(n - 1)[0]))

@@ -62,7 +62,7 @@ def test_every_lm_key_is_used_or_dropped(tmp_path):
             del t["blocks.0.mlp.up_proj.weight"]
             return t
 
-    with pytest.raises(KeyError, match="layers.0.mlp.up_proj.weight"):
+    with pytest.raises(KeyError, match=r"layers.0.mlp.up_proj.weight"):
         check_weight_coverage(Partial(), cfg, hf)
 
     class Dropping(Partial):

@@ -125,7 +125,7 @@ def test_lv_is_a_superset_of_question_and_last_from_video(flow_inputs):
     assert not (qv & ~lv).any()
     extra = lv & ~qv  # the answer prompt and template tokens after the video
     rows = extra.any(-1)
-    assert set(layout.role[i] for i in rows.nonzero().flatten().tolist()) <= {"answer_prompt", "template"}
+    assert {layout.role[i] for i in rows.nonzero().flatten().tolist()} <= {"answer_prompt", "template"}
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +142,7 @@ def test_flow_knockouts_match_the_hf_reference(model, hf_models, flow_inputs, cl
         hooks = spec.hooks(flow_inputs, layers=sel)
         ours = model.run_with_hooks(flow_inputs, fwd_hooks=hooks)
         blocked = hooks[0][1].blocked_full(flow_inputs.seq_len, "cpu")
-        with hf_knockout(hf_models["sdpa"], {l: blocked for l in sel.resolve(model.cfg.n_layers)}):
+        with hf_knockout(hf_models["sdpa"], dict.fromkeys(sel.resolve(model.cfg.n_layers), blocked)):
             ref = hf_models["sdpa"](**flow_inputs).logits
         if name in ("cross_frame", "last<-last"):  # the explicit path (−∞ on the scores) too
             with model.attention_path_as("explicit"):

@@ -136,7 +136,7 @@ def test_edges_knockouts_equal_hf_reference(glm, spec):
                 outs[f"explicit/{on}"] = model.run_with_hooks(inputs, fwd_hooks=hooks)
         blocked = hooks[0][1].blocked_full(inputs.seq_len, "cpu")
         assert bool(blocked.any())
-        with hf_knockout(hf, {l: blocked for l in layers}):
+        with hf_knockout(hf, dict.fromkeys(layers, blocked)):
             ref = hf(**inputs).logits
         clean = hf(**inputs).logits
     diffs = {k: (v - ref).abs().max().item() for k, v in outs.items()}

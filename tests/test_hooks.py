@@ -45,7 +45,7 @@ def run(model, inputs):
 
 
 def test_every_hook_name_is_cached_with_tl_shapes(model, inputs, run):
-    logits, cache = run
+    _logits, cache = run
     assert isinstance(cache, ActivationCache)
     cfg, n = model.cfg, inputs.seq_len
     expected = {"hook_embed", "hook_video_features", "ln_final.hook_scale", "ln_final.hook_normalized"}
@@ -76,7 +76,7 @@ def test_caching_without_patterns_takes_the_fast_path_and_matches(model, inputs,
 
 
 def test_zero_ablating_pattern_rows_is_what_tl_does(model, inputs, run):
-    logits, cache = run
+    logits, _cache = run
     row = inputs.seq_len - 1
 
     def kill_last_row(pattern, hook):
@@ -102,7 +102,7 @@ def test_zero_ablating_pattern_rows_is_what_tl_does(model, inputs, run):
 
 
 def test_adding_to_resid_pre_propagates(model, inputs, run):
-    logits, cache = run
+    _logits, cache = run
     direction = torch.randn(model.cfg.d_model)
 
     def add(resid, hook):

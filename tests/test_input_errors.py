@@ -130,7 +130,7 @@ def test_annotation_paths_outside_the_dataset_are_refused(tmp_path):
     ego = fabricate.egoschema(tmp_path / "ego")
     qs = json.loads((ego / "questions.json").read_text())
     (ego / "questions.json").write_text(json.dumps([{**qs[0], "q_uid": "../../outside"}]))
-    with pytest.raises(DatasetError, match="EgoSchema question '../../outside'.*leaves the dataset folder"):
+    with pytest.raises(DatasetError, match=r"EgoSchema question '../../outside'.*leaves the dataset folder"):
         load_dataset(f"egoschema:{ego}")
     with pytest.raises(DatasetError, match="is empty or invalid"):
         inside(tmp_path, "", "test")
@@ -144,7 +144,7 @@ def test_videomme_ids_outside_the_dataset_are_refused(tmp_path):
     df = pd.read_parquet(table)
     df.loc[0, "videoID"] = "../../../tmp/x"
     df.to_parquet(table)
-    with pytest.raises(DatasetError, match="Video-MME question .* leaves the dataset folder"):
+    with pytest.raises(DatasetError, match=r"Video-MME question .* leaves the dataset folder"):
         load_dataset(f"videomme:{root}")
 
 
@@ -182,7 +182,7 @@ def test_sampling_policies_pick_the_authors_indices(model, tmp_path):
     assert sample_indices(100, 8, sampling="fps", fps=25.0) == [0, 25, 50, 75]
     # ... and linspace once one a second would exceed n_frames (12 seconds, 8 frames)
     assert sample_indices(300, 8, sampling="fps", fps=25.0) == [0, 42, 85, 128, 170, 213, 256, 299]
-    with pytest.raises(VideoError, match="sampling='fps' .* needs the clip's frame rate: pass fps="):
+    with pytest.raises(VideoError, match=r"sampling='fps' .* needs the clip's frame rate: pass fps="):
         sample_indices(20, 4, sampling="fps")
     path = write_video(tmp_path / "clip.mp4", frames(30, seed=1), fps=10)
     lin = model.to_inputs(path, "q", n_frames=4, sampling="linspace")
@@ -205,7 +205,7 @@ def test_cache_estimate_is_exact_and_the_budget_refuses_with_the_fix(model):
     assert everything.total == _kept(cache) and everything.n_tensors == len(cache.cache_dict)
     B, N, L, H = inputs.batch_size, inputs.seq_len, model.cfg.n_layers, model.cfg.n_heads
     assert everything.nxn == 2 * L * B * H * N * N * 4  # scores + pattern, fp32
-    no_nxn = lambda name: not name.endswith(("hook_attn_scores", "hook_pattern"))  # noqa: E731
+    no_nxn = lambda name: not name.endswith(("hook_attn_scores", "hook_pattern"))
     with pytest.raises(cache_memory.CacheMemoryError) as err:
         model.run_with_cache(inputs, memory_budget=everything.total - 1)
     msg = str(err.value)
@@ -226,5 +226,5 @@ def test_cache_estimate_is_exact_and_the_budget_refuses_with_the_fix(model):
 
 
 def test_a_dtype_name_torch_does_not_know_is_refused_by_name(onevision_dir):
-    with pytest.raises(TypeError, match="dtype='half16' is not a torch dtype.*'bfloat16'"):
+    with pytest.raises(TypeError, match=r"dtype='half16' is not a torch dtype.*'bfloat16'"):
         HookedVideoLLM.from_pretrained(onevision_dir, dtype="half16")

@@ -45,7 +45,7 @@ def test_hf_test_shapes_match_hf_through_inputs_from_hf(hft):
         # every placeholder of the family is laid out as image or video, nothing else
         lay = inputs.layouts[0]
         n_media = int((lay.mask("video", "separator", "image")).sum())
-        image_id, video_id = getattr(model.family, "media_ids")(t.hf.config)
+        image_id, video_id = model.family.media_ids(t.hf.config)
         ids = kwargs["input_ids"][0]
         assert n_media == int(sum((ids == i).sum() for i in (image_id, video_id) if i is not None))
 
@@ -70,7 +70,7 @@ def test_hf_test_shapes_knockouts_equal_the_hf_reference(name, spec_name):
     blocked = hooks[0][1].blocked_full(inputs.seq_len, "cpu")
     with torch.no_grad():
         ours = model.run_with_hooks(inputs, fwd_hooks=hooks)
-        with hf_knockout(t.hf, {l: blocked for l in layer_list}):
+        with hf_knockout(t.hf, dict.fromkeys(layer_list, blocked)):
             ref = t.hf(**t.video_kwargs).logits
         clean = t.hf(**t.video_kwargs).logits
     mask = t.video_kwargs["attention_mask"]
@@ -83,7 +83,7 @@ def test_inputs_hf_accepts_but_vlens_does_not_run_exactly_are_refused():
     t, model = built("qwen2_5_vl")
     with pytest.raises(ValueError, match=r"does not run these qwen2.5-vl inputs exactly: \['position_ids'\]"):
         model.inputs_from_hf({**t.kwargs, "position_ids": torch.zeros(3, 3, 39, dtype=torch.long)})
-    with pytest.raises(ValueError, match="needs input_ids .*pass input_ids instead"):
+    with pytest.raises(ValueError, match=r"needs input_ids .*pass input_ids instead"):
         model.inputs_from_hf({"inputs_embeds": torch.zeros(1, 3, 32)})
     with pytest.raises(LayoutError, match="pixel values without image_grid_thw"):
         model.inputs_from_hf({k: v for k, v in t.kwargs.items() if k != "image_grid_thw"})

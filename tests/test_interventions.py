@@ -38,7 +38,7 @@ def _holds_nothing(model) -> bool:
     return not hooks and not model._interventions
 
 
-class Boom(Exception):
+class BoomError(Exception):
     pass
 
 
@@ -54,14 +54,14 @@ FAILING_CALLS = {
         x, fwd_hooks=ko.LV().hooks(x, layers=ko.all_layers()) + ko.VT().hooks(x, layers=ko.layers([99]))
     ),
     "a hook raises mid-forward": lambda m, x: m.run_with_hooks(
-        x, fwd_hooks=ko.LV().hooks(x) + [("blocks.2.hook_resid_pre", _raise(Boom("hook failed")))]
+        x, fwd_hooks=[*ko.LV().hooks(x), ("blocks.2.hook_resid_pre", _raise(BoomError("hook failed")))]
     ),
     "KeyboardInterrupt in a hook": lambda m, x: m.run_with_hooks(
-        x, fwd_hooks=ko.VT().hooks(x) + [("blocks.1.attn.hook_z", _raise(KeyboardInterrupt()))]
+        x, fwd_hooks=[*ko.VT().hooks(x), ("blocks.1.attn.hook_z", _raise(KeyboardInterrupt()))]
     ),
     "fails after a cached run in a context": lambda m, x: _cache_then_fail(m, x),
     "generate fails at a later step": lambda m, x: m.generate(
-        x, max_new_tokens=4, fwd_hooks=ko.LV().hooks(x) + [("blocks.0.hook_resid_pre", _fail_on_call(2))]
+        x, max_new_tokens=4, fwd_hooks=[*ko.LV().hooks(x), ("blocks.0.hook_resid_pre", _fail_on_call(2))]
     ),
     "batch the hooks were not built for": lambda m, x: m.run_with_hooks(_two_rows(m), fwd_hooks=ko.LV().hooks(x)),
     "hooks() context body raises": lambda m, x: _context_then_fail(m, x),
@@ -71,13 +71,13 @@ FAILING_CALLS = {
 def _cache_then_fail(model, inputs):
     with model.hooks(fwd_hooks=ko.LV().hooks(inputs)):
         model.run_with_cache(inputs, names_filter=lambda n: n.endswith("hook_pattern"))
-        raise Boom("after a cached run")
+        raise BoomError("after a cached run")
 
 
 def _context_then_fail(model, inputs):
     with model.hooks(fwd_hooks=(ko.LV() | ko.VS()).hooks(inputs, layers=ko.from_layer(1))):
         model(inputs)
-        raise Boom("user code failed inside the context")
+        raise BoomError("user code failed inside the context")
 
 
 def _fail_on_call(n: int):
@@ -86,7 +86,7 @@ def _fail_on_call(n: int):
     def hook(tensor, hook):
         calls["n"] += 1
         if calls["n"] >= n:
-            raise Boom(f"call {calls['n']}")
+            raise BoomError(f"call {calls['n']}")
         return tensor
 
     return hook
@@ -98,9 +98,8 @@ def _two_rows(model):
 
 @pytest.mark.parametrize("case", list(FAILING_CALLS))
 def test_a_failing_call_leaves_nothing_behind(model, inputs, clean, case):
-    with pytest.raises((Boom, KeyboardInterrupt, InterventionError)):
-        with torch.no_grad():
-            FAILING_CALLS[case](model, inputs)
+    with pytest.raises((BoomError, KeyboardInterrupt, InterventionError)), torch.no_grad():
+        FAILING_CALLS[case](model, inputs)
     assert _holds_nothing(model), "a hook or an intervention outlived the call"
     with torch.no_grad():
         after = model(inputs)
@@ -110,9 +109,8 @@ def test_a_failing_call_leaves_nothing_behind(model, inputs, clean, case):
 @pytest.mark.parametrize("path", ["auto", "explicit", "flex"])
 def test_hooks_for_one_row_refuse_a_batch(model, inputs, path):
     batch = _two_rows(model)
-    with model.attention_path_as(path), pytest.raises(ko.KnockoutError, match="built for 1 row"):
-        with torch.no_grad():
-            model.run_with_hooks(batch, fwd_hooks=ko.LV().hooks(inputs))
+    with model.attention_path_as(path), pytest.raises(ko.KnockoutError, match="built for 1 row"), torch.no_grad():
+        model.run_with_hooks(batch, fwd_hooks=ko.LV().hooks(inputs))
     assert _holds_nothing(model)
 
 
@@ -263,14 +261,14 @@ def test_config_is_frozen(model):
 def test_inputs_on_another_device_are_refused(model, inputs):
     moved = dict(inputs)
     moved["input_ids"] = inputs["input_ids"].to("meta")
-    with pytest.raises(ValueError, match="inputs.to"):
+    with pytest.raises(ValueError, match=r"inputs.to"):
         model(moved)
 
 
 def test_kv_cache_update_appends_and_checks_rows():
     cache = KVCache(2)
     k = torch.randn(1, 2, 3, 4)
-    keys, values, index = cache.update(0, k, k, torch.arange(3))
+    keys, _values, index = cache.update(0, k, k, torch.arange(3))
     assert keys.shape[2] == 3 and cache.seq_len(0) == 3 and cache.seq_len(1) == 0
     keys, _, index = cache.update(0, k[:, :, :1], k[:, :, :1], torch.tensor([3]))
     assert keys.shape[2] == 4 and index.tolist() == [0, 1, 2, 3] and cache.is_contiguous(0)

@@ -51,7 +51,7 @@ def _run_all_ways(model, hf, inputs, spec, sel):
             out["flex"] = model.run_with_hooks(inputs, fwd_hooks=hooks)
         assert model.last_attention_path == "flex"
         blocked = hooks[0][1].blocked_full(inputs.seq_len, "cpu")
-        with hf_knockout(hf, {l: blocked for l in sel.resolve(model.cfg.n_layers)}):
+        with hf_knockout(hf, dict.fromkeys(sel.resolve(model.cfg.n_layers), blocked)):
             ref = hf(**inputs).logits
     return {k: (v - ref)[real].abs().max().item() for k, v in out.items()}, ref
 
@@ -69,7 +69,7 @@ def test_knockout_paths_equal_hf_reference(model, hf_models, spec, sel, n_frames
 @given(spec=specs, sel=selections())
 def test_knockout_on_padded_batch_equals_hf(model, hf_models, spec, sel):
     inputs = model.to_inputs([frames(2, seed=3), frames(2, seed=4)], QUESTIONS[:2], n_frames=2)
-    diffs, ref = _run_all_ways(model, hf_models["sdpa"], inputs, spec, sel)
+    diffs, _ref = _run_all_ways(model, hf_models["sdpa"], inputs, spec, sel)
     assert max(diffs.values()) <= ATOL, diffs
 
 
@@ -106,7 +106,7 @@ def test_other_pattern_hook_forces_explicit_path_with_same_result(model):
         fast = model.run_with_hooks(inputs, fwd_hooks=hooks)
         assert model.last_attention_path == "fast"
         explicit = model.run_with_hooks(
-            inputs, fwd_hooks=hooks + [("blocks.1.attn.hook_pattern", lambda p, hook: seen.append(p.clone()))]
+            inputs, fwd_hooks=[*hooks, ("blocks.1.attn.hook_pattern", lambda p, hook: seen.append(p.clone()))]
         )
     assert model.last_attention_path == "explicit+fast"  # layer 1 explicit, the others fast
     assert (fast - explicit).abs().max() <= ATOL
@@ -158,7 +158,7 @@ def test_compiled_flex_attention_equals_hf_reference(model, hf_models, monkeypat
         with torch.no_grad(), model.attention_path_as("flex"):
             out = model.run_with_hooks(inputs, fwd_hooks=hooks)
         blocked = hooks[0][1].blocked_full(inputs.seq_len, "cpu")
-        with torch.no_grad(), hf_knockout(hf_models["sdpa"], {l: blocked for l in sel.resolve(model.cfg.n_layers)}):
+        with torch.no_grad(), hf_knockout(hf_models["sdpa"], dict.fromkeys(sel.resolve(model.cfg.n_layers), blocked)):
             ref = hf_models["sdpa"](**inputs).logits
         real = inputs["attention_mask"].bool()
         assert (out - ref)[real].abs().max() <= ATOL

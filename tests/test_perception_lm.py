@@ -126,7 +126,7 @@ def test_roles_and_edges_knockouts_equal_hf(plm):
         blocked = hooks[0][1].blocked_full(inputs.seq_len, "cpu")
         with torch.no_grad():
             ours = model.run_with_hooks(inputs, fwd_hooks=hooks)
-            with hf_knockout(hf, {l: blocked for l in layers}):
+            with hf_knockout(hf, dict.fromkeys(layers, blocked)):
                 ref = hf(**inputs).logits
             clean = hf(**inputs).logits
         assert _diff(ours, ref, inputs["attention_mask"]) <= ATOL
@@ -168,7 +168,7 @@ def test_rope_types_the_decoder_cannot_run_are_refused(tmp_path):
     cfg = json.loads((path / "config.json").read_text())
     cfg["text_config"]["rope_parameters"] = {"rope_type": "yarn", "rope_theta": 10000.0, "factor": 2.0}
     (path / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(NotImplementedError, match="rope_type 'yarn'.*llama3"):
+    with pytest.raises(NotImplementedError, match=r"rope_type 'yarn'.*llama3"):
         HookedVideoLLM.from_pretrained(path)
 
 

@@ -126,7 +126,7 @@ def test_internvideo_without_bos_when_the_release_says_so(ivideo_dir, tmp_path):
     assert model.tokenizer.bos_token_id not in ids
     from vlens.families.release_common import ReleaseFormatError
 
-    with pytest.raises(ReleaseFormatError, match="add_bos_token=false but the tokenizer.json adds a BOS"):
+    with pytest.raises(ReleaseFormatError, match=r"add_bos_token=false but the tokenizer.json adds a BOS"):
         HookedVideoLLM.from_pretrained(
             _with_bos(ivideo_dir, tmp_path / "clash", tokenizer_adds=True, add_bos_token=False)
         )

@@ -76,7 +76,7 @@ def test_llava_release_logits_equal_reference(llava):
 def test_llava_release_prompt_is_qwen_1_5_with_chunks_tokenized_apart(llava):
     """Text tokens are LLaVA's tokenizer_image_token of the qwen_1_5 prompt: the chunks before and
     after <image> tokenized separately, the features in between."""
-    _, path, model = llava
+    _, _path, model = llava
     inputs = model.to_inputs(frames(2, seed=3), Q, n_frames=2, sampling="centres")
     ids = inputs["input_ids"][0]
     tok = model.tokenizer
@@ -96,7 +96,7 @@ def test_llava_release_prompt_is_qwen_1_5_with_chunks_tokenized_apart(llava):
 def test_llava_release_frame_preprocessing(llava):
     """Frames already at the tower's size: pixel values are (x/255 − mean)/std with the tower's
     statistics (CLIP's for LongVA, 0.5 for SigLIP), channels first."""
-    name, path, model = llava
+    name, _path, model = llava
     size = model.hf_model.config.vision_config.image_size
     clip = frames(2, size, size, seed=4)
     px = model.to_inputs(clip, Q, n_frames=2, sampling="centres")["pixel_values_videos"][0]
@@ -112,7 +112,7 @@ def _knockout(model, inputs, spec_name, layers):
     with torch.no_grad():
         ours = model.run_with_hooks(inputs, fwd_hooks=hooks)
     blocked = hooks[0][1].blocked_full(inputs.seq_len, "cpu")[0]
-    return ours, {l: blocked for l in layers}
+    return ours, dict.fromkeys(layers, blocked)
 
 
 @pytest.mark.parametrize("spec_name,layers", [("lv", [1, 2]), ("vt", [0, 2]), ("vs", [0, 1])])
@@ -210,7 +210,7 @@ def test_convert_internvideo_without_compression_loads_in_transformers(ivideo, t
 def test_convert_llava_release_is_a_clear_error(llava, tmp_path, capsys):
     from vlens.cli import main
 
-    name, path, _ = llava
+    _name, path, _ = llava
     assert main(["convert", str(path), str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "no transformers class computes" in err and "from_pretrained" in err

@@ -52,7 +52,7 @@ def check_roles(model: HookedVideoLLM, inputs) -> None:
         pos = [i for i in text if role[i] == want]
         assert pos and pos == [p for p in text if pos[0] <= p <= pos[-1]], f"{want} not contiguous"
     # each part's tokens spell its text (unknown-word tokens aside)
-    spelled = lambda sel: _squash(model.tokenizer.decode([ids[i] for i in sel(layout).nonzero().flatten().tolist()]))  # noqa: E731
+    spelled = lambda sel: _squash(model.tokenizer.decode([ids[i] for i in sel(layout).nonzero().flatten().tolist()]))
     q = spelled(ko.role("question"))
     if "unk" not in q:
         assert q == _squash(QUESTION)

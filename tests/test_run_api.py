@@ -77,7 +77,7 @@ def test_nothing_scored_is_an_error_naming_reason_and_flag(onevision_dir, model,
     assert "## Skipped samples" in (tmp_path / "n" / "report.md").read_text()  # the store and report are kept
     with pytest.raises(NothingScoredError):  # a rerun finds only skips in the store: still nothing scored
         run(cfg, model=model)
-    with pytest.raises(RunError, match="no usable sample.*--frames 6"):
+    with pytest.raises(RunError, match=r"no usable sample.*--frames 6"):
         dry_run(cfg, model=model)
     argv = [
         "run",
@@ -93,7 +93,7 @@ def test_nothing_scored_is_an_error_naming_reason_and_flag(onevision_dir, model,
     assert main(argv) == 1
     assert "--frames 6" in capsys.readouterr().err
     monkeypatch.setattr("vlens.data.load_dataset", lambda spec, **kw: [])  # e.g. an annotation file with no rows
-    with pytest.raises(RunError, match="selects no sample.*--duration"):
+    with pytest.raises(RunError, match=r"selects no sample.*--duration"):
         run(_cfg(onevision_dir, tmp_path / "e"), model=model)
 
 

@@ -179,7 +179,7 @@ def test_dry_run_counts_the_flow_forwards(onevision_dir, model, tmp_path):
 
 
 def test_bad_flow_options_are_clear_errors(onevision_dir, model, tmp_path, capsys):
-    with pytest.raises(FlowError, match="unknown flow protocol.*last<-vidoe"):
+    with pytest.raises(FlowError, match=r"unknown flow protocol.*last<-vidoe"):
         _cfg(onevision_dir, tmp_path, options={"flow": {"protocols": "last<-vidoe"}})
     with pytest.raises(FlowError, match="--flow-window must be an integer ≥ 1"):
         _cfg(onevision_dir, tmp_path, options={"flow": {"window": 0}})
@@ -252,7 +252,7 @@ def test_scaled_effective_ranges_that_are_empty_are_refused():
         "question+options<-video": (5, 20),
         "last<-question+options": (15, 25),
     }
-    with pytest.raises(ValueError, match="scaled to 1 is \\[0, 0\\].*effective_ranges"):
+    with pytest.raises(ValueError, match=r"scaled to 1 is \[0, 0\].*effective_ranges"):
         effective_ranges(1)  # cross-frame's 5-15 of 32 rounds to an empty range
     assert effective_ranges(
         1, {"cross_frame": [0, 1], "question+options<-video": [0, 1], "last<-question+options": [0, 1]}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from typing import ClassVar
 
 import pytest
 import torch
@@ -16,11 +17,11 @@ from vlens.metrics import bootstrap_ci, kl_letters, performance_ratio, score
 class SentencePieceLike:
     """Letters only exist as '▁A' (SentencePiece); a bare 'A' after a newline becomes '▁A'."""
 
-    vocab = {"\n": 1, "▁A": 2, "▁B": 3, "▁C": 4, "A": 9}
+    vocab: ClassVar[dict[str, int]] = {"\n": 1, "▁A": 2, "▁B": 3, "▁C": 4, "A": 9}
 
     def __call__(self, text, add_special_tokens=False):
         ids = []
-        for i, ch in enumerate(text):
+        for ch in text:
             if ch == "\n":
                 ids.append(1)
             else:
@@ -122,7 +123,7 @@ def test_language_prior_is_leave_one_out_majority():
     from vlens.metrics import language_prior
 
     q = "What color is the object?"
-    mk = lambda i, opts, ans: Sample(f"s{i}", None, q, opts, ans)  # noqa: E731
+    mk = lambda i, opts, ans: Sample(f"s{i}", None, q, opts, ans)
     samples = [
         mk(0, ("red", "blue"), 0),
         mk(1, ("blue", "red"), 1),

@@ -169,7 +169,7 @@ def test_inputs_from_hf_lays_out_the_same_rows(vl3):
     model, _ = vl3
     clips = [still_with_change(3, {2: [(1, 2)]}, seed=4), frames(3, seed=5)]
     inputs = model.to_inputs(clips, [Q, "how many objects are moving"], n_frames=3, fps=2.0)
-    raw = model.inputs_from_hf({k: v for k, v in inputs.items()})
+    raw = model.inputs_from_hf(dict(inputs.items()))
     for a, b in zip(inputs.layouts, raw.layouts):
         assert a.segment == b.segment and torch.equal(a.frame, b.frame) and torch.equal(a.row, b.row)
     with torch.no_grad():

@@ -1,6 +1,6 @@
 """vlens: TransformerLens-style interpretability for video LLMs.
 
-    from vlens import HookedVideoLLM, knockout as ko
+    from vlens import HookedVideoLLM as HookedVideoLLM, knockout as ko
     model = HookedVideoLLM.from_pretrained("path/to/checkpoint")
 
 The names below are imported on first use (PEP 562), so `vlens --help` and other light entry
@@ -26,11 +26,12 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from vlens.config import HookedVideoLLMConfig
-    from vlens.inputs.layout import LayoutError, VideoLayout
-    from vlens.inputs.video_inputs import VideoInputs
-    from vlens.interventions import knockout
-    from vlens.model.hooked_video_llm import HookedVideoLLM
+    from vlens.config import HookedVideoLLMConfig as HookedVideoLLMConfig
+    from vlens.inputs.layout import LayoutError as LayoutError
+    from vlens.inputs.layout import VideoLayout as VideoLayout
+    from vlens.inputs.video_inputs import VideoInputs as VideoInputs
+    from vlens.interventions import knockout as knockout
+    from vlens.model.hooked_video_llm import HookedVideoLLM as HookedVideoLLM
 
 
 def __getattr__(name: str) -> Any:

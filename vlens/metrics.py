@@ -22,7 +22,7 @@ from torch import Tensor
 from vlens.inputs.prompts import LETTERS
 
 
-def score(logits: Float[Tensor, "d_vocab"], letter_ids: Sequence[int], answer: int | None) -> dict:
+def score(logits: Float[Tensor, " d_vocab"], letter_ids: Sequence[int], answer: int | None) -> dict:
     letters = logits.float()[list(letter_ids)]
     best = float(letters.max())
     pred = int((letters == best).nonzero()[0])  # ties → earliest letter, deterministically

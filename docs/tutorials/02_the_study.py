@@ -78,7 +78,7 @@ configs = (
     + [SweepConfig(f"windows/{n}/{x}", specs[n], ko.window(x, k)) for n in ("lv", "vt") for x in range(k - 1, L)]
 )
 letters = {n: letter_token_ids(model.tokenizer, n) for n in {len(s.options) for s in samples}}
-right = {c: 0 for c in ["clean"] + [c.name for c in configs]}
+right = dict.fromkeys(["clean"] + [c.name for c in configs], 0)
 for s, x in zip(samples, inputs):
     logits = run_sweep(model, x, configs)  # {name: last-position logits}
     for name, v in logits.items():

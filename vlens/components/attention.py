@@ -139,7 +139,7 @@ class Attention(nn.Module):
         return self._bias(self.v_proj, self.cfg.n_key_value_heads).repeat_interleave(self.cfg.n_groups, 0)
 
     @property
-    def b_O(self) -> Float[Tensor, "d_model"]:
+    def b_O(self) -> Float[Tensor, " d_model"]:
         return torch.zeros(self.cfg.d_model, device=self.o_proj.weight.device, dtype=self.o_proj.weight.dtype)
 
     # forward ----------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ QKV = Float[Tensor, "batch head pos d_head"]
 def _sdpa(q: QKV, k: QKV, v: QKV, mask: LayerMask, attn: Attention) -> QKV:
     """torch's SDPA: the causal kernel where possible; a boolean mask only for edited rows."""
     gqa, scale = attn.cfg.n_groups > 1, attn.scale
-    Q, K = q.shape[2], k.shape[2]
+    Q = q.shape[2]
     if mask.allowed is None:
         if Q == 1:  # one new token against the cache sees every key
             return F.scaled_dot_product_attention(q, k, v, scale=scale, enable_gqa=gqa)
@@ -95,9 +95,8 @@ def _per_frame(q: QKV, k: QKV, v: QKV, mask: LayerMask, attn: Attention) -> QKV:
     before the frame and to their own frame, causally — frames batched as one SDPA call, never a
     masked N×N; the other rows attend causally over everything. Equals VT-K's mask."""
     q_pos, key_pos, fmask, other = mask.frame_blocks
-    H, d, Hkv = q.shape[1], q.shape[3], k.shape[1]
     gqa, scale = attn.cfg.n_groups > 1, attn.scale
-    n_frames, n = q_pos.shape
+    n_frames, _n = q_pos.shape
     z = torch.empty_like(q)
     qf = einops.rearrange(q[0][:, q_pos.flatten()], "head (frame q) d -> frame head q d", frame=n_frames)
     kf = einops.rearrange(k[0][:, key_pos.flatten()], "head (frame k) d -> frame head k d", frame=n_frames)
@@ -117,7 +116,7 @@ def _explicit(q: QKV, k: QKV, v: QKV, mask: LayerMask, attn: Attention) -> QKV:
     Edits on `attn_scores` are written (−∞) before `hook_attn_scores`; edits on `pattern` after
     it, as −∞ on a copy of the hooked scores, so `hook_pattern` sees the renormalised pattern and
     the renormalisation happens inside the fp32 softmax: exact in every dtype, never 0/0."""
-    B, H, Q, d = q.shape
+    _B, _H, Q, _d = q.shape
     K, G = k.shape[2], attn.cfg.n_groups
     qg = einops.rearrange(q, "batch (kv_head group) q d -> batch kv_head group q d", group=G)
     scores = torch.matmul(qg, k[:, :, None].transpose(-1, -2)) * attn.scale

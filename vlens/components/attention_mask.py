@@ -61,7 +61,7 @@ class AttentionContext:
 
     n_pos: int
     q_start: int
-    q_index: Int[Tensor, "q"]
+    q_index: Int[Tensor, " q"]
     key_padding: Bool[Tensor, "batch n_pos"] | None = None
     interventions: Interventions = field(default_factory=Interventions)
     path: AttentionPath = "auto"
@@ -70,11 +70,11 @@ class AttentionContext:
     masks: dict = field(default_factory=dict)
     paths_taken: set = field(default_factory=set)
 
-    def drop_rows(self, q_index: Int[Tensor, "q"]) -> None:
+    def drop_rows(self, q_index: Int[Tensor, " q"]) -> None:
         self.q_index = q_index
         self.rows_version += 1
 
-    def layer_mask(self, layer: int, k_index: Int[Tensor, "k"], k_contiguous: bool, device: torch.device) -> LayerMask:
+    def layer_mask(self, layer: int, k_index: Int[Tensor, " k"], k_contiguous: bool, device: torch.device) -> LayerMask:
         """The mask of `layer` for the current rows and keys `k_index` (`k_contiguous`: they are
         0..K−1): the one place where causality, padding and the union of a layer's
         interventions are combined."""

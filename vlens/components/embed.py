@@ -33,7 +33,7 @@ class Unembed(nn.Module):
         return self.lm_head.weight.T
 
     @property
-    def b_U(self) -> Float[Tensor, "d_vocab"]:
+    def b_U(self) -> Float[Tensor, " d_vocab"]:
         return torch.zeros(self.cfg.d_vocab, device=self.lm_head.weight.device, dtype=self.lm_head.weight.dtype)
 
     def forward(self, x: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_vocab"]:

@@ -47,10 +47,10 @@ class KVCache:
         layer: int,
         k: Float[Tensor, "batch kv_head pos d_head"],
         v: Float[Tensor, "batch kv_head pos d_head"],
-        index: Int[Tensor, "pos"],
+        index: Int[Tensor, " pos"],
         *,
         contiguous: bool = True,
-    ) -> tuple[Tensor, Tensor, Int[Tensor, "key"]]:
+    ) -> tuple[Tensor, Tensor, Int[Tensor, " key"]]:
         """Append this call's rows of `layer`; return all its keys, values and their indices.
         `contiguous=False` says the rows are not the next consecutive positions (some left)."""
         self._contiguous[layer] = self._contiguous[layer] and contiguous

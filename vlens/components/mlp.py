@@ -51,12 +51,12 @@ class GatedMLP(nn.Module):
         return self.down_proj.weight.T
 
     @property
-    def b_in(self) -> Float[Tensor, "d_mlp"]:
+    def b_in(self) -> Float[Tensor, " d_mlp"]:
         w = self.down_proj.weight
         return torch.zeros(self.cfg.d_mlp, device=w.device, dtype=w.dtype)
 
     @property
-    def b_out(self) -> Float[Tensor, "d_model"]:
+    def b_out(self) -> Float[Tensor, " d_model"]:
         return torch.zeros(self.cfg.d_model, device=self.down_proj.weight.device, dtype=self.down_proj.weight.dtype)
 
     def forward(self, x: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_model"]:

@@ -170,7 +170,7 @@ def check_layouts(
                 )
 
 
-def index_rows(t: Tensor, dim: int, index: Int[Tensor, "n"] | slice) -> Tensor:
+def index_rows(t: Tensor, dim: int, index: Int[Tensor, " n"] | slice) -> Tensor:
     """`t` restricted to `index` along `dim` (a slice where the index is a contiguous range)."""
     if isinstance(index, slice):
         return t[(slice(None),) * dim + (index,)]

@@ -27,7 +27,7 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 
-def inverse_frequencies(d_head: int, theta: float) -> Float[Tensor, "half"]:
+def inverse_frequencies(d_head: int, theta: float) -> Float[Tensor, " half"]:
     """1 / theta^(2i/d_head) for i < d_head/2, in fp32 (HF's default RoPE)."""
     return 1.0 / (theta ** (torch.arange(0, d_head, 2, dtype=torch.float) / d_head))
 

@@ -13,9 +13,9 @@ run. A missing annotation file, or a missing task source folder, is an error nam
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

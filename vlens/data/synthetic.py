@@ -77,7 +77,7 @@ def _options(
     rng: np.random.Generator, answer: str, pool: list[str], n: int, shuffle: bool
 ) -> tuple[tuple[str, ...], int]:
     others = [p for p in pool if p != answer]
-    picked = [answer] + list(rng.choice(others, size=n - 1, replace=False))
+    picked = [answer, *list(rng.choice(others, size=n - 1, replace=False))]
     order = rng.permutation(n) if shuffle else np.argsort([pool.index(p) for p in picked])
     options = tuple(str(picked[i]) for i in order)
     return options, options.index(answer)

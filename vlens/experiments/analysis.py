@@ -83,8 +83,8 @@ class LensSummary(_ByKey):
     """The logit lens and question→frame attention, averaged over samples."""
 
     labels: list[str]
-    p_correct: Float[Tensor, "layer"]
-    top1: Float[Tensor, "layer"]
+    p_correct: Float[Tensor, " layer"]
+    top1: Float[Tensor, " layer"]
     frame_mass: Float[Tensor, "layer frame_plus"]
     n: int
 
@@ -300,7 +300,8 @@ def aggregate_attention_flow(records: Sequence[dict]) -> AttentionFlowSummary | 
     if len(same) < len(rows):  # other frame counts: their frame groups do not line up
         warnings.warn(
             f"attention flow: {len(rows) - len(same)} of {len(rows)} samples have other key groups than "
-            f"the first ({len(groups)} groups) and are left out of the average; sample one frame count"
+            f"the first ({len(groups)} groups) and are left out of the average; sample one frame count",
+            stacklevel=2,
         )
     rows = same
     mass = torch.tensor([r["mass"] for r in rows], dtype=torch.float64).mean(0).float()

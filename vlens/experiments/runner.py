@@ -82,7 +82,7 @@ class SampleContext:
     clean_seconds: float | None = None  # set when the clean logits came from a timed plain forward
     _clean_score: dict | None = field(default=None, repr=False)
 
-    def clean_logits(self) -> Float[Tensor, "d_vocab"]:
+    def clean_logits(self) -> Float[Tensor, " d_vocab"]:
         """Last-position logits of the clean forward, computed once per sample (timed)."""
         if self._clean is None:
             t0 = time.perf_counter()
@@ -92,7 +92,7 @@ class SampleContext:
             self.clean_seconds = time.perf_counter() - t0
         return self._clean
 
-    def set_clean_logits(self, logits: Float[Tensor, "d_vocab"]) -> None:
+    def set_clean_logits(self, logits: Float[Tensor, " d_vocab"]) -> None:
         """Share clean logits another computation already produced (the sweep engine's)."""
         if self._clean is None:
             self._clean = logits

@@ -21,7 +21,7 @@ Key mapping (release key on disk → in-memory HF key):
 | `vision_model.encoder.layers.i.mlp.fc1` / `fc2`              | `….encoder.layer.i.mlp.fc1` / `fc2` |
 | `mlp1.0` / `mlp1.1` / `mlp1.3`                               | `model.multi_modal_projector.layer_norm` / `linear_1` / `linear_2` |
 | `language_model.model.tok_embeddings.weight`                 | `model.language_model.embed_tokens.weight` |
-| `language_model.model.layers.i.attention.wqkv.weight`        | `….layers.i.self_attn.{q,k,v}_proj.weight` (view [kv, groups+2, d_head, d]: the first `groups` are q, then k, then v) |
+| `language_model.model.layers.i.attention.wqkv.weight`        | `….self_attn.{q,k,v}_proj.weight` (view [kv, groups+2, d_head, d]: `groups` q, then k, v) |
 | `language_model.model.layers.i.attention.wo.weight`          | `….layers.i.self_attn.o_proj.weight` |
 | `language_model.model.layers.i.attention_norm` / `ffn_norm`  | `….layers.i.input_layernorm` / `post_attention_layernorm` |
 | `language_model.model.layers.i.feed_forward.w1` / `w3` / `w2` | `….layers.i.mlp.gate_proj` / `up_proj` / `down_proj` |
@@ -130,7 +130,7 @@ class InternVideo25(InternVL):
     name = "internvideo2.5"
     architectures = (ARCHITECTURE,)
     hf_merge = False  # the release's own vision path (token compression), not HF InternVL's forward
-    default_sampling = "internvl"  # the release's get_index (vlens.inputs.video)
+    default_sampling = "internvl"  # the release's get_index (vlens.inputs.sampling)
     token_compression: bool = True  # the release's ToMe merge to 16 tokens a frame
     n_lm_heads: int = 1  # ToMe's metric averages over this many heads
 
@@ -269,8 +269,6 @@ def export_refusal(path: Path, config: dict, *, token_compression: bool) -> str 
     """Why `vlens convert` cannot write this release as an HF directory: HF's InternVL has no
     token compression, so only the uncompressed path can be written."""
 
-    hf_merge = False  # the release's own vision path (token compression), not HF InternVL's forward
-    default_sampling = "internvl"  # the release's get_index (vlens.inputs.video)
     if not token_compression:
         return None
     return (

@@ -163,9 +163,13 @@ def release_for(config: dict, tower_kind: str | None) -> Release:
     merge, tower = config.get("mm_patch_merge_type"), config.get("mm_vision_tower")
     projector = config.get("mm_projector_type")
     for r in RELEASES:
-        if isinstance(merge, str) and merge.startswith(r.merge_type) and projector == "mlp2x_gelu":
-            if tower_kind == r.tower:
-                return r
+        if (
+            isinstance(merge, str)
+            and merge.startswith(r.merge_type)
+            and projector == "mlp2x_gelu"
+            and tower_kind == r.tower
+        ):
+            return r
     supported = "; ".join(
         f"{r.title}: mm_patch_merge_type {r.merge_type}*, a {r.tower.upper()} tower, mlp2x_gelu" for r in RELEASES
     )

@@ -79,7 +79,9 @@ class OneVision(Family):
             patched = (
                 [True] * len(sizes) if counts is None else [int(n) == 1 for n in counts.tolist() for _ in range(int(n))]
             )
-            max_patches = int(str(getattr(hf_config, "vision_aspect_ratio", "anyres_max_9")).strip("anyres_max_"))
+            max_patches = int(
+                str(getattr(hf_config, "vision_aspect_ratio", "anyres_max_9")).removeprefix("anyres_max_")
+            )
             images = [
                 anyres_image_tokens(hf_config, hw, patched=p, max_patches=max_patches) for hw, p in zip(sizes, patched)
             ]
@@ -88,5 +90,5 @@ class OneVision(Family):
             b, n_frames = inputs["pixel_values_videos"].shape[:2]
             g = self.pooled_grid(hf_config)
             one = [VisionToken("video", f, r, c) for f in range(n_frames) for r in range(g) for c in range(g)]
-            videos = [one + [VisionToken("separator")] for _ in range(b)]
+            videos = [[*one, VisionToken("separator")] for _ in range(b)]
         return images, videos

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 from vlens.figures.style import (
     CHANCE_COLOR,

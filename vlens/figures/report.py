@@ -103,7 +103,8 @@ def _flow_section(
         '(l−k//2 … l−k//2+k−1, clipped to the model, as map-the-flow\'s `window_style="center"`). '
         "Accuracy is over every sample; *kept* is map-the-flow's accuracy (correct clean and knocked, over "
         "every sample); Δp(answer) is map-the-flow's `relative_diff`: the mean relative change of the answer "
-        "letter's probability over the vocabulary, in %, over the samples whose clean top token (over the vocabulary) is the answer letter; *kept* counts correctness the same way. Intervals: 95% bootstrap.",
+        "letter's probability over the vocabulary, in %, over the samples whose clean top token (over the vocabulary) is the answer letter; "
+        "*kept* counts correctness the same way. Intervals: 95% bootstrap.",
         "",
     ]
     fig = plot_flow(

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 import matplotlib.ticker
 
 matplotlib.use("Agg")

@@ -8,7 +8,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from vlens.experiments.store import load_results, run_key  # noqa: E402
+from vlens.experiments.store import load_results, run_key
 
 
 # data ------------------------------------------------------------------------------------------

@@ -64,12 +64,12 @@ class VideoLayout:
     """
 
     segment: tuple[str, ...]
-    frame: Int[Tensor, "pos"]
-    row: Int[Tensor, "pos"]
-    col: Int[Tensor, "pos"]
+    frame: Int[Tensor, " pos"]
+    row: Int[Tensor, " pos"]
+    col: Int[Tensor, " pos"]
     frames_per_group: int = 1
     frame_times: tuple[float, ...] | None = None
-    image: Int[Tensor, "pos"] | None = None  # image index per position (−1 where not an image)
+    image: Int[Tensor, " pos"] | None = None  # image index per position (−1 where not an image)
     role: tuple[str, ...] | None = None  # text role per position (ROLES, or "")
     option_letter: tuple[str, ...] | None = None  # the option's letter at `option` positions, "" elsewhere
     correct: str | None = None  # the correct option's letter, when known
@@ -103,11 +103,11 @@ class VideoLayout:
     @classmethod
     def build(
         cls,
-        is_vision: Bool[Tensor, "pos"],
+        is_vision: Bool[Tensor, " pos"],
         vision_tokens: Sequence[VisionToken],
         *,
-        is_pad: Bool[Tensor, "pos"] | None = None,
-        is_marker: Bool[Tensor, "pos"] | None = None,
+        is_pad: Bool[Tensor, " pos"] | None = None,
+        is_marker: Bool[Tensor, " pos"] | None = None,
         frames_per_group: int = 1,
         frame_times: Sequence[float] | None = None,
     ) -> VideoLayout:
@@ -172,14 +172,14 @@ class VideoLayout:
     def __len__(self) -> int:
         return len(self.segment)
 
-    def mask(self, *segments: str) -> Bool[Tensor, "pos"]:
+    def mask(self, *segments: str) -> Bool[Tensor, " pos"]:
         """Positions whose segment is one of `segments`."""
         unknown = set(segments) - set(SEGMENTS)
         if unknown:
             raise LayoutError(f"unknown segment names {sorted(unknown)}; segments are {SEGMENTS}")
         return torch.tensor([s in segments for s in self.segment], dtype=torch.bool)
 
-    def role_mask(self, *roles: str) -> Bool[Tensor, "pos"]:
+    def role_mask(self, *roles: str) -> Bool[Tensor, " pos"]:
         """Positions whose text role is one of `roles`.
 
         Raises:
@@ -191,12 +191,12 @@ class VideoLayout:
         return torch.tensor([r in roles for r in self.role], dtype=torch.bool)
 
     @property
-    def is_vision(self) -> Bool[Tensor, "pos"]:
+    def is_vision(self) -> Bool[Tensor, " pos"]:
         """`[pos]` vision-filled positions (`video` and `separator`)."""
         return self.mask(*VISION_SEGMENTS)
 
     @property
-    def is_video(self) -> Bool[Tensor, "pos"]:
+    def is_video(self) -> Bool[Tensor, " pos"]:
         """`[pos]` positions of one frame (segment `video`)."""
         return self.mask("video")
 
@@ -207,7 +207,7 @@ class VideoLayout:
         return int(f.max()) + 1 if f.numel() else 0
 
     @property
-    def is_image(self) -> Bool[Tensor, "pos"]:
+    def is_image(self) -> Bool[Tensor, " pos"]:
         return self.mask("image")
 
     @property
@@ -221,7 +221,7 @@ class VideoLayout:
         """Whether any position is a `video` position."""
         return bool(self.is_vision.any())
 
-    def positions(self, *segments: str) -> Int[Tensor, "n"]:
+    def positions(self, *segments: str) -> Int[Tensor, " n"]:
         """Indices of the positions whose segment is one of `segments`, ascending.
 
         Raises:
@@ -229,7 +229,7 @@ class VideoLayout:
         """
         return self.mask(*segments).nonzero().flatten()
 
-    def frame_positions(self, frame: int) -> Int[Tensor, "n"]:
+    def frame_positions(self, frame: int) -> Int[Tensor, " n"]:
         """Indices of the `video` positions of frame (temporal group) `frame`, ascending."""
         return (self.is_video & (self.frame == frame)).nonzero().flatten()
 

@@ -57,14 +57,14 @@ def assign_to_rows(
 
 
 def row_layout(
-    ids: Int[Tensor, "pos"],
-    attention_mask: Int[Tensor, "pos"] | None,
+    ids: Int[Tensor, " pos"],
+    attention_mask: Int[Tensor, " pos"] | None,
     *,
     image_id: int | None,
     video_id: int | None,
     images: Sequence[Sequence[VisionToken]],
     videos: Sequence[Sequence[VisionToken]],
-    is_marker: Bool[Tensor, "pos"] | None = None,
+    is_marker: Bool[Tensor, " pos"] | None = None,
     frames_per_group: int = 1,
     frame_times: Sequence[float] | None = None,
 ) -> VideoLayout:
@@ -132,7 +132,7 @@ def anyres_image_tokens(
     g = v.image_size // v.patch_size
     base = grid_tokens("image", g, g)
     if not patched:
-        return base + [VisionToken("image")]
+        return [*base, VisionToken("image")]
     nph, npw = get_anyres_image_grid_shape(list(image_size), hf_config.image_grid_pinpoints, v.image_size)
     shape = unpad_image(torch.empty(1, nph * g, npw * g), torch.as_tensor(list(image_size))).shape
     h, w = int(shape[1]), int(shape[2])

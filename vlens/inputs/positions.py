@@ -44,7 +44,7 @@ class Positions:
     def __init__(self, fn: Callable[[VideoLayout], Tensor], name: str):
         self.fn, self.name = fn, name
 
-    def __call__(self, layout: VideoLayout) -> Bool[Tensor, "pos"]:
+    def __call__(self, layout: VideoLayout) -> Bool[Tensor, " pos"]:
         out = torch.as_tensor(self.fn(layout))
         if out.shape != (len(layout),) or out.dtype != torch.bool:
             raise LayoutError(

@@ -184,7 +184,7 @@ def sample_indices(
                 "length. Pass allow_repeat=True to feed it as the authors do, or sampling='centres'"
             )
         return idx
-    return [first + int(math.floor((i + 0.5) * count / n_frames)) for i in range(n_frames)]
+    return [first + math.floor((i + 0.5) * count / n_frames) for i in range(n_frames)]
 
 
 def frame_window(n_total: int, fps: float | None, start: float | None, end: float | None, what: str) -> tuple[int, int]:
@@ -202,6 +202,6 @@ def frame_window(n_total: int, fps: float | None, start: float | None, end: floa
         )
     if e <= s:
         raise VideoError(f"need start < end, got start={start}, end={end}")
-    first = int(math.floor(s * fps))
-    last = min(n_total - 1, int(math.ceil(e * fps)) - 1)
+    first = math.floor(s * fps)
+    last = min(n_total - 1, math.ceil(e * fps) - 1)
     return first, max(first, last)

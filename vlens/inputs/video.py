@@ -241,7 +241,7 @@ def write_video(path: str | Path, frames: UInt8[np.ndarray, "t h w 3"], fps: flo
     frames = _check_array(frames)
     h, w = frames.shape[1:3]
     with av.open(str(path), mode="w") as out:
-        stream = out.add_stream("mpeg4", rate=int(round(fps)))
+        stream = out.add_stream("mpeg4", rate=round(fps))
         stream.width, stream.height = w - w % 2, h - h % 2
         stream.pix_fmt = "yuv420p"
         stream.options = {"qscale": "2"}

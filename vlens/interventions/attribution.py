@@ -85,13 +85,13 @@ class KnockoutAttribution:
     directions: Float[Tensor, "direction option"]
     direction_names: list[str]
     readout: str
-    clean_logits: Float[Tensor, "d_vocab"]
+    clean_logits: Float[Tensor, " d_vocab"]
     letter_ids: list[int]
     answer: int
     affected_rows: dict[str, int]
 
     @functools.cached_property
-    def clean_letters(self) -> Float[Tensor, "option"]:
+    def clean_letters(self) -> Float[Tensor, " option"]:
         return self.clean_logits.float()[self.letter_ids]
 
     @functools.cached_property
@@ -105,13 +105,13 @@ class KnockoutAttribution:
 
     def delta(
         self, spec: Spec, layers: LayerSelection | int | Sequence[int] | None = None
-    ) -> Float[Tensor, "direction"]:
+    ) -> Float[Tensor, " direction"]:
         """Σ over the selected layers of the per-layer first-order changes of each direction."""
         n_layers = self.per_layer.shape[1]
         chosen = list(as_selection(layers).resolve(n_layers))
         return self.per_layer[self._index(spec), chosen].sum(0)
 
-    def letter_delta(self, spec: Spec, layers=None) -> Float[Tensor, "option"]:
+    def letter_delta(self, spec: Spec, layers=None) -> Float[Tensor, " option"]:
         """First-order change of each letter logit relative to the answer's (Δℓ_answer := 0)."""
         if self.readout != "letters":
             raise AttributionError(f"letter-logit changes need readout='letters', this ran readout={self.readout!r}")

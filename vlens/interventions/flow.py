@@ -41,7 +41,7 @@ import torch
 
 from vlens.inputs.layout import VideoLayout
 from vlens.inputs.positions import option
-from vlens.interventions.knockout import (  # noqa: F401 (KeepOnly, keep_only: re-exported)
+from vlens.interventions.knockout import (
     VT,
     Edges,
     KeepOnly,
@@ -235,8 +235,8 @@ def edges_kept(layout: VideoLayout, parts: Sequence[tuple[str, Spec, LayerSelect
 
 
 __all__ = [
-    "KeepOnly",
     "TARGETS",
+    "KeepOnly",
     "edges_kept",
     "effective_pathway",
     "effective_pathway_hooks",
@@ -310,7 +310,7 @@ def attention_flow(model, inputs, sources: tuple[str, ...] = ("last", "question"
             out[hook.layer(), j] = (p[r.to(p.device)].mean(0) @ onehot.to(p.device)).cpu()
         return pattern
 
-    hooks = list(fwd_hooks) + [(lambda n: n.endswith("attn.hook_pattern"), reduce)]
+    hooks = [*list(fwd_hooks), (lambda n: n.endswith("attn.hook_pattern"), reduce)]
     with torch.no_grad():
         model.run_with_hooks(inputs, fwd_hooks=hooks)
     return names, out

@@ -80,7 +80,7 @@ class Spec:
     def hooks(
         self,
         inputs,
-        layers: LayerSelection | int | Iterable[int] | None = None,
+        layers: LayerSelection | int | Iterable[int] | None = None,  # noqa: F811 (the argument, not ko.layers)
         on: HookSite = "pattern",
     ) -> list[tuple[Callable[[str], bool], KnockoutHook]]:
         """fwd_hooks for `model.run_with_hooks`: this knockout in `layers` (all by default),
@@ -410,9 +410,9 @@ class KnockoutHook:
 
     def _rows_for(self, t: Tensor, q_start: int) -> Bool[Tensor, "batch 1 q k"]:
         B, _, Q, K = t.shape
-        if B != len(self.layouts):
+        if len(self.layouts) != B:
             raise KnockoutError(f"the knockout holds {len(self.layouts)} layouts but the batch has {B} rows")
-        if q_start == 0 and K != len(self.layouts[0]):
+        if q_start == 0 and len(self.layouts[0]) != K:
             raise KnockoutError(
                 f"the knockout was built for inputs of {len(self.layouts[0])} positions but the model ran on "
                 f"{K}; build the hooks from the same inputs you run"

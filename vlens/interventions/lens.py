@@ -82,10 +82,7 @@ def logit_lens(
     letters = logits[:, list(letter_ids)]
     p_letters = letters.softmax(-1)
     p_vocab = logits.log_softmax(-1)[:, list(letter_ids)].exp()
-    if answer is None:
-        rank = torch.full((L + 1,), -1)
-    else:
-        rank = (letters > letters[:, answer : answer + 1]).sum(-1)
+    rank = torch.full((L + 1,), -1) if answer is None else (letters > letters[:, answer : answer + 1]).sum(-1)
     return LensResult(p_letters, p_vocab, rank, [f"{l}_pre" for l in range(L)] + ["final"])
 
 

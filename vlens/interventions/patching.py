@@ -259,7 +259,7 @@ def patch_sweep(
         chunk = jobs[start : start + batch_size]
         B = len(chunk)
 
-        def make_hook(layer):
+        def make_hook(layer, chunk=chunk):
             rows = [(b, h, groups[g]) for b, (l, h, g) in enumerate(chunk) if l == layer]
 
             def hook(act, hook):

@@ -157,7 +157,7 @@ def run_sweep(
     max_memory: int | None = None,
     clean: bool = True,
     report: dict | None = None,
-) -> dict[str, Float[Tensor, "d_vocab"]]:
+) -> dict[str, Float[Tensor, " d_vocab"]]:
     """Last-position logits of every configuration (and of the clean run under "clean") for one
     sample, equal to running each configuration's knockout hooks through `model.run_with_hooks`.
 

@@ -19,7 +19,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 
-class _ReachedLanguageModel(Exception):
+class _ReachedLanguageModel(Exception):  # noqa: N818 (control flow, not an error)
     """Raised by the pre-hook to stop the HF forward once the decoder's inputs are known."""
 
 

@@ -349,7 +349,7 @@ class HookedVideoLLM(Loading, InputBuilder, Generation, HookedRootModule):
 
     # hooks: interventions are resolved per call ------------------------------------------------------
     @contextlib.contextmanager
-    def hooks(self, fwd_hooks=[], bwd_hooks=[], reset_hooks_end: bool = True, clear_contexts: bool = False):
+    def hooks(self, fwd_hooks=(), bwd_hooks=(), reset_hooks_end: bool = True, clear_contexts: bool = False):
         """TransformerLens' `hooks()` context, with interventions separated out.
 
         Entries of `fwd_hooks` that are attention interventions (knockout hooks: objects with

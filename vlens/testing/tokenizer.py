@@ -32,7 +32,7 @@ def build_word_tokenizer(extra_words: Iterable[str] = ()):
         for v in (w, w.capitalize()):
             if v not in words:
                 words.append(v)
-    vocab_list = SPECIAL_TOKENS + [c for c in "ABCDEF"] + [str(d) for d in range(10)] + PUNCTUATION
+    vocab_list = SPECIAL_TOKENS + list("ABCDEF") + [str(d) for d in range(10)] + PUNCTUATION
     vocab_list += [w for w in words if w not in vocab_list]
     vocab = {tok: i for i, tok in enumerate(vocab_list)}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
