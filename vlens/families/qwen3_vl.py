@@ -18,7 +18,8 @@ where t_g is the mean time of the group's two frames (frame index / fps, from `v
 which vlens fills with the sampled frames' real indices and the clip's frame rate). Layout: the
 pads are `video` positions of group g; the group's timestamp text and its own vision start/end are
 `marker` positions whose `layout.frame` is g (the frame they announce); the template's outer
-start/end are markers of no frame (−1). Markers are never knockout queries or keys of VT/VS, and
+start/end, where the processor keeps them, are markers of no frame (−1) — transformers 5.25's
+processor collapses that outer wrapper, since every group carries its own. Markers are never knockout queries or keys of VT/VS, and
 under LV-K they stay readable by the question (docs/knockouts.md).
 
 LM: Qwen3 (q/k RMSNorm per head before RoPE, no biases, explicit head_dim) with *interleaved*
