@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 import einops
 import torch
@@ -14,9 +14,8 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
-if TYPE_CHECKING:  # pragma: no cover
-    from vlens.components.attention import Attention
 from vlens.components.attention_mask import LayerMask
+from vlens.config import HookedVideoLLMConfig
 
 # When FlexAttention runs compiled: "cuda" (default: the fused block-sparse kernel), "always" (also
 # on the CPU through inductor's C++ backend: slow to compile, used by the slow tests), "never".
@@ -32,7 +31,16 @@ _compiled_flex = None
 QKV = Float[Tensor, "batch head pos d_head"]
 
 
-def _sdpa(q: QKV, k: QKV, v: QKV, mask: LayerMask, attn: Attention) -> QKV:
+class HookedAttention(Protocol):
+    """What a backend reads from the `Attention` module that calls it (vlens.components.attention)."""
+
+    cfg: HookedVideoLLMConfig
+    scale: float
+    hook_attn_scores: Callable[[Tensor], Tensor]  # [batch, head, q, k]
+    hook_pattern: Callable[[Tensor], Tensor]  # [batch, head, q, k]
+
+
+def _sdpa(q: QKV, k: QKV, v: QKV, mask: LayerMask, attn: HookedAttention) -> QKV:
     """torch's SDPA: the causal kernel where possible; a boolean mask only for edited rows."""
     gqa, scale = attn.cfg.n_groups > 1, attn.scale
     Q = q.shape[2]
@@ -72,7 +80,7 @@ def _flex_attention(q: QKV, k: QKV, v: QKV, block_mask, scale: float, enable_gqa
         return flex_attention(q, k, v, block_mask=block_mask, scale=scale, enable_gqa=enable_gqa)
 
 
-def _flex(q: QKV, k: QKV, v: QKV, mask: LayerMask, attn: Attention) -> QKV:
+def _flex(q: QKV, k: QKV, v: QKV, mask: LayerMask, attn: HookedAttention) -> QKV:
     """FlexAttention with a block mask made from the layer mask (memoised on it, so layers that
     share a mask share one block mask): key blocks a knockout removes whole are skipped."""
     from torch.nn.attention.flex_attention import create_block_mask
@@ -90,7 +98,7 @@ def _flex(q: QKV, k: QKV, v: QKV, mask: LayerMask, attn: Attention) -> QKV:
     return _flex_attention(q, k, v, mask.block_mask, attn.scale, attn.cfg.n_groups > 1)
 
 
-def _per_frame(q: QKV, k: QKV, v: QKV, mask: LayerMask, attn: Attention) -> QKV:
+def _per_frame(q: QKV, k: QKV, v: QKV, mask: LayerMask, attn: HookedAttention) -> QKV:
     """Temporal pruning (batch of one): each frame's video rows attend to the non-video positions
     before the frame and to their own frame, causally — frames batched as one SDPA call, never a
     masked N×N; the other rows attend causally over everything. Equals VT-K's mask."""
@@ -110,7 +118,7 @@ def _per_frame(q: QKV, k: QKV, v: QKV, mask: LayerMask, attn: Attention) -> QKV:
     return z
 
 
-def _explicit(q: QKV, k: QKV, v: QKV, mask: LayerMask, attn: Attention) -> QKV:
+def _explicit(q: QKV, k: QKV, v: QKV, mask: LayerMask, attn: HookedAttention) -> QKV:
     """softmax(QKᵀ/√d + M)V with the N×N scores and pattern through their hook points.
 
     Edits on `attn_scores` are written (−∞) before `hook_attn_scores`; edits on `pattern` after
@@ -138,7 +146,7 @@ def _explicit(q: QKV, k: QKV, v: QKV, mask: LayerMask, attn: Attention) -> QKV:
     return einops.rearrange(z, "batch kv_head group q d -> batch (kv_head group) q d")
 
 
-Backend = Callable[[Tensor, Tensor, Tensor, LayerMask, "Attention"], Tensor]
+Backend = Callable[[Tensor, Tensor, Tensor, LayerMask, HookedAttention], Tensor]
 
 
 BACKENDS: dict[str, Backend] = {"explicit": _explicit, "fast": _sdpa, "flex": _flex, "per_frame": _per_frame}

@@ -223,7 +223,7 @@ def _share(limited, shard: tuple[int, int]) -> list:
 def _load_model(config: RunConfig, w: distributed.World):
     import torch
 
-    from vlens import HookedVideoLLM
+    from vlens.model.hooked_video_llm import HookedVideoLLM
 
     return HookedVideoLLM.from_pretrained(
         Path(config.model).resolve(),

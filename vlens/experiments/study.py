@@ -12,7 +12,7 @@ One clean pass per sample is shared by all configurations of that sample; the sw
 
 from __future__ import annotations
 
-from vlens import knockout as ko
+from vlens.interventions import knockout as ko
 from vlens.interventions.sweep import SweepConfig
 
 PROTOCOLS = ("global1", "global2", "windows")

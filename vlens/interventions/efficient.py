@@ -24,9 +24,9 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from vlens import knockout as ko
 from vlens.components.per_call import InterventionError, check_layouts
 from vlens.inputs.layout import VideoLayout
+from vlens.interventions import knockout as ko
 
 
 @dataclass(frozen=True)

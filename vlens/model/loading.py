@@ -8,17 +8,15 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
+from typing_extensions import Self
 
 from vlens.config import HookedVideoLLMConfig
 from vlens.families import Family, check_weight_coverage, family_for, resolve
 from vlens.families.base import hf_parameter
-
-if TYPE_CHECKING:  # pragma: no cover
-    from vlens.model.hooked_video_llm import HookedVideoLLM
 
 
 class Loading:
@@ -58,14 +56,14 @@ class Loading:
         self.cfg = dataclasses.replace(self.cfg, device=self.embed.W_E.device, dtype=self.embed.W_E.dtype)
 
     @classmethod
-    def from_hf(cls, hf_model: nn.Module, processor: Any = None) -> HookedVideoLLM:
+    def from_hf(cls, hf_model: nn.Module, processor: Any = None) -> Self:
         """Wrap an already-built HF model (weights shared, not copied) and its processor."""
         arch = type(hf_model).__name__
         name = getattr(hf_model.config, "_name_or_path", "") or arch
         return cls._assemble(family_for(arch), hf_model, processor, name)
 
     @classmethod
-    def _assemble(cls, family: Family, hf_model: nn.Module, processor: Any, name: str) -> HookedVideoLLM:
+    def _assemble(cls, family: Family, hf_model: nn.Module, processor: Any, name: str) -> Self:
         cfg = dataclasses.replace(family.config(hf_model.config), model_name=name)
         if processor is not None and getattr(processor, "tokenizer", None) is not None:
             processor.tokenizer.padding_side = "left"  # batches are left-padded (docs/getting-started.md)
@@ -81,7 +79,7 @@ class Loading:
         attn_implementation: str = "sdpa",
         device_map: str | dict | None = None,
         max_memory: dict | None = None,
-    ) -> HookedVideoLLM:
+    ) -> Self:
         """Load a local HF checkpoint directory (never the hub) with its own processor.
 
         Args:

@@ -16,9 +16,9 @@ def evaluate(
     model_dir: str | Path | None = None, *, n: int = 240, seed: int = HELD_OUT_SEED, fwd_hooks=None
 ) -> dict[str, float]:
     """Accuracy per question kind and overall ("all") on `n` held-out synthetic clips."""
-    from vlens import HookedVideoLLM
     from vlens.data import synthetic
     from vlens.inputs.prompts import letter_token_ids, mc_question
+    from vlens.model.hooked_video_llm import HookedVideoLLM
     from vlens.organism import checkpoint_dir
     from vlens.organism.train import DATA
 

@@ -160,10 +160,10 @@ def view_run(
         ViewError: the directory has no scored sample, or `sample` is not in it.
         StoreError: `run_dir` is not a run directory.
     """
-    from vlens import HookedVideoLLM
     from vlens.data import load_dataset
     from vlens.figures.summary import chance_accuracy, load_summary
     from vlens.inputs.prompts import mc_question
+    from vlens.model.hooked_video_llm import HookedVideoLLM
 
     run_dir = Path(run_dir)
     settings, records, summary = load_summary(run_dir)
