@@ -10,7 +10,7 @@ Rows, each timed as the median of --reps calls after a warm-up, with peak memory
 * vlens clean forward (SDPA)
 * LV-K in all layers on the SDPA path (mask fused into SDPA) and, on CUDA, the FlexAttention path
 * efficient prefill (visual early exit at round(18/28·L), temporal pruning below round(8/28·L))
-* the whole study of one sample through the run API (`vlens.experiments.run.run`: global1 + global2 + windows,
+* the whole study of one sample through the run API (`vlens.run.run`: global1 + global2 + windows,
   ~108 configurations on the sweep engine, scored and stored), with the engine's FLOPs
 
     python benchmarks/gpu.py [--device cuda] [--shape 7B] [--frames 32] [--dtype bfloat16]
@@ -152,7 +152,7 @@ def main(argv=None) -> None:
         eff_flops,
     )
 
-    from vlens.experiments.run import RunConfig, dry_run, run
+    from vlens.run import RunConfig, dry_run, run
 
     max_memory = args.max_memory if args.max_memory is not None else (40.0 if device.startswith("cuda") else None)
     n = 0

@@ -10,7 +10,7 @@ shows the run API in more detail (dry run, resume, the typed results).
 import sys
 import tempfile
 
-from vlens.experiments.run import RunConfig, run
+from vlens.run import RunConfig, run
 
 if len(sys.argv) > 1:
     ckpt = sys.argv[1]

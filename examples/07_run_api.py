@@ -11,7 +11,7 @@ import sys
 import tempfile
 
 from vlens.experiments.analysis import analyse
-from vlens.experiments.run import RunConfig, dry_run, run
+from vlens.run import RunConfig, dry_run, run
 
 if len(sys.argv) > 1:
     ckpt = sys.argv[1]

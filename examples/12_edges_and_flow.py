@@ -49,7 +49,7 @@ spec = ko.Edges("video", "video", frames="earlier") | ko.Edges("option", "questi
 print(f"{spec}: Δp(answer) = {p_answer(spec.hooks(inputs, layers=window)) - clean:+.3f}")
 
 # the same protocols over a data set, stored, resumable and reported: `vlens run flow` from Python
-from vlens.experiments.run import RunConfig, run  # noqa: E402
+from vlens.run import RunConfig, run  # noqa: E402
 
 with tempfile.TemporaryDirectory() as out:
     flow = {

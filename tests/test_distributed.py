@@ -29,7 +29,7 @@ def test_ranks_in_turn_write_parts_and_equal_one_process(onevision_dir, model, t
     """The rank logic of run() in one process (the launcher's environment, no sockets): rank 1
     then rank 0, each its own part; rank 0 reports. The real two-process run is the slow test below."""
     from vlens.experiments import distributed
-    from vlens.experiments.run import RunConfig, run
+    from vlens.run import RunConfig, run
 
     def cfg(out):
         return RunConfig(

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vlens.experiments.analysis import analyse
-from vlens.experiments.run import RunConfig, run
 from vlens.experiments.store import SETTINGS, load_results
+from vlens.run import RunConfig, run
 
 
 @pytest.fixture(scope="module", autouse=True)

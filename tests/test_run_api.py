@@ -14,11 +14,11 @@ from vlens.cli import main
 from vlens.data import load_dataset
 from vlens.experiments import protocols as P
 from vlens.experiments import registry
-from vlens.experiments.run import NothingScoredError, RunConfig, RunError, dry_run, run
 from vlens.experiments.runner import sample_inputs
 from vlens.experiments.store import load_results
 from vlens.experiments.study import configs_for
 from vlens.interventions import sweep as engine
+from vlens.run import NothingScoredError, RunConfig, RunError, dry_run, run
 
 
 @pytest.fixture(scope="module", autouse=True)

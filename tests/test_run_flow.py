@@ -13,7 +13,6 @@ import torch
 from vlens.cli import main
 from vlens.data import load_dataset
 from vlens.experiments.flow_protocol import FlowError, FlowProtocol
-from vlens.experiments.run import RunConfig, dry_run, run
 from vlens.experiments.runner import sample_inputs
 from vlens.experiments.store import load_results
 from vlens.inputs.prompts import letter_token_ids
@@ -27,6 +26,7 @@ from vlens.interventions.flow import (
 )
 from vlens.interventions.sweep import plan
 from vlens.metrics import score
+from vlens.run import RunConfig, dry_run, run
 
 DATA = "synthetic:0,n=3"
 CHOSEN = "vql-to-ql,last<-true_option,effective_pathway,attention_flow"

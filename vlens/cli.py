@@ -39,7 +39,7 @@ def _shard(text: str) -> tuple[int, int]:
 
 def run_config(args: argparse.Namespace):
     """The `vlens run` flags as a RunConfig (all the CLI does besides printing)."""
-    from vlens.experiments.run import RunConfig
+    from vlens.run import RunConfig
 
     return RunConfig(
         model=args.model,
@@ -89,7 +89,7 @@ def _options(args: argparse.Namespace) -> dict:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from vlens.experiments.run import NothingScoredError, dry_run, run
+    from vlens.run import NothingScoredError, dry_run, run
 
     try:
         config = run_config(args)
@@ -436,15 +436,15 @@ def main(argv: list[str] | None = None) -> int:
     # imported after parsing: `vlens --help` and `vlens <command> --help` never load torch
     from vlens.data import DatasetError
     from vlens.experiments.flow_protocol import FlowError
-    from vlens.experiments.run import RunError
     from vlens.experiments.store import StoreError
     from vlens.interventions.patching import PatchingError
+    from vlens.run import RunError
 
-    if not logging.getLogger("vlens.experiments.run").handlers:  # the run's one-line header, on stderr
+    if not logging.getLogger("vlens.run").handlers:  # the run's one-line header, on stderr
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(message)s"))
-        logging.getLogger("vlens.experiments.run").addHandler(handler)
-        logging.getLogger("vlens.experiments.run").setLevel(logging.INFO)
+        logging.getLogger("vlens.run").addHandler(handler)
+        logging.getLogger("vlens.run").setLevel(logging.INFO)
     try:
         return args.func(args)
     except (DatasetError, StoreError, PatchingError, RunError, FlowError, FileNotFoundError) as e:

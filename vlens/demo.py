@@ -47,8 +47,8 @@ def config(
     model_dir: str | Path | None = None,
 ):
     """The demo's RunConfig: the organism on `n` held-out synthetic clips of `frames` frames."""
-    from vlens.experiments.run import RunConfig
     from vlens.organism import checkpoint_dir
+    from vlens.run import RunConfig
 
     return RunConfig(
         model=Path(model_dir) if model_dir is not None else checkpoint_dir(),
@@ -69,7 +69,7 @@ def main(
     model_dir: str | Path | None = None,
 ) -> int:
     """Run the demo and print its summary (the CLI's `vlens demo`). Returns the exit code."""
-    from vlens.experiments.run import run
+    from vlens.run import run
 
     cfg = config(out, n=n, frames=frames, protocols=protocols, model_dir=model_dir)
     print(

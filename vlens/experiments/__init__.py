@@ -1,8 +1,7 @@
-"""The study machinery: a frozen `RunConfig` in, a typed `RunResult` out, results in a resumable store.
+"""The study machinery that `vlens.run` drives: protocols, the per-sample loop, the resumable store, the analysis.
 
 | room | what it holds |
 |---|---|
-| `run` | `RunConfig`, `run`, `dry_run`: what `vlens run` and `vlens demo` call |
 | `registry` | the protocols by name, `register_protocol` |
 | `protocols` | what the per-sample loop computes for one sample (knockouts, prior, patching, lens, ...) |
 | `study` | the study's three knockout protocols as configurations (`configs_for`) |

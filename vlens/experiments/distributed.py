@@ -3,7 +3,7 @@
     torchrun --nproc-per-node 8 -m vlens run global1 --model ckpt/ --data videomme:/data --device cuda --out runs/vm
     accelerate launch --num-processes 8 -m vlens run global1 ...           # same environment variables
 
-Both launchers set RANK, WORLD_SIZE, LOCAL_RANK (and MASTER_ADDR/PORT). `vlens.experiments.run.run` reads them
+Both launchers set RANK, WORLD_SIZE, LOCAL_RANK (and MASTER_ADDR/PORT). `vlens.run.run` reads them
 here: rank r of W takes every W-th sample of its `--shard` (one model per rank, on `cuda:LOCAL_RANK`
 when `--device cuda`), writes its own part file of the store, and meets the others at a barrier;
 rank 0 then writes the report. The only communication is that barrier and a gather of the

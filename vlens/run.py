@@ -1,7 +1,7 @@
 """The run API: a frozen `RunConfig` in, a typed `RunResult` out. `vlens run` and `vlens demo` only
 build a config and call `run`; a notebook does the same.
 
-    from vlens.experiments.run import RunConfig, run
+    from vlens.run import RunConfig, run
     result = run(RunConfig(model="ckpt/", data="videomme:/data/Video-MME", out="runs/vm",
                            protocols=("global1", "global2"), frames=32, dtype="bfloat16", device="cuda"))
     result.to_pandas()                      # one row per configuration: accuracy, ratio, CIs, ...
