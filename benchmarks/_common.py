@@ -52,8 +52,8 @@ def checkpoint(shape: str, root: Path | None = None) -> Path:
     return root
 
 
-def clip(n_frames: int, size: int = 64) -> np.ndarray:
-    return np.random.default_rng(0).integers(0, 256, size=(n_frames, size, size, 3), dtype=np.uint8)
+def clip(n_frames: int, size: int = 64, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(n_frames, size, size, 3), dtype=np.uint8)
 
 
 def sync(device) -> None:
