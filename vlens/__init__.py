@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _LAZY = {
+    "CheckpointNotFoundError": ("vlens.model.hub", "CheckpointNotFoundError"),
     "HookedVideoLLM": ("vlens.model.hooked_video_llm", "HookedVideoLLM"),
     "HookedVideoLLMConfig": ("vlens.config", "HookedVideoLLMConfig"),
     "LayoutError": ("vlens.inputs.layout", "LayoutError"),
@@ -32,6 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from vlens.inputs.video_inputs import VideoInputs as VideoInputs
     from vlens.interventions import knockout as knockout
     from vlens.model.hooked_video_llm import HookedVideoLLM as HookedVideoLLM
+    from vlens.model.hub import CheckpointNotFoundError as CheckpointNotFoundError
 
 
 def __getattr__(name: str) -> Any:

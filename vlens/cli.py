@@ -43,6 +43,7 @@ def run_config(args: argparse.Namespace):
 
     return RunConfig(
         model=args.model,
+        revision=args.revision,
         data=args.data,
         out=args.out,
         protocols=args.protocol,
@@ -260,7 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="global1, global2, windows, patching, lens, flow (or a comma-separated list), efficient, "
         "or attribution (the whole knockout study estimated from one backward per sample)",
     )
-    run.add_argument("--model", required=True, help="local HF checkpoint directory")
+    run.add_argument(
+        "--model",
+        required=True,
+        help="hub id (org/name; HF_HUB_OFFLINE=1 reads the cache only) or local HF checkpoint directory",
+    )
+    run.add_argument("--revision", default=None, help="the hub id's branch, tag or commit (default: main)")
     run.add_argument("--data", required=True, help="videomme:DIR, mvbench:DIR, egoschema:DIR or synthetic[:SEED[,n=…]]")
     run.add_argument("--out", required=True, help="run directory (created; resumed if it exists)")
     run.add_argument("--frames", type=int, default=32, help="frames sampled uniformly per video (default 32)")

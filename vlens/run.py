@@ -58,7 +58,8 @@ class RunConfig:
     `--max-memory`, `prune_layers` ↔ `--prune-layers`, and so on.
 
     Args:
-        model: local checkpoint directory (never a hub name).
+        model: a hub id ("org/name", resolved by huggingface_hub; `HF_HUB_OFFLINE` honoured) or a
+            local checkpoint directory. revision: the hub id's branch, tag or commit.
         data: `videomme:DIR`, `mvbench:DIR`, `egoschema:DIR` or `synthetic[:SEED[,n=…]]`.
         out: run directory (created; resumed if it holds the same settings).
         protocols: names from `vlens.experiments.registry.available()`; a comma-separated string is split.
@@ -98,6 +99,7 @@ class RunConfig:
     site: str = "resid_pre"
     corruption: str = "video"
     options: Mapping[str, Mapping] = field(default_factory=dict)
+    revision: str | None = None
     report: bool = True
     progress: bool = True
 
@@ -143,9 +145,9 @@ class RunConfig:
         import vlens
         from vlens.inputs.prompts import PROMPT_FORMAT
 
-        model_dir = Path(self.model).resolve()
+        model_dir = self.model_dir()
         out = {
-            "model": str(model_dir),
+            "model": str(self.model) if self.is_hub_id else str(model_dir),
             "model_fingerprint": fingerprint(model_dir),
             "n_layers": model.cfg.n_layers,
             "data": self.data,
@@ -159,9 +161,22 @@ class RunConfig:
             "prompt_format": PROMPT_FORMAT,
             "vlens_version": vlens.__version__,
         }
+        if self.revision is not None:  # only then: the run keys of existing stores stay as they were
+            out["revision"] = self.revision
         for p in protocols:
             out.update(p.settings())
         return out
+
+    @property
+    def is_hub_id(self) -> bool:
+        """Whether `model` names a hub repo (no local path of that name exists)."""
+        return not Path(self.model).expanduser().exists()
+
+    def model_dir(self) -> Path:
+        """The checkpoint's local directory: `model` itself, or its hub snapshot in the cache."""
+        from vlens.model.hub import checkpoint_dir
+
+        return checkpoint_dir(self.model, revision=self.revision).resolve()
 
 
 def fingerprint(model_dir: Path) -> str:
@@ -226,7 +241,8 @@ def _load_model(config: RunConfig, w: distributed.World):
     from vlens.model.hooked_video_llm import HookedVideoLLM
 
     return HookedVideoLLM.from_pretrained(
-        Path(config.model).resolve(),
+        config.model if config.is_hub_id else Path(config.model).resolve(),
+        revision=config.revision,
         dtype=getattr(torch, config.dtype),
         device=distributed.device_for(config.device, w),
     )

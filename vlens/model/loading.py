@@ -17,6 +17,7 @@ from typing_extensions import Self
 from vlens.config import HookedVideoLLMConfig
 from vlens.families import Family, check_weight_coverage, family_for, resolve
 from vlens.families.base import hf_parameter
+from vlens.model.hub import HubCheckpoint, checkpoint_source
 
 
 class Loading:
@@ -74,16 +75,28 @@ class Loading:
         cls,
         path: str | Path,
         *,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+        local_files_only: bool = False,
         dtype: torch.dtype | str = torch.float32,
         device: str | torch.device = "cpu",
         attn_implementation: str = "sdpa",
         device_map: str | dict | None = None,
         max_memory: dict | None = None,
     ) -> Self:
-        """Load a local HF checkpoint directory (never the hub) with its own processor.
+        """Load a checkpoint, a hub id or a local HF checkpoint directory, with its own processor.
+
+        A hub id ("llava-hf/llava-onevision-qwen2-7b-ov-hf") is resolved by huggingface_hub into
+        its cache (vlens/model/hub.py): config.json first, so an unsupported architecture is
+        refused before any weight is downloaded, then the snapshot's config, safetensors,
+        tokenizer and processor files. `HF_HUB_OFFLINE=1` (or `local_files_only=True`) reads the
+        cache only. An existing local path wins over a hub id of the same spelling.
 
         Args:
-            path: the folder `save_pretrained` (or an authors' release) wrote.
+            path: a hub id ("org/name") or the folder `save_pretrained` (or an authors' release) wrote.
+            revision: a hub id's branch, tag or commit (default: its main branch).
+            cache_dir: the hub cache to use (default: `HF_HUB_CACHE`, ~/.cache/huggingface/hub).
+            local_files_only: never reach the hub; a hub id must already be in the cache.
             dtype: torch dtype or its name ("bfloat16").
             device: where the whole model goes (ignored with `device_map`).
             attn_implementation: the HF model's own attention (used by its vision path).
@@ -93,8 +106,10 @@ class Loading:
                 then runs on its weights' device (the residual stream moves between blocks).
 
         Raises:
-            FileNotFoundError: the directory does not exist.
-            ValueError: not a checkpoint directory, or device and device_map both given.
+            CheckpointNotFoundError: (a FileNotFoundError) neither an existing directory nor a hub
+                id, or a hub id not in the cache while offline (the message says how to download it).
+            ValueError: not a checkpoint directory, device and device_map both given, or
+                revision= with a local directory.
             UnsupportedModelError: an architecture vlens has no family for (the message lists the
                 supported ones).
         """
@@ -104,17 +119,22 @@ class Loading:
             )
         if max_memory is not None and device_map is None:
             raise ValueError("max_memory plans a device_map; pass device_map='auto' with it")
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"checkpoint directory {path} does not exist; pass a local HF checkpoint dir")
-        config_file = path / "config.json"
-        if not path.is_dir() or not config_file.exists():
-            raise ValueError(
-                f"{path} is not a HF checkpoint directory (no config.json); pass the folder that "
-                "save_pretrained wrote (config.json, *.safetensors, processor files)"
-            )
-        config_dict = json.loads(config_file.read_text())
-        entry = resolve(config_dict, where=str(config_file))  # clear error before loading any weights
+        source = checkpoint_source(path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
+        if isinstance(source, HubCheckpoint):
+            config_file = source.config_file()
+            config_dict = json.loads(config_file.read_text())
+            entry = resolve(config_dict, where=f"{source.repo_id}/config.json")  # before any weight moves
+            path, name = source.snapshot(), source.repo_id
+        else:
+            path, name = source, str(source)
+            config_file = path / "config.json"
+            if not path.is_dir() or not config_file.exists():
+                raise ValueError(
+                    f"{path} is not a HF checkpoint directory (no config.json); pass the folder that "
+                    "save_pretrained wrote (config.json, *.safetensors, processor files)"
+                )
+            config_dict = json.loads(config_file.read_text())
+            entry = resolve(config_dict, where=str(config_file))  # clear error before loading any weights
         if isinstance(dtype, str):
             name, dtype = dtype, getattr(torch, dtype, None)
             if not isinstance(dtype, torch.dtype):
@@ -131,4 +151,4 @@ class Loading:
             device_map=device_map,
             max_memory=max_memory,
         )
-        return cls._assemble(family, hf_model, processor, str(path))
+        return cls._assemble(family, hf_model, processor, name)

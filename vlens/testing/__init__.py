@@ -10,6 +10,7 @@ saving), `tokenizer.py` the word-level tokenizer. The library never imports this
 """
 
 from vlens.testing.glm4v import GLM4V_CHAT_TEMPLATE, make_tiny_glm4v
+from vlens.testing.hub_cache import write_hub_cache
 from vlens.testing.internvl import INTERNVL_CHAT_TEMPLATE, make_tiny_internvl
 from vlens.testing.llava_llama import VICUNA_CHAT_TEMPLATE
 from vlens.testing.llava_next_video import make_tiny_llava_next_video
@@ -56,4 +57,5 @@ __all__ = [
     "make_tiny_smolvlm",
     "make_tiny_video_llama3",
     "make_tiny_video_llava",
+    "write_hub_cache",
 ]
