@@ -17,6 +17,8 @@ def documented_hooks(n_layers: int) -> tuple[set[str], set[str]]:
     for line in PAGE.read_text().splitlines():
         if line.startswith("## Family-specific"):
             target = specific
+        if line.startswith("## Vision tower"):
+            target = set()  # vision names: checked by documented_vision_hooks
         m = re.match(r"\| `([^`]+)` \| `\[", line)
         if not m:
             continue
@@ -26,9 +28,20 @@ def documented_hooks(n_layers: int) -> tuple[set[str], set[str]]:
     return general, specific
 
 
+def documented_vision_hooks() -> list[re.Pattern]:
+    """The vision tower section's names as patterns ({l}, {i}: any index)."""
+    text = PAGE.read_text().split("## Vision tower", 1)[1].split("\n## ", 1)[0]
+    names = re.findall(r"^\| `(vision\.[^`]+)` \| `\[", text, flags=re.M)
+    return [re.compile(re.escape(n).replace(r"\{l\}", r"\d+").replace(r"\{i\}", r"\d+") + "$") for n in names]
+
+
 def assert_hooks_documented(model) -> None:
     general, specific = documented_hooks(model.cfg.n_layers)
-    actual = set(model.hook_dict)
+    actual = {n for n in model.hook_dict if not n.startswith("vision.")}
+    vision = [n for n in model.hook_dict if n.startswith("vision.")]
+    patterns = documented_vision_hooks()
+    undocumented = [n for n in vision if not any(p.match(n) for p in patterns)]
+    assert not undocumented, f"vision hooks missing from docs/hooks.md: {undocumented[:8]}"
     assert actual - general - specific == set(), (
         f"hooks missing from docs/hooks.md: {sorted(actual - general - specific)[:8]}"
     )

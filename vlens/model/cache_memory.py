@@ -12,7 +12,8 @@ filter that keeps the N×N tensors out:
 
 The estimate is exact for the hooks of the hooked decoder (shapes below, in the model's dtype; the
 norms' `hook_scale` in fp32) and counts gradients too when `incl_bwd=True`; hooks it does not know
-(a family's extra hooks, e.g. MoE routing) are counted as [batch, pos, d_model].
+(a family's extra hooks, e.g. MoE routing) are counted as [batch, pos, d_model]. The vision
+tower's hooks (cached only when a filter names them) are bounded from the pixel values' shape.
 """
 
 from __future__ import annotations
@@ -96,10 +97,38 @@ def _elements(name: str, cfg, batch: int, pos: int, n_vision: int) -> int:
     return batch * pos * cfg.d_model  # residual stream, attn/mlp out, normalised, embed
 
 
+def _vision_elements(model, name: str, inputs: Any) -> int:
+    """An upper bound on the elements of a vision tower hook (vlens.model.vision_hooks): the tower's
+    token count is read off the pixel values — packed towers (Qwen/GLM) take one row per patch,
+    per-frame towers (H/p)·(W/p) patches per frame plus a class token — before the tower runs."""
+    tower = model.vision_hooks.tower
+    pixels = next((inputs[k] for k in ("pixel_values_videos", "pixel_values") if k in inputs), None)
+    if tower is None or pixels is None:
+        return 0
+    blk = tower.blocks[0]
+    d, heads, d_mlp = blk.attn_out.out_features, blk.n_heads, blk.mlp_out.in_features
+    if pixels.ndim == 2:  # packed: [patches, channels·t·p·p]
+        seqs, pos = 1, pixels.shape[0]
+    else:
+        cfg = model.hf_model.config.vision_config
+        p = getattr(cfg, "patch_size", None) or (getattr(cfg, "model_args", None) or {}).get("patch_size", 1)
+        ph, pw = (p[0], p[-1]) if isinstance(p, (list, tuple)) else (p, p)  # InternViT: [p, p]
+        seqs = int(pixels[..., 0, 0, 0].numel())
+        pos = (pixels.shape[-2] // ph) * (pixels.shape[-1] // pw) + 1
+    leaf = name.rsplit(".", 1)[-1]
+    if leaf in NXN_HOOKS:
+        return seqs * heads * pos * pos
+    if leaf == "hook_post":
+        return seqs * pos * d_mlp
+    if leaf == "hook_merger_out":
+        return seqs * pos * model.cfg.d_model
+    return seqs * pos * d  # resid, z, merger input
+
+
 def _filter(names_filter: Any) -> Callable[[str], bool]:
     # the same forms TransformerLens' get_caching_hooks accepts
-    if names_filter is None:
-        return lambda name: True
+    if names_filter is None:  # run_with_cache's default: the vision tower's hooks are opt-in
+        return lambda name: not name.startswith("vision.")
     if isinstance(names_filter, str):
         return lambda name: name == names_filter
     if isinstance(names_filter, list):
@@ -151,7 +180,10 @@ def estimate(
             continue
         if not m and stop_at_layer is not None and name.startswith("ln_final."):
             continue
-        b = _elements(name, model.cfg, batch, pos, n_vision) * (4 if name.endswith("hook_scale") else size)
+        if name.startswith("vision."):
+            b = _vision_elements(model, name, inputs) * size
+        else:
+            b = _elements(name, model.cfg, batch, pos, n_vision) * (4 if name.endswith("hook_scale") else size)
         b *= 2 if incl_bwd else 1
         total += b
         count += 1

@@ -40,6 +40,7 @@ from vlens.inputs.video_inputs import VideoInputs
 from vlens.model.generation import Generation
 from vlens.model.input_builder import InputBuilder
 from vlens.model.loading import Loading
+from vlens.model.vision_hooks import VisionHooks, find_tower
 
 
 class HookedVideoLLM(Loading, InputBuilder, Generation, HookedRootModule):
@@ -67,6 +68,10 @@ class HookedVideoLLM(Loading, InputBuilder, Generation, HookedRootModule):
         # vision path; its vision modules are registered so .to() moves them.
         object.__setattr__(self, "hf_model", hf_model)
         self.vision = nn.ModuleDict(family.vision_modules(hf_model))
+        # TransformerLens hook points inside the tower and projector (vlens.model.vision_hooks),
+        # registered under `vision.` and attached to the HF modules only while one has a hook
+        self.vision_hooks = VisionHooks(find_tower(self.vision), family.name)
+        self.vision.update(self.vision_hooks.modules())
         self.vision_params = nn.ParameterDict(getattr(family, "vision_parameters", lambda m: {})(hf_model))
         self.embed = Embed(cfg)
         self.hook_video_features = HookPoint()  # [batch, n_vision, d_model]
@@ -120,7 +125,8 @@ class HookedVideoLLM(Loading, InputBuilder, Generation, HookedRootModule):
                 if k in getattr(self.family, "hf_inputs", ()) or k in ("input_ids", "attention_mask")
             }
             try:
-                x = merged_embeddings(self.hf_model, hf_kwargs)
+                with self.vision_hooks.installed():
+                    x = merged_embeddings(self.hf_model, hf_kwargs)
             except (ValueError, RuntimeError, IndexError) as e:
                 raise ValueError(
                     f"the inputs' vision placeholder tokens and pixel values do not match ({e}); build inputs with "
@@ -138,7 +144,8 @@ class HookedVideoLLM(Loading, InputBuilder, Generation, HookedRootModule):
         vision_mask = ids == self.family.video_token_id(self.hf_model.config)
         adds: list[Tensor] = []
         if has_pixels:
-            feats, deep = self.family.vision_outputs(self.hf_model, inputs)
+            with self.vision_hooks.installed():
+                feats, deep = self.family.vision_outputs(self.hf_model, inputs)
             feats = self.hook_video_features(feats.to(x.dtype))
             n_slots, n_feats = int(vision_mask.sum()), feats.shape[0] * feats.shape[1]
             if n_slots != n_feats:
@@ -324,6 +331,7 @@ class HookedVideoLLM(Loading, InputBuilder, Generation, HookedRootModule):
         return_cache_object: bool = True,
         remove_batch_dim: bool = False,
         memory_budget: int | str | None = "auto",
+        vision: bool = False,
         **kwargs,
     ):
         """TransformerLens' run_with_cache, returning an `ActivationCache` (its methods —
@@ -334,12 +342,24 @@ class HookedVideoLLM(Loading, InputBuilder, Generation, HookedRootModule):
         `memory_budget` (bytes, a size such as "40GB", "auto" = half the memory now available on
         the cache's device, or None for no limit): the call first estimates what the cache would
         keep (`vlens.model.cache_memory.estimate`) and raises `CacheMemoryError` above the budget,
-        naming the `names_filter` that leaves out the N×N attention tensors."""
+        naming the `names_filter` that leaves out the N×N attention tensors.
+
+        `vision`: the vision tower's hook points (`vision.…`, vlens.model.vision_hooks) pass a
+        filter function (or no filter) only with `vision=True`; a list of names caches the
+        vision names it lists. So existing filters (`lambda n: "resid" in n`) keep their meaning."""
         from vlens.model import cache_memory
         from vlens.model.activation_cache import (
             VideoActivationCache,  # TL's cache; decompose_resid also lists DeepStack
         )
 
+        names = kwargs.get("names_filter")
+        if isinstance(names, (str, list, tuple)):  # explicit names are cached as named, vision ones too
+            self.vision_hooks.check_names([names] if isinstance(names, str) else list(names), self.hook_dict)
+        elif not vision:
+            # the tower's hook points are opt-in (caching their pattern switches the tower to the
+            # hooked eager attention): a filter function or None sees only the other hooks
+            keep = names
+            kwargs["names_filter"] = lambda name: not name.startswith("vision.") and (keep is None or keep(name))
         cache_memory.check(self, model_args, kwargs, memory_budget)
 
         out, cache = super().run_with_cache(*model_args, remove_batch_dim=remove_batch_dim, **kwargs)
@@ -363,6 +383,7 @@ class HookedVideoLLM(Loading, InputBuilder, Generation, HookedRootModule):
             KnockoutError / InterventionError: a layer out of range (nothing is installed).
         """
         fwd_hooks, bwd_hooks = list(fwd_hooks), list(bwd_hooks)
+        self.vision_hooks.check_names([n for n, _ in fwd_hooks + bwd_hooks], self.hook_dict)
         plain = [(n, h) for n, h in fwd_hooks if not isinstance(h, EdgeRemoval)]
         edits = [h for _, h in fwd_hooks if isinstance(h, EdgeRemoval)]
         resolved = Interventions.resolve(edits, self.cfg.n_layers)
