@@ -254,7 +254,7 @@ def test_vision_hooks_are_opt_in_and_their_cache_is_bounded(fam):
         _, plain = model.run_with_cache(inputs, names_filter=lambda n: "resid_post" in n)
         names = model.vision_hooks.hook_names()
         _, vision = model.run_with_cache(inputs, names_filter=names)
-    assert plain.keys() and not [k for k in plain.keys() if k.startswith("vision.")]
+    assert plain.keys() and not [k for k in plain.cache_dict if k.startswith("vision.")]
     kept = sum(t.numel() * t.element_size() for t in vision.cache_dict.values())
     bound = cache_memory.estimate(model, inputs, names).total
     assert kept <= bound <= 8 * kept

@@ -171,7 +171,7 @@ def find_tower(vision: nn.ModuleDict) -> Tower | None:
             blocks = []
             for blk in lst:
                 attn = _child(blk, ATTENTION_CHILDREN)
-                mlp = getattr(blk, "mlp", None)
+                mlp: nn.Module | None = getattr(blk, "mlp", None)
                 out = _child(attn, OUT_PROJECTIONS) if attn is not None else None
                 inside = list(mlp.modules()) if isinstance(mlp, nn.Module) else []
                 linears = [m for m in inside if isinstance(m, nn.Linear)]
