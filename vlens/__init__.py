@@ -22,6 +22,9 @@ _LAZY = {
     "VideoInputs": ("vlens.inputs.video_inputs", "VideoInputs"),
     "VideoLayout": ("vlens.inputs.layout", "VideoLayout"),
     "knockout": ("vlens.interventions.knockout", None),
+    "vision_knockout": ("vlens.interventions.vision_knockout", None),
+    "vision_lens": ("vlens.interventions.vision_lens", None),
+    "VisionHookError": ("vlens.model.vision_hooks", "VisionHookError"),
 }
 
 __all__ = list(_LAZY)
@@ -32,8 +35,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from vlens.inputs.layout import VideoLayout as VideoLayout
     from vlens.inputs.video_inputs import VideoInputs as VideoInputs
     from vlens.interventions import knockout as knockout
+    from vlens.interventions import vision_knockout as vision_knockout
+    from vlens.interventions import vision_lens as vision_lens
     from vlens.model.hooked_video_llm import HookedVideoLLM as HookedVideoLLM
     from vlens.model.hub import CheckpointNotFoundError as CheckpointNotFoundError
+    from vlens.model.vision_hooks import VisionHookError as VisionHookError
 
 
 def __getattr__(name: str) -> Any:
