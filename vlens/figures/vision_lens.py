@@ -88,7 +88,11 @@ def plot_vision_lens(
         a.set_title(title)
         cb = fig.colorbar(im, ax=a, fraction=0.03)
         cb.set_label("p(top-1 token)", fontsize=8)
-        b.plot(agree.numpy(), range(len(labels)), marker="o", color=TYPE_COLORS["vt"])
+        start = 0
+        for r, color in zip(parts, [TYPE_COLORS["lv"], TYPE_COLORS["vt"]][-len(parts) :]):
+            n = len(r.labels)  # one line per part: each agrees with its own last layer
+            b.plot(agree[start : start + n].numpy(), range(start, start + n), marker="o", color=color)
+            start += n
         b.set_xlim(0, 1.02)
         b.set_ylim(-0.5, len(labels) - 0.5)
         b.set_yticks([])
