@@ -128,7 +128,10 @@ def tower_lens(
     Args:
         model: a `HookedVideoLLM` whose tower has hook points (every supported family).
         inputs: `VideoInputs` (with layouts).
-        k, apply_norm, row, chunk: as `vision_token_lens`.
+        k: how many tokens to keep per position and layer.
+        apply_norm: the final norm before the unembedding (default), or the unembedding alone.
+        row: the batch row.
+        chunk: positions decoded at a time.
 
     Returns:
         `VisionLensResult` with one layer per tower block (`tower 0` … `tower {T-1}`).
