@@ -350,6 +350,181 @@ def perception_lm() -> Tester:
     return Tester("perception_lm", hf, kwargs, video)
 
 
+def _types(ids: torch.Tensor, image: torch.Tensor | None = None, video: torch.Tensor | None = None) -> torch.Tensor:
+    """mm_token_type_ids as the processors write them: 0 text, 1 image, 2 video (transformers 5's
+    Qwen3-VL and GLM-4.1V refuse grids without them: their M-RoPE is computed from these types)."""
+    types = torch.zeros_like(ids)
+    for value, where in ((1, image), (2, video)):
+        if where is not None:
+            types[where] = value
+    return types
+
+
+def qwen3_vl() -> Tester:
+    """Qwen3VLVisionText2TextModelTester: its config, its image inputs (one 1×1-grid image per
+    row after <|vision_start|>) and test_video_forward's video (4 frames = 2 temporal groups,
+    each its own [1, 1, 1] grid after its own <|vision_start|>), with mm_token_type_ids added."""
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+    config = Qwen3VLConfig(
+        text_config={
+            "bos_token_id": 0,
+            "eos_token_id": 1,
+            "pad_token_id": 2,
+            "hidden_act": "silu",
+            "head_dim": 8,
+            "hidden_size": 32,
+            "vocab_size": 99,
+            "intermediate_size": 37,
+            "max_position_embeddings": 512,
+            "model_type": "qwen3_vl",
+            "num_attention_heads": 4,
+            "num_hidden_layers": 2,
+            "num_key_value_heads": 2,
+            "rope_theta": 10000,
+            "tie_word_embeddings": True,
+            "rope_parameters": {"rope_type": "default", "mrope_section": [16, 8, 8], "mrope_interleaved": True},
+        },
+        vision_config={
+            "depth": 2,
+            "in_chans": 3,
+            "hidden_act": "gelu_pytorch_tanh",
+            "intermediate_size": 32,
+            "out_hidden_size": 32,
+            "hidden_size": 32,
+            "num_heads": 4,
+            "patch_size": 16,
+            "spatial_merge_size": 1,
+            "temporal_patch_size": 2,
+            "num_position_embeddings": 16,
+            "deepstack_visual_indexes": [0, 1],
+        },
+        image_token_id=3,
+        video_token_id=4,
+        vision_start_token_id=5,
+        vision_end_token_id=6,
+        tie_word_embeddings=True,
+    )
+    hf = _build(Qwen3VLForConditionalGeneration, config)
+    g = torch.Generator().manual_seed(6)
+    B, n_image, seq, P = 3, 32, 7, 16
+
+    def text(n):
+        ids = _ids(B, n, 99, g)
+        ids[:, -1] = 2
+        for tok in (3, 4, 5, 6):  # the tester clears 3-5; 6 too, so no stray <|vision_end|>
+            ids[ids == tok] = 2
+        return ids
+
+    ids = text(seq + n_image)
+    ids[:, n_image] = 3
+    ids[:, n_image - 1] = 5
+    kwargs = {
+        "pixel_values": _floats((B * 1, 3 * P * P * 2), g),
+        "image_grid_thw": torch.tensor([[1, 1, 1]] * B),
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+        "mm_token_type_ids": _types(ids, image=ids == 3),
+    }
+    groups = 2  # test_video_forward: F=4 frames, temporal patch 2
+    vids = text(seq + n_image)
+    for gi in range(groups):
+        vids[:, n_image + 2 * gi] = 5
+        vids[:, n_image + 2 * gi + 1] = 4
+    video = {
+        "pixel_values_videos": _floats((B * groups, 3 * 2 * P * P), g),
+        "video_grid_thw": torch.tensor([[1, 1, 1]] * groups * B),
+        "input_ids": vids,
+        "attention_mask": torch.ones_like(vids),
+        "mm_token_type_ids": _types(vids, video=vids == 4),
+    }
+    return Tester("qwen3_vl", hf, kwargs, video)
+
+
+def glm4v() -> Tester:
+    """Glm4vVisionText2TextModelTester: its config and image inputs (one 8×8-grid image per row,
+    <|begin_of_image|> … <|end_of_image|> at the start). Its tester has no video: the video
+    variant is the processor's format at tester size (<|begin_of_video|>, per temporal group
+    <|begin_of_image|> 2×2 <|image|> <|end_of_image|> and a one-token timestamp,
+    <|end_of_video|>), the video's tokens typed 2 as Glm4vProcessor types them."""
+    from transformers import Glm4vConfig, Glm4vForConditionalGeneration
+
+    config = Glm4vConfig(
+        text_config={
+            "vocab_size": 99,
+            "hidden_size": 16,
+            "intermediate_size": 22,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+            "output_channels": 64,
+            "hidden_act": "silu",
+            "max_position_embeddings": 512,
+            "rope_parameters": {"type": "default", "mrope_section": [2, 1, 1]},
+            "rope_theta": 10000,
+            "tie_word_embeddings": True,
+            "bos_token_id": 0,
+            "eos_token_id": 0,
+            "pad_token_id": 0,
+        },
+        vision_config={
+            "depth": 2,
+            "hidden_act": "silu",
+            "hidden_size": 48,
+            "out_hidden_size": 16,
+            "intermediate_size": 22,
+            "patch_size": 14,
+            "spatial_merge_size": 1,
+            "temporal_patch_size": 2,
+        },
+        image_token_id=7,
+        video_token_id=8,
+        video_start_token_id=3,
+        video_end_token_id=4,
+        image_start_token_id=5,
+        image_end_token_id=6,
+    )
+    hf = _build(Glm4vForConditionalGeneration, config)
+    g = torch.Generator().manual_seed(7)
+    B, n_image, seq, P = 3, 64, 7, 14
+
+    def text(n):
+        ids = _ids(B, n, 99, g)
+        for tok in (3, 4, 5, 6, 7, 8):
+            ids[ids == tok] = 0
+        return ids
+
+    ids = text(seq + n_image)
+    ids[:, 0] = 5
+    ids[:, 1 : 1 + n_image] = 7
+    ids[:, 1 + n_image] = 6
+    kwargs = {
+        "pixel_values": _floats((B * n_image, 3 * P * P * 2), g),
+        "image_grid_thw": torch.tensor([[1, 8, 8]] * B),
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+        "mm_token_type_ids": _types(ids, image=ids == 7),
+    }
+    groups, k = 2, 4  # 4 frames of 28×28: 2 temporal groups of 2×2 patches
+    vids = text(seq + 2 + groups * (k + 3))
+    at = 1
+    vids[:, at] = 3
+    for _ in range(groups):
+        vids[:, at + 1] = 5
+        vids[:, at + 2 : at + 2 + k] = 7
+        vids[:, at + 2 + k] = 6
+        at += k + 3  # the timestamp: the random token after <|end_of_image|>
+    vids[:, at + 1] = 4
+    video = {
+        "pixel_values_videos": _floats((B * groups * k, 3 * 2 * P * P), g),
+        "video_grid_thw": torch.tensor([[groups, 2, 2]] * B),
+        "input_ids": vids,
+        "attention_mask": torch.ones_like(vids),
+        "mm_token_type_ids": _types(vids, video=vids == 7),
+    }
+    return Tester("glm4v", hf, kwargs, video)
+
+
 TESTERS = {
     "llava_onevision": llava_onevision,
     "llava_next_video": llava_next_video,
@@ -357,4 +532,6 @@ TESTERS = {
     "qwen2_5_vl": qwen2_5_vl,
     "internvl": internvl,
     "perception_lm": perception_lm,
+    "qwen3_vl": qwen3_vl,
+    "glm4v": glm4v,
 }

@@ -124,6 +124,8 @@ def test_interleaved_mrotary_equals_qwen3_vl(d_head, sections):
 def test_rotary_refuses_bad_shapes():
     with pytest.raises(ValueError, match="summing to d_head/2"):
         MRotary(16, 10000.0, (2, 2, 2))
+    with pytest.raises(ValueError, match=r"covers 3 of the d_head/2 = 8"):
+        MRotary(16, 10000.0, (1, 1, 1), interleaved=True)
     with pytest.raises(ValueError, match=r"\[batch, pos\]"):
         Rotary(16)(torch.zeros(3, 1, 4, dtype=torch.long), torch.float32)
     with pytest.raises(ValueError, match=r"\[3, batch, pos\]"):

@@ -156,10 +156,18 @@ def test_frames_without_a_rate_or_too_few_are_refused(glm):
         model.inputs_from_prompts([two.prompts[0], four.prompts[0]], [two.videos[0], four.videos[0]])
 
 
-def test_raw_hf_kwargs_are_refused(glm):
-    model, _, inputs, _ = glm
-    with pytest.raises(ValueError, match="does not run these glm4v inputs exactly"):
-        model.inputs_from_hf(dict(inputs))
+def test_raw_processor_kwargs_take_the_family_rules_and_equal_hf(glm):
+    """The processor's own kwargs through inputs_from_hf (no frame times): the same segments and
+    frames as to_inputs (timestamps and begin/end markers included), HF's logits."""
+    model, hf, inputs, _ = glm
+    raw = model.inputs_from_hf(dict(inputs))
+    lay, ref = raw.layouts[0], inputs.layouts[0]
+    assert lay.segment == ref.segment and torch.equal(lay.frame, ref.frame)
+    assert int(lay.mask("marker").sum()) > 4  # per group: begin, end, timestamp text
+    with torch.no_grad():
+        assert (model(raw) - hf(**dict(inputs)).logits).abs().max() <= ATOL
+    with pytest.raises(ValueError, match=r"does not run these glm4v inputs exactly: \['second_per_grid_ts'\]"):
+        model.inputs_from_hf({**dict(inputs), "second_per_grid_ts": torch.ones(1)})
 
 
 def test_an_mrope_section_that_misses_the_rotary_width_is_refused(glm, tmp_path):

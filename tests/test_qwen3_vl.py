@@ -85,6 +85,18 @@ def test_resumed_forward_needs_the_deepstack_additions(q3):
     assert (resumed - full).abs().max() <= ATOL and (late - full).abs().max() <= ATOL
 
 
+def test_raw_processor_kwargs_take_the_family_rules_and_equal_hf(q3):
+    """The processor's own kwargs through inputs_from_hf (no frame times): the timestamp rules
+    still lay them out (the same segments and frames as to_inputs), DeepStack included."""
+    model, hf, inputs = q3
+    raw = model.inputs_from_hf(dict(inputs))
+    lay, ref = raw.layouts[0], inputs.layouts[0]
+    assert lay.segment == ref.segment and torch.equal(lay.frame, ref.frame)
+    with torch.no_grad():
+        assert (model(raw) - hf(**dict(inputs)).logits).abs().max() <= ATOL
+        assert (model(raw, deepstack=False) - model(raw)).abs().max() > 1e-3  # DeepStack is there
+
+
 def test_frames_without_a_frame_rate_are_refused(q3):
     model, _, _ = q3
     with pytest.raises(ValueError, match="fps="):

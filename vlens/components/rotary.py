@@ -77,7 +77,10 @@ class MRotary(nn.Module):
         theta: the RoPE base (`rope_theta`).
         sections: frequencies per axis (temporal, height, width), summing to d_head/2 (the
             checkpoint's `mrope_section`).
-        interleaved: Qwen3-VL's interleaved assignment instead of Qwen2/2.5-VL's chunks.
+        interleaved: Qwen3-VL's interleaved assignment instead of Qwen2/2.5-VL's chunks. HF
+            assigns height to frequencies 1, 4, … < 3·sections[1] and width to 2, 5, … <
+            3·sections[2], clipped at d_head/2, and checks no sum: sections summing to more
+            (HF's own tester: [16, 8, 8] at head_dim 8) give HF's clipped pattern here too.
         adjacent_pairs: tables for dims (2i, 2i+1) turning together (GLM-4.1V; see the module
             docstring). Which axis turns which frequency does not change.
 
@@ -90,8 +93,13 @@ class MRotary(nn.Module):
         self.adjacent_pairs = adjacent_pairs
         sections = tuple(int(s) for s in sections)
         half = d_head // 2
-        if len(sections) != 3 or min(sections) < 0 or sum(sections) != half:
+        if len(sections) != 3 or min(sections) < 0 or (sum(sections) != half and not interleaved):
             raise ValueError(f"mrope_section must be 3 numbers summing to d_head/2 = {half}, got {list(sections)}")
+        if interleaved and sum(sections) < half:  # HF would leave the last frequencies on the time axis
+            raise ValueError(
+                f"interleaved mrope_section {list(sections)} covers {sum(sections)} of the d_head/2 = {half} "
+                "frequencies; HF's Qwen3-VL checkpoints cover all of them"
+            )
         self.sections, self.interleaved = sections, interleaved
         self.register_buffer("inv_freq", inverse_frequencies(d_head, theta), persistent=False)
         # axis_of[j]: which position axis rotates frequency j

@@ -58,10 +58,11 @@ class Glm4V(Qwen25VL):
     name = "glm4v"
     architectures = ("Glm4vForConditionalGeneration",)
     title = "GLM-4.1V"
-    # the per-frame timestamps take the family's own layout rules (no hf_merge, no raw-kwargs
-    # input); every row of a batch has the same frame count and size (features split evenly)
-    hf_merge = False
-    hf_inputs = ()
+    # features placed by HF's own forward (vlens.model.hf_merge); a video takes the family's own
+    # layout rules below (its frames fill <|image|> tokens, told apart by the video markers),
+    # images the media layout; every row of a batch has the same frame count and size
+    hf_merge = True
+    hf_inputs = ("pixel_values", "pixel_values_videos", "image_grid_thw", "video_grid_thw", "mm_token_type_ids")
     per_row_frame_counts = False
     tokenizer: Any = None  # set by bind(): the timestamps are checked token by token with it
     temporal_patch: int = 2  # set by bind(): frames a temporal group (the video processor needs one whole)
@@ -135,6 +136,24 @@ class Glm4V(Qwen25VL):
         return text_ids(self._text_memo, self.tokenizer, text)
 
     # layout -------------------------------------------------------------------------------------
+    def media_layout_applies(self, inputs: dict, hf_config) -> bool:
+        """Images alone take the media layout; a video (whose frames fill the same `<|image|>`
+        tokens as images) the family's rules in `layout`."""
+        return inputs.get("video_grid_thw") is None
+
+    def media_ids(self, hf_config) -> tuple[int | None, int | None]:
+        return hf_config.image_token_id, None  # only images reach the media layout (see above)
+
+    def markers(self, input_ids: Tensor, hf_config) -> Tensor:
+        """`<|begin_of_image|>`, `<|end_of_image|>` (and the video's begin/end) are template markers."""
+        ids = input_ids.cpu()
+        marks = torch.zeros_like(ids, dtype=torch.bool)
+        for name in ("image_start_token_id", "image_end_token_id", "video_start_token_id", "video_end_token_id"):
+            tok = getattr(hf_config, name, None)
+            if tok is not None:
+                marks |= ids == tok
+        return marks
+
     def layout(self, input_ids: Tensor, attention_mask: Tensor | None, video, hf_config, inputs: dict) -> VideoLayout:
         tp = hf_config.vision_config.temporal_patch_size
         t, gh, gw = self.video_grid(inputs, video, hf_config)

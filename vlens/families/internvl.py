@@ -162,7 +162,7 @@ class InternVL(Family):
         return VideoLayout.build(is_vision, tokens, is_pad=is_pad, is_marker=is_marker, frame_times=times)
 
     # images (vlens.inputs.media_layout) ------------------------------------------------------------------
-    def media_layout_applies(self, inputs: dict) -> bool:
+    def media_layout_applies(self, inputs: dict, hf_config=None) -> bool:
         """Frame-labelled prompts (the processor's `FrameN: <img>…</img>`, found with the
         tokenizer) take the video rules above; anything else is laid out as images."""
         if self.tokenizer is None or None in self.img_ids:

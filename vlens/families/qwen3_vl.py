@@ -31,6 +31,7 @@ size 1, so time is carried by the sequence order and the timestamp text, not by 
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import field
 from typing import Any
 
@@ -43,6 +44,10 @@ from vlens.families.base import decoder_config, decoder_weight_table, per_row
 from vlens.families.qwen2_5_vl import Qwen25VL
 from vlens.families.timestamps import text_ids, video_metadata
 from vlens.inputs.layout import LayoutError, VideoLayout, VisionToken
+
+# what Qwen3VLProcessor writes before every group, "<1.2 seconds>", compared without whitespace
+# (decoders differ in the spaces they put back between pieces)
+TIMESTAMP = re.compile(r"<\d+(\.\d+)?seconds>")
 
 
 def group_times(indices, fps: float, temporal_patch: int) -> list[float]:
@@ -59,10 +64,11 @@ class Qwen3VL(Qwen25VL):
     name = "qwen3-vl"
     architectures = ("Qwen3VLForConditionalGeneration",)
     title = "Qwen3-VL"
-    # DeepStack and the textual timestamps take the family's own vision path and layout rules;
-    # raw-kwargs input (inputs_from_hf) is not supported for it yet, so no kwargs are accepted
-    hf_merge = False
-    hf_inputs = ()
+    # features and DeepStack placed by HF's own forward (vlens.model.hf_merge); prompts in the
+    # processor's timestamped format take the family's layout rules below, anything else (images,
+    # HF's tester videos) the media layout (vlens.inputs.media_layout)
+    hf_merge = True
+    hf_inputs = ("pixel_values", "pixel_values_videos", "image_grid_thw", "video_grid_thw", "mm_token_type_ids")
     tokenizer: Any = None  # set by bind(): the timestamps are checked token by token with it
     _text_memo: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -111,7 +117,34 @@ class Qwen3VL(Qwen25VL):
     def _text_ids(self, text: str) -> tuple[int, ...]:
         return text_ids(self._text_memo, self.tokenizer, text)
 
+    def _timestamp_start(self, ids: Tensor, s: int) -> int:
+        """Where the `<t seconds>` text that ends right before position `s` starts (read with the
+        tokenizer: raw kwargs carry no frame times to rebuild it from)."""
+        if self.tokenizer is not None:
+            for first in range(s - 1, max(s - 16, 0) - 1, -1):
+                if TIMESTAMP.fullmatch("".join(self.tokenizer.decode(ids[first:s].tolist()).split())):
+                    return first
+        raise LayoutError(
+            "no <|vision_start|> and no '<t seconds>' text before the first group: cannot tell where its "
+            "timestamp starts (pass the checkpoint's processor, or build the inputs with model.to_inputs)"
+        )
+
     # layout -------------------------------------------------------------------------------------
+    def media_layout_applies(self, inputs: dict, hf_config) -> bool:
+        """A video in the processor's format (every group's pads closed by `<|vision_end|>`,
+        timestamps between groups) takes the timestamp rules of `layout`; images, and videos
+        without those markers (HF's own tester inputs), the media layout."""
+        if inputs.get("video_grid_thw") is None:
+            return True
+        c = hf_config
+        ids = inputs["input_ids"]
+        is_video = ids == c.video_token_id
+        closes = torch.zeros_like(is_video)
+        closes[:, :-1] = is_video[:, :-1] & ~is_video[:, 1:]  # the last pad of every block
+        after = torch.zeros_like(is_video)
+        after[:, 1:] = closes[:, :-1]
+        return not bool(closes.any()) or not bool((ids[after] == c.vision_end_token_id).all())
+
     def layout(self, input_ids: Tensor, attention_mask: Tensor | None, video, hf_config, inputs: dict) -> VideoLayout:
         tp = hf_config.vision_config.temporal_patch_size
         t, gh, gw = self.video_grid(inputs, video, hf_config)
@@ -145,9 +178,10 @@ class Qwen3VL(Qwen25VL):
                 first = group_spans[-1][1] + 1
             else:  # no frame times: the first timestamp runs from the template's outer <|vision_start|>
                 outer = (ids[:s] == start_id).nonzero().flatten()
-                if not len(outer):
-                    raise LayoutError("no <|vision_start|> before the first timestamp: cannot tell where it starts")
-                first = int(outer[-1]) + 1
+                if len(outer):
+                    first = int(outer[-1]) + 1
+                else:  # transformers ≥ 5.25 drops the outer wrapper: read the timestamp's text
+                    first = self._timestamp_start(ids, s)
             if g > 0 and first != group_spans[-1][1] + 1:
                 raise LayoutError(f"text between group {g - 1} and group {g} other than group {g}'s timestamp")
             if first >= s:

@@ -159,7 +159,7 @@ def layouts_for(family, hf_config, tensors: dict, videos: Sequence) -> list[Vide
     if (
         getattr(family, "hf_merge", False)
         and hasattr(family, "media_tokens")
-        and getattr(family, "media_layout_applies", lambda t: True)(tensors)
+        and getattr(family, "media_layout_applies", lambda t, c: True)(tensors, hf_config)
     ):
         images, vids = family.media_tokens(hf_config, tensors)
         image_id, video_id = family.media_ids(hf_config)

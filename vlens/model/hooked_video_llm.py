@@ -117,7 +117,7 @@ class HookedVideoLLM(Loading, InputBuilder, Generation, HookedRootModule):
         ids = inputs["input_ids"]  # on the model's device (forward checks; never moved silently)
         has_pixels = any(k.startswith("pixel_values") for k in inputs)
         if has_pixels and getattr(self.family, "hf_merge", False):
-            from vlens.model.hf_merge import merged_embeddings
+            from vlens.model.hf_merge import language_model_inputs
 
             hf_kwargs = {
                 k: v
@@ -126,12 +126,13 @@ class HookedVideoLLM(Loading, InputBuilder, Generation, HookedRootModule):
             }
             try:
                 with self.vision_hooks.installed():
-                    x = merged_embeddings(self.hf_model, hf_kwargs)
+                    lm_kwargs = language_model_inputs(self.hf_model, hf_kwargs)
             except (ValueError, RuntimeError, IndexError) as e:
                 raise ValueError(
                     f"the inputs' vision placeholder tokens and pixel values do not match ({e}); build inputs with "
                     "model.to_inputs or model.inputs_from_hf from tensors the HF model accepts"
                 ) from e
+            x = lm_kwargs["inputs_embeds"]
             layouts = getattr(inputs, "layouts", None)
             if layouts:
                 where = torch.stack([l.is_vision for l in layouts]).to(x.device)
@@ -139,7 +140,7 @@ class HookedVideoLLM(Loading, InputBuilder, Generation, HookedRootModule):
                 where = ids == self.family.video_token_id(self.hf_model.config)
             if bool(where.any()):
                 x = self._hook_features(x, where)
-            return x, []
+            return x, self._hf_deepstack(x, lm_kwargs)
         x = self.embed(ids)
         vision_mask = ids == self.family.video_token_id(self.hf_model.config)
         adds: list[Tensor] = []
@@ -161,6 +162,17 @@ class HookedVideoLLM(Loading, InputBuilder, Generation, HookedRootModule):
         elif vision_mask.any():
             raise ValueError("input_ids contain vision placeholders but no pixel values were given")
         return x, adds
+
+    def _hf_deepstack(self, x: Tensor, lm_kwargs: dict) -> list[Tensor]:
+        """The DeepStack additions HF's multimodal forward hands its language model (Qwen3-VL:
+        `deepstack_visual_embeds`, one [n_visual, d_model] per block, added at `visual_pos_masks`)
+        as [batch, pos, d_model] tensors, zero elsewhere; [] for families without them."""
+        deep = lm_kwargs.get("deepstack_visual_embeds")
+        where = lm_kwargs.get("visual_pos_masks")
+        if not deep or where is None:
+            return []
+        where = where.to(x.device)[..., None]
+        return [torch.zeros_like(x).masked_scatter(where, d.to(x)) for d in deep[: self.cfg.deepstack_layers]]
 
     def _hook_features(self, x: Tensor, where: Tensor) -> Tensor:
         """Run `hook_video_features` on the features at `where` [batch, pos] and put them back."""
