@@ -1,4 +1,4 @@
-"""Reading video: files (decord), frame folders, arrays — sampled as `vlens.inputs.sampling` says.
+"""Reading video: files (decord, or PyAV where decord does not import), frame folders, arrays — sampled as `vlens.inputs.sampling` says.
 
 Only regular files are opened (a FIFO or a device would block or stream forever); decord's own
 C-level messages (`moov atom not found`, `ERROR opening`, ...) are captured and folded into the
@@ -33,6 +33,7 @@ from vlens.inputs.sampling import (
     frame_window,
     sample_indices,
 )
+from vlens.inputs.video_readers import BACKENDS, Backend, VideoReader, open_reader
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -121,29 +122,26 @@ def _with_native(message: str, native: list[str]) -> str:
     return f"{message} (decoder said: {text[:500]})" if text else message
 
 
-def _read_file(path: Path) -> tuple[Any, int, float]:
-    from decord import VideoReader, cpu
-
+def _read_file(path: Path, backend: Backend | None = None) -> VideoReader:
     check_regular_file(path)
     with captured_stderr() as native:
         try:
-            vr = VideoReader(str(path), ctx=cpu(0), num_threads=1)
-            n = len(vr)
-            fps = float(vr.get_avg_fps())
-            err = None
-        except Exception as e:  # decord raises its own DECORDError / RuntimeError
-            err = e
-    if err is not None:
+            reader, err = open_reader(path, backend), None
+        except ImportError:
+            raise
+        except Exception as e:  # decord's DECORDError / RuntimeError, PyAV's av.error.*
+            reader, err = None, e
+    if err is not None or reader is None:
         raise VideoError(
             _with_native(f"cannot read video {path}: {err}. Is it a complete, valid video file?", native)
         ) from err
     if native and native[0]:
-        log.debug("decord on %s: %s", path, native[0])
-    if n < 1:
+        log.debug("%s on %s: %s", reader.backend, path, native[0])
+    if reader.n < 1:
         raise VideoError(f"video {path} has no frames")
-    if not math.isfinite(fps) or fps <= 0:
-        raise VideoError(f"video {path} reports a frame rate of {fps}; pass the real one as fps=")
-    return vr, n, fps
+    if not math.isfinite(reader.fps) or reader.fps <= 0:
+        raise VideoError(f"video {path} reports a frame rate of {reader.fps}; pass the real one as fps=")
+    return reader
 
 
 def load_video(
@@ -155,6 +153,7 @@ def load_video(
     fps: float | None = None,
     allow_repeat: bool = False,
     sampling: Sampling = "centres",
+    backend: Backend | None = None,
 ) -> SampledVideo:
     """Sample frames from a file, a frame folder, a list of frames or an array/tensor.
 
@@ -167,6 +166,8 @@ def load_video(
         fps: the frame rate of a folder or array (a file's own rate is used otherwise).
         allow_repeat: repeat frames when the window has fewer than `n_frames`.
         sampling: "centres" | "linspace" | "fps" | "internvl" (module docstring).
+        backend: the file reader, "decord" or "pyav" (vlens.inputs.video_readers); None takes
+            decord where it imports, else PyAV. Both give the same frames.
 
     Returns:
         The `SampledVideo`: frames [t, h, w, 3], their indices and timestamps.
@@ -178,6 +179,8 @@ def load_video(
     start, end = check_seconds(start, "start"), check_seconds(end, "end")
     fps = check_fps(fps)
     check_sampling(sampling)
+    if backend is not None and backend not in BACKENDS:
+        raise VideoError(f"backend must be one of {list(BACKENDS)} (or None: decord, else PyAV), got {backend!r}")
     if start is not None and end is not None and start >= end:
         raise VideoError(f"start ({start}) must be before end ({end})")
     pick = dict(n_frames=n_frames, allow_repeat=allow_repeat, sampling=sampling)
@@ -201,13 +204,13 @@ def load_video(
                 raise VideoError(f"cannot read frame images in {path}: {e}") from e
             times = tuple(i / fps for i in idx) if fps else None
             return SampledVideo(frames, tuple(idx), times, fps, str(path))
-        vr, n, file_fps = _read_file(path)
-        use_fps = fps or file_fps
-        first, last = frame_window(n, use_fps, start, end, f"video {path}")
-        idx = sample_indices(n, first=first, last=last, fps=use_fps, **pick)
+        reader = _read_file(path, backend)
+        use_fps = fps or reader.fps
+        first, last = frame_window(reader.n, use_fps, start, end, f"video {path}")
+        idx = sample_indices(reader.n, first=first, last=last, fps=use_fps, **pick)
         with captured_stderr() as native:
             try:
-                frames, err = vr.get_batch(idx).asnumpy(), None
+                frames, err = reader.frames(idx), None
             except Exception as e:
                 frames, err = None, e
         if err is not None:
