@@ -258,3 +258,28 @@ def test_vision_hooks_are_opt_in_and_their_cache_is_bounded(fam):
     kept = sum(t.numel() * t.element_size() for t in vision.cache_dict.values())
     bound = cache_memory.estimate(model, inputs, names).total
     assert kept <= bound <= 8 * kept
+
+
+@pytest.mark.parametrize("name", ["onevision", "qwen2_5_vl"])
+def test_a_batch_of_two_videos_and_gradients_through_the_tower(name, tmp_path_factory):
+    """Two videos in one batch equal each alone with every vision hook attached (per-frame rows /
+    one packed row holding both), and backward hooks on the tower's hook points receive gradients."""
+    model, inputs = loaded(name, tmp_path_factory)
+    _, kw, n = BUILDERS[name]
+    q = "what color is the object"
+    both = model.to_inputs([frames(n, 32, 32), frames(n, 32, 32, seed=1)], [q, q], n_frames=n, **kw)
+    keep = lambda n_: n_.startswith("vision.")
+    with torch.no_grad():
+        batched, _ = model.run_with_cache(both, names_filter=keep, vision=True)
+        alone = [model.run_with_cache(x, names_filter=keep, vision=True)[0] for x in (inputs, _OTHER[name])]
+    for row, ref in enumerate(alone):
+        m = both["attention_mask"][row].bool()
+        assert (batched[row, m] - ref[0]).abs().max() <= LOGIT_ATOL
+    grads = {}
+    hook = "vision.blocks.0.hook_resid_post"
+    logits = model.run_with_hooks(
+        inputs, fwd_hooks=[], bwd_hooks=[(hook, lambda g, hook: grads.setdefault(hook.name, g.detach().clone()))]
+    )
+    logits[0, -1].sum().backward()
+    model.zero_grad(set_to_none=True)
+    assert hook in grads and grads[hook].abs().sum() > 0
