@@ -45,6 +45,9 @@ def main(argv=None) -> None:
         model = HookedVideoLLM.from_pretrained(path, device=args.device)
         inputs = model.to_inputs(clip(args.frames), "What color is the object?", n_frames=args.frames, **kw)
         vh = model.vision_hooks
+        tower = vh.tower
+        assert tower is not None, f"{family}: no hookable tower"
+        configs = tower.attn_configs
         T = len(vh.blocks)
         ident = lambda t, hook: t  # noqa: E731
 
@@ -53,7 +56,7 @@ def main(argv=None) -> None:
                 model.embed_inputs(inputs)
 
         def hf_eager():
-            saved = [(c, c._attn_implementation) for c in vh.tower.attn_configs]
+            saved = [(c, c._attn_implementation) for c in configs]
             for c, _ in saved:
                 c._attn_implementation = "eager"
             try:

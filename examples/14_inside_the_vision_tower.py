@@ -26,13 +26,22 @@ ap.add_argument("checkpoint", nargs="?", default=None)
 ap.add_argument("--out", default=tempfile.mkdtemp(prefix="vlens-vision-"))
 args = ap.parse_args()
 model = HookedVideoLLM.from_pretrained(args.checkpoint or checkpoint_dir())
+tower_modules = model.vision_hooks.tower  # the HF modules the hook points attach to
+assert tower_modules is not None
 samples = synthetic.generate(8, seed=7, kinds=("color",))
+
+
+def answer_of(s) -> int:
+    assert s.answer is not None  # synthetic samples always know their answer
+    return s.answer
+
+
 sample = samples[0]
 # another clip whose colour is one of the other options: the question stays the first clip's
 other = next(
     s
     for s in samples[1:]
-    if s.options[s.answer] in sample.options and s.options[s.answer] != sample.options[sample.answer]
+    if s.options[answer_of(s)] in sample.options and s.options[answer_of(s)] != sample.options[answer_of(sample)]
 )
 question = mc_question(sample.question, sample.options)
 inputs = model.to_inputs(sample.video, question, n_frames=8, fps=sample.fps)
@@ -41,7 +50,7 @@ letters = letter_token_ids(model.tokenizer, len(sample.options))
 
 
 def p_answer(logits):
-    return logits[0, -1, letters].softmax(-1)[sample.answer].item()
+    return logits[0, -1, letters].softmax(-1)[answer_of(sample)].item()
 
 
 # 1. the hook points, cached like the LM's (vision ones are opt-in: vision=True or name them)
@@ -58,7 +67,7 @@ print(f"  {'vision.hook_merger_out':38s} {tuple(cache['vision.hook_merger_out'].
 ref = {}
 handles = [
     b.block.register_forward_hook(lambda m, a, o, l=l: ref.setdefault(l, o.detach().clone()))
-    for l, b in enumerate(model.vision_hooks.tower.blocks)
+    for l, b in enumerate(tower_modules.blocks)
 ]
 with torch.no_grad():
     model(inputs)
@@ -72,8 +81,8 @@ print(
 
 # 3. ablate each head of the last tower block (zero its hook_z) and read the answer
 last = len(model.vision_hooks.blocks) - 1
-print(f"p(answer {sample.options[sample.answer]!r}) clean: {p_answer(clean):.3f}")
-for head in range(model.vision_hooks.tower.blocks[last].n_heads):
+print(f"p(answer {sample.options[answer_of(sample)]!r}) clean: {p_answer(clean):.3f}")
+for head in range(tower_modules.blocks[last].n_heads):
 
     def zero(z, hook, head=head):
         z = z.clone()

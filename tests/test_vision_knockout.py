@@ -54,6 +54,7 @@ def _reference(model, inputs, allowed_rule, layers):
 
     def attention(module, q, k, v, attention_mask, scaling=None, cu_seq_lens_q=None, **kwargs):
         n = q.shape[-2]
+        assert cu_seq_lens_q is not None  # the "flash" name makes HF pass the packed sequence
         group = torch.bucketize(torch.arange(n), cu_seq_lens_q[1:].cpu(), right=True)
         allowed = group[:, None] == group[None, :]
         if layer_of[id(module)] in layers:

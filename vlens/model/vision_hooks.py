@@ -173,7 +173,7 @@ def find_tower(vision: nn.ModuleDict) -> Tower | None:
                 attn = _child(blk, ATTENTION_CHILDREN)
                 mlp: nn.Module | None = getattr(blk, "mlp", None)
                 out = _child(attn, OUT_PROJECTIONS) if attn is not None else None
-                inside = list(mlp.modules()) if isinstance(mlp, nn.Module) else []
+                inside = list(mlp.modules()) if mlp is not None else []
                 linears = [m for m in inside if isinstance(m, nn.Linear)]
                 assert out is None or isinstance(out, nn.Linear), f"{type(out).__name__} is not a Linear"
                 if attn is None or out is None or not linears:
