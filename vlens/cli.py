@@ -191,6 +191,37 @@ def cmd_organism(args: argparse.Namespace) -> int:
     return 0
 
 
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{flag} takes comma-separated integers, e.g. 8,32,64; got {text!r}") from None
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """`vlens check MODEL`: the report of vlens.check.check, printed."""
+    from vlens.check import check
+
+    frames = _int_list(args.frames, "--frames")
+    try:
+        h, w = (int(x) for x in args.size.lower().split("x"))
+    except ValueError:
+        print(f"vlens check: --size takes HxW, e.g. 360x640; got {args.size!r}", file=sys.stderr)
+        return 2
+    dtypes = [d.strip() for d in args.dtype.split(",") if d.strip()]
+    from vlens.families import UnsupportedModelError
+
+    try:
+        report = check(
+            args.model, revision=args.revision, frames=frames, dtypes=dtypes, frame_size=(h, w), device=args.device
+        )
+    except (ValueError, UnsupportedModelError, NotImplementedError) as e:
+        print(f"vlens check: {e}", file=sys.stderr)
+        return 2
+    print(report)
+    return 0
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     """A release in its authors' format → an HF-format directory, only where a transformers class
     computes exactly the release's equations (otherwise a clear error: vlens loads it directly)."""
@@ -412,6 +443,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     conv.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     conv.set_defaults(func=cmd_convert)
+    chk = sub.add_parser(
+        "check",
+        help="what a checkpoint is and costs, from its config and processor alone (no weights read)",
+        description="The family, the layout of a sample prompt, tokens per frame, and per dtype and frame count "
+        "the bytes of weights, KV cache, activation cache, N×N attention patterns and an attribution backward, "
+        "the forward FLOPs, and whether it fits the present device (docs/real-checkpoints.md).",
+    )
+    chk.add_argument("model", help="hub id (org/name) or local HF checkpoint directory")
+    chk.add_argument("--revision", default=None, help="the hub id's branch, tag or commit")
+    chk.add_argument("--frames", default="8,32,64", help="frame counts, comma-separated (default 8,32,64)")
+    chk.add_argument("--dtype", default="bfloat16,float32", help="dtypes, comma-separated (default bfloat16,float32)")
+    chk.add_argument("--size", default="360x640", help="the sample video's frame size HxW (default 360x640)")
+    chk.add_argument("--device", default=None, help="the device whose memory decides 'fits' (default: cuda if any)")
+    chk.set_defaults(func=cmd_check)
     org = sub.add_parser(
         "organism",
         help="retrain or evaluate the model organism (docs/organism.md)",

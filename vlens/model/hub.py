@@ -48,11 +48,13 @@ class HubCheckpoint:
 
         return Path(self._fetch(lambda **kw: hf_hub_download(filename="config.json", **kw)))
 
-    def snapshot(self) -> Path:
-        """The snapshot directory holding everything a load reads (`CHECKPOINT_FILES`)."""
+    def snapshot(self, *, weights: bool = True) -> Path:
+        """The snapshot directory holding everything a load reads (`CHECKPOINT_FILES`); without
+        `weights`, everything but the safetensors (what `vlens check` reads)."""
         from huggingface_hub import snapshot_download
 
-        return Path(self._fetch(lambda **kw: snapshot_download(allow_patterns=list(CHECKPOINT_FILES), **kw)))
+        patterns = [p for p in CHECKPOINT_FILES if weights or p != "*.safetensors"]
+        return Path(self._fetch(lambda **kw: snapshot_download(allow_patterns=patterns, **kw)))
 
     def _fetch(self, call):
         from huggingface_hub.errors import LocalEntryNotFoundError
