@@ -1,5 +1,5 @@
 """Real checkpoints without downloading them: `vlens check` on LLaVA-OneVision-7B's and -0.5B's
-published configurations (weights on the meta device: shapes, no storage), then a checkpoint
+and Qwen2.5-VL-7B's published configurations (weights on the meta device: shapes, no storage), then a checkpoint
 loaded by hub id from an offline hub cache (docs/real-checkpoints.md).
 
     python examples/15_real_checkpoints.py   # ~10 s on CPU, no network
@@ -17,13 +17,13 @@ from vlens import HookedVideoLLM
 from vlens.check import check, check_config
 from vlens.testing import make_tiny_onevision, real_configs, write_hub_cache
 
-# 1. the memory/FLOP plan of the real 7B and 0.5B from their configs (published tokens per frame)
+# 1. the memory/FLOP plan of the real checkpoints from their configs (published tokens per frame)
 for name, (build, _) in real_configs.REAL.items():
     report = check_config(
         build(),
         name=name,
         frames=(8, 32, 64),
-        tokens_per_frame=real_configs.OV_TOKENS_PER_FRAME,
+        tokens_per_frame=real_configs.TOKENS_PER_FRAME[name],
         text_positions=30,
     )
     print(report, end="\n\n")

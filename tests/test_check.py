@@ -23,8 +23,9 @@ from vlens.testing import real_configs, write_hub_cache
 def test_real_config_figures_equal_the_meta_models_count(name):
     build, text = real_configs.REAL[name]
     config = build()
+    tpf = real_configs.TOKENS_PER_FRAME[name]
     report = check_config(
-        config, name=name, frames=(8, 32), dtypes=("bfloat16", "float32"), tokens_per_frame=196, text_positions=30
+        config, name=name, frames=(8, 32), dtypes=("bfloat16", "float32"), tokens_per_frame=tpf, text_positions=30
     )
     hf = meta_model(config)  # counted here independently of vlens.check
     assert all(p.is_meta for p in hf.parameters())
@@ -36,7 +37,7 @@ def test_real_config_figures_equal_the_meta_models_count(name):
     L, H, K, D = (text[k] for k in ("num_hidden_layers", "num_attention_heads", "num_key_value_heads", "hidden_size"))
     for row in report.rows:
         size = {"bfloat16": 2, "float32": 4}[row.dtype]
-        assert row.positions == 30 + 196 * row.frames
+        assert row.positions == 30 + tpf * row.frames
         assert row.weights == total * size
         assert row.kv_cache == 2 * L * K * (D // H) * row.positions * size
         assert row.attention_patterns == 2 * L * H * row.positions**2 * size  # scores + pattern, every layer
@@ -45,8 +46,15 @@ def test_real_config_figures_equal_the_meta_models_count(name):
         # the hub lists this checkpoint at 8.03B parameters, 16.1 GB in bfloat16
         assert 8.03e9 <= total < 8.04e9
         assert report.rows[0].weights == pytest.approx(16.06e9, rel=1e-3)
-    else:
+    elif name.endswith("0.5b-ov-hf"):
         assert 0.89e9 <= total < 0.90e9  # listed at 0.89B; Qwen2-0.5B ties its embeddings
+    else:  # Qwen2.5-VL-7B: listed at 8.29B; the module shapes of its published module tree
+        assert 8.29e9 <= total < 8.30e9
+        visual = hf.get_submodule("model.visual")
+        assert tuple(visual.get_submodule("merger.mlp.0").weight.shape) == (5120, 5120)
+        assert tuple(visual.get_submodule("merger.mlp.2").weight.shape) == (3584, 5120)
+        assert tuple(visual.get_submodule("blocks.31.mlp.gate_proj").weight.shape) == (3420, 1280)
+        assert tuple(visual.get_submodule("patch_embed.proj").weight.shape) == (1280, 3, 2, 14, 14)
 
 
 def test_tiny_checkpoint_layout_and_bytes_are_what_a_real_forward_keeps(onevision_dir, model):
