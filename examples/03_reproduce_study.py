@@ -3,7 +3,7 @@
     python examples/03_reproduce_study.py [CHECKPOINT_DIR] [DATA_SPEC]
 
 Defaults: the shipped model organism if present (else a tiny random checkpoint) and 60 synthetic
-clips. With a real checkpoint: DATA_SPEC like videomme:/data/Video-MME. examples/07_run_api.py
+clips. With a real checkpoint: DATA_SPEC like videomme:/data/Video-MME. examples/16_run_api.py
 shows the run API in more detail (dry run, resume, the typed results).
 """
 

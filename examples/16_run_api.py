@@ -1,6 +1,6 @@
 """The run API from a notebook: a frozen RunConfig, the bill before paying it, run → RunResult.
 
-    python examples/07_run_api.py [CHECKPOINT_DIR] [DATA_SPEC]
+    python examples/16_run_api.py [CHECKPOINT_DIR] [DATA_SPEC]
 
 Defaults: the shipped model organism and 24 held-out synthetic clips (about a minute on a laptop
 CPU). What `vlens run` does is exactly this: the CLI only builds the RunConfig.
