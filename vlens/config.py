@@ -69,20 +69,25 @@ class HookedVideoLLMConfig:
     def __post_init__(self) -> None:
         if self.n_key_value_heads is None:
             object.__setattr__(self, "n_key_value_heads", self.n_heads)  # frozen: set once, here
-        if self.rotary_dim is None:
-            object.__setattr__(self, "rotary_dim", self.d_head)
-        if self.rotary_dim % 2 or not 0 < self.rotary_dim <= self.d_head:
-            raise ValueError(f"rotary_dim must be even and in (0, d_head={self.d_head}], got {self.rotary_dim}")
-        if self.n_heads % self.n_key_value_heads:
+        rotary_dim = self.d_head if self.rotary_dim is None else self.rotary_dim
+        object.__setattr__(self, "rotary_dim", rotary_dim)
+        if rotary_dim % 2 or not 0 < rotary_dim <= self.d_head:
+            raise ValueError(f"rotary_dim must be even and in (0, d_head={self.d_head}], got {rotary_dim}")
+        if self.n_heads % self.n_kv_heads:
             raise ValueError(
                 f"n_heads={self.n_heads} is not a multiple of n_key_value_heads="
                 f"{self.n_key_value_heads}; grouped-query attention needs whole groups."
             )
 
     @property
+    def n_kv_heads(self) -> int:
+        """Key/value heads: `n_key_value_heads`, which `__post_init__` fills with `n_heads` when None."""
+        return self.n_heads if self.n_key_value_heads is None else self.n_key_value_heads
+
+    @property
     def n_groups(self) -> int:
         """Query heads per key/value head (grouped-query attention)."""
-        return self.n_heads // self.n_key_value_heads
+        return self.n_heads // self.n_kv_heads
 
     @property
     def d_vocab_out(self) -> int:

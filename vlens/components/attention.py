@@ -77,7 +77,7 @@ class Attention(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.layer = layer
-        H, K, d, D = cfg.n_heads, cfg.n_key_value_heads, cfg.d_head, cfg.d_model
+        H, K, d, D = cfg.n_heads, cfg.n_kv_heads, cfg.d_head, cfg.d_model
         self.q_proj = meta_linear(D, H * d, cfg.qkv_bias)
         self.k_proj = meta_linear(D, K * d, cfg.qkv_bias)
         self.v_proj = meta_linear(D, K * d, cfg.qkv_bias)
@@ -105,15 +105,11 @@ class Attention(nn.Module):
 
     @property
     def W_K(self) -> Float[Tensor, "head d_model d_head"]:
-        return self._heads_in(self.k_proj.weight, self.cfg.n_key_value_heads).repeat_interleave(
-            self.cfg.n_groups, dim=0
-        )
+        return self._heads_in(self.k_proj.weight, self.cfg.n_kv_heads).repeat_interleave(self.cfg.n_groups, dim=0)
 
     @property
     def W_V(self) -> Float[Tensor, "head d_model d_head"]:
-        return self._heads_in(self.v_proj.weight, self.cfg.n_key_value_heads).repeat_interleave(
-            self.cfg.n_groups, dim=0
-        )
+        return self._heads_in(self.v_proj.weight, self.cfg.n_kv_heads).repeat_interleave(self.cfg.n_groups, dim=0)
 
     @property
     def W_O(self) -> Float[Tensor, "head d_head d_model"]:
@@ -132,11 +128,11 @@ class Attention(nn.Module):
 
     @property
     def b_K(self) -> Float[Tensor, "head d_head"]:
-        return self._bias(self.k_proj, self.cfg.n_key_value_heads).repeat_interleave(self.cfg.n_groups, 0)
+        return self._bias(self.k_proj, self.cfg.n_kv_heads).repeat_interleave(self.cfg.n_groups, 0)
 
     @property
     def b_V(self) -> Float[Tensor, "head d_head"]:
-        return self._bias(self.v_proj, self.cfg.n_key_value_heads).repeat_interleave(self.cfg.n_groups, 0)
+        return self._bias(self.v_proj, self.cfg.n_kv_heads).repeat_interleave(self.cfg.n_groups, 0)
 
     @property
     def b_O(self) -> Float[Tensor, " d_model"]:
@@ -164,7 +160,7 @@ class Attention(nn.Module):
         rope: tuple[Float[Tensor, "batch pos d_rot"], Float[Tensor, "batch pos d_rot"]],
         ctx: AttentionContext,
     ) -> Float[Tensor, "batch pos d_model"]:
-        H, Hkv = self.cfg.n_heads, self.cfg.n_key_value_heads
+        H, Hkv = self.cfg.n_heads, self.cfg.n_kv_heads
         q = self.hook_q(einops.rearrange(self.q_proj(x), "batch pos (head d_head) -> batch pos head d_head", head=H))
         k = self.hook_k(einops.rearrange(self.k_proj(x), "batch pos (head d_head) -> batch pos head d_head", head=Hkv))
         v = self.hook_v(einops.rearrange(self.v_proj(x), "batch pos (head d_head) -> batch pos head d_head", head=Hkv))

@@ -102,6 +102,8 @@ def _per_frame(q: QKV, k: QKV, v: QKV, mask: LayerMask, attn: HookedAttention) -
     """Temporal pruning (batch of one): each frame's video rows attend to the non-video positions
     before the frame and to their own frame, causally — frames batched as one SDPA call, never a
     masked N×N; the other rows attend causally over everything. Equals VT-K's mask."""
+    if mask.frame_blocks is None:
+        raise ValueError("the per-frame path needs the mask's frame_blocks (temporal pruning's, one row)")
     q_pos, key_pos, fmask, other = mask.frame_blocks
     gqa, scale = attn.cfg.n_groups > 1, attn.scale
     n_frames, _n = q_pos.shape

@@ -12,7 +12,7 @@ from jaxtyping import Bool, Int
 from torch import Tensor
 
 from vlens.components.kv_cache import KVCache
-from vlens.components.per_call import Interventions, index_rows
+from vlens.components.per_call import Interventions, PerFrameBlocks, index_rows
 
 AttentionPath = Literal["auto", "explicit", "fast", "flex"]
 
@@ -33,7 +33,9 @@ class LayerMask:
     blocked: dict[str, Bool[Tensor, "batch q k"]] = field(default_factory=dict)
     first_row: int = 0  # rows before it are plain causal over a prefix (the SDPA split)
     empty: Bool[Tensor, "batch q"] | None = None  # rows with no allowed key: output 0
-    frame_blocks: object | None = None  # temporal pruning's per-frame blocks (vlens.interventions.efficient)
+    frame_blocks: tuple[Tensor, Tensor, Tensor, Tensor] | None = (
+        None  # temporal pruning's per-frame blocks (vlens.interventions.efficient)
+    )
     block_mask: object | None = None  # FlexAttention's, made once from this mask (see _flex)
     dense: Bool[Tensor, "batch q k"] | None = None  # `base`, materialised once for plain causal rows
 
@@ -115,7 +117,8 @@ class AttentionContext:
                 rows = torch.stack(list(blocked.values())).any(dim=(0, 1, 3)).nonzero()
                 first = int(rows[0]) if len(rows) else Q
             empty = ~allowed.any(-1)
-            frame_blocks = edits[0].per_frame_blocks(device) if per_frame else None
+            first_edit = edits[0] if per_frame else None
+            frame_blocks = first_edit.per_frame_blocks(device) if isinstance(first_edit, PerFrameBlocks) else None
             mask = LayerMask(allowed, base, blocked, first, empty if bool(empty.any()) else None, frame_blocks)
         self.masks[key] = mask
         return mask

@@ -54,18 +54,19 @@ class KVCache:
         """Append this call's rows of `layer`; return all its keys, values and their indices.
         `contiguous=False` says the rows are not the next consecutive positions (some left)."""
         self._contiguous[layer] = self._contiguous[layer] and contiguous
-        if self._k[layer] is None:
-            self._k[layer], self._v[layer], self._index[layer] = k, v, index
+        old_k, old_v, old_index = self._k[layer], self._v[layer], self._index[layer]
+        if old_k is None or old_v is None or old_index is None:
+            new_k, new_v, new_index = k, v, index
         else:
-            if k.shape[0] != self._k[layer].shape[0]:
+            if k.shape[0] != old_k.shape[0]:
                 raise ValueError(
-                    f"the KV cache of layer {layer} holds {self._k[layer].shape[0]} rows but this call has "
+                    f"the KV cache of layer {layer} holds {old_k.shape[0]} rows but this call has "
                     f"{k.shape[0]}; decode with the batch that filled the cache"
                 )
-            self._k[layer] = torch.cat([self._k[layer], k], dim=2)
-            self._v[layer] = torch.cat([self._v[layer], v], dim=2)
-            self._index[layer] = torch.cat([self._index[layer], index])
-        return self._k[layer], self._v[layer], self._index[layer]
+            new_k, new_v = torch.cat([old_k, k], dim=2), torch.cat([old_v, v], dim=2)
+            new_index = torch.cat([old_index, index])
+        self._k[layer], self._v[layer], self._index[layer] = new_k, new_v, new_index
+        return new_k, new_v, new_index
 
     def is_contiguous(self, layer: int) -> bool:
         """The cached indices of `layer` are exactly 0..n−1."""
@@ -73,7 +74,8 @@ class KVCache:
 
     def seq_len(self, layer: int = 0) -> int:
         """How many positions `layer` has cached."""
-        return 0 if self._k[layer] is None else self._k[layer].shape[2]
+        keys = self._k[layer]
+        return 0 if keys is None else keys.shape[2]
 
     def __repr__(self) -> str:
         filled = [l for l in range(self.n_layers) if self._k[l] is not None]

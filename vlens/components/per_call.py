@@ -57,15 +57,27 @@ class EdgeRemoval(Protocol):
 
     def resolve_layers(self, n_layers: int) -> tuple[int, ...]:
         """The layers it acts in, for a model of `n_layers` (raise if any does not exist)."""
+        ...
 
     def check_batch(self, rows: BatchRows) -> None:
         """Raise unless it was built for exactly this batch (row count, each row's layout)."""
 
     def mask_key(self, layer: int) -> Hashable:
         """Equal keys in two layers mean equal masks: they are built once and shared."""
+        ...
 
     def blocked(self, layer: int, n_pos: int, device: torch.device) -> Bool[Tensor, "batch pos pos"]:
         """The removed edges of every row over sequence indices 0..n_pos−1."""
+        ...
+
+
+@runtime_checkable
+class PerFrameBlocks(Protocol):
+    """An `EdgeRemoval` whose edges are whole frames (temporal pruning): attention can run per frame."""
+
+    def per_frame_blocks(self, device: torch.device) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:
+        """(query rows, key columns, mask, other rows) of each frame's block, or None: the masked path."""
+        ...
 
 
 @runtime_checkable
@@ -78,6 +90,7 @@ class RowPlan(Protocol):
 
     def kept_rows(self, device: torch.device) -> Bool[Tensor, "batch pos"]:
         """Rows that stay from `exit_layer` on; every batch row keeps the same number."""
+        ...
 
 
 @dataclass(frozen=True)

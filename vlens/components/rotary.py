@@ -48,6 +48,8 @@ class Rotary(nn.Module):
         adjacent_pairs: tables for dims (2i, 2i+1) turning together (see the module docstring).
     """
 
+    inv_freq: Tensor  # buffers (register_buffer in __init__), declared for the type checker
+
     def __init__(self, d_head: int, theta: float = 10000.0, *, adjacent_pairs: bool = False):
         super().__init__()
         if d_head % 2:
@@ -87,6 +89,9 @@ class MRotary(nn.Module):
     Raises:
         ValueError: sections that are not three non-negative numbers summing to d_head/2.
     """
+
+    inv_freq: Tensor  # buffers (register_buffer in __init__), declared for the type checker
+    axis_of: Tensor
 
     def __init__(self, d_head: int, theta: float, sections, *, interleaved: bool = False, adjacent_pairs: bool = False):
         super().__init__()
