@@ -59,7 +59,7 @@ def layout_roles(
     prompt: str,
     question: str,
     options: Sequence[str] | None = None,
-    answer: str | None = None,
+    answer: str | int | None = None,
     system_prompt: str | None = None,
 ) -> VideoLayout:
     """The layout with text roles, option letters and the correct letter filled in.

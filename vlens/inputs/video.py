@@ -8,6 +8,7 @@ C-level messages (`moov atom not found`, `ERROR opening`, ...) are captured and 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -183,7 +184,7 @@ def load_video(
         raise VideoError(f"backend must be one of {list(BACKENDS)} (or None: decord, else PyAV), got {backend!r}")
     if start is not None and end is not None and start >= end:
         raise VideoError(f"start ({start}) must be before end ({end})")
-    pick = dict(n_frames=n_frames, allow_repeat=allow_repeat, sampling=sampling)
+    pick = functools.partial(sample_indices, n_frames=n_frames, allow_repeat=allow_repeat, sampling=sampling)
     if isinstance(video, (str, Path)):
         path = Path(video)
         if not path.exists():
@@ -195,7 +196,7 @@ def load_video(
             if not files:
                 raise VideoError(f"frame folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
             first, last = frame_window(len(files), fps, start, end, f"frame folder {path}")
-            idx = sample_indices(len(files), first=first, last=last, fps=fps, **pick)
+            idx = pick(len(files), first=first, last=last, fps=fps)
             from PIL import Image
 
             try:
@@ -207,7 +208,7 @@ def load_video(
         reader = _read_file(path, backend)
         use_fps = fps or reader.fps
         first, last = frame_window(reader.n, use_fps, start, end, f"video {path}")
-        idx = sample_indices(reader.n, first=first, last=last, fps=use_fps, **pick)
+        idx = pick(reader.n, first=first, last=last, fps=use_fps)
         with captured_stderr() as native:
             try:
                 frames, err = reader.frames(idx), None
@@ -215,10 +216,11 @@ def load_video(
                 frames, err = None, e
         if err is not None:
             raise VideoError(_with_native(f"cannot decode frames {idx[:4]}... of {path}: {err}", native)) from err
+        assert frames is not None  # err is None: the reader returned them
         return SampledVideo(frames, tuple(idx), tuple(i / use_fps for i in idx), use_fps, str(path))
     frames = _check_array(video)
     first, last = frame_window(len(frames), fps, start, end, "the array of frames")
-    idx = sample_indices(len(frames), first=first, last=last, fps=fps, **pick)
+    idx = pick(len(frames), first=first, last=last, fps=fps)
     times = tuple(i / fps for i in idx) if fps else None
     return SampledVideo(frames[idx], tuple(idx), times, fps, "array")
 

@@ -346,6 +346,8 @@ class KnockoutHook:
     edits the pattern/scores tensor it is given.
     """
 
+    site: HookSite
+
     def __init__(self, spec: Spec, selection: LayerSelection, layouts: Sequence[VideoLayout], on: HookSite = "pattern"):
         if on not in ("pattern", "attn_scores"):
             raise KnockoutError(f"on must be 'pattern' or 'attn_scores', got {on!r}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, SupportsIndex, cast
 
 import torch
 from torch import Tensor
@@ -82,7 +82,8 @@ def _layer_index(value: object, what: str) -> int:
     if isinstance(value, Tensor) and value.ndim == 0 and not value.is_floating_point():
         return int(value.item())
     try:
-        return operator.index(value)  # int, numpy integers; not float, str, ...
+        # int, numpy integers; not float, str, ...: anything else raises TypeError, caught below
+        return operator.index(cast(SupportsIndex, value))
     except TypeError:
         raise KnockoutError(
             f"{what} must be an integer layer index, got {value!r} ({type(value).__name__}); "
@@ -147,11 +148,13 @@ def layers(ls: Iterable[int] | int) -> LayerSelection:
     if isinstance(ls, (str, bytes)):
         raise KnockoutError(f"layers(...) takes integer layer indices, got the string {ls!r}")
     if isinstance(ls, Tensor):
-        ls = ls.reshape(-1).tolist() if ls.ndim else [ls]
+        given: object = ls.reshape(-1).tolist() if ls.ndim else [ls]
+    else:
+        given = ls
     try:
-        items = list(ls)  # type: ignore[arg-type]
+        items = list(given)  # type: ignore[arg-type]  # whatever iterates; a lone index raises TypeError
     except TypeError:
-        items = [ls]  # a single index (int, numpy integer)
+        items = [given]  # a single index (int, numpy integer)
     out = tuple(sorted({_layer_index(l, "layers([...]): each entry") for l in items}))
     if not out:
         raise KnockoutError("layers([]) selects no layer; give at least one layer index")

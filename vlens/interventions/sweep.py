@@ -27,7 +27,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from vlens.components.kv_cache import KVCache
-from vlens.components.per_call import Interventions
+from vlens.components.per_call import Interventions, Site
 from vlens.inputs.layout import VideoLayout
 from vlens.interventions.flops import suffix_layer_flops, unembed_per_row
 from vlens.interventions.knockout import KnockoutError, LayerSelection, Spec
@@ -47,7 +47,7 @@ class ConfigurationRows:
     layers) of one sample: the engine runs many configurations as one batch. It composes the
     configurations' specs; nothing is subclassed."""
 
-    site = "pattern"
+    site: Site = "pattern"
 
     def __init__(self, configs: Sequence[SweepConfig], n_layers: int, layout: VideoLayout):
         self.configs, self.layout = list(configs), layout
