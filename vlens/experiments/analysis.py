@@ -20,6 +20,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 from jaxtyping import Float
@@ -41,7 +42,7 @@ class _ByKey:
     def __contains__(self, key: str) -> bool:
         return key in {f.name for f in fields(self)}
 
-    def get(self, key: str, default=None):
+    def get(self, key: str, default: Any = None) -> Any:
         return getattr(self, key, default)
 
 

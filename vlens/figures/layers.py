@@ -5,8 +5,12 @@ one shared layer axis.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
+
+if TYPE_CHECKING:
+    from vlens.experiments.analysis import ConfigSummary, LensSummary, PatchingSummary
 
 from vlens.figures.style import (
     CHANCE_COLOR,
@@ -20,7 +24,7 @@ from vlens.figures.style import (
 )
 
 
-def plot_patching(name: str, agg: dict, path: Path) -> Path:
+def plot_patching(name: str, agg: PatchingSummary, path: Path) -> Path:
     """One activation-patching heatmap: normalised effect per layer (rows) and position group.
 
     Args:
@@ -45,7 +49,7 @@ def plot_patching(name: str, agg: dict, path: Path) -> Path:
         return save_figure(fig, path)
 
 
-def plot_lens(agg: dict, path: Path, *, chance: float | None = None) -> Path:
+def plot_lens(agg: LensSummary, path: Path, *, chance: float | None = None) -> Path:
     """Logit lens at the final position, and question→frame attention, per layer.
 
     Args:
@@ -83,7 +87,13 @@ def plot_lens(agg: dict, path: Path, *, chance: float | None = None) -> Path:
 
 
 def plot_layer_axis(
-    summary: dict, patching: dict, lens: dict | None, n_layers: int, path: Path, *, chance: float | None = None
+    summary: dict[str, ConfigSummary],
+    patching: dict[str, PatchingSummary],
+    lens: LensSummary | None,
+    n_layers: int,
+    path: Path,
+    *,
+    chance: float | None = None,
 ) -> Path | None:
     """Window knockouts, patching effects and the lens stacked on one shared layer axis.
 

@@ -44,7 +44,8 @@ def _mechanisms_section(
     title = ", ".join(shown[:-1]) + (" and " if len(shown) > 1 else "") + shown[-1]
     lines = ["", f"## {title[0].upper() + title[1:]} on one layer axis", ""]
     axis = plot_layer_axis(summary, patching, lens, n_layers, out / f"layers.{fmt}", chance=chance)
-    lines += [_embed(axis), ""]
+    if axis is not None:  # never None here: there is patching or a lens to show (checked above)
+        lines += [_embed(axis), ""]
     for name, agg in patching.items():
         fig = plot_patching(name, agg, out / (name.replace("/", "_") + f".{fmt}"))
         best = divmod(int(agg["effect"].nan_to_num(-1e9).argmax()), len(agg["groups"]))

@@ -49,7 +49,9 @@ def plot_global1(summary: dict, n_layers: int, path: Path, *, chance: float | No
         ax.set_xlabel(f"first knocked layer i (of L = {n_layers})")
         ax.set_ylabel("performance ratio (knocked / clean)")
         top = ax.secondary_xaxis(
-            "top", functions=(lambda i: (n_layers - i) / n_layers, lambda f: n_layers - f * n_layers)
+            "top",
+            # matplotlib's stub types these callables over ArrayLike (str, bytes...); they get arrays
+            functions=(lambda i: (n_layers - i) / n_layers, lambda f: n_layers - f * n_layers),  # pyright: ignore[reportOperatorIssue]
         )
         top.set_xlabel("fraction of layers knocked", fontsize=8)
         ax.set_title("Global setting 1: LV-K on layers i … L−1")

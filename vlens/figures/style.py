@@ -7,12 +7,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 import matplotlib.pyplot as plt
 import matplotlib.ticker
 
 matplotlib.use("Agg")
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
 
 
 TYPE_COLORS = {"lv": "#D55E00", "vt": "#0072B2", "vs": "#009E73", "all": "#555555"}
@@ -27,7 +31,8 @@ CLEAN_COLOR, CHANCE_COLOR, PRIOR_COLOR = "#000000", "#888888", "#CC79A7"
 FORMATS = ("png", "pdf", "svg")
 
 
-STYLE = {
+# typed with matplotlib's own key names, so a misspelt rc key is a type error
+STYLE: dict[RcKeyType, Any] = {
     "font.family": "DejaVu Sans",
     "font.size": 9,
     "axes.titlesize": 9.5,

@@ -7,12 +7,16 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vlens.experiments.store import load_results, run_key
 
+if TYPE_CHECKING:
+    from vlens.experiments.analysis import ConfigSummary
+
 
 # data ------------------------------------------------------------------------------------------
-def load_summary(out_dir: str | Path) -> tuple[dict, list[dict], dict[str, dict]]:
+def load_summary(out_dir: str | Path) -> tuple[dict, list[dict], dict[str, ConfigSummary]]:
     """Read a run directory and summarise it per configuration.
 
     Args:

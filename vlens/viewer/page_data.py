@@ -17,7 +17,7 @@ import torch
 from vlens.viewer.maps import AttentionMaps, ViewError
 
 if TYPE_CHECKING:
-    pass
+    from vlens.experiments.analysis import PatchingSummary
 
 
 QUERY_NOTES = {
@@ -88,7 +88,7 @@ def knockout_rows(model, inputs, knockouts: Mapping[str, Sequence], row: int) ->
     }
 
 
-def patching_list(patching: Mapping[str, Mapping] | None) -> list[dict]:
+def patching_list(patching: Mapping[str, PatchingSummary | Mapping] | None) -> list[dict]:
     out = []
     for name, agg in (patching or {}).items():
         effect = torch.as_tensor(agg["effect"]).float()
