@@ -23,6 +23,17 @@ from vlens.inputs.prompts import LETTERS
 
 
 def score(logits: Float[Tensor, " d_vocab"], letter_ids: Sequence[int], answer: int | None) -> dict:
+    """Score one answer position's logits on the option letters.
+
+    Args:
+        logits: the last position's logits [d_vocab].
+        letter_ids: token id of each option letter (A, B, ...).
+        answer: the correct option's index, or None.
+
+    Returns:
+        `pred` (the top letter; ties go to the earliest) and `letter_logits`; with an answer also
+        `answer`, `correct`, `p_correct` (softmax over the letters), `p_correct_vocab`, `correct_vocab`
+        (the answer letter is the top token of the whole vocabulary) and `logit_diff` (answer − best wrong)."""
     letters = logits.float()[list(letter_ids)]
     best = float(letters.max())
     pred = int((letters == best).nonzero()[0])  # ties → earliest letter, deterministically
@@ -50,10 +61,12 @@ def kl_letters(clean: Sequence[float], knocked: Sequence[float]) -> float:
 
 
 def accuracy(correct: Sequence[bool]) -> float:
+    """The fraction of True in `correct` (NaN for no samples)."""
     return float(np.mean(correct)) if len(correct) else math.nan
 
 
 def performance_ratio(knocked_acc: float, clean_acc: float) -> float:
+    """knocked accuracy / clean accuracy; NaN, with a warning, when clean accuracy is 0 or NaN."""
     if not clean_acc or math.isnan(clean_acc):
         warnings.warn("clean accuracy is 0: the performance ratio is undefined (NaN)", stacklevel=2)
         return math.nan
@@ -61,6 +74,7 @@ def performance_ratio(knocked_acc: float, clean_acc: float) -> float:
 
 
 def seed_from(key: str) -> int:
+    """A deterministic 64-bit seed from a string key (the first 8 bytes of its SHA-256)."""
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little")
 
 

@@ -62,8 +62,8 @@ def apply_rotary(
 # The module
 # ------------------------------------------------------------------------------------------------
 def meta_linear(d_in: int, d_out: int, bias: bool) -> nn.Linear:
-    # Parameters are replaced by the checkpoint's own tensors at load time (storage shared with
-    # HF), so nothing is allocated here.
+    """An `nn.Linear(d_in, d_out)` on the meta device: its parameters are replaced by the
+    checkpoint's own tensors at load time (storage shared with HF), so nothing is allocated here."""
     return nn.Linear(d_in, d_out, bias=bias, device="meta")
 
 
@@ -101,18 +101,22 @@ class Attention(nn.Module):
 
     @property
     def W_Q(self) -> Float[Tensor, "head d_model d_head"]:
+        """Query weights [head, d_model, d_head]: a view of `q_proj.weight` (TransformerLens' layout)."""
         return self._heads_in(self.q_proj.weight, self.cfg.n_heads)
 
     @property
     def W_K(self) -> Float[Tensor, "head d_model d_head"]:
+        """Key weights [head, d_model, d_head], each key/value head repeated over its query group (as TransformerLens reads grouped-query attention)."""
         return self._heads_in(self.k_proj.weight, self.cfg.n_kv_heads).repeat_interleave(self.cfg.n_groups, dim=0)
 
     @property
     def W_V(self) -> Float[Tensor, "head d_model d_head"]:
+        """Value weights [head, d_model, d_head], each key/value head repeated over its query group."""
         return self._heads_in(self.v_proj.weight, self.cfg.n_kv_heads).repeat_interleave(self.cfg.n_groups, dim=0)
 
     @property
     def W_O(self) -> Float[Tensor, "head d_head d_model"]:
+        """Output weights [head, d_head, d_model]: a view of `o_proj.weight`."""
         return einops.rearrange(
             self.o_proj.weight, "d_model (head d_head) -> head d_head d_model", head=self.cfg.n_heads
         )
@@ -124,18 +128,22 @@ class Attention(nn.Module):
 
     @property
     def b_Q(self) -> Float[Tensor, "head d_head"]:
+        """Query bias [head, d_head] (zeros when the family has no q bias)."""
         return self._bias(self.q_proj, self.cfg.n_heads)
 
     @property
     def b_K(self) -> Float[Tensor, "head d_head"]:
+        """Key bias [head, d_head], repeated over each query group (zeros without a k bias)."""
         return self._bias(self.k_proj, self.cfg.n_kv_heads).repeat_interleave(self.cfg.n_groups, 0)
 
     @property
     def b_V(self) -> Float[Tensor, "head d_head"]:
+        """Value bias [head, d_head], repeated over each query group (zeros without a v bias)."""
         return self._bias(self.v_proj, self.cfg.n_kv_heads).repeat_interleave(self.cfg.n_groups, 0)
 
     @property
     def b_O(self) -> Float[Tensor, " d_model"]:
+        """Output bias [d_model]: zeros (the supported families have none)."""
         return torch.zeros(self.cfg.d_model, device=self.o_proj.weight.device, dtype=self.o_proj.weight.dtype)
 
     # forward ----------------------------------------------------------------------------------
@@ -160,6 +168,16 @@ class Attention(nn.Module):
         rope: tuple[Float[Tensor, "batch pos d_rot"], Float[Tensor, "batch pos d_rot"]],
         ctx: AttentionContext,
     ) -> Float[Tensor, "batch pos d_model"]:
+        """One attention layer over this call's rows.
+
+        Args:
+            x: the normalised residual stream [batch, pos, d_model].
+            rope: (cos, sin) tables [batch, pos, d_rot] for these positions.
+            ctx: the call's attention context: positions, KV cache and the per-call interventions
+                whose mask this layer reads.
+
+        Returns:
+            The attention output [batch, pos, d_model] (before it is added to the residual stream)."""
         H, Hkv = self.cfg.n_heads, self.cfg.n_kv_heads
         q = self.hook_q(einops.rearrange(self.q_proj(x), "batch pos (head d_head) -> batch pos head d_head", head=H))
         k = self.hook_k(einops.rearrange(self.k_proj(x), "batch pos (head d_head) -> batch pos head d_head", head=Hkv))

@@ -12,11 +12,14 @@ from vlens.config import HookedVideoLLMConfig
 
 
 class Embed(nn.Module):
+    """The token embedding `W_E` [d_vocab, d_model] (the checkpoint's own tensor, shared with HF)."""
+
     def __init__(self, cfg: HookedVideoLLMConfig):
         super().__init__()
         self.W_E = nn.Parameter(torch.empty(cfg.d_vocab, cfg.d_model, device="meta"))  # [d_vocab, d_model]
 
     def forward(self, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_model"]:
+        """Embed token ids [batch, pos] into the residual stream [batch, pos, d_model]."""
         return F.embedding(tokens, self.W_E)
 
 
@@ -30,11 +33,14 @@ class Unembed(nn.Module):
 
     @property
     def W_U(self) -> Float[Tensor, "d_model d_vocab"]:
+        """Unembedding weights [d_model, d_vocab]: a view of the LM head's weight."""
         return self.lm_head.weight.T
 
     @property
     def b_U(self) -> Float[Tensor, " d_vocab"]:
+        """Unembedding bias [d_vocab]: zeros (the LM heads have no bias)."""
         return torch.zeros(self.cfg.d_vocab, device=self.lm_head.weight.device, dtype=self.lm_head.weight.dtype)
 
     def forward(self, x: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_vocab"]:
+        """Logits [batch, pos, d_vocab] of the final residual stream [batch, pos, d_model]."""
         return self.lm_head(x)

@@ -36,30 +36,36 @@ class GatedMLP(nn.Module):
 
     @property
     def W_gate(self) -> Float[Tensor, "d_model d_mlp"]:
+        """Gate weights [d_model, d_mlp] (a view of `gate_proj`, or of the first half of a fused `gate_up_proj`)."""
         if self.cfg.fused_gate_up:
             return self.gate_up_proj.weight[: self.cfg.d_mlp].T
         return self.gate_proj.weight.T
 
     @property
     def W_in(self) -> Float[Tensor, "d_model d_mlp"]:
+        """Up-projection weights [d_model, d_mlp] (a view of `up_proj`, or of the second half of a fused `gate_up_proj`)."""
         if self.cfg.fused_gate_up:
             return self.gate_up_proj.weight[self.cfg.d_mlp :].T
         return self.up_proj.weight.T
 
     @property
     def W_out(self) -> Float[Tensor, "d_mlp d_model"]:
+        """Down-projection weights [d_mlp, d_model]: a view of `down_proj.weight`."""
         return self.down_proj.weight.T
 
     @property
     def b_in(self) -> Float[Tensor, " d_mlp"]:
+        """Input bias [d_mlp]: zeros (the gated MLPs have no bias)."""
         w = self.down_proj.weight
         return torch.zeros(self.cfg.d_mlp, device=w.device, dtype=w.dtype)
 
     @property
     def b_out(self) -> Float[Tensor, " d_model"]:
+        """Output bias [d_model]: zeros."""
         return torch.zeros(self.cfg.d_model, device=self.down_proj.weight.device, dtype=self.down_proj.weight.dtype)
 
     def forward(self, x: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_model"]:
+        """act(x W_gate) ⊙ (x W_in), then W_out: [batch, pos, d_model] → [batch, pos, d_model] (hook_pre, hook_pre_linear, hook_post fire on the way)."""
         if self.cfg.fused_gate_up:  # one matmul, split as HF's Glm4vTextMLP does
             gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
         else:

@@ -86,7 +86,9 @@ class RowPlan(Protocol):
 
     exit_layer: int
 
-    def check_batch(self, rows: BatchRows) -> None: ...
+    def check_batch(self, rows: BatchRows) -> None:
+        """Raise unless it was built for exactly this batch (row count, each row's layout)."""
+        ...
 
     def kept_rows(self, device: torch.device) -> Bool[Tensor, "batch pos"]:
         """Rows that stay from `exit_layer` on; every batch row keeps the same number."""
@@ -123,9 +125,11 @@ class Interventions:
         return Interventions(tuple(a + b for a, b in zip(self.by_layer, other.by_layer)), plan)
 
     def at(self, layer: int) -> tuple[EdgeRemoval, ...]:
+        """The edge removals acting in `layer` (an empty tuple when the call has none)."""
         return self.by_layer[layer] if self.by_layer else ()
 
     def all_edits(self) -> list[EdgeRemoval]:
+        """Every edge removal of the call once, in first-seen order (one object may act in many layers)."""
         seen: dict[int, EdgeRemoval] = {}
         for edits in self.by_layer:
             for e in edits:

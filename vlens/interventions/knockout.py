@@ -61,6 +61,13 @@ class Spec:
     label = "?"
 
     def blocked(self, layout: VideoLayout) -> Bool[Tensor, "q k"]:
+        """The edges this spec removes from one row.
+
+        Args:
+            layout: the row's layout (segments, frames, roles per position).
+
+        Returns:
+            [q, k] bool, True where query q may no longer read key k (only causal edges, k ≤ q, matter)."""
         raise NotImplementedError
 
     def __or__(self, other: Spec) -> Spec:
@@ -183,6 +190,7 @@ class Edges(Spec):
         )
 
     def blocked(self, layout: VideoLayout) -> Bool[Tensor, "q k"]:
+        """The edges from `queries` to `keys` (the diagonal only with `diagonal=True`), causal part only: [q, k] bool."""
         n = len(layout)
         out = self.queries(layout)[:, None] & self.keys(layout)[None, :]
         out &= torch.ones(n, n, dtype=torch.bool).tril(0 if self.diagonal else -1)
@@ -226,6 +234,7 @@ class Custom(Spec):
         self.label = f"Custom({name}{', with diagonal' if diagonal else ''})"
 
     def blocked(self, layout: VideoLayout) -> Bool[Tensor, "q k"]:
+        """The user function's [q, k] bool mask, checked for its shape and dtype."""
         n = len(layout)
         out = torch.as_tensor(self.fn(layout))
         if out.shape != (n, n) or out.dtype != torch.bool:
@@ -241,6 +250,8 @@ class Custom(Spec):
 
 
 class Union(Spec):
+    """The edges removed by any of `parts` (what `spec_a | spec_b` builds; duplicates dropped, order kept)."""
+
     def __init__(self, parts: Sequence[Spec]):
         # dedupe, keep order: LV | LV is LV
         seen: list[Spec] = []
@@ -251,6 +262,7 @@ class Union(Spec):
         self.label = " | ".join(p.label for p in self.parts)
 
     def blocked(self, layout: VideoLayout) -> Bool[Tensor, "q k"]:
+        """The union (logical or) of the parts' removed edges: [q, k] bool."""
         out = self.parts[0].blocked(layout)
         for p in self.parts[1:]:
             out = out | p.blocked(layout)
@@ -276,6 +288,7 @@ class KeepOnly(Spec):
         self.label = f"KeepOnly({keep.label})"
 
     def blocked(self, layout: VideoLayout) -> Bool[Tensor, "q k"]:
+        """Every causal edge between non-pad positions except those `keep` names: [q, k] bool."""
         n = len(layout)
         real = ~layout.mask("pad")  # pad rows/keys are already masked; leave them alone
         causal = torch.ones(n, n, dtype=torch.bool).tril() & real[:, None] & real[None, :]
@@ -369,6 +382,7 @@ class KnockoutHook:
 
     @property
     def on(self) -> HookSite:
+        """The hook site the knockout acts on: "pattern" (renormalised) or "attn_scores" (−∞ before the softmax)."""
         return self.site
 
     # the EdgeRemoval protocol -----------------------------------------------------------------------
@@ -378,6 +392,7 @@ class KnockoutHook:
         return self._resolved
 
     def check_batch(self, rows) -> None:
+        """Raise KnockoutError unless the hook was built for exactly this batch (row count and each row's layout)."""
         check_layouts(str(self), self.layouts, rows, KnockoutError)
 
     def mask_key(self, layer: int) -> object:
@@ -385,6 +400,7 @@ class KnockoutHook:
         return id(self)
 
     def blocked(self, layer: int, n_pos: int, device) -> Bool[Tensor, "batch q k"]:
+        """The removed edges [batch, q, k] of every row over `n_pos` positions (the same in every layer it acts in)."""
         return self.blocked_full(n_pos, device)
 
     def __repr__(self) -> str:
