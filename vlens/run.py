@@ -133,6 +133,7 @@ class RunConfig:
 
     @property
     def filters(self) -> dict:
+        """The data set filters that are set (`duration`, `domain`, `task_type`), by name."""
         return {
             k: v
             for k, v in (("duration", self.duration), ("domain", self.domain), ("task_type", self.task_type))
@@ -363,10 +364,12 @@ class DryRun:
 
     @property
     def forwards(self) -> int:
+        """Forward passes this process still has to run (remaining samples × forwards per sample)."""
         return self.remaining * self.forwards_per_sample
 
     @property
     def flops(self) -> float:
+        """FLOPs this process still has to spend (remaining samples × FLOPs per sample)."""
         return self.remaining * self.flops_per_sample
 
     @property

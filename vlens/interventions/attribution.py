@@ -92,6 +92,7 @@ class KnockoutAttribution:
 
     @functools.cached_property
     def clean_letters(self) -> Float[Tensor, " option"]:
+        """The clean logits of the option letters [option], in the options' order."""
         return self.clean_logits.float()[self.letter_ids]
 
     @functools.cached_property

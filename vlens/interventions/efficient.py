@@ -31,6 +31,14 @@ from vlens.interventions import knockout as ko
 
 @dataclass(frozen=True)
 class EfficientConfig:
+    """Efficient inference's two savings (docs/efficient.md).
+
+    Attributes:
+        exit_layer: from this layer on only the non-vision rows are computed (visual early exit;
+            `n_layers` means no exit).
+        temporal_prune_layers: in layers below it each frame's video rows attend only to the
+            positions before the frame and to their own frame (VT-K's edges, computed per frame)."""
+
     exit_layer: int
     temporal_prune_layers: int = 0
 
@@ -40,6 +48,7 @@ class EfficientConfig:
         return cls(round(18 / 28 * n_layers), round(8 / 28 * n_layers))
 
     def check(self, n_layers: int) -> None:
+        """Raise ValueError unless both layers are in 0..n_layers (the model's depth)."""
         if not 0 <= self.exit_layer <= n_layers:
             raise ValueError(
                 f"exit_layer={self.exit_layer} must be in 0..{n_layers} (the model has {n_layers} layers; {n_layers} = no exit)"
@@ -68,6 +77,9 @@ def equivalent_hooks(inputs, config: EfficientConfig, n_layers: int) -> list:
 
 @dataclass
 class EfficientOutput:
+    """What `efficient_forward` returns: the logits [batch, kept, d_vocab] of the kept
+    (non-vision) rows and their original positions [batch, kept]."""
+
     logits: Float[Tensor, "batch kept d_vocab"]
     positions: Int[Tensor, "batch kept"]  # original positions of the kept (non-vision) rows
 
@@ -123,9 +135,11 @@ class EfficientPlan:
             )
 
     def kept_rows(self, device) -> Bool[Tensor, "batch pos"]:
+        """The rows that stay from `exit_layer` on: every non-vision position of each row, [batch, pos] bool on `device`."""
         return torch.stack([~layout.is_vision for layout in self.layouts]).to(device)
 
     def edge_removals(self) -> list:
+        """The plan's attention interventions: temporal pruning's edges when it prunes any layer, else none."""
         return [self._pruning] if self._pruning is not None else []
 
 

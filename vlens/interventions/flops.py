@@ -49,6 +49,7 @@ def suffix_layer_flops(cfg, seq_len: int, first_row: int = 0) -> LayerFlops:
 
 
 def unembed_per_row(cfg) -> float:
+    """FLOPs of unembedding one position: 2 · d_model · d_vocab (a multiply-add per weight)."""
     return 2 * cfg.d_model * cfg.d_vocab
 
 

@@ -27,6 +27,10 @@ class LayerSelection:
     args: tuple = ()
 
     def resolve(self, n_layers: int) -> tuple[int, ...]:
+        """The selected layer indices for a model of `n_layers` layers, sorted.
+
+        Raises:
+            KnockoutError: a selected layer does not exist (the message names the model's range)."""
         if self.kind == "all":
             return tuple(range(n_layers))
         if self.kind == "from":

@@ -56,9 +56,11 @@ class ConfigurationRows:
         self._by_layers: dict = {}
 
     def resolve_layers(self, n_layers: int) -> tuple[int, ...]:
+        """Every layer in which at least one configuration acts (sorted)."""
         return tuple(sorted(set().union(*self.layer_sets)))
 
     def check_batch(self, rows) -> None:
+        """Raise unless the batch has one row per configuration over this sample's positions."""
         if rows.batch != len(self.configs) or rows.n_pos != len(self.layout):
             raise KnockoutError(
                 f"{self!r} hold one row per configuration over {len(self.layout)} positions; the call has "
@@ -66,9 +68,11 @@ class ConfigurationRows:
             )
 
     def mask_key(self, layer: int) -> object:
+        """Layers in which the same configurations are active share one mask."""
         return (id(self), tuple(layer in s for s in self.layer_sets))
 
     def blocked(self, layer: int, n_pos: int, device) -> Tensor:
+        """Removed edges [batch, pos, pos] in `layer`: row b holds configuration b's spec where it acts in `layer`, nothing elsewhere."""
         active = tuple(layer in s for s in self.layer_sets)
         if active not in self._by_layers:
             rows = []
@@ -123,6 +127,16 @@ class SweepPlan:
 
 
 def plan(configs: Sequence[SweepConfig], layout: VideoLayout, n_layers: int) -> SweepPlan:
+    """Group configurations for the sweep engine by (first layer they act in, first row they change).
+
+    Args:
+        configs: the configurations (spec + layer selection) of one sample.
+        layout: that sample's layout.
+        n_layers: the model's depth.
+
+    Returns:
+        The `SweepPlan`: each group shares the clean prefix up to its start layer and first row,
+        so it reruns only the suffix."""
     groups: dict[tuple[int, int], list[int]] = defaultdict(list)
     first_rows: dict[str, int] = {}
     for i, cfg in enumerate(configs):

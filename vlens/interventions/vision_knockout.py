@@ -53,6 +53,7 @@ class VisionSpec:
         raise NotImplementedError
 
     def default_layers(self, model) -> list[int]:
+        """The tower layers `hooks()` uses when none are given: every block of the model's tower."""
         return list(range(len(model.vision_hooks.blocks)))
 
     def check(self, model, layers: list[int]) -> None:
@@ -100,24 +101,29 @@ class VisionUnion(VisionSpec):
 
     @property
     def name(self) -> str:  # type: ignore[override]
+        """The parts' names joined with ` | ` (what errors and reprs show)."""
         return " | ".join(p.name for p in self.parts)
 
     @property
     def needs_windows(self) -> bool:  # type: ignore[override]
+        """True when any part needs a windowed tower (Qwen2.5-VL's)."""
         return any(p.needs_windows for p in self.parts)
 
     def blocked(self, call: TowerCall) -> Tensor:
+        """The union (logical or) of the parts' removed edges in this call: [q, k] bool over the call's tokens."""
         out = self.parts[0].blocked(call)
         for p in self.parts[1:]:
             out = out | p.blocked(call)
         return out
 
     def default_layers(self, model) -> list[int]:
+        """Every layer that any part uses by default (sorted)."""
         return sorted(set().union(*(p.default_layers(model) for p in self.parts)))
 
     def check(self, model, layers: list[int]) -> None:
         # each part's own refusals (a tower without windows, AcrossFrames) hold; a window layer
         # in the union's layers is fine as long as another part removes edges there
+        """Raise `VisionKnockoutError` when any part cannot run on this tower (AcrossFrames always refuses)."""
         for p in self.parts:
             if isinstance(p, AcrossFrames):
                 p.check(model, layers)
@@ -147,13 +153,16 @@ class AcrossWindows(VisionSpec):
     needs_windows = True
 
     def blocked(self, call: TowerCall) -> Tensor:
+        """Edges between tokens of different windows: [q, k] bool over the call's tokens."""
         w = _windows(call)
         return w[:, None] != w[None, :]
 
     def default_layers(self, model) -> list[int]:
+        """Qwen2.5-VL's full-attention layers (`fullatt_block_indexes`); none for a tower without windows."""
         return _full_layers(model) if model.vision_hooks.tower is not None and model.vision_hooks.tower.windows else []
 
     def check(self, model, layers: list[int]) -> None:
+        """Raise `VisionKnockoutError` for a tower without windows, or a window layer (no edge crosses a window there)."""
         _window_check(self, model, layers)
 
 
@@ -165,11 +174,13 @@ class WithinWindow(VisionSpec):
     needs_windows = True
 
     def blocked(self, call: TowerCall) -> Tensor:
+        """Edges between different tokens of one window (the diagonal kept): [q, k] bool."""
         w = _windows(call)
         same = w[:, None] == w[None, :]
         return same & ~torch.eye(len(w), dtype=torch.bool, device=w.device)
 
     def check(self, model, layers: list[int]) -> None:
+        """Raise `VisionKnockoutError` for a tower without windows or a layer out of range."""
         _window_check(self, model, layers)
 
 
@@ -180,9 +191,11 @@ class AcrossFrames(VisionSpec):
     name = "AcrossFrames"
 
     def blocked(self, call: TowerCall) -> Tensor:  # pragma: no cover - check() always refuses
+        """Never reached: `check` refuses the spec on every supported tower."""
         raise VisionKnockoutError("AcrossFrames has no edges to remove")
 
     def check(self, model, layers: list[int]) -> None:
+        """Always raise `VisionKnockoutError`: no supported tower attends across frames (the message says how it attends)."""
         raise VisionKnockoutError(
             f"AcrossFrames: the {model.family.name} tower has no across-frame edges ({_how_it_attends(model)}); "
             "frames meet only in the language model: use the LM knockouts (vlens.knockout), e.g. ko.Edges between frames"
