@@ -24,7 +24,7 @@ COLUMNS = (
 )
 
 
-def summary_table(out: Path) -> str:
+def summary_table(out: str | Path) -> str:
     """Accuracy by question kind: clean, the language prior, and each knockout in all layers."""
     from vlens.experiments.analysis import accuracy_by
     from vlens.experiments.store import load_results
