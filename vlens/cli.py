@@ -90,6 +90,7 @@ def _options(args: argparse.Namespace) -> dict:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """`vlens run`: build a RunConfig from the flags and run it (the run API). Returns the exit status."""
     from vlens.run import NothingScoredError, dry_run, run
 
     try:
@@ -122,6 +123,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_store(args: argparse.Namespace) -> int:
+    """`vlens store check|repair DIR`: report each result file's records and problems; `repair`
+    moves bad lines aside (nothing is deleted). Returns 1 when `check` finds bad lines."""
     from vlens.experiments import store
 
     reports = store.repair(args.dir) if args.action == "repair" else store.check(args.dir)
@@ -153,6 +156,7 @@ def cmd_store(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    """`vlens report DIR`: write the run's markdown report and figures; print it with `--print`. Returns 0."""
     from vlens.figures.report import write_report
 
     report = write_report(args.dir, format=args.format)
@@ -161,18 +165,21 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_view(args: argparse.Namespace) -> int:
+    """`vlens view ...`: the attention viewer's own command line (vlens.viewer.view). Returns its exit status."""
     from vlens.viewer.view import main as view_main
 
     return view_main(args.args)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """`vlens demo`: the study on the shipped model organism and held-out synthetic clips. Returns the exit status."""
     from vlens.demo import main as demo_main
 
     return demo_main(args.out, n=args.n)
 
 
 def cmd_organism(args: argparse.Namespace) -> int:
+    """`vlens organism train|eval`: train the model organism (then evaluate it) or evaluate a checkpoint; prints held-out accuracy. Returns 0."""
     if args.action == "train":
         from vlens.organism.train import train
 
@@ -263,6 +270,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `vlens` argument parser with every subcommand and its flags."""
     parser = argparse.ArgumentParser(
         prog="vlens",
         description="vlens: TransformerLens-style interpretability for video LLMs. Attention knockouts "
@@ -476,6 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `vlens` command: parse `argv` (sys.argv when None), run the subcommand, return its exit status."""
     import logging
 
     argv = sys.argv[1:] if argv is None else list(argv)
