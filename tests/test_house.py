@@ -30,6 +30,7 @@ def test_each_example_number_is_used_once_and_names_say_what_they_teach():
 
 LAYERS: dict[str, int] = {
     "inputs": 0,
+    "arguments": 0,
     "config": 0,
     "components": 1,
     "metrics": 1,

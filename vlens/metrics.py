@@ -19,6 +19,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from vlens.arguments import as_index, as_token_ids
 from vlens.inputs.prompts import LETTERS
 
 
@@ -33,8 +34,15 @@ def score(logits: Float[Tensor, " d_vocab"], letter_ids: Sequence[int], answer: 
     Returns:
         `pred` (the top letter; ties go to the earliest) and `letter_logits`; with an answer also
         `answer`, `correct`, `p_correct` (softmax over the letters), `p_correct_vocab`, `correct_vocab`
-        (the answer letter is the top token of the whole vocabulary) and `logit_diff` (answer − best wrong)."""
-    letters = logits.float()[list(letter_ids)]
+        (the answer letter is the top token of the whole vocabulary) and `logit_diff` (answer − best wrong).
+
+    Raises:
+        ArgumentError: a letter id outside the vocabulary, or an answer outside
+            `0..len(letter_ids)-1` (negative answers are refused, not wrapped)."""
+    letter_ids = as_token_ids(letter_ids, "letter_ids", int(logits.shape[-1]), min_len=1)
+    if answer is not None:
+        answer = as_index(answer, "answer", len(letter_ids), what="option index")
+    letters = logits.float()[letter_ids]
     best = float(letters.max())
     pred = int((letters == best).nonzero()[0])  # ties → earliest letter, deterministically
     out = {"pred": LETTERS[pred], "letter_logits": [round(float(x), 6) for x in letters]}

@@ -29,6 +29,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from vlens.arguments import ArgumentError, as_index, as_layers, as_positive_int, as_token_ids
 from vlens.inputs.layout import VideoLayout
 from vlens.inputs.sampling import SampledVideo
 
@@ -164,8 +165,17 @@ def logit_diff(logits: Float[Tensor, "batch d_vocab"], letter_ids: Sequence[int]
 
     Returns:
         `[batch]` logit differences.
+
+    Raises:
+        ArgumentError: logits not `[batch, d_vocab]`, a letter id outside the vocabulary, or an
+            answer outside `0..len(letter_ids)-1` (negative answers are refused, not wrapped).
     """
-    letters = logits[:, list(letter_ids)].float()
+    if not isinstance(logits, Tensor) or logits.ndim != 2:
+        shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+        raise ArgumentError(f"logits must be a [batch, d_vocab] tensor, got {shape}")
+    letter_ids = as_token_ids(letter_ids, "letter_ids", int(logits.shape[-1]))
+    answer = as_index(answer, "answer", len(letter_ids), what="option index")
+    letters = logits[:, letter_ids].float()
     wrong = torch.cat([letters[:, :answer], letters[:, answer + 1 :]], dim=1)
     return letters[:, answer] - wrong.max(dim=1).values
 
@@ -234,8 +244,11 @@ def patch_sweep(
     if clean.batch_size != 1:
         raise PatchingError("patch_sweep takes one sample (batch of one)")
     L = model.cfg.n_layers
-    layers = list(range(L)) if layers is None else list(layers)
-    groups = position_groups(clean.layout) if groups is None else groups
+    letter_ids = as_token_ids(letter_ids, "letter_ids", model.cfg.d_vocab)
+    answer = as_index(answer, "answer", len(letter_ids), what="option index")
+    layers = as_layers(layers, "layers", L)
+    batch_size = as_positive_int(batch_size, "batch_size")
+    groups = position_groups(clean.layout) if groups is None else check_groups(groups, clean.shape[-1])
     hook_name = (lambda l: f"blocks.{l}.attn.hook_z") if site == "z" else (lambda l: f"blocks.{l}.hook_{site}")
     names = {hook_name(l) for l in layers}
     starts = {f"blocks.{l}.hook_resid_pre" for l in layers}
@@ -291,6 +304,35 @@ def patch_sweep(
 
 
 @torch.no_grad()
+def check_groups(groups: object, seq_len: int) -> dict[str, Tensor]:
+    """`groups` as `{name: LongTensor [n]}` with every position in `0..seq_len-1`.
+
+    Raises:
+        ArgumentError: not a dict of names to non-empty 1-d integer position tensors (or lists),
+            or a position out of range (negative positions are refused, not wrapped)."""
+    if not isinstance(groups, dict) or not groups:
+        raise ArgumentError(
+            f"groups must be a non-empty dict {{name: positions}} (or None for position_groups(layout)), got {groups!r}"
+        )
+    checked = {}
+    for name, pos in groups.items():
+        if isinstance(pos, Tensor):
+            if pos.is_floating_point() or pos.dtype == torch.bool or pos.ndim != 1:
+                raise ArgumentError(
+                    f"groups[{name!r}] must be a 1-d integer tensor of positions, got {pos.dtype} of shape {tuple(pos.shape)}"
+                )
+            items: list = pos.tolist()
+        elif isinstance(pos, (list, tuple, range)):
+            items = list(pos)
+        else:
+            raise ArgumentError(f"groups[{name!r}] must be a tensor or list of positions, got {type(pos).__name__}")
+        if not items:
+            raise ArgumentError(f"groups[{name!r}] holds no position; give at least one or leave the group out")
+        idx = [as_index(p, f"groups[{name!r}][{i}]", seq_len, what="sequence position") for i, p in enumerate(items)]
+        checked[name] = pos if isinstance(pos, Tensor) else torch.tensor(idx, dtype=torch.long)
+    return checked
+
+
 def patch_naive(model, clean, corrupted, letter_ids, answer, *, site="resid_pre", layers=None, groups=None) -> Tensor:
     """Reference loop: one forward per (layer, group) — what research code does. Raw diffs.
 
