@@ -97,3 +97,24 @@ def test_check_groups():
 
 def test_token_ids_accepts_tensor():
     assert as_token_ids(torch.tensor([3, 4]), "letter_ids", 10) == [3, 4]
+
+
+def test_frames_of_different_sizes_name_the_first_that_differs():
+    import numpy as np
+
+    from vlens.inputs.video import VideoError, stack_frames
+
+    frames = [np.zeros((4, 4, 3), np.uint8)] * 2 + [np.zeros((4, 6, 3), np.uint8)]
+    with pytest.raises(VideoError, match=r"frame 2 has shape \[4, 6, 3\]"):
+        stack_frames(frames)
+    assert stack_frames(frames[:2]).shape == (2, 4, 4, 3)
+
+
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]", None])
+def test_corrupt_or_missing_settings_name_the_file(tmp_path, text):
+    from vlens.experiments.store import SETTINGS, StoreError, load_results
+
+    if text is not None:
+        (tmp_path / SETTINGS).write_text(text)
+    with pytest.raises(StoreError, match=SETTINGS):
+        load_results(tmp_path)

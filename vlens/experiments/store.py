@@ -167,7 +167,7 @@ class ResultStore:
     def _check_settings(self) -> None:
         path = self.dir / SETTINGS
         if path.exists():
-            old = json.loads(path.read_text())
+            old = read_settings(path)
             diff = _differences(old, self.settings)
             if diff:
                 details = "; ".join(f"{k}: {a!r} there, {b!r} now" for k, a, b in diff)
@@ -277,12 +277,34 @@ def load_results(out_dir: str | Path) -> tuple[dict, list[dict]]:
     settings_path = out / SETTINGS
     if not settings_path.exists():
         raise StoreError(f"{out} is not a vlens run directory (no {SETTINGS}); run `vlens run ... --out {out}` first")
-    settings = json.loads(settings_path.read_text())
+    settings = read_settings(settings_path)
     merged: dict[tuple[str, str], dict] = {}
     for path in sorted(out.glob(PART_GLOB)):
         for r in ResultStore.records(path):
             merged.setdefault((r["sample"], r["config"]), r)
     return settings, [merged[k] for k in sorted(merged)]
+
+
+def read_settings(path: Path) -> dict:
+    """The settings of a run directory, read from its `settings.json`.
+
+    Raises:
+        StoreError: the file is missing, unreadable, not JSON or not a JSON object; the message
+            names the file and the fix."""
+    fix = f"delete {path} only if the directory holds no results, or run with another --out directory"
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise StoreError(f"{path} is missing: {path.parent} is not a vlens run directory") from None
+    except OSError as e:
+        raise StoreError(f"cannot read {path}: {e}") from e
+    try:
+        settings = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise StoreError(f"{path} is corrupt (not JSON: {e.msg} at line {e.lineno}); {fix}") from None
+    if not isinstance(settings, dict):
+        raise StoreError(f"{path} is corrupt (a JSON {type(settings).__name__}, not an object of settings); {fix}")
+    return settings
 
 
 @dataclass(frozen=True)

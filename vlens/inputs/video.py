@@ -15,7 +15,7 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,13 +46,33 @@ def _natural_key(p: Path) -> list:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", p.name)]
 
 
+def stack_frames(frames: Sequence[Any], names: Sequence[str] | None = None) -> np.ndarray:
+    """Stack frames into one `[T, H, W, C]` array; all must have the first frame's shape.
+
+    Frames of different sizes are refused, not resized: which size a resize should target (the
+    first frame's? the processor's?) is the caller's decision, and a silent resize changes the
+    vision tokens. `names` label the frames in the message (file names of a folder).
+
+    Raises:
+        VideoError: naming the first frame whose shape differs from frame 0's."""
+    arrays = [np.asarray(f) for f in frames]
+    label = (lambda i: f"frame {i} ({names[i]})") if names is not None else (lambda i: f"frame {i}")
+    for i, a in enumerate(arrays[1:], start=1):
+        if a.shape != arrays[0].shape:
+            raise VideoError(
+                f"{label(i)} has shape {list(a.shape)} but {label(0)} has {list(arrays[0].shape)}: all frames "
+                "of one clip must have the same size; resize them to one size first (vlens does not resize)"
+            )
+    return np.stack(arrays)
+
+
 def _check_array(frames: Any) -> np.ndarray:
     if isinstance(frames, torch.Tensor):
         frames = frames.detach().cpu().numpy()
     if isinstance(frames, (list, tuple)):
         if not frames:
             raise VideoError("the frame list is empty")
-        frames = np.stack([np.asarray(f) for f in frames])
+        frames = stack_frames(frames)
     if not isinstance(frames, np.ndarray):
         raise VideoError(
             f"unsupported video type {type(frames).__name__}: pass a path to a video file, a folder of "
@@ -200,9 +220,10 @@ def load_video(
             from PIL import Image
 
             try:
-                frames = np.stack([np.asarray(Image.open(files[i]).convert("RGB")) for i in idx])
+                images = [np.asarray(Image.open(files[i]).convert("RGB")) for i in idx]
             except Exception as e:
                 raise VideoError(f"cannot read frame images in {path}: {e}") from e
+            frames = stack_frames(images, [files[i].name for i in idx])
             times = tuple(i / fps for i in idx) if fps else None
             return SampledVideo(frames, tuple(idx), times, fps, str(path))
         reader = _read_file(path, backend)
