@@ -118,3 +118,26 @@ def test_corrupt_or_missing_settings_name_the_file(tmp_path, text):
         (tmp_path / SETTINGS).write_text(text)
     with pytest.raises(StoreError, match=SETTINGS):
         load_results(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("bad", "field"),
+    [({"p_correct": "high"}, "p_correct"), ({"correct": 1}, "correct"), ({"letter_logits": ["a"]}, "letter_logits")],
+)
+def test_store_refuses_records_of_the_wrong_type_naming_line_and_field(tmp_path, bad, field):
+    import json
+
+    from vlens.experiments import store
+
+    (tmp_path / store.SETTINGS).write_text("{}")
+    good = {"sample": "s0", "config": "clean", "correct": True, "p_correct": 0.5, "letter_logits": [1.0, 2.0]}
+    lines = [good, {**good, "sample": "s1", **bad}, {**good, "sample": "s2"}]
+    part = tmp_path / "results.jsonl"
+    part.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    with pytest.raises(store.CorruptStoreError, match=rf"line 2: .*{field}"):
+        store.load_results(tmp_path)
+    (report,) = store.check(tmp_path)
+    assert report.bad_lines == (2,)
+    store.repair(tmp_path)
+    _, records = store.load_results(tmp_path)
+    assert [r["sample"] for r in records] == ["s0", "s2"]

@@ -38,8 +38,10 @@ import json
 import os
 import socket
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+from vlens.experiments.store_scan import _Scan, _scan
 
 SETTINGS = "settings.json"
 PART_GLOB = "results*.jsonl"
@@ -70,45 +72,12 @@ def part_name(shard: tuple[int, int] = (0, 1)) -> str:
     return "results.jsonl" if n == 1 else f"results.shard-{i}-of-{n}.jsonl"
 
 
-@dataclass
-class _Scan:
-    """What one part file holds: records (with line numbers), bad lines, a torn tail."""
-
-    records: list[tuple[int, dict]] = field(default_factory=list)
-    bad: list[tuple[int, str]] = field(default_factory=list)  # (1-based line, text) before the end
-    torn: bytes = b""  # an incomplete last line (no newline, or not JSON)
-
-
-def _scan(path: Path) -> _Scan:
-    scan = _Scan()
-    if not path.exists():
-        return scan
-    data = path.read_bytes()
-    lines = data.split(b"\n")
-    tail = lines.pop()  # b"" when the file ends with a newline
-    if tail:
-        scan.torn = tail
-    for i, raw in enumerate(lines, 1):
-        try:
-            record = json.loads(raw)
-            if not isinstance(record, dict) or "sample" not in record or "config" not in record:
-                raise ValueError("not a result record")
-        except ValueError:
-            if i == len(lines) and not tail:  # the last whole line: a write torn by a kill
-                scan.torn = raw + b"\n"
-            else:
-                scan.bad.append((i, raw.decode("utf-8", "replace")))
-            continue
-        scan.records.append((i, record))
-    return scan
-
-
 def _raise_if_bad(path: Path, scan: _Scan) -> None:
     if scan.bad:
         line, text = scan.bad[0]
         more = f" (and {len(scan.bad) - 1} more bad lines)" if len(scan.bad) > 1 else ""
         raise CorruptStoreError(
-            f"{path}, line {line}: not a JSON result record{more}: {text[:80]!r}. Run `vlens store repair "
+            f"{path}, line {line}: not a result record ({scan.why.get(line, 'not JSON')}){more}: {text[:80]!r}. Run `vlens store repair "
             f"{path.parent}` to move the bad lines to {path.name}.corrupt (nothing is deleted; their samples are "
             "recomputed on the next run), or `vlens store check` to list them"
         )
