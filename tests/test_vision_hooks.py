@@ -283,3 +283,25 @@ def test_a_batch_of_two_videos_and_gradients_through_the_tower(name, tmp_path_fa
     logits[0, -1].sum().backward()
     model.zero_grad(set_to_none=True)
     assert hook in grads and grads[hook].abs().sum() > 0
+
+
+def test_filter_functions_reach_the_tower_only_when_asked(tmp_path_factory):
+    """`lambda n: n.endswith("hook_pattern")` names the language model's patterns in run_with_hooks
+    as in run_with_cache (attention_flow relies on it); `hooks(..., vision=True)` or an explicit
+    name reaches the tower's."""
+    model, inputs = loaded("onevision", tmp_path_factory)
+    seen: list[str] = []
+
+    def record(t, hook):
+        seen.append(hook.name)
+        return t
+
+    model.run_with_hooks(inputs, fwd_hooks=[(lambda n: n.endswith("attn.hook_pattern"), record)])
+    assert seen and not any(n.startswith("vision.") for n in seen)
+    seen.clear()
+    with model.hooks(fwd_hooks=[(lambda n: n.endswith("attn.hook_pattern"), record)], vision=True):
+        model(inputs)
+    assert any(n.startswith("vision.") for n in seen) and any(n.startswith("blocks.") for n in seen)
+    seen.clear()
+    model.run_with_hooks(inputs, fwd_hooks=[("vision.blocks.0.attn.hook_pattern", record)])
+    assert seen == ["vision.blocks.0.attn.hook_pattern"]

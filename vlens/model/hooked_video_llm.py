@@ -381,8 +381,21 @@ class HookedVideoLLM(Loading, InputBuilder, Generation, HookedRootModule):
 
     # hooks: interventions are resolved per call ------------------------------------------------------
     @contextlib.contextmanager
-    def hooks(self, fwd_hooks=(), bwd_hooks=(), reset_hooks_end: bool = True, clear_contexts: bool = False):
+    def hooks(
+        self,
+        fwd_hooks=(),
+        bwd_hooks=(),
+        reset_hooks_end: bool = True,
+        clear_contexts: bool = False,
+        *,
+        vision: bool = False,
+    ):
         """TransformerLens' `hooks()` context, with interventions separated out.
+
+        A hook named by a filter function reaches the vision tower's hook points (`vision.…`)
+        only with `vision=True`, as in `run_with_cache`: `lambda n: n.endswith("hook_pattern")`
+        keeps meaning the language model's patterns (and the tower keeps its fast attention).
+        Hooks named explicitly (`"vision.blocks.0.attn.hook_pattern"`) always apply.
 
         Entries of `fwd_hooks` that are attention interventions (knockout hooks: objects with
         `resolve_layers`/`blocked`, see vlens.components.per_call) are resolved against the model's
@@ -396,6 +409,9 @@ class HookedVideoLLM(Loading, InputBuilder, Generation, HookedRootModule):
         """
         fwd_hooks, bwd_hooks = list(fwd_hooks), list(bwd_hooks)
         self.vision_hooks.check_names([n for n, _ in fwd_hooks + bwd_hooks], self.hook_dict)
+        if not vision:
+            fwd_hooks = [(_language_only(n), h) for n, h in fwd_hooks]
+            bwd_hooks = [(_language_only(n), h) for n, h in bwd_hooks]
         plain = [(n, h) for n, h in fwd_hooks if not isinstance(h, EdgeRemoval)]
         edits = [h for _, h in fwd_hooks if isinstance(h, EdgeRemoval)]
         resolved = Interventions.resolve(edits, self.cfg.n_layers)
@@ -427,3 +443,11 @@ class HookedVideoLLM(Loading, InputBuilder, Generation, HookedRootModule):
             f"HookedVideoLLM({c.family}: {c.n_layers} layers, d_model={c.d_model}, "
             f"heads={c.n_heads}/{c.n_key_value_heads} kv, d_vocab={c.d_vocab}, {c.dtype}, {c.device})"
         )
+
+
+def _language_only(name):
+    """A hook's name filter function restricted to the language model's hook points (explicit
+    names pass unchanged): the vision tower's are opt-in (`vision=True`)."""
+    if not callable(name):
+        return name
+    return lambda n: not n.startswith("vision.") and name(n)
