@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _LAZY = {
+    "ArgumentError": ("vlens.arguments", "ArgumentError"),
     "CheckpointNotFoundError": ("vlens.model.hub", "CheckpointNotFoundError"),
     "HookedVideoLLM": ("vlens.model.hooked_video_llm", "HookedVideoLLM"),
     "HookedVideoLLMConfig": ("vlens.config", "HookedVideoLLMConfig"),
