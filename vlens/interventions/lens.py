@@ -24,6 +24,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from vlens.arguments import as_index, as_token_ids
+
 
 @dataclass
 class LensResult:
@@ -79,6 +81,9 @@ def logit_lens(
     )
     x = model.ln_final(resid[:, None])[:, 0] if apply_norm else resid
     logits = model.unembed(x).float()
+    letter_ids = as_token_ids(letter_ids, "letter_ids", int(logits.shape[-1]), min_len=1)
+    if answer is not None:  # negative answers are refused, not wrapped (vlens/arguments.py)
+        answer = as_index(answer, "answer", len(letter_ids), what="option index")
     letters = logits[:, list(letter_ids)]
     p_letters = letters.softmax(-1)
     p_vocab = logits.log_softmax(-1)[:, list(letter_ids)].exp()
