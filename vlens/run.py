@@ -431,7 +431,6 @@ def dry_run(config: RunConfig, *, model=None, measure: int = 2) -> DryRun:
         if inputs is None:
             reasons[sample.id] = sample.missing
             continue
-        from vlens.inputs.prompts import letter_token_ids
 
         ctx = SampleContext(
             model,
@@ -441,7 +440,7 @@ def dry_run(config: RunConfig, *, model=None, measure: int = 2) -> DryRun:
             config.frames,
             config.allow_repeat,
             inputs,
-            letter_token_ids(model.tokenizer, len(sample.options)),
+            model.answer_letter_ids(len(sample.options)),
         )
         break
     if ctx is None:

@@ -22,7 +22,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from vlens.data import Sample
-from vlens.inputs.prompts import letter_token_ids, mc_question
+from vlens.inputs.prompts import mc_question
 from vlens.inputs.sampling import VideoError
 from vlens.metrics import score
 
@@ -200,7 +200,7 @@ def run_samples(
             continue
         n_opt = len(sample.options)
         if n_opt not in letter_cache:
-            letter_cache[n_opt] = letter_token_ids(model.tokenizer, n_opt)
+            letter_cache[n_opt] = model.answer_letter_ids(n_opt)  # the ids written after its own generation prompt
         ctx = SampleContext(model, sample, index, dataset, n_frames, allow_repeat, inputs, letter_cache[n_opt])
         records = []
         for p in protocols:

@@ -104,3 +104,63 @@ def letter_token_ids(tokenizer, n: int, context: str = "\n") -> list[int]:
     if len(set(ids)) != len(ids):
         raise ValueError(f"option letters map to repeated token ids {ids}; cannot score")
     return ids
+
+
+class LetterReadoutError(ValueError):
+    """The option letters cannot be read as the first token the model writes after its
+    generation prompt (a letter that is not one token there, two letters on one id, or a
+    template whose reply does not follow the generation prompt)."""
+
+
+def reply_letter_ids(tokenizer, prompt: str, replies: Sequence[str], letters: Sequence[str] | None = None) -> list[int]:
+    """Token id of each option letter as the model writes it right after its own generation prompt.
+
+    `prompt` is the rendered prompt ending in the generation prompt (`apply_chat_template(...,
+    add_generation_prompt=True)`); `replies[i]` is the same conversation rendered with the
+    assistant's reply being letter i (`add_generation_prompt=False`). The letter's id is the
+    first token after the prompt's tokens in the reply's tokens — the token the checkpoint
+    was trained to emit there. Why not tokenise the letter after a fixed context: Vicuna's
+    template ends the prompt with "ASSISTANT:" and renders a reply as "ASSISTANT: A", so the
+    model emits "▁A" (Llama-2 id 319), while "A" tokenised after "\\n" or glued to ":" is the
+    word-internal piece 29909: every score would read the wrong logit.
+
+    Args:
+        tokenizer: the checkpoint's tokenizer.
+        prompt: the rendered prompt (text) ending in the generation prompt.
+        replies: the conversation rendered with each letter as the reply, one per letter.
+        letters: the letters (default A, B, … one per reply).
+
+    Returns:
+        One token id per letter, all distinct.
+
+    Raises:
+        LetterReadoutError: a reply's tokens do not start with the prompt's tokens, the first new
+            token is not the letter (e.g. a template that opens the reply with a thinking block),
+            or two letters share an id.
+    """
+    letters = list(LETTERS[: len(replies)] if letters is None else letters)
+    if len(letters) != len(replies):
+        raise LetterReadoutError(f"{len(letters)} letters for {len(replies)} rendered replies")
+    base = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    ids = []
+    for letter, text in zip(letters, replies):
+        full = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if full[: len(base)] != base or len(full) == len(base):
+            raise LetterReadoutError(
+                f"the reply {letter!r} rendered by the chat template does not continue the generation prompt's "
+                f"tokens (prompt ends {tokenizer.convert_ids_to_tokens(base[-4:])}, the reply has "
+                f"{tokenizer.convert_ids_to_tokens(full[max(0, len(base) - 4) : len(base) + 2])}); "
+                "pass the letter ids yourself (letter_ids=)"
+            )
+        first = full[len(base)]
+        piece = tokenizer.decode([first])
+        if piece.strip() != letter:
+            raise LetterReadoutError(
+                f"after the generation prompt the reply {letter!r} starts with token {first} ({piece!r}), not the "
+                "letter: the letter is not one token there (or the template opens the reply with other text); "
+                "pass the letter ids yourself (letter_ids=)"
+            )
+        ids.append(first)
+    if len(set(ids)) != len(ids):
+        raise LetterReadoutError(f"option letters {letters} map to repeated token ids {ids}; cannot score")
+    return ids

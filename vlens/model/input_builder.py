@@ -120,6 +120,44 @@ class InputBuilder:
         ]
         return self.inputs_from_prompts(prompts, sampled, row_images if any(row_images) else None)
 
+    def answer_letter_ids(self, n: int, *, system_prompt: str | None = None) -> list[int]:
+        """Token ids of the first `n` option letters as this checkpoint writes them after its own
+        generation prompt (`vlens.inputs.prompts.reply_letter_ids`): the chat template renders a
+        reply of each letter and the first token after the prompt is taken. The ids to score
+        `to_inputs` prompts with (Vicuna-style templates: "▁A", not "A").
+
+        Args:
+            n: number of options (2–10).
+            system_prompt: the system message the inputs were built with (None: the template's).
+
+        Raises:
+            LetterReadoutError: a letter is not one token after the generation prompt.
+        """
+        from vlens.inputs.prompts import LETTERS, reply_letter_ids
+
+        if self.processor is None:
+            raise ValueError("this model has no processor; pass one to HookedVideoLLM.from_hf(hf_model, processor)")
+        if not isinstance(n, int) or isinstance(n, bool) or not 2 <= n <= len(LETTERS):
+            raise ValueError(f"n (the number of options) must be an int in 2..{len(LETTERS)}, got {n!r}")
+        cached = self._letter_ids_cache.get((n, system_prompt)) if hasattr(self, "_letter_ids_cache") else None
+        if cached is not None:
+            return list(cached)
+        messages = with_media(self.family.messages("?", system_prompt), 0, video=True)
+
+        def render(msgs, generation_prompt: bool) -> str:
+            return self.processor.apply_chat_template(msgs, add_generation_prompt=generation_prompt, tokenize=False)
+
+        prompt = render(messages, True)
+        replies = [
+            render([*messages, {"role": "assistant", "content": [{"type": "text", "text": letter}]}], False)
+            for letter in LETTERS[:n]
+        ]
+        ids = reply_letter_ids(self.tokenizer, prompt, replies)
+        if not hasattr(self, "_letter_ids_cache"):
+            self._letter_ids_cache = {}
+        self._letter_ids_cache[(n, system_prompt)] = tuple(ids)
+        return ids
+
     def inputs_from_prompts(
         self,
         prompts: Sequence[str],
