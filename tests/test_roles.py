@@ -131,3 +131,23 @@ def test_to_str_tokens_shows_roles_on_request(model):
     assert plain == model.to_str_tokens(inputs)
     assert [s.rsplit("|", 1)[0] if s != p else s for s, p in zip(shown, plain)] == plain
     assert shown[-1] == plain[-1] + "|last"
+
+
+def test_mc_inputs_is_one_call(model):
+    """`model.mc_inputs` equals mc_question → to_inputs → with_roles, for one row and a batch."""
+    two_step = with_roles(
+        model, model.to_inputs(frames(2), mc_question(QUESTION, OPTIONS), n_frames=2), QUESTION, OPTIONS, answer=1
+    )
+    one = model.mc_inputs(frames(2), QUESTION, OPTIONS, answer=1, n_frames=2)
+    assert torch.equal(one["input_ids"], two_step["input_ids"])
+    assert one.layout.role == two_step.layout.role and one.layout.option_letter == two_step.layout.option_letter
+    batch = model.mc_inputs(
+        [frames(2), frames(2, seed=1)], [QUESTION, "why"], [OPTIONS, None], answer=["B", None], n_frames=2
+    )
+    assert "option" in batch.layouts[0].role and "option" not in batch.layouts[1].role
+    with pytest.raises(ValueError, match="needs 2 option lists"):
+        model.mc_inputs([frames(2), frames(2)], [QUESTION, "why"], [OPTIONS], n_frames=2)
+    with pytest.raises(ValueError, match="list of option texts"):
+        model.mc_inputs(frames(2), QUESTION, "left", n_frames=2)
+    with pytest.raises(ValueError, match="not one of the options' letters"):
+        model.mc_inputs(frames(2), QUESTION, OPTIONS, answer="E", n_frames=2)

@@ -120,6 +120,60 @@ class InputBuilder:
         ]
         return self.inputs_from_prompts(prompts, sampled, row_images if any(row_images) else None)
 
+    def mc_inputs(
+        self,
+        video: Any,
+        question: str | Sequence[str],
+        options: Sequence[str] | Sequence[Sequence[str] | None] | None,
+        *,
+        answer: str | int | Sequence[str | int | None] | None = None,
+        system_prompt: str | None = None,
+        **to_inputs_kwargs: Any,
+    ) -> VideoInputs:
+        """A multiple-choice input with its text roles in one call: the user turn written by
+        `vlens.inputs.prompts.mc_question`, `to_inputs`, then `vlens.inputs.roles.with_roles`
+        (question, each option with its letter, the answer prompt, the answer's option marked).
+
+        One sample: `mc_inputs(video, "Which way?", ["left", "right"], answer="B")`. A batch: lists
+        of videos and questions, one option list (or None: a plain question) and answer per row.
+
+        Args:
+            video: what `to_inputs` takes (a list for a batch).
+            question: the question text (a list for a batch).
+            options: the option texts (one list per row for a batch; None for a plain question).
+            answer: the correct letter or index (one per row for a batch), or None.
+            system_prompt: a system message (the template's default when None).
+            **to_inputs_kwargs: n_frames, fps, sampling, images, … as `to_inputs` takes them.
+
+        Returns:
+            `VideoInputs` whose layouts carry the roles; score them with `answer_letter_ids`.
+
+        Raises:
+            ValueError: a batch whose questions, option lists and answers do not pair up, or 2–10
+                options not given.
+        """
+        from vlens.inputs.prompts import mc_question
+        from vlens.inputs.roles import with_roles
+
+        def text(q: str, opts) -> str:
+            return q if opts is None else mc_question(q, opts)
+
+        if isinstance(question, str):
+            if options is not None and (isinstance(options, str) or not all(isinstance(o, str) for o in options)):
+                raise ValueError("options of one question must be a list of option texts (str)")
+            prompts: str | list[str] = text(question, options)
+        else:
+            questions = list(question)
+            per_row = [None] * len(questions) if options is None else list(options)
+            if len(per_row) != len(questions):
+                raise ValueError(
+                    f"a batch of {len(questions)} questions needs {len(questions)} option lists, got {len(per_row)}"
+                )
+            prompts = [text(q, o) for q, o in zip(questions, per_row)]
+            options = per_row  # type: ignore[assignment]
+        inputs = self.to_inputs(video, prompts, system_prompt=system_prompt, **to_inputs_kwargs)
+        return with_roles(self, inputs, question, options, answer, system_prompt=system_prompt)
+
     def answer_letter_ids(self, n: int, *, system_prompt: str | None = None) -> list[int]:
         """Token ids of the first `n` option letters as this checkpoint writes them after its own
         generation prompt (`vlens.inputs.prompts.reply_letter_ids`): the chat template renders a
