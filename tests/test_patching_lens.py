@@ -121,6 +121,29 @@ def test_lens_final_layer_equals_logits(model, clean, letters):
     assert not torch.allclose(raw.p_letters[-1], lens.p_letters[-1])
 
 
+def test_lens_arguments_are_checked_before_the_forward(model, clean, letters):
+    """The default position is the last one; an explicit last index gives the same; negative,
+    out-of-range and badly typed arguments are ArgumentErrors naming the argument (no forward)."""
+    from vlens.arguments import ArgumentError
+
+    last = clean["input_ids"].shape[1] - 1
+    a = logit_lens(model, clean, letters, answer=1)
+    b = logit_lens(model, clean, letters, answer=1, position=last)
+    assert torch.equal(a.p_letters, b.p_letters)
+    assert not torch.equal(logit_lens(model, clean, letters, answer=1, position=3).p_letters, a.p_letters)
+    for kwargs, name in [
+        ({"position": -1}, "position"),
+        ({"position": last + 1}, "position"),
+        ({"row": 1}, "row"),
+        ({"answer": -1}, "answer"),
+        ({"answer": 1.0}, "answer"),
+    ]:
+        with pytest.raises(ArgumentError, match=name):
+            logit_lens(model, clean, letters, **{"answer": 1, **kwargs})
+    with pytest.raises(ArgumentError, match="letter_ids"):
+        logit_lens(model, clean, [model.cfg.d_vocab_out, 1], answer=1)
+
+
 def test_attention_to_frames_sums_to_one_and_matches_cache(model, clean):
     mass = attention_to_frames(model, clean)
     torch.testing.assert_close(mass.sum(-1), torch.ones(mass.shape[:2]), atol=1e-5, rtol=0)

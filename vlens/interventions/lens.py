@@ -53,7 +53,7 @@ def logit_lens(
     letter_ids: Sequence[int],
     answer: int | None = None,
     *,
-    position: int = -1,
+    position: int | None = None,
     apply_norm: bool = True,
     row: int = 0,
 ) -> LensResult:
@@ -64,7 +64,8 @@ def logit_lens(
         inputs: `VideoInputs`.
         letter_ids: token id of each option letter, in option order.
         answer: index of the correct option (None: `rank` is −1).
-        position: sequence position to decode (default: the answer position, −1).
+        position: sequence position to decode, 0 .. seq_len − 1 (None, the default: the last
+            position, where the answer is read; negative indices are refused like everywhere).
         apply_norm: apply the final norm before the unembedding (the default; at the last layer
             this equals the model's logits).
         row: batch row.
@@ -73,6 +74,13 @@ def logit_lens(
         `LensResult` with `[n_layers + 1, n_options]` probabilities.
     """
     L = model.cfg.n_layers
+    n_rows, seq_len = (int(d) for d in inputs["input_ids"].shape)
+    # every argument checked before the forward (vlens/arguments.py: negative indices refused)
+    row = as_index(row, "row", n_rows, what="batch row")
+    position = seq_len - 1 if position is None else as_index(position, "position", seq_len, what="sequence position")
+    letter_ids = as_token_ids(letter_ids, "letter_ids", model.cfg.d_vocab_out, min_len=1)
+    if answer is not None:
+        answer = as_index(answer, "answer", len(letter_ids), what="option index")
     names = {f"blocks.{l}.hook_resid_pre" for l in range(L)} | {f"blocks.{L - 1}.hook_resid_post"}
     _, cache = model.run_with_cache(inputs, names_filter=lambda n: n in names)
     resid = torch.stack(
@@ -81,9 +89,6 @@ def logit_lens(
     )
     x = model.ln_final(resid[:, None])[:, 0] if apply_norm else resid
     logits = model.unembed(x).float()
-    letter_ids = as_token_ids(letter_ids, "letter_ids", int(logits.shape[-1]), min_len=1)
-    if answer is not None:  # negative answers are refused, not wrapped (vlens/arguments.py)
-        answer = as_index(answer, "answer", len(letter_ids), what="option index")
     letters = logits[:, list(letter_ids)]
     p_letters = letters.softmax(-1)
     p_vocab = logits.log_softmax(-1)[:, list(letter_ids)].exp()
