@@ -1,0 +1,1 @@
+"""Features at video positions: the activation store (store.py); SAEs and probes build on it."""
