@@ -14,6 +14,11 @@ from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
 _ACTIVE: dict = {}
 
 
+def _heads_axis(blocked: torch.Tensor) -> torch.Tensor:
+    """[batch, q, k] (every head) or [batch, head, q, k] (per query head) as 4-D."""
+    return blocked[:, None] if blocked.dim() == 3 else blocked
+
+
 def _knockout_attention(module, query, key, value, attention_mask, **kwargs):
     blocked = _ACTIVE.get("by_layer", {}).get(module.layer_idx)
     if blocked is not None:
@@ -21,9 +26,11 @@ def _knockout_attention(module, query, key, value, attention_mask, **kwargs):
         if attention_mask is None:  # HF dropped the mask (no padding): make the causal one explicit
             attention_mask = torch.ones(Q, K, dtype=torch.bool, device=query.device).tril(K - Q)[None, None]
         if attention_mask.dtype == torch.bool:
-            attention_mask = attention_mask & ~blocked[:, None, -Q:, :K].to(query.device)
+            attention_mask = attention_mask & ~_heads_axis(blocked)[:, :, -Q:, :K].to(query.device)
         else:
-            attention_mask = attention_mask.masked_fill(blocked[:, None, -Q:, :K].to(query.device), float("-inf"))
+            attention_mask = attention_mask.masked_fill(
+                _heads_axis(blocked)[:, :, -Q:, :K].to(query.device), float("-inf")
+            )
         kwargs["is_causal"] = False
     return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
 

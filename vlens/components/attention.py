@@ -194,11 +194,11 @@ class Attention(nn.Module):
         if ctx.kv_cache is not None:
             k, v, k_index = ctx.kv_cache.update(self.layer, k, v, k_index, contiguous=ctx.rows_version == 0)
             k_contiguous = ctx.kv_cache.is_contiguous(self.layer)
-        mask = ctx.layer_mask(self.layer, k_index, k_contiguous, q.device)
+        mask = ctx.layer_mask(self.layer, k_index, k_contiguous, q.device, n_heads=self.cfg.n_heads)
         backend = self.backend(ctx, mask, q)
         ctx.paths_taken.add(backend)
         z = BACKENDS[backend](q, k, v, mask, self)
         if mask.empty is not None and backend != "explicit":  # one outcome for rows with no key
-            z = z.masked_fill(mask.empty[:, None, :, None], 0.0)
+            z = z.masked_fill(mask.empty[..., None], 0.0)
         z = self.hook_z(z.transpose(1, 2))
         return self.o_proj(einops.rearrange(z, "batch pos head d_head -> batch pos (head d_head)"))

@@ -52,14 +52,14 @@ def _sdpa(q: QKV, k: QKV, v: QKV, mask: LayerMask, attn: HookedAttention) -> QKV
     if mask.edited and first == Q:  # the interventions remove no edge in these rows
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale, enable_gqa=gqa)
     if first == 0:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask.allowed[:, None], scale=scale, enable_gqa=gqa)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask.allowed, scale=scale, enable_gqa=gqa)
     # Rows before the first edited row are plain causal attention over the prefix: run them with
     # the causal kernel and only the rest with a mask (for LV-K: the question rows).
     head = F.scaled_dot_product_attention(
         q[:, :, :first], k[:, :, :first], v[:, :, :first], is_causal=True, scale=scale, enable_gqa=gqa
     )
     tail = F.scaled_dot_product_attention(
-        q[:, :, first:], k, v, attn_mask=mask.allowed[:, None, first:], scale=scale, enable_gqa=gqa
+        q[:, :, first:], k, v, attn_mask=mask.allowed[:, :, first:], scale=scale, enable_gqa=gqa
     )
     return torch.cat([head, tail], dim=2)
 
@@ -88,13 +88,22 @@ def _flex(q: QKV, k: QKV, v: QKV, mask: LayerMask, attn: HookedAttention) -> QKV
     B, _, Q, _ = q.shape
     K = k.shape[2]
     if mask.block_mask is None:
-        allowed = mask.causal_or_base(Q, K, q.device) if mask.allowed is None else mask.allowed
-        allowed = allowed.expand(B, Q, K).contiguous()
+        allowed = mask.causal_or_base(Q, K, q.device)[:, None] if mask.allowed is None else mask.allowed
+        n_head_masks = allowed.shape[1]  # 1, or the query heads (an intervention on chosen heads)
+        allowed = allowed.expand(B, n_head_masks, Q, K).contiguous()
+        if n_head_masks == 1:
+            shared = allowed[:, 0]
 
-        def mask_mod(b, h, q_idx, kv_idx):
-            return allowed[b, q_idx, kv_idx]
+            def mask_mod(b, h, q_idx, kv_idx):
+                return shared[b, q_idx, kv_idx]
 
-        mask.block_mask = create_block_mask(mask_mod, B, None, Q, K, device=q.device)
+        else:
+
+            def mask_mod(b, h, q_idx, kv_idx):
+                return allowed[b, h, q_idx, kv_idx]
+
+        heads = None if n_head_masks == 1 else n_head_masks
+        mask.block_mask = create_block_mask(mask_mod, B, heads, Q, K, device=q.device)
     return _flex_attention(q, k, v, mask.block_mask, attn.scale, attn.cfg.n_groups > 1)
 
 
@@ -134,14 +143,14 @@ def _explicit(q: QKV, k: QKV, v: QKV, mask: LayerMask, attn: HookedAttention) ->
     base = mask.causal_or_base(Q, K, q.device)
     scores = scores.masked_fill(~base[:, None], float("-inf"))
     if "attn_scores" in mask.blocked:
-        scores = scores.masked_fill(mask.blocked["attn_scores"][:, None], float("-inf"))
+        scores = scores.masked_fill(mask.blocked["attn_scores"], float("-inf"))
     scores = attn.hook_attn_scores(scores)
     for_softmax = scores
     if "pattern" in mask.blocked:
-        for_softmax = scores.masked_fill(mask.blocked["pattern"][:, None], float("-inf"))
+        for_softmax = scores.masked_fill(mask.blocked["pattern"], float("-inf"))
     pattern = torch.softmax(for_softmax, dim=-1, dtype=torch.float32)
     if mask.empty is not None:  # a row with no key: its weights are 0, not 0/0
-        pattern = pattern.masked_fill(mask.empty[:, None, :, None], 0.0)
+        pattern = pattern.masked_fill(mask.empty[..., None], 0.0)
     pattern = attn.hook_pattern(pattern.to(q.dtype))
     pg = einops.rearrange(pattern, "batch (kv_head group) q k -> batch kv_head group q k", group=G)
     z = torch.matmul(pg, v[:, :, None])

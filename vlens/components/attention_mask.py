@@ -26,13 +26,15 @@ class LayerMask:
 
     `allowed` is None for plain causal attention over a contiguous unpadded sequence (the causal
     kernel needs no mask). `base` is causal + padding; `blocked` the interventions' removed edges
-    by hook site (the explicit path applies them where a hook would see them)."""
+    by hook site (the explicit path applies them where a hook would see them). `allowed`,
+    `blocked` and `empty` carry a head axis: 1 (every head alike) or the query heads, when an
+    intervention acts on chosen heads only (`heads=`)."""
 
-    allowed: Bool[Tensor, "batch q k"] | None
+    allowed: Bool[Tensor, "batch head q k"] | None
     base: Bool[Tensor, "batch q k"] | None = None
-    blocked: dict[str, Bool[Tensor, "batch q k"]] = field(default_factory=dict)
+    blocked: dict[str, Bool[Tensor, "batch head q k"]] = field(default_factory=dict)
     first_row: int = 0  # rows before it are plain causal over a prefix (the SDPA split)
-    empty: Bool[Tensor, "batch q"] | None = None  # rows with no allowed key: output 0
+    empty: Bool[Tensor, "batch head q"] | None = None  # rows with no allowed key: output 0
     frame_blocks: tuple[Tensor, Tensor, Tensor, Tensor] | None = (
         None  # temporal pruning's per-frame blocks (vlens.interventions.efficient)
     )
@@ -76,10 +78,13 @@ class AttentionContext:
         self.q_index = q_index
         self.rows_version += 1
 
-    def layer_mask(self, layer: int, k_index: Int[Tensor, " k"], k_contiguous: bool, device: torch.device) -> LayerMask:
+    def layer_mask(
+        self, layer: int, k_index: Int[Tensor, " k"], k_contiguous: bool, device: torch.device, n_heads: int = 1
+    ) -> LayerMask:
         """The mask of `layer` for the current rows and keys `k_index` (`k_contiguous`: they are
         0..K−1): the one place where causality, padding and the union of a layer's
-        interventions are combined."""
+        interventions are combined. `n_heads` (query heads) shapes the masks of interventions
+        restricted to some heads."""
         edits = self.interventions.at(layer)
         Q, K = len(self.q_index), len(k_index)
         q0 = self.q_start
@@ -108,13 +113,17 @@ class AttentionContext:
             blocked: dict[str, Tensor] = {}
             for e in edits:
                 b = index_rows(index_rows(e.blocked(layer, self.n_pos, device), 1, q_sel), 2, k_sel)
+                b = _on_heads(b, getattr(e, "heads", None), n_heads)
                 blocked[e.site] = b if e.site not in blocked else blocked[e.site] | b
-            allowed = base
+            allowed = base[:, None]
             for b in blocked.values():
                 allowed = allowed & ~b
             first = 0
             if blocked and self.key_padding is None and q0 == 0 and Q == K and q_contiguous:
-                rows = torch.stack(list(blocked.values())).any(dim=(0, 1, 3)).nonzero()
+                edited_rows = torch.zeros(Q, dtype=torch.bool, device=device)
+                for b in blocked.values():
+                    edited_rows |= b.any(dim=(0, 1, 3))
+                rows = edited_rows.nonzero()
                 first = int(rows[0]) if len(rows) else Q
             empty = ~allowed.any(-1)
             first_edit = edits[0] if per_frame else None
@@ -122,3 +131,15 @@ class AttentionContext:
             mask = LayerMask(allowed, base, blocked, first, empty if bool(empty.any()) else None, frame_blocks)
         self.masks[key] = mask
         return mask
+
+
+def _on_heads(
+    blocked: Bool[Tensor, "batch q k"], heads: tuple[int, ...] | None, n_heads: int
+) -> Bool[Tensor, "batch head q k"]:
+    """An intervention's removed edges with a head axis: 1 (all heads) or `n_heads` with the
+    edges only in `heads` (query heads; checked against the model before the forward)."""
+    if heads is None:
+        return blocked[:, None]
+    out = torch.zeros(blocked.shape[0], n_heads, *blocked.shape[1:], dtype=torch.bool, device=blocked.device)
+    out[:, list(heads)] = blocked[:, None]
+    return out

@@ -103,12 +103,24 @@ class Interventions:
     plan: RowPlan | None = None
 
     @classmethod
-    def resolve(cls, edits: Sequence[EdgeRemoval], n_layers: int, plan: RowPlan | None = None) -> Interventions:
-        """Resolve every edit's layers against the depth (raises before anything runs)."""
+    def resolve(
+        cls,
+        edits: Sequence[EdgeRemoval],
+        n_layers: int,
+        plan: RowPlan | None = None,
+        *,
+        n_heads: int | None = None,
+        n_kv_heads: int | None = None,
+    ) -> Interventions:
+        """Resolve every edit's layers against the depth, and the heads of edits restricted to
+        some heads against `n_heads` (raises before anything runs)."""
         per_layer: list[list[EdgeRemoval]] = [[] for _ in range(n_layers)]
         for edit in edits:
             if not isinstance(edit, EdgeRemoval):
                 raise InterventionError(f"{edit!r} is not an attention intervention (it has no resolve_layers/blocked)")
+            check_heads = getattr(edit, "check_heads", None)
+            if n_heads is not None and check_heads is not None:
+                check_heads(n_heads, n_kv_heads or n_heads)
             for layer in edit.resolve_layers(n_layers):
                 per_layer[layer].append(edit)
         if plan is not None and not 0 <= plan.exit_layer <= n_layers:

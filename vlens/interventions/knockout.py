@@ -89,14 +89,20 @@ class Spec:
         inputs,
         layers: LayerSelection | int | Iterable[int] | None = None,  # noqa: F811 (the argument, not ko.layers)
         on: HookSite = "pattern",
+        heads: Iterable[int] | None = None,
     ) -> list[tuple[Callable[[str], bool], KnockoutHook]]:
         """fwd_hooks for `model.run_with_hooks`: this knockout in `layers` (all by default),
         applied on `hook_pattern` (zero + renormalise) or `hook_attn_scores` (−∞).
 
+        `heads`: the *query* heads that lose the edges (None: all). Under grouped-query attention
+        a key/value head serves several query heads; the knockout acts on the query heads named,
+        whatever their group. Different heads in different layers: add the hooks of several
+        calls (`spec.hooks(x, layers=[3], heads=[0]) + spec.hooks(x, layers=[5], heads=[1, 2])`).
+
         Warns (`KnockoutWarning`) when the spec removes no edge in any row of `inputs`: the run
         would equal the clean one, which is almost always a mistake in the spec or the inputs."""
         layouts = _layouts_of(inputs)
-        hook = KnockoutHook(self, as_selection(layers), layouts, on)
+        hook = KnockoutHook(self, as_selection(layers), layouts, on, heads=heads)
         if layouts and not any(bool(self.blocked(lay).any()) for lay in layouts):
             warnings.warn(_nothing_removed(self, layouts[0]), KnockoutWarning, stacklevel=2)
         return [(hook.name_filter, hook)]
@@ -350,6 +356,24 @@ class _NameFilter:
         return f"blocks.<{self.selection}>.attn.hook_{self.on}"
 
 
+def _as_heads(heads: Iterable[int] | None) -> tuple[int, ...] | None:
+    """`heads=` as a sorted tuple of distinct non-negative ints (None: every head)."""
+    if heads is None:
+        return None
+    if isinstance(heads, (str, bytes)) or not isinstance(heads, Iterable):
+        raise KnockoutError(f"heads must be a list of query-head indices (or None for all heads), got {heads!r}")
+    out = list(heads)
+    bad = [h for h in out if isinstance(h, bool) or not isinstance(h, int) or h < 0]
+    if bad or not out:
+        raise KnockoutError(
+            f"heads must be a non-empty list of non-negative int query-head indices, got {out!r}"
+            + (f" ({bad[0]!r} is not one)" if bad else "")
+        )
+    if len(set(out)) != len(out):
+        raise KnockoutError(f"heads lists a head twice: {out!r}")
+    return tuple(sorted(out))
+
+
 class KnockoutHook:
     """One knockout spec in a layer selection for a batch of layouts.
 
@@ -361,7 +385,14 @@ class KnockoutHook:
 
     site: HookSite
 
-    def __init__(self, spec: Spec, selection: LayerSelection, layouts: Sequence[VideoLayout], on: HookSite = "pattern"):
+    def __init__(
+        self,
+        spec: Spec,
+        selection: LayerSelection,
+        layouts: Sequence[VideoLayout],
+        on: HookSite = "pattern",
+        heads: Iterable[int] | None = None,
+    ):
         if on not in ("pattern", "attn_scores"):
             raise KnockoutError(f"on must be 'pattern' or 'attn_scores', got {on!r}")
         if not isinstance(spec, Spec):
@@ -376,6 +407,7 @@ class KnockoutHook:
                     f"row {i} of the inputs has no video positions; a {spec.label} knockout needs video"
                 )
         self.spec, self.selection, self.layouts, self.site = spec, selection, list(layouts), on
+        self.heads = _as_heads(heads)
         self.name_filter = _NameFilter(selection, on)
         self._blocked: dict[tuple[int, str], Tensor] = {}
         self._resolved: tuple[int, ...] | None = None
@@ -390,6 +422,14 @@ class KnockoutHook:
         """Resolve the layer selection against a model's depth (raises if out of range)."""
         self._resolved = self.selection.resolve(n_layers)
         return self._resolved
+
+    def check_heads(self, n_heads: int, n_kv_heads: int) -> None:
+        """Raise KnockoutError if `heads` names a query head the model does not have."""
+        if self.heads is not None and max(self.heads) >= n_heads:
+            raise KnockoutError(
+                f"heads={list(self.heads)}: heads are query heads 0..{n_heads - 1}; this model has {n_heads} query "
+                f"heads sharing {n_kv_heads} key/value heads ({n_heads // max(n_kv_heads, 1)} query heads per group)"
+            )
 
     def check_batch(self, rows) -> None:
         """Raise KnockoutError unless the hook was built for exactly this batch (row count and each row's layout)."""
@@ -407,7 +447,8 @@ class KnockoutHook:
         where = str(self.selection)
         if self._resolved:  # after a run: the concrete layers
             where = str(LayerSelection("list", (self._resolved,)))
-        return f"{self.spec.label} @ {where}" + (" (attn_scores)" if self.on == "attn_scores" else "")
+        heads = "" if self.heads is None else f" heads {list(self.heads)}"
+        return f"{self.spec.label} @ {where}{heads}" + (" (attn_scores)" if self.on == "attn_scores" else "")
 
     # masks ----------------------------------------------------------------------------------------
     def blocked_full(self, n_keys: int, device) -> Bool[Tensor, "batch q k"]:
@@ -435,7 +476,13 @@ class KnockoutHook:
                 f"the knockout was built for inputs of {len(self.layouts[0])} positions but the model ran on "
                 f"{K}; build the hooks from the same inputs you run"
             )
-        return self.blocked_full(K, t.device)[:, None, q_start : q_start + Q, :]
+        rows = self.blocked_full(K, t.device)[:, None, q_start : q_start + Q, :]
+        if self.heads is None:
+            return rows
+        self.check_heads(t.shape[1], t.shape[1])
+        out = torch.zeros(B, t.shape[1], Q, K, dtype=torch.bool, device=t.device)
+        out[:, list(self.heads)] = rows
+        return out
 
     def apply_to_scores(self, scores: Float[Tensor, "batch head q k"], q_start: int = 0) -> Tensor:
         """−∞ at the removed edges."""

@@ -414,7 +414,9 @@ class HookedVideoLLM(Loading, InputBuilder, Generation, HookedRootModule):
             bwd_hooks = [(_language_only(n), h) for n, h in bwd_hooks]
         plain = [(n, h) for n, h in fwd_hooks if not isinstance(h, EdgeRemoval)]
         edits = [h for _, h in fwd_hooks if isinstance(h, EdgeRemoval)]
-        resolved = Interventions.resolve(edits, self.cfg.n_layers)
+        resolved = Interventions.resolve(
+            edits, self.cfg.n_layers, n_heads=self.cfg.n_heads, n_kv_heads=self.cfg.n_kv_heads
+        )
         outer = self._interventions
         self._interventions = outer.merged(resolved)
         try:
