@@ -38,6 +38,7 @@ LAYERS: dict[str, int] = {
     "families": 2,
     "model": 3,
     "interventions": 4,
+    "features": 4,  # activations at video positions: reads the model and inputs, below the study
     "experiments": 5,
     "organism": 5,
     "testing": 5,
@@ -127,6 +128,8 @@ LONG_MODULES_ALLOWED = {
     "vlens/interventions/knockout.py": "the knockout specs and the one hook that applies them (EdgeRemoval)",
     "vlens/families/llava_qwen_release.py": "one release format: its config, weight table, pooling and build",
     "vlens/families/internvideo2_5.py": "one release format: its token merging, weight table and build",
+    "vlens/features/store.py": "the activation store's on-disk format: its writer and reader share the manifest, "
+    "chunk and index layout (to split into writer/reader when SAEs land beside it)",
 }
 
 

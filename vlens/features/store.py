@@ -93,6 +93,7 @@ def model_revision(model: Any) -> str:
 
 
 def shard_name(shard: tuple[int, int]) -> str:
+    """The file-name tag of shard `(i, n)`: "shard-i-of-n" (raises unless 0 <= i < n)."""
     i, n = shard
     if n < 1 or not 0 <= i < n:
         raise ActivationStoreError(f"shard {i}/{n} is out of range: use i/n with 0 <= i < n (0-based)")
@@ -481,14 +482,17 @@ class ActivationStore:
 
     @property
     def hooks(self) -> list[str]:
+        """The hook names the store holds, in the order they were written."""
         return list(self.manifest["hooks"])
 
     @property
     def widths(self) -> dict[str, int]:
+        """Each hook's stored width (the activation flattened to one vector per position)."""
         return dict(self.manifest.get("widths", {}))
 
     @property
     def n_rows(self) -> int:
+        """The number of stored positions (rows) over every sample and shard."""
         return sum(int(s["rows"]) for s in self.samples)
 
     def check_model(self, model: Any) -> None:
