@@ -2,7 +2,7 @@
 
 The tokenizers are the real vocabularies (llama.cpp's GGUF files, tests/real_vocab.py, checked
 here against llama.cpp's own token tests); the templates are the checkpoints' published ones
-(tests/data/realistic/, with PROVENANCE.json). Each letter must be read as the token the
+(vlens/testing/templates/, with PROVENANCE.json). Each letter must be read as the token the
 checkpoint writes first after its generation prompt.
 """
 
@@ -16,9 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from real_vocab import llama_cpp_cases, real_tokenizer
 
+import vlens.testing
 from vlens.inputs.prompts import LETTERS, LetterReadoutError, letter_token_ids, mc_question, reply_letter_ids
 
-REALISTIC = Path(__file__).parent / "data" / "realistic"
+REALISTIC = Path(vlens.testing.__file__).parent / "templates"
 # template file → the vocabulary its checkpoint's language model uses
 PAIRS = {
     "llava-hf--llava-onevision-qwen2-0.5b-ov-hf.jinja": "qwen2",  # Qwen2-0.5B

@@ -27,6 +27,8 @@ def make_tiny_internvl(
     vision_layers: int = 2,
     vision_d: int = 32,
     tie_word_embeddings: bool = False,
+    tokenizer=None,
+    chat_template: str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Path:
     """A tiny random InternVL checkpoint (InternViT tower with CLS, 2×2 pixel shuffle, MLP
@@ -35,7 +37,8 @@ def make_tiny_internvl(
     Every frame is resized to image_size² and is one image: its P×P patches (P = image_size //
     patch_size, CLS dropped) are pixel-shuffled to (P/2)² tokens, written by the processor as
     "FrameN: <img>" + (P/2)² × <IMG_CONTEXT> + "</img>", frames joined by newlines. The defaults give
-    4·4 = 16 video tokens a frame.
+    4·4 = 16 video tokens a frame. `tokenizer` (with `<img>`, `</img>`, `<IMG_CONTEXT>`, `<video>`)
+    and `chat_template` replace the word-level tokenizer and the ChatML template.
     """
     from transformers import (
         GotOcr2ImageProcessor,
@@ -48,13 +51,17 @@ def make_tiny_internvl(
 
     path = Path(path)
     # The names InternVLProcessor reads from its tokenizer (tokenizer.start_image_token, ...).
-    tokenizer = word_tokenizer_with(
-        {
-            "start_image_token": "<img>",
-            "end_image_token": "</img>",
-            "context_image_token": "<IMG_CONTEXT>",
-            "video_token": "<video>",
-        }
+    tokenizer = (
+        tokenizer
+        if tokenizer is not None
+        else word_tokenizer_with(
+            {
+                "start_image_token": "<img>",
+                "end_image_token": "</img>",
+                "context_image_token": "<IMG_CONTEXT>",
+                "video_token": "<video>",
+            }
+        )
     )
     text = text_config(
         "qwen2",
@@ -87,6 +94,6 @@ def make_tiny_internvl(
         video_processor=InternVLVideoProcessor(size=size),
         tokenizer=tokenizer,
         image_seq_length=tokens_per_frame,
-        chat_template=INTERNVL_CHAT_TEMPLATE,
+        chat_template=chat_template or INTERNVL_CHAT_TEMPLATE,
     )
     return save_checkpoint(model, processor, tokenizer, path, dtype)

@@ -42,16 +42,19 @@ def tiny_llava_llama(
     vision_layers: int,
     vision_d: int,
     dtype: torch.dtype,
+    tokenizer=None,
+    chat_template: str | None = None,
 ) -> Path:
     """What the Vicuna-style LLaVA video checkpoints share (LLaVA-NeXT-Video, Video-LLaVA): the
     word tokenizer with USER/ASSISTANT, a Llama LM, a CLIP tower read at layer −2 with the
     "default" (CLS-dropping) strategy, frames resized to the shortest edge and centre-cropped.
-    `hf_classes`: (config, model, processor, image processor, video processor) classes."""
+    `hf_classes`: (config, model, processor, image processor, video processor) classes;
+    `tokenizer` (with `<image>`, `<video>`) and `chat_template` replace the word-level ones."""
     from transformers import CLIPVisionConfig
 
     config_cls, model_cls, processor_cls, image_processor_cls, video_processor_cls = hf_classes
     path = Path(path)
-    tokenizer = word_tokenizer_with(extra_words=VICUNA_WORDS)
+    tokenizer = tokenizer if tokenizer is not None else word_tokenizer_with(extra_words=VICUNA_WORDS)
     text = text_config(
         "llama", tokenizer, n_layers=n_layers, d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads, d_mlp=d_mlp
     )
@@ -74,7 +77,7 @@ def tiny_llava_llama(
         image_processor=image_processor_cls(size=size, crop_size=crop, **image_processor_extra),
         video_processor=video_processor_cls(size=size, crop_size=crop),
         tokenizer=tokenizer,
-        chat_template=VICUNA_CHAT_TEMPLATE,
+        chat_template=chat_template or VICUNA_CHAT_TEMPLATE,
         patch_size=patch_size,
         vision_feature_select_strategy="default",
         num_additional_image_tokens=1,

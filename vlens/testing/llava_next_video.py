@@ -22,6 +22,8 @@ def make_tiny_llava_next_video(
     patch_size: int = 8,
     vision_layers: int = 2,
     vision_d: int = 32,
+    tokenizer=None,
+    chat_template: str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Path:
     """A tiny random LLaVA-NeXT-Video checkpoint (CLIP tower, Llama LM, real processor) in `path`.
@@ -60,5 +62,7 @@ def make_tiny_llava_next_video(
         patch_size=patch_size,
         vision_layers=vision_layers,
         vision_d=vision_d,
+        tokenizer=tokenizer,
+        chat_template=chat_template,
         dtype=dtype,
     )

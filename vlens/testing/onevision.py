@@ -30,6 +30,8 @@ def make_tiny_onevision(
     vision_d: int = 32,
     extra_words: Iterable[str] = (),
     vocab_size: int | None = None,
+    tokenizer=None,
+    chat_template: str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Path:
     """A tiny random LLaVA-OneVision checkpoint (SigLIP tower, Qwen2 LM, real processor) in `path`.
@@ -37,7 +39,8 @@ def make_tiny_onevision(
     Each frame gives ⌈P/2⌉² video tokens (P = image_size // patch_size) and the video ends with one
     `image_newline` separator: 4 frames of the defaults are 4·4 + 1 = 17 vision positions.
     `vocab_size` larger than the tokenizer pads the embedding/unembedding (benchmarks use it to
-    give the unembed a realistic cost).
+    give the unembed a realistic cost). `tokenizer` and `chat_template` replace the word-level
+    tokenizer and the ChatML template (`vlens.testing.realistic` passes the real ones).
     """
     from transformers import (
         LlavaOnevisionConfig,
@@ -49,7 +52,7 @@ def make_tiny_onevision(
     )
 
     path = Path(path)
-    tokenizer = build_word_tokenizer(extra_words)
+    tokenizer = tokenizer if tokenizer is not None else build_word_tokenizer(extra_words)
     text = text_config(
         "qwen2",
         tokenizer,
@@ -80,6 +83,6 @@ def make_tiny_onevision(
         tokenizer=tokenizer,
         num_image_tokens=(image_size // patch_size) ** 2,
         vision_feature_select_strategy="full",
-        chat_template=CHAT_TEMPLATE,
+        chat_template=chat_template or CHAT_TEMPLATE,
     )
     return save_checkpoint(model, processor, tokenizer, path, dtype)

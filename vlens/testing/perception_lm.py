@@ -77,6 +77,8 @@ def make_tiny_perception_lm(
     vision_d: int = 32,
     max_num_tiles: int = 4,
     rope_parameters: dict | None = None,
+    tokenizer=None,
+    chat_template: str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Path:
     """A tiny random PerceptionLM checkpoint in `path`, built offline (needs `timm`).
@@ -87,7 +89,8 @@ def make_tiny_perception_lm(
     average pooling of the patch grid. LM: Llama. The real `PerceptionLMProcessor`: video frames
     resized to tile_size² (one tile each), images as a thumbnail plus up to `max_num_tiles` tiles.
     The defaults give (32/4/2)² = 16 tokens a frame (and a tile). `rope_parameters` replaces the
-    LM's default RoPE (e.g. the released checkpoints' "llama3" scaling).
+    LM's default RoPE (e.g. the released checkpoints' "llama3" scaling). `tokenizer` (with `<|image|>`,
+    `<|video|>` and Llama 3's headers) and `chat_template` replace the word-level ones.
 
     Raises:
         ImportError: timm is not installed (`pip install timm`).
@@ -105,8 +108,9 @@ def make_tiny_perception_lm(
     )
 
     path = Path(path)
-    tokenizer = word_tokenizer_with(SPECIAL, extra_words=PERCEPTION_LM_WORDS, new_special=HEADERS)
-    tokenizer.bos_token = "<|begin_of_text|>"  # the template writes it; the tokenizer adds nothing
+    if tokenizer is None:
+        tokenizer = word_tokenizer_with(SPECIAL, extra_words=PERCEPTION_LM_WORDS, new_special=HEADERS)
+        tokenizer.bos_token = "<|begin_of_text|>"  # the template writes it; the tokenizer adds nothing
     text = text_config(
         "llama", tokenizer, n_layers=n_layers, d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads, d_mlp=d_mlp
     )
@@ -148,6 +152,6 @@ def make_tiny_perception_lm(
         tokenizer=tokenizer,
         patch_size=patch_size,
         pooling_ratio=pooling_ratio,
-        chat_template=PERCEPTION_LM_CHAT_TEMPLATE,
+        chat_template=chat_template or PERCEPTION_LM_CHAT_TEMPLATE,
     )
     return save_checkpoint(model, processor, tokenizer, path, dtype)

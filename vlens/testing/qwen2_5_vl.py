@@ -49,6 +49,9 @@ def make_tiny_qwen2_5_vl(
     tokens_per_second: int = 2,
     min_pixels: int = 16 * 16,
     max_pixels: int = 64 * 64,
+    video_pixels: tuple[int, int] | None = None,
+    tokenizer=None,
+    chat_template: str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Path:
     """A tiny random Qwen2.5-VL checkpoint (windowed ViT with 2×2 patch merging, Qwen2 LM with
@@ -58,7 +61,9 @@ def make_tiny_qwen2_5_vl(
     make one temporal patch (a trailing odd frame is repeated), so a clip of T frames of H×W gives
     ⌈T/2⌉ groups of (H/2p)·(W/2p) tokens between `<|vision_start|>` and `<|vision_end|>`:
     32×32 frames give 4·4 = 16 tokens a group. The vision tower uses window attention in every
-    block but the last (`fullatt_block_indexes`).
+    block but the last (`fullatt_block_indexes`). `video_pixels` = (min, max) pixels of a video frame
+    where they differ from an image's (the released processors give videos a smaller budget);
+    `tokenizer` (with Qwen-VL's vision tokens) and `chat_template` replace the word-level ones.
     """
     from transformers import (
         Qwen2_5_VLConfig,
@@ -67,7 +72,7 @@ def make_tiny_qwen2_5_vl(
     )
 
     path = Path(path)
-    tokenizer = qwen_vl_tokenizer()
+    tokenizer = tokenizer if tokenizer is not None else qwen_vl_tokenizer()
     text = dict(
         lm_kwargs(tokenizer, n_layers=n_layers, d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads, d_mlp=d_mlp),
         rms_norm_eps=1e-6,
@@ -96,6 +101,8 @@ def make_tiny_qwen2_5_vl(
         patch_size=patch_size,
         min_pixels=min_pixels,
         max_pixels=max_pixels,
+        video_pixels=video_pixels,
+        chat_template=chat_template,
         dtype=dtype,
     )
 
@@ -113,12 +120,14 @@ def save_qwen_vl(
     max_pixels: int,
     dtype: torch.dtype,
     video_processor: tuple | None = None,
+    video_pixels: tuple[int, int] | None = None,
     chat_template: str | None = None,
 ) -> Path:
     """What the Qwen-VL builders share: the config with the vision token ids, the seeded random
     model, the image/video processors (2 frames a temporal patch, 2×2 merging), saving.
     `hf_classes`: (config, model, processor) classes of the family; `video_processor`: (class,
-    extra kwargs) where it is not Qwen2-VL's; `chat_template`: the ChatML one by default."""
+    extra kwargs) where it is not Qwen2-VL's; `video_pixels`: a video frame's (min, max) pixels
+    (an image's by default); `chat_template`: the ChatML one by default."""
     from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
     config_cls, model_cls, processor_cls = hf_classes
@@ -138,9 +147,11 @@ def save_qwen_vl(
     model = model_cls(config)
     size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
     common = dict(size=size, patch_size=patch_size, temporal_patch_size=2, merge_size=2)
+    video_size = size if video_pixels is None else {"shortest_edge": video_pixels[0], "longest_edge": video_pixels[1]}
+    video_common = dict(common, size=video_size)
     processor = processor_cls(
         image_processor=Qwen2VLImageProcessor(**common),
-        video_processor=video_cls(**common, **video_extra),
+        video_processor=video_cls(**video_common, **video_extra),
         tokenizer=tokenizer,
         chat_template=chat_template or QWEN_VL_CHAT_TEMPLATE,
     )

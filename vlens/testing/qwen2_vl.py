@@ -25,11 +25,15 @@ def make_tiny_qwen2_vl(
     vision_d: int = 32,
     min_pixels: int = 16 * 16,
     max_pixels: int = 64 * 64,
+    video_pixels: tuple[int, int] | None = None,
+    tokenizer=None,
+    chat_template: str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Path:
     """A tiny random Qwen2-VL checkpoint (full-attention ViT with 2×2 patch merging, Qwen2 LM with
     M-RoPE over group indices, real `Qwen2VLProcessor`) in `path`. Geometry as
-    `make_tiny_qwen2_5_vl`: 32×32 frames give 4·4 = 16 tokens per group of 2 frames."""
+    `make_tiny_qwen2_5_vl`: 32×32 frames give 4·4 = 16 tokens per group of 2 frames; `video_pixels`,
+    `tokenizer`, `chat_template` as there."""
     from transformers import (
         Qwen2VLConfig,
         Qwen2VLForConditionalGeneration,
@@ -37,7 +41,7 @@ def make_tiny_qwen2_vl(
     )
 
     path = Path(path)
-    tokenizer = qwen_vl_tokenizer()
+    tokenizer = tokenizer if tokenizer is not None else qwen_vl_tokenizer()
     text = dict(
         lm_kwargs(tokenizer, n_layers=n_layers, d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads, d_mlp=d_mlp),
         rms_norm_eps=1e-6,
@@ -63,5 +67,7 @@ def make_tiny_qwen2_vl(
         patch_size=patch_size,
         min_pixels=min_pixels,
         max_pixels=max_pixels,
+        video_pixels=video_pixels,
+        chat_template=chat_template,
         dtype=dtype,
     )

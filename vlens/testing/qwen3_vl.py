@@ -35,13 +35,17 @@ def make_tiny_qwen3_vl(
     deepstack_visual_indexes: tuple[int, ...] = (0, 1),
     min_pixels: int = 16 * 16,
     max_pixels: int = 64 * 64,
+    video_pixels: tuple[int, int] | None = None,
+    tokenizer=None,
+    chat_template: str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Path:
     """A tiny random Qwen3-VL checkpoint in `path`: ViT with learned position embeddings and 2×2
     patch merging whose layers `deepstack_visual_indexes` also feed DeepStack mergers (their
     outputs are added to the residual stream after LM layers 0, 1, …), Qwen3 LM (q/k RMSNorm, no
     biases, head_dim `d_head`) with interleaved M-RoPE, the real `Qwen3VLProcessor` (textual
-    timestamps before every temporal group). 32×32 frames give 4·4 = 16 tokens a group of 2."""
+    timestamps before every temporal group). 32×32 frames give 4·4 = 16 tokens a group of 2;
+    `video_pixels`, `tokenizer`, `chat_template` as `make_tiny_qwen2_5_vl` takes them."""
     from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
     return build_qwen3_vl(
@@ -63,6 +67,9 @@ def make_tiny_qwen3_vl(
         deepstack_visual_indexes=deepstack_visual_indexes,
         min_pixels=min_pixels,
         max_pixels=max_pixels,
+        video_pixels=video_pixels,
+        tokenizer=tokenizer,
+        chat_template=chat_template,
         dtype=dtype,
     )
 
@@ -88,12 +95,15 @@ def build_qwen3_vl(
     min_pixels,
     max_pixels,
     dtype,
+    video_pixels=None,
+    tokenizer=None,
+    chat_template=None,
 ) -> Path:
     """A tiny Qwen3-VL(-MoE) checkpoint: `config_cls`/`model_cls` with `text_extra` in the text config."""
     from transformers import Qwen3VLProcessor, Qwen3VLVideoProcessor
 
     path = Path(path)
-    tokenizer = qwen_vl_tokenizer(extra_words=TIMESTAMP_WORDS)
+    tokenizer = tokenizer if tokenizer is not None else qwen_vl_tokenizer(extra_words=TIMESTAMP_WORDS)
     text = dict(
         lm_kwargs(tokenizer, n_layers=n_layers, d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads, d_mlp=d_mlp),
         head_dim=d_head,
@@ -130,5 +140,6 @@ def build_qwen3_vl(
         max_pixels=max_pixels,
         dtype=dtype,
         video_processor=(Qwen3VLVideoProcessor, {"min_frames": 1, "cap_pixels_per_frame": False}),
-        chat_template=QWEN3_VL_CHAT_TEMPLATE,
+        video_pixels=video_pixels,
+        chat_template=chat_template or QWEN3_VL_CHAT_TEMPLATE,
     )

@@ -34,6 +34,8 @@ def make_tiny_video_llama3(
     min_pixels: int = 16 * 16,
     max_pixels: int = 64 * 64 * 16,
     use_token_compression: bool = True,
+    tokenizer=None,
+    chat_template: str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Path:
     """A tiny random VideoLLaMA3 checkpoint in `path`: SigLIP-style ViT with 2-D axial RoPE (every
@@ -44,7 +46,8 @@ def make_tiny_video_llama3(
 
     Frames are resized to multiples of patch_size·2 with at most `max_pixels` / n_frames pixels
     each (VideoLLaMA3 splits one pixel budget over the clip): 32×32 frames give 4·4 = 16 tokens a
-    frame (before pruning)."""
+    frame (before pruning). `tokenizer` (with Qwen-VL's `<|image_pad|>`/`<|video_pad|>`) and
+    `chat_template` replace the word-level tokenizer and the ChatML template."""
     from transformers import (
         VideoLlama3Config,
         VideoLlama3ForConditionalGeneration,
@@ -54,7 +57,7 @@ def make_tiny_video_llama3(
     )
 
     path = Path(path)
-    tokenizer = qwen_vl_tokenizer(extra_words=TIMESTAMP_WORDS)
+    tokenizer = tokenizer if tokenizer is not None else qwen_vl_tokenizer(extra_words=TIMESTAMP_WORDS)
     text = text_config(
         "qwen2", tokenizer, n_layers=n_layers, d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads, d_mlp=d_mlp
     )
@@ -82,6 +85,6 @@ def make_tiny_video_llama3(
             size=size, patch_size=patch_size, merge_size=2, use_token_compression=use_token_compression
         ),
         tokenizer=tokenizer,
-        chat_template=VIDEO_LLAMA3_CHAT_TEMPLATE,
+        chat_template=chat_template or VIDEO_LLAMA3_CHAT_TEMPLATE,
     )
     return save_checkpoint(model, processor, tokenizer, path, dtype)

@@ -22,6 +22,8 @@ def make_tiny_video_llava(
     patch_size: int = 8,
     vision_layers: int = 2,
     vision_d: int = 32,
+    tokenizer=None,
+    chat_template: str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Path:
     """A tiny random Video-LLaVA checkpoint (CLIP-architecture video tower as HF converts
@@ -60,5 +62,7 @@ def make_tiny_video_llava(
         patch_size=patch_size,
         vision_layers=vision_layers,
         vision_d=vision_d,
+        tokenizer=tokenizer,
+        chat_template=chat_template,
         dtype=dtype,
     )
