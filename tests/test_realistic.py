@@ -178,3 +178,19 @@ def test_placed_tokens_keep_the_base_tokenization():
         placed = place_special_tokens(real_tokenizer(vocab), spec.special_tokens, named=spec.named_tokens)
         for text, want in llama_cpp_cases(vocab)[:30]:
             assert placed(text, add_special_tokens=False)["input_ids"] == want
+
+
+def test_onevision_images_at_real_anyres_grids_equal_hf(tmp_path):
+    """An image beside the video at LLaVA-OV's real anyres grids (384 × 1..6): the tiles, the
+    unpadding and the newlines are HF's, and so are the logits."""
+    import transformers
+
+    spec = realistic_spec("llava-onevision-qwen2-0.5b-ov-hf")
+    path = make_realistic(spec.checkpoint, tmp_path / "ov", real_tokenizer("qwen2"), n_layers=1, vision_layers=1)
+    model = HookedVideoLLM.from_pretrained(path)
+    hf = transformers.LlavaOnevisionForConditionalGeneration.from_pretrained(path).eval()
+    image = (np.random.RandomState(3).rand(500, 700, 3) * 255).astype("uint8")
+    inputs = model.to_inputs(video(spec, n=2), QUESTION, images=image, n_frames=2)
+    assert {"image", "video"} <= set(inputs.layout.segment)
+    with torch.no_grad():
+        assert (model(inputs) - hf(**inputs).logits).abs().max().item() <= 1e-4

@@ -30,6 +30,7 @@ def make_tiny_onevision(
     vision_d: int = 32,
     extra_words: Iterable[str] = (),
     vocab_size: int | None = None,
+    image_grid_pinpoints: list[list[int]] | None = None,
     tokenizer=None,
     chat_template: str | None = None,
     dtype: torch.dtype = torch.float32,
@@ -39,7 +40,8 @@ def make_tiny_onevision(
     Each frame gives ⌈P/2⌉² video tokens (P = image_size // patch_size) and the video ends with one
     `image_newline` separator: 4 frames of the defaults are 4·4 + 1 = 17 vision positions.
     `vocab_size` larger than the tokenizer pads the embedding/unembedding (benchmarks use it to
-    give the unembed a realistic cost). `tokenizer` and `chat_template` replace the word-level
+    give the unembed a realistic cost). `image_grid_pinpoints` are the anyres grids of images (model
+    and processor alike; default one image_size² grid). `tokenizer` and `chat_template` replace the word-level
     tokenizer and the ChatML template (`vlens.testing.realistic` passes the real ones).
     """
     from transformers import (
@@ -52,6 +54,7 @@ def make_tiny_onevision(
     )
 
     path = Path(path)
+    pinpoints = image_grid_pinpoints or [[image_size, image_size]]
     tokenizer = tokenizer if tokenizer is not None else build_word_tokenizer(extra_words)
     text = text_config(
         "qwen2",
@@ -72,13 +75,14 @@ def make_tiny_onevision(
         vision_feature_select_strategy="full",  # SigLIP has no CLS token
         vision_feature_layer=-1,
         tie_word_embeddings=False,
+        image_grid_pinpoints=pinpoints,
     )
     config.architectures = ["LlavaOnevisionForConditionalGeneration"]
     torch.manual_seed(seed)
     model = LlavaOnevisionForConditionalGeneration(config)
     size = {"height": image_size, "width": image_size}
     processor = LlavaOnevisionProcessor(
-        image_processor=LlavaOnevisionImageProcessor(size=size, image_grid_pinpoints=[[image_size, image_size]]),
+        image_processor=LlavaOnevisionImageProcessor(size=size, image_grid_pinpoints=pinpoints),
         video_processor=LlavaOnevisionVideoProcessor(size=size),
         tokenizer=tokenizer,
         num_image_tokens=(image_size // patch_size) ** 2,

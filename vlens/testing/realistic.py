@@ -85,6 +85,13 @@ def _video_pixels(video_processor: str) -> tuple[int, int]:
     return size["shortest_edge"], size["longest_edge"]
 
 
+def _ov_pinpoints() -> list[list[int]]:
+    # LLaVA-OneVision's anyres grids (384 × 1..6 in each direction) are its HF config's default.
+    from transformers import LlavaOnevisionConfig
+
+    return [list(p) for p in LlavaOnevisionConfig().image_grid_pinpoints]
+
+
 def _with_video_branch(template: str) -> str:
     # LLaVA-NeXT-Video's template as its conversion script wrote it renders images only; HF's docs
     # prompt the checkpoint with "USER: <video>\n… ASSISTANT:", so a video item is written like an
@@ -147,13 +154,11 @@ def _specs() -> dict[str, RealisticSpec]:
             builder=b["onevision"],
             special_tokens={151646: "<image>", 151647: "<video>"},
             # the conversion resizes the embedding to len(tokenizer) + 2 rounded up to 64: 152000
-            settings=dict(image_size=384, patch_size=14, vocab_size=152_000),
+            settings=dict(image_size=384, patch_size=14, vocab_size=152_000, image_grid_pinpoints=_ov_pinpoints()),
             template="llava-hf--llava-onevision-qwen2-0.5b-ov-hf.jinja",
             n_frames=8,
             tokens_per_frame=196,  # 27×27 SigLIP patches, bilinear-pooled to ⌈27/2⌉² (HF model docs)
             probe_size=(384, 384),
-            notes="one image grid pinpoint (384²) instead of the released anyres grid: images "
-            "are tiled differently, videos are not",
         ),
         RealisticSpec(
             checkpoint="llava-hf/LLaVA-NeXT-Video-7B-hf",
