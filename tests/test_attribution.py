@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from vlens import HookedVideoLLM
 from vlens import knockout as ko
+from vlens.arguments import ArgumentError
 from vlens.inputs.prompts import mc_question
 from vlens.interventions.attribution import (
     AttributionError,
@@ -176,7 +177,7 @@ def test_bad_inputs_are_clear_errors(model, sample):
     batch = model.to_inputs([frames(3, seed=1), frames(3, seed=2)], ["a b", "c d"], n_frames=3)
     with pytest.raises(AttributionError, match="one sample"):
         attribute_knockouts(model, batch, [ko.LV()], LETTERS, ANSWER)
-    with pytest.raises(AttributionError, match="out of range"):
+    with pytest.raises(ArgumentError, match="answer=4 is out of range"):  # the shared vocabulary
         attribute_knockouts(model, sample, [ko.LV()], LETTERS, 4)
     with pytest.raises(TypeError, match="knockout specs"):
         attribute_knockouts(model, sample, ["lv"], LETTERS, ANSWER)

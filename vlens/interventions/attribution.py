@@ -183,18 +183,16 @@ def _directions(letters: Tensor, answer: int, readout: str) -> tuple[Tensor, lis
     return torch.stack([eye[answer] - eye[w], eye[answer] - letters.softmax(-1)]), ["logit_diff", "log_p_correct"]
 
 
-def _check(model, inputs, specs, letter_ids, answer) -> None:
+def _check(model, inputs, specs, letter_ids, answer, readout) -> None:
     if getattr(inputs, "batch_size", None) != 1:
         raise AttributionError(
             f"attribution takes one sample (the VideoInputs of model.to_inputs(video, question)), got "
             f"{getattr(inputs, 'batch_size', type(inputs).__name__)} rows"
         )
-    if len(letter_ids) < 2:
-        raise AttributionError(f"expected at least 2 option letters, got {len(letter_ids)}")
-    if not 0 <= answer < len(letter_ids):
-        raise AttributionError(
-            f"answer {answer} is out of range for {len(letter_ids)} options (0..{len(letter_ids) - 1})"
-        )
+    from vlens.arguments import as_index, as_token_ids
+
+    letters = as_token_ids(letter_ids, "letter_ids", model.cfg.d_vocab)
+    as_index(answer, "answer", len(letters), what="option index")
     for s in specs:
         if not isinstance(s, Spec):
             raise TypeError(f"expected knockout specs (ko.LV(), ko.VT(), ko.Custom(fn), ...), got {s!r}")
@@ -322,9 +320,10 @@ def attribute_knockouts(
         TypeError: something in `specs` is not a knockout spec.
     """
     specs = list(dict.fromkeys(specs))  # distinct, in order
-    _check(model, inputs, specs, letter_ids, answer)
-    if chunk_rows < 1:
-        raise AttributionError(f"chunk_rows must be >= 1, got {chunk_rows}")
+    _check(model, inputs, specs, letter_ids, answer, readout)
+    from vlens.arguments import as_positive_int
+
+    chunk_rows = as_positive_int(chunk_rows, "chunk_rows")
     if readout not in READOUTS:
         raise AttributionError(f"readout must be one of {', '.join(READOUTS)}, got {readout!r}")
     layout = inputs.layout

@@ -24,7 +24,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from vlens.arguments import as_index, as_token_ids
+from vlens.arguments import ArgumentError, as_index, as_token_ids
 
 
 @dataclass
@@ -115,16 +115,13 @@ def attention_to_frames(
         `[layer, head, n_frames + 2]` attention mass, reduced inside hooks (no pattern is cached).
 
     Raises:
-        ValueError: an unknown `query`.
+        ArgumentError: an unknown `query` or a row out of range.
     """
-    layout = inputs.layouts[row]
+    if query not in ("question", "final"):
+        raise ArgumentError(f"query must be 'question' or 'final', got {query!r}")
+    layout = inputs.layouts[as_index(row, "row", len(inputs.layouts), what="batch row")]
     n = len(layout)
-    if query == "question":
-        q_rows = layout.positions("text")
-    elif query == "final":
-        q_rows = torch.tensor([n - 1])
-    else:
-        raise ValueError(f"query must be 'question' or 'final', got {query!r}")
+    q_rows = layout.positions("text") if query == "question" else torch.tensor([n - 1])
     F = layout.n_frames
     key_group = torch.full((n,), F + 1)  # everything else (system, text, markers, pad)
     video = layout.is_video
