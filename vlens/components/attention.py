@@ -5,8 +5,8 @@ interventions (vlens.components.per_call). How it is computed is a backend, pick
 
 | backend     | when                                                              | materialises   |
 |-------------|-------------------------------------------------------------------|----------------|
-| `explicit`  | something hooks `attn_scores`/`pattern`, or forced                | scores, pattern [batch, head, q, k] |
-| `fast`      | SDPA: the causal kernel when nothing is removed; else a bool mask, with rows before the first edited row run causally | a bool mask only |
+| `explicit`  | something hooks `attn_scores`/`pattern`, a scaling without renormalising, or forced | scores, pattern [batch, head, q, k] |
+| `fast`      | SDPA: the causal kernel when nothing is removed; else a mask (float with log α for a scaling), rows before the first edit causal | a mask only |
 | `flex`      | FlexAttention with a block mask (auto on CUDA when edges are removed) | a block mask |
 | `per_frame` | temporal pruning (vlens.interventions.efficient): video rows attend within their frame, frames batched | per-frame masks |
 
@@ -29,6 +29,7 @@ from transformer_lens.hook_points import HookPoint
 from vlens.components.attention_backends import BACKENDS
 from vlens.components.attention_mask import AttentionContext, LayerMask
 from vlens.components.norm import RMSNorm
+from vlens.components.per_call import InterventionError
 from vlens.config import HookedVideoLLMConfig
 
 
@@ -148,7 +149,19 @@ class Attention(nn.Module):
 
     # forward ----------------------------------------------------------------------------------
     def backend(self, ctx: AttentionContext, mask: LayerMask, q: Tensor) -> str:
-        """Which entry of BACKENDS runs this layer (see the module docstring)."""
+        """Which entry of BACKENDS runs this layer (see the module docstring).
+
+        Raises:
+            InterventionError: a scaling without renormalising (it multiplies the softmax, which
+                only the explicit path has) on a forced fused path."""
+        if mask.post_scale is not None:
+            if ctx.path in ("fast", "flex"):
+                raise InterventionError(
+                    f"layer {self.layer}: a scaling with renormalise=False multiplies the attention pattern after the "
+                    f"softmax, which the {ctx.path!r} path never materialises; run it on the 'explicit' or 'auto' path "
+                    "(model.attention_path_as('auto')), or use renormalise=True (log α on the scores: every path)"
+                )
+            return "explicit"
         if ctx.path == "explicit" or (
             ctx.path == "auto" and (self.hook_attn_scores._forward_hooks or self.hook_pattern._forward_hooks)
         ):

@@ -41,7 +41,8 @@ class HookedAttention(Protocol):
 
 
 def _sdpa(q: QKV, k: QKV, v: QKV, mask: LayerMask, attn: HookedAttention) -> QKV:
-    """torch's SDPA: the causal kernel where possible; a boolean mask only for edited rows."""
+    """torch's SDPA: the causal kernel where possible; a boolean mask only for edited rows (a float
+    one, −∞ and log α, when a renormalised scaling is among the edits)."""
     gqa, scale = attn.cfg.n_groups > 1, attn.scale
     Q = q.shape[2]
     if mask.allowed is None:
@@ -51,20 +52,21 @@ def _sdpa(q: QKV, k: QKV, v: QKV, mask: LayerMask, attn: HookedAttention) -> QKV
     first = mask.first_row
     if mask.edited and first == Q:  # the interventions remove no edge in these rows
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale, enable_gqa=gqa)
+    attn_mask = mask.additive(q.dtype)  # bool, or float with the renormalised scalings' log α
     if first == 0:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask.allowed, scale=scale, enable_gqa=gqa)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=scale, enable_gqa=gqa)
     # Rows before the first edited row are plain causal attention over the prefix: run them with
     # the causal kernel and only the rest with a mask (for LV-K: the question rows).
     head = F.scaled_dot_product_attention(
         q[:, :, :first], k[:, :, :first], v[:, :, :first], is_causal=True, scale=scale, enable_gqa=gqa
     )
     tail = F.scaled_dot_product_attention(
-        q[:, :, first:], k, v, attn_mask=mask.allowed[:, :, first:], scale=scale, enable_gqa=gqa
+        q[:, :, first:], k, v, attn_mask=attn_mask[:, :, first:], scale=scale, enable_gqa=gqa
     )
     return torch.cat([head, tail], dim=2)
 
 
-def _flex_attention(q: QKV, k: QKV, v: QKV, block_mask, scale: float, enable_gqa: bool) -> QKV:
+def _flex_attention(q: QKV, k: QKV, v: QKV, block_mask, scale: float, enable_gqa: bool, score_mod=None) -> QKV:
     """FlexAttention, compiled on CUDA (the fused block-sparse kernel). Elsewhere it runs torch's
     unfused reference implementation: exact, but only a correctness path (forced with
     `model.attention_path_as("flex")`; tests use it on CPU). See FLEX_COMPILE."""
@@ -74,15 +76,16 @@ def _flex_attention(q: QKV, k: QKV, v: QKV, block_mask, scale: float, enable_gqa
     if FLEX_COMPILE == "always" or (FLEX_COMPILE == "cuda" and q.is_cuda):
         if _compiled_flex is None:
             _compiled_flex = torch.compile(flex_attention, dynamic=False)
-        return _compiled_flex(q, k, v, block_mask=block_mask, scale=scale, enable_gqa=enable_gqa)
+        return _compiled_flex(q, k, v, score_mod=score_mod, block_mask=block_mask, scale=scale, enable_gqa=enable_gqa)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
-        return flex_attention(q, k, v, block_mask=block_mask, scale=scale, enable_gqa=enable_gqa)
+        return flex_attention(q, k, v, score_mod=score_mod, block_mask=block_mask, scale=scale, enable_gqa=enable_gqa)
 
 
 def _flex(q: QKV, k: QKV, v: QKV, mask: LayerMask, attn: HookedAttention) -> QKV:
     """FlexAttention with a block mask made from the layer mask (memoised on it, so layers that
-    share a mask share one block mask): key blocks a knockout removes whole are skipped."""
+    share a mask share one block mask): key blocks a knockout removes whole are skipped. A
+    renormalised scaling's log α is a score_mod (added to the scaled scores)."""
     from torch.nn.attention.flex_attention import create_block_mask
 
     B, _, Q, _ = q.shape
@@ -104,7 +107,16 @@ def _flex(q: QKV, k: QKV, v: QKV, mask: LayerMask, attn: HookedAttention) -> QKV
 
         heads = None if n_head_masks == 1 else n_head_masks
         mask.block_mask = create_block_mask(mask_mod, B, heads, Q, K, device=q.device)
-    return _flex_attention(q, k, v, mask.block_mask, attn.scale, attn.cfg.n_groups > 1)
+    score_mod = None
+    if mask.bias:
+        bias = sum(mask.bias.values()).to(q.dtype)
+        bias = bias.expand(B, bias.shape[1], Q, K).contiguous()
+        per_head = bias.shape[1] > 1
+
+        def score_mod(score, b, h, q_idx, kv_idx):
+            return score + bias[b, h if per_head else 0, q_idx, kv_idx]
+
+    return _flex_attention(q, k, v, mask.block_mask, attn.scale, attn.cfg.n_groups > 1, score_mod)
 
 
 def _per_frame(q: QKV, k: QKV, v: QKV, mask: LayerMask, attn: HookedAttention) -> QKV:
@@ -134,7 +146,9 @@ def _explicit(q: QKV, k: QKV, v: QKV, mask: LayerMask, attn: HookedAttention) ->
 
     Edits on `attn_scores` are written (−∞) before `hook_attn_scores`; edits on `pattern` after
     it, as −∞ on a copy of the hooked scores, so `hook_pattern` sees the renormalised pattern and
-    the renormalisation happens inside the fp32 softmax: exact in every dtype, never 0/0."""
+    the renormalisation happens inside the fp32 softmax: exact in every dtype, never 0/0. Scalings
+    act at the same sites: log α added to the scores (renormalised), or the fp32 softmax
+    multiplied by α (not renormalised; the one thing only this path can do)."""
     _B, _H, Q, _d = q.shape
     K, G = k.shape[2], attn.cfg.n_groups
     qg = einops.rearrange(q, "batch (kv_head group) q d -> batch kv_head group q d", group=G)
@@ -144,13 +158,19 @@ def _explicit(q: QKV, k: QKV, v: QKV, mask: LayerMask, attn: HookedAttention) ->
     scores = scores.masked_fill(~base[:, None], float("-inf"))
     if "attn_scores" in mask.blocked:
         scores = scores.masked_fill(mask.blocked["attn_scores"], float("-inf"))
+    if "attn_scores" in mask.bias:
+        scores = scores + mask.bias["attn_scores"].to(scores.dtype)
     scores = attn.hook_attn_scores(scores)
     for_softmax = scores
     if "pattern" in mask.blocked:
         for_softmax = scores.masked_fill(mask.blocked["pattern"], float("-inf"))
+    if "pattern" in mask.bias:
+        for_softmax = for_softmax.float() + mask.bias["pattern"]
     pattern = torch.softmax(for_softmax, dim=-1, dtype=torch.float32)
     if mask.empty is not None:  # a row with no key: its weights are 0, not 0/0
         pattern = pattern.masked_fill(mask.empty[..., None], 0.0)
+    if mask.post_scale is not None:  # scalings without renormalising: α·w, rows no longer sum to 1
+        pattern = pattern * mask.post_scale
     pattern = attn.hook_pattern(pattern.to(q.dtype))
     pg = einops.rearrange(pattern, "batch (kv_head group) q k -> batch kv_head group q k", group=G)
     z = torch.matmul(pg, v[:, :, None])

@@ -4,11 +4,12 @@ forward and shared by every layer with the same interventions (`AttentionContext
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
-from jaxtyping import Bool, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from vlens.components.kv_cache import KVCache
@@ -28,7 +29,12 @@ class LayerMask:
     kernel needs no mask). `base` is causal + padding; `blocked` the interventions' removed edges
     by hook site (the explicit path applies them where a hook would see them). `allowed`,
     `blocked` and `empty` carry a head axis: 1 (every head alike) or the query heads, when an
-    intervention acts on chosen heads only (`heads=`)."""
+    intervention acts on chosen heads only (`heads=`).
+
+    Scalings (vlens.interventions.scaling) keep their edges and change their weights: `bias` is
+    the log α added to the scores of the renormalised ones, by hook site (an additive mask, so the
+    fused paths take it); `post_scale` the factor the softmax is multiplied by for the others
+    (only the explicit path, which has the pattern, can apply it)."""
 
     allowed: Bool[Tensor, "batch head q k"] | None
     base: Bool[Tensor, "batch q k"] | None = None
@@ -40,10 +46,19 @@ class LayerMask:
     )
     block_mask: object | None = None  # FlexAttention's, made once from this mask (see _flex)
     dense: Bool[Tensor, "batch q k"] | None = None  # `base`, materialised once for plain causal rows
+    bias: dict[str, Float[Tensor, "batch head q k"]] = field(default_factory=dict)
+    post_scale: Float[Tensor, "batch head q k"] | None = None
 
     @property
     def edited(self) -> bool:
-        return bool(self.blocked)
+        return bool(self.blocked) or bool(self.bias) or self.post_scale is not None
+
+    def additive(self, dtype: torch.dtype) -> Float[Tensor, "batch head q k"] | Bool[Tensor, "batch head q k"]:
+        """The mask for a fused kernel: `allowed` (bool) without scalings, else log α on the
+        scaled edges and −∞ where nothing may be read (a float mask)."""
+        if not self.bias:
+            return self.allowed
+        return torch.where(self.allowed, sum(self.bias.values()), float("-inf")).to(dtype)
 
     def causal_or_base(self, Q: int, K: int, device: torch.device) -> Bool[Tensor, "batch q k"]:
         """`base` as a tensor (plain causal rows: the last Q rows of a K×K triangle), built once
@@ -111,17 +126,29 @@ class AttentionContext:
             if self.key_padding is not None:
                 base = base & index_rows(self.key_padding.to(device), 1, k_sel)[:, None, :]
             blocked: dict[str, Tensor] = {}
+            bias: dict[str, Tensor] = {}
+            post: Tensor | None = None
+            touched: list[Tensor] = []  # every edit's edges, removed or scaled
             for e in edits:
                 b = index_rows(index_rows(e.blocked(layer, self.n_pos, device), 1, q_sel), 2, k_sel)
                 b = _on_heads(b, getattr(e, "heads", None), n_heads)
-                blocked[e.site] = b if e.site not in blocked else blocked[e.site] | b
+                touched.append(b)
+                alpha = getattr(e, "alpha", None)  # a scaling keeps its edges (vlens.interventions.scaling)
+                if alpha is None or (alpha == 0 and e.renormalise):  # α = 0 renormalised is the knockout
+                    blocked[e.site] = b if e.site not in blocked else blocked[e.site] | b
+                elif e.renormalise:  # α·w renormalised = softmax(s + log α): scalings multiply, logs add
+                    log_alpha = b.float() * math.log(alpha)
+                    bias[e.site] = log_alpha if e.site not in bias else bias[e.site] + log_alpha
+                else:
+                    factor = torch.where(b, alpha, 1.0)
+                    post = factor if post is None else post * factor
             allowed = base[:, None]
             for b in blocked.values():
                 allowed = allowed & ~b
             first = 0
-            if blocked and self.key_padding is None and q0 == 0 and Q == K and q_contiguous:
+            if touched and self.key_padding is None and q0 == 0 and Q == K and q_contiguous:
                 edited_rows = torch.zeros(Q, dtype=torch.bool, device=device)
-                for b in blocked.values():
+                for b in touched:
                     edited_rows |= b.any(dim=(0, 1, 3))
                 rows = edited_rows.nonzero()
                 first = int(rows[0]) if len(rows) else Q
@@ -129,6 +156,7 @@ class AttentionContext:
             first_edit = edits[0] if per_frame else None
             frame_blocks = first_edit.per_frame_blocks(device) if isinstance(first_edit, PerFrameBlocks) else None
             mask = LayerMask(allowed, base, blocked, first, empty if bool(empty.any()) else None, frame_blocks)
+            mask.bias, mask.post_scale = bias, post
         self.masks[key] = mask
         return mask
 

@@ -4,6 +4,8 @@ attribution, the sweep engine and efficient inference.
 | room | what it holds |
 |---|---|
 | `knockout` | knockout specs (`LV`, `VT`, `VS`, `Edges`, `Custom`, `|`) and their hooks (`from vlens import knockout as ko`) |
+| `scaling` | a spec's edges weighted by α instead of removed (`spec.hooks(..., alpha=, renormalise=)`) |
+| `dose_response` | a metric over a grid of α for a spec, layers and heads |
 | `layer_selection` | `ko.all_layers()`, `ko.from_layer(i)`, `ko.window(x, k)`, `ko.layers([...])` |
 | `flow` | map-the-flow's pathways as named `ko.Edges` specs, its effective pathway, attention flow |
 | `sweep` | the sweep engine: many knockout configurations of one sample in one batched pass |

@@ -90,6 +90,8 @@ class Spec:
         layers: LayerSelection | int | Iterable[int] | None = None,  # noqa: F811 (the argument, not ko.layers)
         on: HookSite = "pattern",
         heads: Iterable[int] | None = None,
+        alpha: float | None = None,
+        renormalise: bool = True,
     ) -> list[tuple[Callable[[str], bool], KnockoutHook]]:
         """fwd_hooks for `model.run_with_hooks`: this knockout in `layers` (all by default),
         applied on `hook_pattern` (zero + renormalise) or `hook_attn_scores` (−∞).
@@ -99,10 +101,24 @@ class Spec:
         whatever their group. Different heads in different layers: add the hooks of several
         calls (`spec.hooks(x, layers=[3], heads=[0]) + spec.hooks(x, layers=[5], heads=[1, 2])`).
 
+        `alpha`: scale the edges' weights by α instead of removing them (vlens.interventions.scaling),
+        `renormalise`d (log α on the scores: every path; α = 0 is this knockout) or not (α·w after
+        the softmax: the explicit path). Raises KnockoutError for α not a finite number ≥ 0.
+
         Warns (`KnockoutWarning`) when the spec removes no edge in any row of `inputs`: the run
         would equal the clean one, which is almost always a mistake in the spec or the inputs."""
         layouts = _layouts_of(inputs)
-        hook = KnockoutHook(self, as_selection(layers), layouts, on, heads=heads)
+        if alpha is None and renormalise is not True:
+            raise KnockoutError(
+                "renormalise= belongs to a scaling: pass alpha= too (alpha=0, renormalise=False zeroes the "
+                "edges' weights without renormalising; a knockout always renormalises)"
+            )
+        if alpha is None:
+            hook = KnockoutHook(self, as_selection(layers), layouts, on, heads=heads)
+        else:
+            from vlens.interventions.scaling import ScaleHook  # it builds on KnockoutHook, below
+
+            hook = ScaleHook(self, as_selection(layers), layouts, alpha, renormalise, on, heads=heads)
         if layouts and not any(bool(self.blocked(lay).any()) for lay in layouts):
             warnings.warn(_nothing_removed(self, layouts[0]), KnockoutWarning, stacklevel=2)
         return [(hook.name_filter, hook)]
