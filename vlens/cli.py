@@ -20,6 +20,7 @@ examples:
   vlens run global1,global2,windows --model ckpt/ --data videomme:/data/Video-MME --dry-run   # forwards, FLOPs, time
   torchrun --nproc-per-node 8 -m vlens run windows --model ckpt/ --data videomme:/data/Video-MME --device cuda --out runs/vm
   vlens store check runs/vm                    # bad lines, torn tails; `vlens store repair runs/vm` moves them aside
+  vlens cache-activations --model ckpt/ --data synthetic:1 --frames 8 --hooks 'blocks.*.hook_resid_post' --positions video,last --out acts/
 
 Runs are resumable: run the same command again after an interruption and finished samples are
 kept. An --out directory refuses a run with different settings (model, data, frames, dtype, ...).
@@ -152,6 +153,69 @@ def cmd_store(args: argparse.Namespace) -> int:
     if args.action == "check" and bad:
         print(f"run `vlens store repair {args.dir}` to move the bad lines aside (nothing is deleted)", file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_cache_activations(args: argparse.Namespace) -> int:
+    """`vlens cache-activations`: write the activation store of --hooks at --positions over --data
+    (vlens.features.cache). Returns 0, 1 when every sample was skipped, 2 on bad input."""
+    import torch
+
+    from vlens.data import load_dataset
+    from vlens.experiments import distributed
+    from vlens.features.cache import cache_activations
+    from vlens.features.store import ActivationStoreError
+    from vlens.inputs.layout import LayoutError
+    from vlens.model.hooked_video_llm import HookedVideoLLM
+
+    w = distributed.world()
+    shard = distributed.shard_for(args.shard, w)
+    samples = load_dataset(args.data, task=args.task, limit=args.limit)
+    if not samples:
+        print(f"vlens cache-activations: --data {args.data} selects no sample (--task {args.task!r})", file=sys.stderr)
+        return 2
+    local = Path(args.model).expanduser()
+    model = HookedVideoLLM.from_pretrained(
+        local.resolve() if local.exists() else args.model,
+        revision=args.revision,
+        dtype=getattr(torch, args.model_dtype),
+        device=distributed.device_for(args.device, w),
+    )
+    settings = {"data": args.data, "task": args.task}
+
+    def progress(done: int, total: int) -> None:
+        if not args.quiet and (done == total or done % 50 == 0):
+            print(f"  {done}/{total} samples", file=sys.stderr)
+
+    try:
+        counts = cache_activations(
+            model,
+            samples,
+            args.out,
+            hooks=args.hooks,
+            positions=args.positions,
+            dtype=args.dtype,
+            shard=shard,
+            n_frames=args.frames,
+            allow_repeat=args.allow_repeat,
+            chunk_rows=args.chunk_rows,
+            settings=settings,
+            progress=progress,
+        )
+    except (ActivationStoreError, LayoutError) as e:
+        print(f"vlens cache-activations: {e}", file=sys.stderr)
+        return 2
+    i, n = counts.shard
+    print(
+        f"shard {i}/{n}: {counts.written} samples written, {counts.already} already in the store, "
+        f"{len(counts.skipped)} skipped → {args.out}",
+        file=sys.stderr,
+    )
+    if counts.skipped:
+        sid, why = next(iter(counts.skipped.items()))
+        print(f"  skipped, e.g. {sid}: {why}", file=sys.stderr)
+        if counts.written + counts.already == 0:
+            return 1
     return 0
 
 
@@ -403,6 +467,54 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("action", choices=["check", "repair"], help="check the result files, or repair them")
     st.add_argument("dir", help="the run directory")
     st.set_defaults(func=cmd_store)
+
+    cache = sub.add_parser(
+        "cache-activations",
+        help="write chosen hooks at a position group over a dataset to an activation store (SAEs, probes)",
+        description="Run every sample of --data once (up to the deepest hook) and write --hooks at the "
+        "--positions group to sharded safetensors with a manifest and a per-sample index (layout and labels: "
+        "the answer, the question kind, the synthetic facts), read back by vlens.features.store.ActivationStore. "
+        "Rerunning with the same settings resumes; other settings in the same --out are refused (docs/features.md).",
+    )
+    cache.add_argument(
+        "--model",
+        required=True,
+        help="hub id (org/name; HF_HUB_OFFLINE=1 reads the cache only) or local HF checkpoint directory",
+    )
+    cache.add_argument("--revision", default=None, help="the hub id's branch, tag or commit (default: main)")
+    cache.add_argument(
+        "--data", required=True, help="videomme:DIR, mvbench:DIR, egoschema:DIR or synthetic[:SEED[,n=…]]"
+    )
+    cache.add_argument("--out", required=True, help="store directory (created; resumed if it exists)")
+    cache.add_argument(
+        "--hooks",
+        required=True,
+        help="comma-separated hook names or glob patterns, e.g. 'blocks.*.hook_resid_post' or "
+        "blocks.3.hook_resid_post,hook_video_features",
+    )
+    cache.add_argument(
+        "--positions",
+        default="all",
+        help="the position group: segments (video, text, ...), roles (question, last, ...), vision or all, "
+        "comma-separated for their union (default all)",
+    )
+    cache.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"], help="stored dtype")
+    cache.add_argument(
+        "--model-dtype", default="float32", choices=["float32", "bfloat16", "float16"], help="the model's dtype"
+    )
+    cache.add_argument("--frames", type=int, default=32, help="frames sampled uniformly per video (default 32)")
+    cache.add_argument("--allow-repeat", action="store_true", help="repeat frames of clips shorter than --frames")
+    cache.add_argument("--limit", type=int, default=None, help="first N samples (after filters)")
+    cache.add_argument("--task", default=None, help="MVBench task / Video-MME task_type / synthetic kind")
+    cache.add_argument(
+        "--shard", type=_shard, default=(0, 1), help="i/n: this process takes samples i, i+n, … (0-based)"
+    )
+    cache.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, …")
+    cache.add_argument(
+        "--chunk-rows", type=int, default=65536, help="rows buffered before a chunk file is written (the memory bound)"
+    )
+    cache.add_argument("--quiet", action="store_true", help="no progress lines")
+    cache.set_defaults(func=cmd_cache_activations)
 
     rep = sub.add_parser(
         "report",
