@@ -13,6 +13,11 @@ Nothing else in layer l, and nothing below it, changes, so to first order a metr
 
     Δm_l ≈ ⟨∂m/∂z_l, z_l^ko − z_l⟩.
 
+A knockout restricted to query heads (`spec.hooks(..., heads=[h])`) changes only those heads'
+slices of z_l (the heads attend independently given the clean q, k, v), so its estimate is the
+same inner product over those heads: Δm_{l,h} ≈ ⟨∂m/∂z_{l,h}, z_{l,h}^ko − z_{l,h}⟩, and the
+layer's estimate is the sum of its heads' (`per_head`; vlens.interventions.head_attribution).
+
 The gradients ∂m/∂z_l of every layer come from one backward of the clean forward; z_l^ko takes one
 masked SDPA call over the affected rows only (in fp32, row chunks: no N×N tensor is kept). A
 selection of layers S (from-layer-i, a window, all layers) is estimated by Σ_{l∈S} Δm_l: the
@@ -31,7 +36,9 @@ p·exp(Δ log p)), readout="logit_diff" one (the logit difference alone: the che
 
     attr = attribute_knockouts(model, inputs, [ko.LV(), ko.VT()], letter_ids, answer)
     attr.per_layer                          # [spec, layer, direction] first-order changes
+    attr.per_head                           # [spec, layer, head, direction]: per query head
     attr.change(ko.LV(), ko.from_layer(4))  # {"logit_diff": Δ, "log_p_correct": Δ, "p_correct": Δ}
+    attr.change(ko.LV(), [2], heads=[1])    # the knockout on query head 1 of layer 2 alone
     records = attribute_sample(model, inputs, configs, letter_ids, answer)   # name → record
     exact = verify_top(model, inputs, records, configs, k=5, letter_ids=letter_ids, answer=answer)
 """
@@ -71,6 +78,8 @@ class KnockoutAttribution:
     Attributes:
         specs: the distinct knockout specs, in the order of `per_layer`'s first axis.
         per_layer: [spec, layer, direction] ⟨∂y/∂z_l, z_l^ko − z_l⟩ for each readout direction y.
+        per_head: [spec, layer, head, direction] the same inner product over each query head's
+            slice of z_l: the estimate of the knockout on that head alone (sums to `per_layer`).
         directions: [direction, option] the readout directions y = C ℓ over the letter logits ℓ.
         direction_names: a name per direction (`"B-A"` = ℓ_B − ℓ_A; or the metric's name).
         readout: "letters" (directions ℓ_j − ℓ_answer for every wrong j), "metrics" (logit
@@ -89,6 +98,7 @@ class KnockoutAttribution:
     letter_ids: list[int]
     answer: int
     affected_rows: dict[str, int]
+    per_head: Float[Tensor, "spec layer head direction"] | None = None
 
     @functools.cached_property
     def clean_letters(self) -> Float[Tensor, " option"]:
@@ -105,47 +115,62 @@ class KnockoutAttribution:
         return self.specs.index(spec)
 
     def delta(
-        self, spec: Spec, layers: LayerSelection | int | Sequence[int] | None = None
+        self,
+        spec: Spec,
+        layers: LayerSelection | int | Sequence[int] | None = None,
+        heads: Sequence[int] | None = None,
     ) -> Float[Tensor, " direction"]:
-        """Σ over the selected layers of the per-layer first-order changes of each direction."""
+        """Σ over the selected layers (and query `heads` in each, None: all) of the first-order
+        changes of each direction."""
         n_layers = self.per_layer.shape[1]
         chosen = list(as_selection(layers).resolve(n_layers))
-        return self.per_layer[self._index(spec), chosen].sum(0)
+        if heads is None:
+            return self.per_layer[self._index(spec), chosen].sum(0)
+        if self.per_head is None:
+            raise AttributionError("this attribution holds no per-head estimates (per_head is None)")
+        from vlens.interventions.knockout import _as_heads
 
-    def letter_delta(self, spec: Spec, layers=None) -> Float[Tensor, " option"]:
+        picked = list(_as_heads(heads) or ())
+        n_heads = self.per_head.shape[2]
+        if picked[-1] >= n_heads:
+            raise AttributionError(f"heads={picked}: heads are query heads 0..{n_heads - 1}")
+        return self.per_head[self._index(spec), chosen][:, picked].sum((0, 1))
+
+    def letter_delta(self, spec: Spec, layers=None, heads: Sequence[int] | None = None) -> Float[Tensor, " option"]:
         """First-order change of each letter logit relative to the answer's (Δℓ_answer := 0)."""
         if self.readout != "letters":
             raise AttributionError(f"letter-logit changes need readout='letters', this ran readout={self.readout!r}")
-        d = self.delta(spec, layers)
+        d = self.delta(spec, layers, heads)
         out = torch.zeros(len(self.letter_ids))
         wrong = [j for j in range(len(self.letter_ids)) if j != self.answer]
         out[wrong] = d
         return out
 
-    def change(self, spec: Spec, layers=None) -> dict[str, float]:
+    def change(self, spec: Spec, layers=None, heads: Sequence[int] | None = None) -> dict[str, float]:
         """First-order change of each metric: logit difference (correct − best wrong letter, the
         best wrong one fixed at the clean run's), log p(correct) and p(correct) (softmax over the
-        option letters). readout="logit_diff" gives the logit difference only."""
+        option letters). readout="logit_diff" gives the logit difference only. `heads`: the
+        knockout on those query heads only (in every selected layer)."""
         letters = self.clean_letters
         p = letters.softmax(-1)
         if self.readout == "letters":
-            rel = self.letter_delta(spec, layers)  # Δ(ℓ_j − ℓ_a)
+            rel = self.letter_delta(spec, layers, heads)  # Δ(ℓ_j − ℓ_a)
             d_ld = -float(rel[_best_wrong(letters, self.answer)])
             d_logp = -float((p * rel).sum())
         else:
-            d = self.delta(spec, layers)
+            d = self.delta(spec, layers, heads)
             d_ld = float(d[0])
             if self.readout == "logit_diff":
                 return {"logit_diff": d_ld}
             d_logp = float(d[1])
         return {"logit_diff": d_ld, "log_p_correct": d_logp, "p_correct": float(p[self.answer]) * d_logp}
 
-    def record(self, spec: Spec, layers=None) -> dict:
+    def record(self, spec: Spec, layers=None, heads: Sequence[int] | None = None) -> dict:
         """Estimated scores shaped like `vlens.metrics.score`'s (plus `kl` and the first-order
-        `*_linear` values), with method="attribution"."""
+        `*_linear` values), with method="attribution"; `heads` as in `change`."""
         letters = self.clean_letters
         clean = self._clean_letter_score
-        d = self.change(spec, layers)
+        d = self.change(spec, layers, heads)
         p_a = clean["p_correct"]
         linear = {"logit_diff_linear": clean["logit_diff"] + d["logit_diff"]}
         if "log_p_correct" in d:
@@ -153,7 +178,7 @@ class KnockoutAttribution:
                 log_p_correct_linear=math.log(p_a) + d["log_p_correct"], p_correct_linear=p_a + d["p_correct"]
             )
         if self.readout == "letters":
-            est = letters + self.letter_delta(spec, layers)
+            est = letters + self.letter_delta(spec, layers, heads)
             out = score(est, list(range(len(est))), self.answer)
             out.pop("p_correct_vocab", None)  # over the letters only here: not the vocabulary's
             out["kl"] = kl_letters(clean["letter_logits"], out["letter_logits"])
@@ -265,9 +290,9 @@ def _attend(q: Tensor, k: Tensor, v: Tensor, allowed: Tensor, scale: float) -> F
     return out[0].transpose(0, 1)
 
 
-def _layer_estimates(q, k, v, grads, blocked_of, scale: float, chunk_rows: int) -> Tensor:
-    """[spec, direction] ⟨∂y/∂z, z^ko − z⟩ of one layer. `blocked_of()` yields each spec's removed
-    edges [pos, pos], rebuilt per layer so no N×N mask outlives this call."""
+def _layer_estimates(q, k, v, grads, blocked_of, scale: float, chunk_rows: int) -> Float[Tensor, "spec head direction"]:
+    """[spec, head, direction] ⟨∂y/∂z_h, z_h^ko − z_h⟩ of one layer, per query head. `blocked_of()`
+    yields each spec's removed edges [pos, pos], rebuilt per layer so no N×N mask outlives this call."""
     N = q.shape[0]
     keys = torch.arange(N, device=q.device)
     blocked = [b.to(q.device) for b in blocked_of()]
@@ -281,11 +306,11 @@ def _layer_estimates(q, k, v, grads, blocked_of, scale: float, chunk_rows: int) 
     clean = q.new_zeros((0, *q.shape[1:]), dtype=torch.float32)
     if len(rows_all):
         clean = torch.cat([_attend(q[r], k, v, keys[None, :] <= r[:, None], scale) for r in rows_all.split(chunk_rows)])
-    out = torch.zeros(len(blocked), grads.shape[0], dtype=torch.float32, device=q.device)
+    out = torch.zeros(len(blocked), q.shape[1], grads.shape[0], dtype=torch.float32, device=q.device)
     for s, (b, h) in enumerate(zip(blocked, hit)):
         for r in h.nonzero()[:, 0].split(chunk_rows):
             dz = _attend(q[r], k, v, (keys[None, :] <= r[:, None]) & ~b[r], scale) - clean[slot[r]]
-            out[s] += torch.einsum("yrhd,rhd->y", grads[:, r].float(), dz)
+            out[s] += torch.einsum("yrhd,rhd->hy", grads[:, r].float(), dz)
     return out
 
 
@@ -313,7 +338,8 @@ def attribute_knockouts(
         chunk_rows: query rows per masked attention call (bounds its [row, pos] mask and scores).
 
     Returns:
-        KnockoutAttribution with per_layer [spec, layer, direction].
+        KnockoutAttribution with per_layer [spec, layer, direction] and per_head [spec, layer,
+        head, direction] (query heads; per_layer is their sum).
 
     Raises:
         AttributionError: a batch of more than one, no video, an answer out of range.
@@ -328,14 +354,14 @@ def attribute_knockouts(
         raise AttributionError(f"readout must be one of {', '.join(READOUTS)}, got {readout!r}")
     layout = inputs.layout
     clean_logits, C, names, acts, grads = _clean_forward_backward(model, inputs, list(letter_ids), answer, readout)
-    per_layer = torch.zeros(len(specs), model.cfg.n_layers, len(names))
+    per_head = torch.zeros(len(specs), model.cfg.n_layers, model.cfg.n_heads, len(names))
     for l, ((q, k, v), g) in enumerate(zip(acts, grads)):
         scale = getattr(model.blocks[l].attn, "scale", model.cfg.d_head**-0.5)
         est = _layer_estimates(q, k, v, g, lambda: (s.blocked(layout) for s in specs), scale, chunk_rows)
-        per_layer[:, l] = est.cpu()
+        per_head[:, l] = est.cpu()
     affected = {repr(s): int(s.blocked(layout).any(-1).sum()) for s in specs}
     return KnockoutAttribution(
-        specs, per_layer, C, names, readout, clean_logits.cpu(), list(letter_ids), answer, affected
+        specs, per_head.sum(2), C, names, readout, clean_logits.cpu(), list(letter_ids), answer, affected, per_head
     )
 
 
