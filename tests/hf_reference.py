@@ -4,7 +4,10 @@ chosen layers only (by module.layer_idx); every other computation is HF's own.
 
 Scalings (`hf_scaling`): renormalised, log α is added to HF's float mask on the chosen edges and
 HF's SDPA runs; not renormalised, an eager attention (HF's eager_attention_forward with one line
-more) multiplies the fp32 softmax by α on the chosen edges."""
+more) multiplies the fp32 softmax by α on the chosen edges.
+
+A call with Q queries over K keys reads rows K−Q … K−1 of the mask: a decoding step's query is
+position K−1, so one mask built over the prompt and every generated token serves HF's `generate`."""
 
 from __future__ import annotations
 
@@ -51,7 +54,7 @@ def _knockout_attention(module, query, key, value, attention_mask, **kwargs):
     if scaled is not None:
         alpha, renormalise = _ACTIVE["alpha"], _ACTIVE["renormalise"]
         Q, K = query.shape[2], key.shape[2]
-        chosen = _heads_axis(scaled)[:, :, -Q:, :K].to(query.device)
+        chosen = _heads_axis(scaled)[:, :, K - Q : K, :K].to(query.device)
         attention_mask = _float_mask(query, key, attention_mask)
         kwargs["is_causal"] = False
         if not renormalise:
@@ -65,10 +68,10 @@ def _knockout_attention(module, query, key, value, attention_mask, **kwargs):
         if attention_mask is None:  # HF dropped the mask (no padding): make the causal one explicit
             attention_mask = torch.ones(Q, K, dtype=torch.bool, device=query.device).tril(K - Q)[None, None]
         if attention_mask.dtype == torch.bool:
-            attention_mask = attention_mask & ~_heads_axis(blocked)[:, :, -Q:, :K].to(query.device)
+            attention_mask = attention_mask & ~_heads_axis(blocked)[:, :, K - Q : K, :K].to(query.device)
         else:
             attention_mask = attention_mask.masked_fill(
-                _heads_axis(blocked)[:, :, -Q:, :K].to(query.device), float("-inf")
+                _heads_axis(blocked)[:, :, K - Q : K, :K].to(query.device), float("-inf")
             )
         kwargs["is_causal"] = False
     return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)

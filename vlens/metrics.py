@@ -5,21 +5,30 @@ ties go to the earliest letter), whether it is correct, p(correct) under a softm
 letters and over the full vocabulary, the logit difference correct − best wrong, and
 KL(p_clean ‖ p_knocked) over the option letters. Aggregates: accuracy, performance ratio
 (knocked / clean accuracy), percentile-bootstrap confidence intervals seeded from the run key.
+
+Open-ended answers (`match_answer`, `score_open`): a generated text against one or more reference
+answers, after `normalise_answer` (NFKC, case-folded, every character that is not a letter or a
+digit becomes a space, runs of spaces collapse, the ends are stripped). Articles are kept: "A" is
+an option letter. `exact`: the normalised texts are equal; `contains`: the normalised reference
+occurs in the normalised prediction as whole words ("red" is in "it is red", not in "bored");
+`starts`: the prediction begins with the reference's words (an answer, then anything the model
+goes on to write); or a function `fn(prediction, references) -> bool` that sees the raw texts.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import unicodedata
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from vlens.arguments import as_index, as_token_ids
+from vlens.arguments import ArgumentError, as_index, as_token_ids
 from vlens.inputs.prompts import LETTERS
 
 
@@ -138,3 +147,82 @@ def language_prior(samples) -> list[int | None]:
         counts[s.options[s.answer]] -= 1
         preds.append(max(range(len(s.options)), key=lambda i: (counts[s.options[i]], -i)))
     return preds
+
+
+MATCHES = ("exact", "contains", "starts")
+AnswerMatch = Callable[[str, Sequence[str]], bool]  # fn(prediction, references) -> correct
+
+
+def normalise_answer(text: str) -> str:
+    """`text` for comparison: NFKC, case-folded, non-letters/digits → spaces, spaces collapsed, stripped.
+
+    Raises:
+        ArgumentError: `text` is not a string."""
+    if not isinstance(text, str):
+        raise ArgumentError(f"an answer must be a string, got {type(text).__name__} {text!r}")
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
+    kept = "".join(c if unicodedata.category(c)[0] in "LN" else " " for c in folded)
+    return " ".join(kept.split())
+
+
+def match_name(how: str | AnswerMatch) -> str:
+    """The name a match is stored under: `exact`, `contains`, `starts`, or a function's
+    `module.qualname` (part of the run key, so another function is another run).
+
+    Raises:
+        ArgumentError: an unknown name, or neither a name nor a callable."""
+    if isinstance(how, str):
+        if how not in MATCHES:
+            raise ArgumentError(f"match must be one of {', '.join(MATCHES)} or a function, got {how!r}")
+        return how
+    if not callable(how):
+        raise ArgumentError(
+            f"match must be one of {', '.join(MATCHES)} or fn(prediction, references) -> bool, got {how!r}"
+        )
+    return f"{getattr(how, '__module__', '?')}.{getattr(how, '__qualname__', type(how).__name__)}"
+
+
+def match_answer(prediction: str, references: Sequence[str], how: str | AnswerMatch = "exact") -> bool:
+    """Whether `prediction` matches any of `references` (see the module docstring for the matches).
+
+    Args:
+        prediction: the generated text.
+        references: accepted answers (at least one that is not empty once normalised, for the
+            built-in matches).
+        how: `exact`, `contains`, `starts`, or `fn(prediction, references) -> bool`.
+
+    Returns:
+        True when it matches.
+
+    Raises:
+        ArgumentError: an unknown match, no usable reference, or a function that returns no bool."""
+    match_name(how)
+    if isinstance(references, str) or not isinstance(references, Sequence):
+        raise ArgumentError(f"references must be a list of answer strings, got {references!r}")
+    if callable(how):
+        out = how(prediction, list(references))
+        if not isinstance(out, (bool, np.bool_)):
+            raise ArgumentError(f"the match function {match_name(how)} must return a bool, got {out!r}")
+        return bool(out)
+    pred = normalise_answer(prediction)
+    refs = [r for r in (normalise_answer(x) for x in references) if r]
+    if not refs:
+        raise ArgumentError(f"references {list(references)!r} are empty once normalised: nothing to match against")
+    if how == "exact":
+        return pred in refs
+    if how == "contains":
+        return any(f" {r} " in f" {pred} " for r in refs)
+    return any(f"{pred} ".startswith(f"{r} ") for r in refs)
+
+
+def score_open(prediction: str, references: Sequence[str], how: str | AnswerMatch = "exact") -> dict:
+    """One open-ended answer's record fields: `text`, `references`, `match` (its name), `correct`.
+
+    Raises:
+        ArgumentError: as `match_answer`."""
+    return {
+        "text": prediction,
+        "references": list(references),
+        "match": match_name(how),
+        "correct": match_answer(prediction, references, how),
+    }
