@@ -16,6 +16,7 @@ examples:
   vlens run windows,patching,lens --model ckpt/ --data synthetic:1,n=60 --frames 8 --out runs/mech   # one layer axis
   vlens run flow --model ckpt/ --data mvbench:/data/MVBench --flow-window 9 --out runs/flow   # map-the-flow's protocols
   vlens run flow --model ckpt/ --data synthetic:1 --frames 8 --flow-window 3 --flow-protocols vql-to-ql,effective_pathway --out runs/f
+  vlens run global2 --model ckpt/ --data synthetic:1 --frames 8 --controls 3 --out runs/c   # spec − random-edge control
   vlens report runs/vm                         # report.md + global1.png, global2.png, windows.png
   vlens run global1,global2,windows --model ckpt/ --data videomme:/data/Video-MME --dry-run   # forwards, FLOPs, time
   torchrun --nproc-per-node 8 -m vlens run windows --model ckpt/ --data videomme:/data/Video-MME --device cuda --out runs/vm
@@ -36,6 +37,21 @@ def _shard(text: str) -> tuple[int, int]:
     if n < 1 or not 0 <= i < n:
         raise argparse.ArgumentTypeError(f"--shard {text} is out of range: use i/n with 0 <= i < n (0-based)")
     return i, n
+
+
+def _whole(flag: str):
+    """An argparse type: a whole number ≥ 0 for `flag`, refused with the flag named."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = -1
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"{flag} takes a whole number ≥ 0 (0, 1, 2, …); got {text!r}")
+        return value
+
+    return parse
 
 
 def run_config(args: argparse.Namespace):
@@ -65,6 +81,8 @@ def run_config(args: argparse.Namespace):
         prune_layers=args.prune_layers,
         site=args.site,
         corruption=args.corruption,
+        controls=args.controls,
+        seed=args.seed,
         report=not args.no_report,
         progress=not args.quiet,
         options=_options(args),
@@ -443,6 +461,18 @@ def build_parser() -> argparse.ArgumentParser:
         "last<-true_option, last<-false_options, question<-video, true_option<-question, true_option<-video, "
         "last<-options; its targets cross-frame, vql-to-ql, question-and-options-to-last, vq-to-true-opt; "
         "effective_pathway; attention_flow",
+    )
+    run.add_argument(
+        "--controls",
+        type=_whole("--controls"),
+        default=0,
+        metavar="N",
+        help="global1/global2/windows: also score N random-edge controls of every configuration (as many "
+        "edges per row and layer, drawn at random) and report the effect minus the control's, with a paired "
+        "95%% CI (docs/knockouts.md)",
+    )
+    run.add_argument(
+        "--seed", type=_whole("--seed"), default=0, help="--controls: the first control's seed (then seed+1, …)"
     )
     run.add_argument("--no-report", action="store_true", help="don't write report.md at the end")
     run.add_argument("--quiet", action="store_true", help="no progress bar")

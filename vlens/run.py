@@ -25,9 +25,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vlens.arguments import ArgumentError, as_index
 from vlens.experiments import distributed
 from vlens.experiments.protocols import Cost, clean_cost
-from vlens.experiments.registry import build_protocols, check_names, check_options
+from vlens.experiments.registry import KNOCKOUT_PROTOCOLS, build_protocols, check_names, check_options
 from vlens.experiments.runner import (
     Counts,
     SampleContext,
@@ -72,6 +73,9 @@ class RunConfig:
         max_memory_gib: what the sweep engine may keep (cache + batches), GiB.
         exit_layer, prune_layers: `efficient` (defaults scale the study's 18/28 and 8/28).
         site, corruption: `patching`.
+        controls: random-edge controls per knockout configuration (`--controls`; 0: none), stored
+            as `control/<configuration>/seed<s>` and reported beside it (spec − control, paired CI).
+        seed: the first control's seed (`--seed`); the others take seed+1, seed+2, ….
         options: per-protocol options of plugged-in protocols, `{protocol: {...}}`.
         report: write report.md and figures at the end (rank 0).
         progress: show the progress bar.
@@ -98,6 +102,8 @@ class RunConfig:
     prune_layers: int | None = None
     site: str = "resid_pre"
     corruption: str = "video"
+    controls: int = 0
+    seed: int = 0
     options: Mapping[str, Mapping] = field(default_factory=dict)
     revision: str | None = None
     report: bool = True
@@ -130,6 +136,20 @@ class RunConfig:
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         if self.max_memory_gib is not None and not self.max_memory_gib > 0:
             raise ValueError(f"max_memory_gib must be > 0 GiB, got {self.max_memory_gib!r}")
+        self._check_controls()
+
+    def _check_controls(self) -> None:
+        as_index(self.controls, "controls (--controls)", what="count of random-edge controls per configuration")
+        as_index(self.seed, "seed (--seed)", what="seed")
+        if self.controls and not any(p in KNOCKOUT_PROTOCOLS for p in self.protocols):
+            raise ArgumentError(
+                f"controls (--controls {self.controls}) adds random-edge controls to the knockout protocols "
+                f"({', '.join(KNOCKOUT_PROTOCOLS)}), and {', '.join(self.protocols)} has none: add one"
+            )
+        if self.seed and not self.controls:
+            raise ArgumentError(
+                f"seed (--seed {self.seed}) is the random-edge controls' seed: add controls (--controls N)"
+            )
 
     @property
     def filters(self) -> dict:
@@ -164,6 +184,10 @@ class RunConfig:
         }
         if self.revision is not None:  # only then: the run keys of existing stores stay as they were
             out["revision"] = self.revision
+        if self.controls:  # likewise
+            from vlens.experiments.study import control_seeds
+
+            out["controls"] = {"n": self.controls, "seeds": control_seeds(self.controls, self.seed)}
         for p in protocols:
             out.update(p.settings())
         return out

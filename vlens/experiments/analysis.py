@@ -27,6 +27,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from vlens.experiments.store import load_results, run_key
+from vlens.experiments.study import control_name, parse_control
 from vlens.metrics import accuracy, bootstrap_ci, bootstrap_mean_ci, performance_ratio
 
 
@@ -131,6 +132,114 @@ class AttentionFlowSummary(_ByKey):
     sources: list[str]
     mass: Float[Tensor, "layer source group"]
     n: int
+
+
+@dataclass(frozen=True)
+class ControlSummary(_ByKey):
+    """A knockout configuration beside its random-edge controls (`vlens run --controls N`), over the
+    samples scored clean, under the configuration and under every one of its controls.
+
+    Per sample i: effect_i = knocked_i − clean_i, control_effect_i = mean over seeds of
+    control_i − clean_i, difference_i = effect_i − control_effect_i = knocked_i − mean control_i,
+    for correctness (accuracy, as fractions) and for the logit difference (`logit_*`); each field is
+    the mean over samples. Intervals: 95% percentile bootstrap of those means, all six from the same
+    1000 resamples of the samples (paired), seeded from the run key and the configuration name."""
+
+    name: str
+    seeds: list[int]
+    n: int
+    layers: list[int] | None
+    accuracy: float
+    control_accuracy: float  # mean over seeds
+    control_accuracies: list[float]  # per seed, in `seeds` order
+    effect: float
+    effect_ci: tuple[float, float]
+    control_effect: float
+    control_effect_ci: tuple[float, float]
+    difference: float
+    difference_ci: tuple[float, float]
+    logit_effect: float
+    logit_effect_ci: tuple[float, float]
+    logit_control_effect: float
+    logit_control_effect_ci: tuple[float, float]
+    logit_difference: float
+    logit_difference_ci: tuple[float, float]
+
+
+def _paired(
+    scored: dict, samples: Sequence[str], name: str, controls: Sequence[str], field: str
+) -> tuple[list[float], list[float], list[float]]:
+    """Per sample: knocked − clean, mean control − clean, knocked − mean control, of `field`."""
+    clean = [float(scored[(s, "clean")][field]) for s in samples]
+    knocked = [float(scored[(s, name)][field]) for s in samples]
+    ctrl = [math.fsum(float(scored[(s, k)][field]) for k in controls) / len(controls) for s in samples]
+    return (
+        [k - c for k, c in zip(knocked, clean)],
+        [r - c for r, c in zip(ctrl, clean)],
+        [k - r for k, r in zip(knocked, ctrl)],
+    )
+
+
+def _mean_ci(values: Sequence[float], key: str) -> tuple[float, tuple[float, float]]:
+    return math.fsum(values) / len(values), bootstrap_mean_ci(values, key)
+
+
+def aggregate_controls(records: Sequence[dict], key: str) -> dict[str, ControlSummary]:
+    """Each configuration that has random-edge controls, paired with them (see `ControlSummary`).
+
+    Args:
+        records: store records (any order).
+        key: the run key (`store.run_key(settings)`); seeds the bootstrap.
+
+    Returns:
+        `{configuration: ControlSummary}` in natural order; a configuration without a sample scored
+        clean, under it and under every seed of its controls is left out.
+    """
+    scored = {(r["sample"], r["config"]): r for r in records if "correct" in r and "logit_diff" in r}
+    samples_of: dict[str, set[str]] = {}
+    seeds: dict[str, set[int]] = {}
+    for sample, name in scored:
+        samples_of.setdefault(name, set()).add(sample)
+        pair = parse_control(name)
+        if pair is not None:
+            seeds.setdefault(pair[0], set()).add(pair[1])
+    out = {}
+    for name in sorted(seeds, key=_natural):
+        ss = sorted(seeds[name])
+        controls = [control_name(name, s) for s in ss]
+        samples = sorted(set.intersection(*(samples_of.get(k, set()) for k in ("clean", name, *controls))))
+        if not samples:
+            continue
+        boot = f"{key}|{name}|control"  # one key: every interval from the same resamples (paired)
+        (e, e_ci), (c, c_ci), (d, d_ci) = (
+            _mean_ci(v, boot) for v in _paired(scored, samples, name, controls, "correct")
+        )
+        (le, le_ci), (lc, lc_ci), (ld, ld_ci) = (
+            _mean_ci(v, boot) for v in _paired(scored, samples, name, controls, "logit_diff")
+        )
+        per_seed = [accuracy([scored[(s, k)]["correct"] for s in samples]) for k in controls]
+        out[name] = ControlSummary(
+            name=name,
+            seeds=ss,
+            n=len(samples),
+            layers=scored[(samples[0], name)].get("layers"),
+            accuracy=accuracy([scored[(s, name)]["correct"] for s in samples]),
+            control_accuracy=math.fsum(per_seed) / len(per_seed),
+            control_accuracies=per_seed,
+            effect=e,
+            effect_ci=e_ci,
+            control_effect=c,
+            control_effect_ci=c_ci,
+            difference=d,
+            difference_ci=d_ci,
+            logit_effect=le,
+            logit_effect_ci=le_ci,
+            logit_control_effect=lc,
+            logit_control_effect_ci=lc_ci,
+            logit_difference=ld,
+            logit_difference_ci=ld_ci,
+        )
+    return out
 
 
 def _by_sample(rows: Sequence[dict]) -> list[dict]:
@@ -342,6 +451,7 @@ class StudyAnalysis:
     flow: dict[str, FlowCurve] = field(default_factory=dict)  # `vlens run flow`: pathway → curve
     flow_effective: FlowPoint | None = None
     attention_flow: AttentionFlowSummary | None = None
+    controls: dict[str, ControlSummary] = field(default_factory=dict)  # `--controls`: configuration → pairing
 
     @property
     def n_scored(self) -> int:
@@ -429,4 +539,5 @@ def analyse(out_dir: str | Path) -> StudyAnalysis:
         flow=flow,
         flow_effective=effective,
         attention_flow=aggregate_attention_flow(records),
+        controls=aggregate_controls(records, key),
     )

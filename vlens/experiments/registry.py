@@ -20,7 +20,7 @@ from vlens.experiments.protocols import (
     PriorProtocol,
     Protocol,
 )
-from vlens.experiments.study import configs_for
+from vlens.experiments.study import configs_for, with_controls
 
 ProtocolFactory = Callable[..., Protocol]  # factory(config: RunConfig, model, dataset) -> Protocol
 
@@ -101,6 +101,7 @@ def build_protocols(config, model, dataset: Sequence[Sample]) -> list[Protocol]:
     out: list[Protocol] = []
     if knockouts:
         configs = [c for p in knockouts for c in configs_for(p, model.cfg.n_layers, window=config.window)]
+        configs = with_controls(configs, getattr(config, "controls", 0), getattr(config, "seed", 0))
         max_memory = None if config.max_memory_gib is None else int(config.max_memory_gib * 2**30)
         out += [
             KnockoutProtocol(configs, model.cfg.n_layers, engine=config.engine, max_memory=max_memory),

@@ -154,6 +154,55 @@ def _flow_section(
     return lines
 
 
+def _signed(v: float, ci: tuple[float, float], scale: float = 1.0, digits: int = 3) -> tuple[str, str]:
+    """A signed value and its interval as table cells (× `scale`, `digits` decimals)."""
+    if math.isnan(v):
+        return "–", ""
+    lo, hi = ci
+    interval = "" if math.isnan(lo) else f"{lo * scale:+.{digits}f} – {hi * scale:+.{digits}f}"
+    return f"{v * scale:+.{digits}f}", interval
+
+
+def _controls_section(settings: dict, records: list[dict]) -> list[str]:
+    """`--controls`: each configuration's effect beside its random-edge controls', and the difference
+    with a paired 95% bootstrap interval, in accuracy points and in logit difference."""
+    from vlens.experiments.analysis import aggregate_controls
+    from vlens.experiments.store import run_key
+
+    controls = aggregate_controls(records, run_key(settings))
+    if not controls:
+        return []
+    seeds = next(iter(controls.values())).seeds
+    lines = [
+        "",
+        "## Random-edge controls",
+        "",
+        f"Each configuration beside its controls (`RandomEdges(spec, seed=s)` in the same layers, seeds "
+        f"{', '.join(map(str, seeds))}: as many edges removed per query row, in the same rows and layers, drawn "
+        "at random). Δ = knocked − clean per sample (accuracy in points, then the answer's logit difference); "
+        "control Δ averages the seeds; spec − control = knocked − mean control per sample. Intervals: 95% "
+        "bootstrap over samples, paired (the same resamples for every column).",
+        "",
+        "| configuration | layers | n | knocked | control | Δ acc | control Δ acc | spec − control | 95% CI "
+        "| Δ logit diff | control Δ | spec − control | 95% CI |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, c in controls.items():
+        layers = c.layers
+        span = "" if not layers else (f"{layers[0]}–{layers[-1]}" if len(layers) > 1 else str(layers[0]))
+        e, _ = _signed(c.effect, c.effect_ci, 100, 1)
+        ce, _ = _signed(c.control_effect, c.control_effect_ci, 100, 1)
+        d, d_ci = _signed(c.difference, c.difference_ci, 100, 1)
+        le, _ = _signed(c.logit_effect, c.logit_effect_ci)
+        lc, _ = _signed(c.logit_control_effect, c.logit_control_effect_ci)
+        ld, ld_ci = _signed(c.logit_difference, c.logit_difference_ci)
+        lines.append(
+            f"| {config_label(name, layers)} | {span} | {c.n} | {fmt_value(c.accuracy, True)} "
+            f"| {fmt_value(c.control_accuracy, True)} | {e} | {ce} | {d} | {d_ci} | {le} | {lc} | {ld} | {ld_ci} |"
+        )
+    return lines
+
+
 def _table(summary: dict, chance: float | None) -> list[str]:
     lines = [
         "| configuration | layers | n | accuracy | 95% CI | ratio | 95% CI | p(correct) | logit diff | KL(clean‖knocked) |",
@@ -221,7 +270,8 @@ def write_report(out_dir: str | Path, format: str = "png") -> Path:
         )
     lines += [f"- vlens {settings.get('vlens_version')}, prompt format {settings.get('prompt_format')}", ""]
     lines += [line for fig in figs if fig is not None for line in (_embed(fig), "")]
-    main = {k: v for k, v in summary.items() if not k.startswith("flow/")}  # flow rows: their own section
+    # flow and control rows: their own sections
+    main = {k: v for k, v in summary.items() if not k.startswith(("flow/", "control/"))}
     if main:
         lines += _table(main, chance)
     for field in ("kind", "task"):
@@ -262,6 +312,7 @@ def write_report(out_dir: str | Path, format: str = "png") -> Path:
             lines.append(
                 f"- measured prefill speed-up (median over samples): {sorted(speedups)[len(speedups) // 2]:.2f}×"
             )
+    lines += _controls_section(settings, records)
     lines += _flow_section(out, settings, records, summary, n_layers, format, chance)
     lines += _mechanisms_section(out, records, summary, n_layers, format, chance)
     if skipped:
