@@ -5,7 +5,8 @@ python examples/17_random_edge_controls.py [N_SAMPLES]
 On the shipped organism: accuracy clean, under a knockout in all layers, and under its
 random-edge control (the same number of edges removed in every query row, drawn with a seed;
 vlens.interventions.controls), over several seeds. The knockout's effect minus its control's is
-what the knockout itself explains.
+what the knockout itself explains. `vlens run global2 ... --controls 3` does the same for every
+configuration of a study, with a paired bootstrap interval (docs/knockouts.md, Controls).
 """
 
 import statistics

@@ -223,5 +223,14 @@ def test_aggregate_controls_is_the_mean_of_per_sample_differences(data):
 
 
 def test_analyse_reads_the_controls_of_a_run_directory(controlled):
-    assert analyse(controlled.out).controls == controlled.analysis.controls
-    assert set(controlled.analysis.controls) == {c for c in controlled.summary if c.startswith("global")}
+    a = analyse(controlled.out)
+    assert a.controls == controlled.analysis.controls
+    assert set(a.controls) == {c for c in controlled.summary if c.startswith("global")}
+    df = a.controls_to_pandas()
+    c = a.controls["global1/from1"]
+    assert list(df.index) == list(a.controls) and df.loc["global1/from1", "seeds"] == [3, 4]
+    assert (df.loc["global1/from1", "difference"], df.loc["global1/from1", "difference_lo"]) == (
+        c.difference,
+        c.difference_ci[0],
+    )
+    assert df.loc["global1/from1", "logit_control_effect_hi"] == c.logit_control_effect_ci[1]

@@ -502,6 +502,27 @@ class StudyAnalysis:
             ],
         ).set_index("config")
 
+    def controls_to_pandas(self):
+        """One row per configuration with random-edge controls (`--controls`): n, seeds, accuracy,
+        control accuracy, and effect / control effect / difference with their 95% CIs (`*_lo`,
+        `*_hi`), in accuracy (fractions) and in logit difference (`logit_*`); see `ControlSummary`.
+
+        Returns:
+            pandas.DataFrame indexed by configuration (empty when the run has no controls).
+        """
+        import pandas as pd
+
+        rows = []
+        for c in self.controls.values():
+            row: dict[str, Any] = {"config": c.name, "n": c.n, "seeds": c.seeds, "accuracy": c.accuracy}
+            row["control_accuracy"] = c.control_accuracy
+            for f in ("effect", "control_effect", "difference"):
+                for prefix in ("", "logit_"):
+                    lo, hi = getattr(c, f"{prefix}{f}_ci")
+                    row |= {f"{prefix}{f}": getattr(c, f"{prefix}{f}"), f"{prefix}{f}_lo": lo, f"{prefix}{f}_hi": hi}
+            rows.append(row)
+        return pd.DataFrame(rows).set_index("config") if rows else pd.DataFrame()
+
     def records_frame(self):
         """One row per stored record (sample, config, and the scalar fields), for custom analyses.
 
