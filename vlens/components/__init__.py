@@ -8,6 +8,7 @@
 | `attention` | `Attention`: projections, q/k/v/pattern/z hooks, rotary, the backend per layer |
 | `attention_mask` | `AttentionContext`: one forward's masks, built once and shared by layers |
 | `attention_backends` | how softmax(QKᵀ/√d + M)V is computed: explicit, SDPA, FlexAttention, per frame |
+| `attention_chunked` | the query-chunked path for long videos: each chunk's mask on the fly, no [pos, pos] tensor |
 | `mlp`, `moe` | the SwiGLU MLP and the sparse mixture of experts |
 | `block` | `TransformerBlock`: ln1 → attention → + → ln2 → MLP → + |
 | `kv_cache` | `KVCache` for decoding and sweeps |

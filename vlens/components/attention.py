@@ -9,6 +9,7 @@ interventions (vlens.components.per_call). How it is computed is a backend, pick
 | `fast`      | SDPA: the causal kernel when nothing is removed; else a mask (float with log α for a scaling), rows before the first edit causal | a mask only |
 | `flex`      | FlexAttention with a block mask (auto on CUDA when edges are removed) | a block mask |
 | `per_frame` | temporal pruning (vlens.interventions.efficient): video rows attend within their frame, frames batched | per-frame masks |
+| `chunked`   | forced (`attention_path_as("chunked", chunk=…)`): long videos (attention_chunked) | a chunk's mask [batch, head, chunk, k] |
 
 Every backend computes the same function (tested to 1e-4 in fp32 against each other and HF). The
 mask of a layer is built once per forward and shared by every layer with the same interventions.
@@ -27,6 +28,7 @@ from torch import Tensor, nn
 from transformer_lens.hook_points import HookPoint
 
 from vlens.components.attention_backends import BACKENDS
+from vlens.components.attention_chunked import chunked_attention
 from vlens.components.attention_mask import AttentionContext, LayerMask
 from vlens.components.norm import RMSNorm
 from vlens.components.per_call import InterventionError
@@ -207,11 +209,15 @@ class Attention(nn.Module):
         if ctx.kv_cache is not None:
             k, v, k_index = ctx.kv_cache.update(self.layer, k, v, k_index, contiguous=ctx.rows_version == 0)
             k_contiguous = ctx.kv_cache.is_contiguous(self.layer)
-        mask = ctx.layer_mask(self.layer, k_index, k_contiguous, q.device, n_heads=self.cfg.n_heads)
-        backend = self.backend(ctx, mask, q)
-        ctx.paths_taken.add(backend)
-        z = BACKENDS[backend](q, k, v, mask, self)
-        if mask.empty is not None and backend != "explicit":  # one outcome for rows with no key
-            z = z.masked_fill(mask.empty[..., None], 0.0)
+        if ctx.path == "chunked":  # no [pos, pos] mask: each query chunk's is built on the fly
+            ctx.paths_taken.add("chunked")
+            z = chunked_attention(q, k, v, ctx, self.layer, k_index, k_contiguous, self)
+        else:
+            mask = ctx.layer_mask(self.layer, k_index, k_contiguous, q.device, n_heads=self.cfg.n_heads)
+            backend = self.backend(ctx, mask, q)
+            ctx.paths_taken.add(backend)
+            z = BACKENDS[backend](q, k, v, mask, self)
+            if mask.empty is not None and backend != "explicit":  # one outcome for rows with no key
+                z = z.masked_fill(mask.empty[..., None], 0.0)
         z = self.hook_z(z.transpose(1, 2))
         return self.o_proj(einops.rearrange(z, "batch pos head d_head -> batch pos (head d_head)"))

@@ -5,6 +5,7 @@ forward and shared by every layer with the same interventions (`AttentionContext
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -13,9 +14,11 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from vlens.components.kv_cache import KVCache
-from vlens.components.per_call import Interventions, PerFrameBlocks, index_rows
+from vlens.components.per_call import EdgeRemoval, Interventions, PerFrameBlocks, index_rows
 
-AttentionPath = Literal["auto", "explicit", "fast", "flex"]
+AttentionPath = Literal["auto", "explicit", "fast", "flex", "chunked"]
+ATTENTION_PATHS: tuple[str, ...] = ("auto", "explicit", "fast", "flex", "chunked")
+DEFAULT_CHUNK = 1024  # query rows per chunk on the "chunked" path (vlens.components.attention_chunked)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -76,7 +79,8 @@ class AttentionContext:
 
     `q_index` holds the sequence indices of the rows computed now (they change when rows leave
     the sequence, see vlens.interventions.efficient); `key_padding` marks real keys over all `n_pos` sequence
-    positions. `masks` memoises layer masks for the length of one forward."""
+    positions. `masks` memoises layer masks for the length of one forward. `chunk`: query rows
+    per chunk on the "chunked" path (no layer mask is built there)."""
 
     n_pos: int
     q_start: int
@@ -88,6 +92,7 @@ class AttentionContext:
     rows_version: int = 0  # bumped when rows leave the sequence
     masks: dict = field(default_factory=dict)
     paths_taken: set = field(default_factory=set)
+    chunk: int = DEFAULT_CHUNK
 
     def drop_rows(self, q_index: Int[Tensor, " q"]) -> None:
         self.q_index = q_index
@@ -125,31 +130,15 @@ class AttentionContext:
             base = (k_index[None, :] <= q_index[:, None])[None]  # causal by sequence index
             if self.key_padding is not None:
                 base = base & index_rows(self.key_padding.to(device), 1, k_sel)[:, None, :]
-            blocked: dict[str, Tensor] = {}
-            bias: dict[str, Tensor] = {}
-            post: Tensor | None = None
-            touched: list[Tensor] = []  # every edit's edges, removed or scaled
-            for e in edits:
-                b = index_rows(index_rows(e.blocked(layer, self.n_pos, device), 1, q_sel), 2, k_sel)
-                b = _on_heads(b, getattr(e, "heads", None), n_heads)
-                touched.append(b)
-                alpha = getattr(e, "alpha", None)  # a scaling keeps its edges (vlens.interventions.scaling)
-                if alpha is None or (alpha == 0 and e.renormalise):  # α = 0 renormalised is the knockout
-                    blocked[e.site] = b if e.site not in blocked else blocked[e.site] | b
-                elif e.renormalise:  # α·w renormalised = softmax(s + log α): scalings multiply, logs add
-                    log_alpha = b.float() * math.log(alpha)
-                    bias[e.site] = log_alpha if e.site not in bias else bias[e.site] + log_alpha
-                else:
-                    factor = torch.where(b, alpha, 1.0)
-                    post = factor if post is None else post * factor
-            allowed = base[:, None]
-            for b in blocked.values():
-                allowed = allowed & ~b
+            touched = [  # every edit's edges, removed or scaled
+                index_rows(index_rows(e.blocked(layer, self.n_pos, device), 1, q_sel), 2, k_sel) for e in edits
+            ]
+            allowed, blocked, bias, post = combine_edits(base, edits, touched, n_heads)
             first = 0
             if touched and self.key_padding is None and q0 == 0 and Q == K and q_contiguous:
                 edited_rows = torch.zeros(Q, dtype=torch.bool, device=device)
-                for b in touched:
-                    edited_rows |= b.any(dim=(0, 1, 3))
+                for b in touched:  # [batch, q, k]: any row an edit touches
+                    edited_rows |= b.any(dim=(0, 2))
                 rows = edited_rows.nonzero()
                 first = int(rows[0]) if len(rows) else Q
             empty = ~allowed.any(-1)
@@ -159,6 +148,41 @@ class AttentionContext:
             mask.bias, mask.post_scale = bias, post
         self.masks[key] = mask
         return mask
+
+
+def combine_edits(
+    base: Bool[Tensor, "batch q k"],
+    edits: Sequence[EdgeRemoval],
+    touched: Sequence[Bool[Tensor, "batch q k"]],
+    n_heads: int,
+) -> tuple[
+    Bool[Tensor, "batch head q k"],
+    dict[str, Bool[Tensor, "batch head q k"]],
+    dict[str, Float[Tensor, "batch head q k"]],
+    Float[Tensor, "batch head q k"] | None,
+]:
+    """Causal ∧ padding (`base`) and each edit's edges (`touched`, the same rows and keys) as
+    (allowed, blocked by site, log α bias by site, post-softmax factor): knockouts and α = 0
+    renormalised scalings remove their edges, renormalised scalings add log α, the others
+    multiply the pattern. The dense layer mask and each chunk of the chunked path use it."""
+    blocked: dict[str, Tensor] = {}
+    bias: dict[str, Tensor] = {}
+    post: Tensor | None = None
+    for e, edges in zip(edits, touched):
+        b = _on_heads(edges, getattr(e, "heads", None), n_heads)
+        alpha = getattr(e, "alpha", None)  # a scaling keeps its edges (vlens.interventions.scaling)
+        if alpha is None or (alpha == 0 and getattr(e, "renormalise", True)):  # α = 0 renormalised: the knockout
+            blocked[e.site] = b if e.site not in blocked else blocked[e.site] | b
+        elif getattr(e, "renormalise", True):  # α·w renormalised = softmax(s + log α): scalings multiply, logs add
+            log_alpha = b.float() * math.log(alpha)
+            bias[e.site] = log_alpha if e.site not in bias else bias[e.site] + log_alpha
+        else:
+            factor = torch.where(b, alpha, 1.0)
+            post = factor if post is None else post * factor
+    allowed = base[:, None]
+    for b in blocked.values():
+        allowed = allowed & ~b
+    return allowed, blocked, bias, post
 
 
 def _on_heads(

@@ -72,6 +72,30 @@ class EdgeRemoval(Protocol):
 
 
 @runtime_checkable
+class BlockedRows(Protocol):
+    """An `EdgeRemoval` that can give the removed edges of some query rows only, built from the
+    layout's structure (segments, frames): the query-chunked attention path
+    (vlens.components.attention_chunked) then never holds a [pos, pos] tensor."""
+
+    def blocked_rows(self, layer: int, rows: slice, n_pos: int, device: torch.device) -> Bool[Tensor, "batch rows pos"]:
+        """The removed edges of query rows `rows` (sequence indices) over keys 0..n_pos−1:
+        equal to `blocked(layer, n_pos, device)[:, rows]`."""
+        ...
+
+
+def blocked_rows(
+    edit: EdgeRemoval, layer: int, rows: slice, n_pos: int, device: torch.device
+) -> Bool[Tensor, "batch rows pos"]:
+    """The removed edges of query rows `rows` (a slice of sequence indices) over keys 0..n_pos−1.
+
+    From `edit.blocked_rows` where the edit has one (`BlockedRows`: no [pos, pos] tensor), else
+    the rows of its dense `blocked` mask (which the edit builds once and keeps)."""
+    if isinstance(edit, BlockedRows):
+        return edit.blocked_rows(layer, rows, n_pos, device)
+    return edit.blocked(layer, n_pos, device)[:, rows]
+
+
+@runtime_checkable
 class PerFrameBlocks(Protocol):
     """An `EdgeRemoval` whose edges are whole frames (temporal pruning): attention can run per frame."""
 

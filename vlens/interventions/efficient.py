@@ -170,6 +170,13 @@ class _TemporalPruning:
             ).to(device)
         return self._blocked[key]
 
+    def blocked_rows(self, layer: int, rows: slice, n_pos: int, device) -> Tensor:
+        """VT-K's edges of query rows `rows` [batch, rows, n_pos], from the layouts (the chunked path)."""
+        vt = ko.VT()
+        return torch.stack(
+            [vt.blocked_rows(layout.extend(n_pos - len(layout)), rows) for layout in self.plan.layouts]
+        ).to(device)
+
     def per_frame_blocks(self, device):
         layouts = self.plan.layouts
         if len(layouts) != 1 or layouts[0].mask("pad").any() or not _equal_frames(layouts[0]):

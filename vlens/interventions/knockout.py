@@ -59,6 +59,7 @@ class Spec:
     """A set of attention edges to remove, as a function of the layout."""
 
     label = "?"
+    structural = False  # True: blocked_rows builds rows from the layout, without the [q, k] mask
 
     def blocked(self, layout: VideoLayout) -> Bool[Tensor, "q k"]:
         """The edges this spec removes from one row.
@@ -69,6 +70,13 @@ class Spec:
         Returns:
             [q, k] bool, True where query q may no longer read key k (only causal edges, k ≤ q, matter)."""
         raise NotImplementedError
+
+    def blocked_rows(self, layout: VideoLayout, rows: slice, memo: dict | None = None) -> Bool[Tensor, "rows k"]:
+        """The rows `rows` of `blocked(layout)`: [rows, k] bool. Specs that are `structural`
+        build them from the layout's segments and frames (no [q, k] tensor); the others slice the
+        whole mask. `memo` keeps per-layout vectors (the selectors' positions) between calls on
+        one layout."""
+        return self.blocked(layout)[rows]
 
     def __or__(self, other: Spec) -> Spec:
         if not isinstance(other, Spec):
@@ -119,9 +127,19 @@ class Spec:
             from vlens.interventions.scaling import ScaleHook  # it builds on KnockoutHook, below
 
             hook = ScaleHook(self, as_selection(layers), layouts, alpha, renormalise, on, heads=heads)
-        if layouts and not any(bool(self.blocked(lay).any()) for lay in layouts):
+        if layouts and not any(_removes_any(self, lay) for lay in layouts):
             warnings.warn(_nothing_removed(self, layouts[0]), KnockoutWarning, stacklevel=2)
         return [(hook.name_filter, hook)]
+
+
+def _removes_any(spec: Spec, layout: VideoLayout, rows: int = 1024) -> bool:
+    """Whether `spec` removes an edge on `layout`; a structural spec is read `rows` query rows at
+    a time, last rows first (LV-K's are at the end), so no [q, k] tensor is built for it."""
+    if not spec.structural:
+        return bool(spec.blocked(layout).any())
+    memo: dict = {}
+    starts = range(0, len(layout), rows)
+    return any(bool(spec.blocked_rows(layout, slice(i, i + rows), memo).any()) for i in reversed(starts))
 
 
 class KnockoutWarning(UserWarning):
@@ -211,17 +229,34 @@ class Edges(Spec):
             f"Edges({self.queries.name}←{self.keys.name}{_ARROWS[frames]}{', with diagonal' if diagonal else ''})"
         )
 
+    structural = True
+
     def blocked(self, layout: VideoLayout) -> Bool[Tensor, "q k"]:
         """The edges from `queries` to `keys` (the diagonal only with `diagonal=True`), causal part only: [q, k] bool."""
-        n = len(layout)
-        out = self.queries(layout)[:, None] & self.keys(layout)[None, :]
-        out &= torch.ones(n, n, dtype=torch.bool).tril(0 if self.diagonal else -1)
+        return self.blocked_rows(layout, slice(0, len(layout)))
+
+    def blocked_rows(self, layout: VideoLayout, rows: slice, memo: dict | None = None) -> Bool[Tensor, "rows k"]:
+        """Rows `rows` of `blocked(layout)`, from the selectors' positions and the frames: [rows, k] bool."""
+        memo = {} if memo is None else memo
+        queries, keys = _memo(memo, self.queries, layout), _memo(memo, self.keys, layout)
+        index = torch.arange(len(layout))
+        q_index = index[rows]
+        out = queries[rows][:, None] & keys[None, :]
+        out &= (index[None, :] <= q_index[:, None]) if self.diagonal else (index[None, :] < q_index[:, None])
         if self.frames != "any":
-            video, f = layout.is_video, layout.frame
-            fq, fk = f[:, None], f[None, :]
+            video, f = _memo(memo, "video", layout), layout.frame
+            fq, fk = f[rows][:, None], f[None, :]
             rel = {"same": fq == fk, "other": fq != fk, "earlier": fk < fq, "later": fk > fq}[self.frames]
-            out &= video[:, None] & video[None, :] & rel
+            out &= video[rows][:, None] & video[None, :] & rel
         return out
+
+
+def _memo(memo: dict, selector: Positions | str, layout: VideoLayout) -> Bool[Tensor, " pos"]:
+    """A selector's positions on `layout` ("video": the video positions), computed once per memo."""
+    key = selector if isinstance(selector, str) else id(selector)
+    if key not in memo:
+        memo[key] = layout.is_video if isinstance(selector, str) else selector(layout)
+    return memo[key]
 
 
 class LV(Edges):
@@ -282,12 +317,21 @@ class Union(Spec):
                 seen.append(p)
         self.parts = tuple(seen)
         self.label = " | ".join(p.label for p in self.parts)
+        self.structural = all(p.structural for p in self.parts)
 
     def blocked(self, layout: VideoLayout) -> Bool[Tensor, "q k"]:
         """The union (logical or) of the parts' removed edges: [q, k] bool."""
         out = self.parts[0].blocked(layout)
         for p in self.parts[1:]:
             out = out | p.blocked(layout)
+        return out
+
+    def blocked_rows(self, layout: VideoLayout, rows: slice, memo: dict | None = None) -> Bool[Tensor, "rows k"]:
+        """The union of the parts' rows `rows`: [rows, k] bool."""
+        memo = {} if memo is None else memo
+        out = self.parts[0].blocked_rows(layout, rows, memo)
+        for p in self.parts[1:]:
+            out = out | p.blocked_rows(layout, rows, memo)
         return out
 
 
@@ -308,6 +352,7 @@ class KeepOnly(Spec):
             raise TypeError(f"keep_only() takes a knockout spec (e.g. ko.Edges(...)), got {keep!r}")
         self.keep = keep
         self.label = f"KeepOnly({keep.label})"
+        self.structural = keep.structural
 
     def blocked(self, layout: VideoLayout) -> Bool[Tensor, "q k"]:
         """Every causal edge between non-pad positions except those `keep` names: [q, k] bool."""
@@ -315,6 +360,16 @@ class KeepOnly(Spec):
         real = ~layout.mask("pad")  # pad rows/keys are already masked; leave them alone
         causal = torch.ones(n, n, dtype=torch.bool).tril() & real[:, None] & real[None, :]
         return causal & ~self.keep.blocked(layout)
+
+    def blocked_rows(self, layout: VideoLayout, rows: slice, memo: dict | None = None) -> Bool[Tensor, "rows k"]:
+        """Rows `rows` of `blocked(layout)`; from the layout when `keep` is structural: [rows, k] bool."""
+        if not self.structural:
+            return self.blocked(layout)[rows]
+        memo = {} if memo is None else memo
+        real = ~layout.mask("pad")
+        index = torch.arange(len(layout))
+        causal = (index[None, :] <= index[rows][:, None]) & real[rows][:, None] & real[None, :]
+        return causal & ~self.keep.blocked_rows(layout, rows, memo)
 
 
 def keep_only(*keep: Spec) -> KeepOnly:
@@ -426,6 +481,7 @@ class KnockoutHook:
         self.heads = _as_heads(heads)
         self.name_filter = _NameFilter(selection, on)
         self._blocked: dict[tuple[int, str], Tensor] = {}
+        self._memos: dict[tuple[int, int], tuple[VideoLayout, dict]] = {}
         self._resolved: tuple[int, ...] | None = None
 
     @property
@@ -458,6 +514,22 @@ class KnockoutHook:
     def blocked(self, layer: int, n_pos: int, device) -> Bool[Tensor, "batch q k"]:
         """The removed edges [batch, q, k] of every row over `n_pos` positions (the same in every layer it acts in)."""
         return self.blocked_full(n_pos, device)
+
+    def blocked_rows(self, layer: int, rows: slice, n_pos: int, device) -> Bool[Tensor, "batch rows k"]:
+        """The removed edges [batch, rows, k] of query rows `rows` over `n_pos` keys: built from
+        the layouts for a structural spec (LV, VT, VS, Edges and their unions: no [q, k]
+        tensor), else the rows of `blocked_full` (built once and kept)."""
+        if not self.spec.structural:
+            return self.blocked_full(n_pos, device)[:, rows]
+        out = []
+        for i, layout in enumerate(self.layouts):
+            if (i, n_pos) not in self._memos:
+                if n_pos < len(layout):
+                    self.blocked_full(n_pos, device)  # raises the error naming both lengths
+                self._memos[(i, n_pos)] = (layout.extend(n_pos - len(layout)), {})
+            extended, memo = self._memos[(i, n_pos)]
+            out.append(self.spec.blocked_rows(extended, rows, memo))
+        return torch.stack(out).to(device)
 
     def __repr__(self) -> str:
         where = str(self.selection)

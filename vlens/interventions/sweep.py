@@ -87,6 +87,19 @@ class ConfigurationRows:
             self._by_layers[active] = torch.stack(rows)
         return self._by_layers[active]
 
+    def blocked_rows(self, layer: int, rows: slice, n_pos: int, device) -> Tensor:
+        """Rows `rows` of `blocked(layer, n_pos, device)` [batch, rows, pos]; from the layout when
+        every configuration's spec is structural (the chunked path builds no [pos, pos] mask)."""
+        if not all(c.spec.structural for c in self.configs) or n_pos != len(self.layout):
+            return self.blocked(layer, n_pos, device)[:, rows]
+        memo: dict = {}
+        n_rows = len(range(n_pos)[rows])
+        out = [
+            c.spec.blocked_rows(self.layout, rows, memo) if layer in s else torch.zeros(n_rows, n_pos, dtype=torch.bool)
+            for c, s in zip(self.configs, self.layer_sets)
+        ]
+        return torch.stack(out).to(device)
+
     def __repr__(self) -> str:
         return f"{len(self.configs)} configurations"
 

@@ -9,4 +9,5 @@
 | `hf_merge` | the HF model's own placement of image and video features |
 | `activation_cache` | TransformerLens' `ActivationCache`, aware of DeepStack additions |
 | `cache_memory` | what `run_with_cache` would keep, in bytes, and the budget that refuses too much |
+| `mask_memory` | what a forward's dense attention masks would take, refused before it runs when they do not fit |
 """

@@ -28,7 +28,8 @@ from torch import Tensor, nn
 from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
-from vlens.components.attention_mask import AttentionContext, AttentionPath
+from vlens.components.attention_chunked import check_chunked
+from vlens.components.attention_mask import ATTENTION_PATHS, DEFAULT_CHUNK, AttentionContext, AttentionPath
 from vlens.components.block import TransformerBlock
 from vlens.components.embed import Embed, Unembed
 from vlens.components.kv_cache import KVCache
@@ -37,6 +38,7 @@ from vlens.components.per_call import BatchRows, EdgeRemoval, Interventions, Row
 from vlens.config import HookedVideoLLMConfig
 from vlens.families import Family
 from vlens.inputs.video_inputs import VideoInputs
+from vlens.model import mask_memory
 from vlens.model.generation import Generation
 from vlens.model.input_builder import InputBuilder
 from vlens.model.loading import Loading
@@ -82,6 +84,8 @@ class HookedVideoLLM(Loading, InputBuilder, Generation, HookedRootModule):
         self.unembed = Unembed(cfg)
         self._share_weights(hf_model)
         self.attention_path: AttentionPath = "auto"
+        self.attention_chunk = DEFAULT_CHUNK  # query rows per chunk on the "chunked" path
+        self.mask_memory_budget: int | str | None = "auto"  # vlens.model.mask_memory
         self.last_attention_path: str | None = None
         # The interventions of the `hooks()` context being run; empty outside one (see hooks()).
         self._interventions = Interventions()
@@ -238,6 +242,8 @@ class HookedVideoLLM(Loading, InputBuilder, Generation, HookedRootModule):
         layouts = getattr(inputs, "layouts", None) if q_start == 0 else None
         # every intervention must belong to this batch: checked before anything runs
         active.check(BatchRows(B, q_start + N, q_start, layouts))
+        if self.attention_path == "chunked":  # what that path cannot compute is refused before it runs
+            check_chunked(self.blocks, active, self.attention_chunk)
         mask = inputs.get("attention_mask")
         if mask is not None:
             mask = mask.bool()
@@ -246,6 +252,8 @@ class HookedVideoLLM(Loading, InputBuilder, Generation, HookedRootModule):
             if mask.shape[0] != B:
                 raise ValueError(f"attention_mask has {mask.shape[0]} rows but the batch has {B}")
         key_padding = None if mask is None or bool(mask.all()) else mask
+        # dense masks that would not fit are refused here, not by an out-of-memory error halfway
+        mask_memory.check(self, B, N, q_start + N, active, key_padding is not None)
         if start_at_layer is None:
             x, computed = self.embed_with_deepstack(inputs)
             adds = dict(enumerate(computed))
@@ -265,6 +273,7 @@ class HookedVideoLLM(Loading, InputBuilder, Generation, HookedRootModule):
             interventions=active,
             path=self.attention_path,
             kv_cache=kv_cache,
+            chunk=self.attention_chunk,
         )
         plan = active.plan if q_start == 0 else None  # a plan shapes the prompt's rows, not decoding
         start = start_at_layer or 0
@@ -426,18 +435,32 @@ class HookedVideoLLM(Loading, InputBuilder, Generation, HookedRootModule):
             self._interventions = outer
 
     @contextlib.contextmanager
-    def attention_path_as(self, path: AttentionPath) -> Iterator[None]:
+    def attention_path_as(self, path: AttentionPath, *, chunk: int | None = None) -> Iterator[None]:
         """Force the attention path: "explicit" (N×N scores and pattern, every hook point live),
         "fast" (SDPA; hooks on attn_scores/pattern are then not called), "flex" (FlexAttention
-        with a block mask: compiled on CUDA, torch's unfused reference elsewhere) or "auto"
-        (explicit when something hooks the pattern; else flex for knockouts on CUDA; else SDPA)."""
-        if path not in ("auto", "explicit", "fast", "flex"):
-            raise ValueError(f"attention path must be 'auto', 'explicit', 'fast' or 'flex', got {path!r}")
-        old, self.attention_path = self.attention_path, path
+        with a block mask: compiled on CUDA, torch's unfused reference elsewhere), "chunked"
+        (SDPA per block of `chunk` query rows, default 1024, each block's mask built on the fly:
+        no [pos, pos] tensor, for long videos; hooks on attn_scores/pattern are refused,
+        vlens.components.attention_chunked) or "auto" (explicit when something hooks the
+        pattern; else flex for knockouts on CUDA; else SDPA).
+
+        Raises:
+            ArgumentError: an unknown path, or `chunk` not an int ≥ 1 (or given without "chunked")."""
+        from vlens.arguments import ArgumentError, as_positive_int
+
+        if path not in ATTENTION_PATHS:
+            raise ArgumentError(
+                f"path={path!r}: the attention path must be one of {', '.join(map(repr, ATTENTION_PATHS))}"
+            )
+        if chunk is not None and path != "chunked":
+            raise ArgumentError(f"chunk={chunk!r} is the query rows per chunk of the 'chunked' path; got path={path!r}")
+        size = self.attention_chunk if chunk is None else as_positive_int(chunk, "chunk")
+        old = self.attention_path, self.attention_chunk
+        self.attention_path, self.attention_chunk = path, size
         try:
             yield
         finally:
-            self.attention_path = old
+            self.attention_path, self.attention_chunk = old
 
     def __repr__(self) -> str:
         c = self.cfg
