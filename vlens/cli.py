@@ -17,6 +17,9 @@ examples:
   vlens run flow --model ckpt/ --data mvbench:/data/MVBench --flow-window 9 --out runs/flow   # map-the-flow's protocols
   vlens run flow --model ckpt/ --data synthetic:1 --frames 8 --flow-window 3 --flow-protocols vql-to-ql,effective_pathway --out runs/f
   vlens run global2 --model ckpt/ --data synthetic:1 --frames 8 --controls 3 --out runs/c   # spec − random-edge control
+    )
+    run.add_argument(
+  vlens run heads --model ckpt/ --data synthetic:1,n=16 --frames 8 --heads-spec lv,vt --top-k 8 --out runs/h   # heads by attribution, top K exact
   vlens report runs/vm                         # report.md + global1.png, global2.png, windows.png
   vlens run global1,global2,windows --model ckpt/ --data videomme:/data/Video-MME --dry-run   # forwards, FLOPs, time
   torchrun --nproc-per-node 8 -m vlens run windows --model ckpt/ --data videomme:/data/Video-MME --device cuda --out runs/vm
@@ -105,6 +108,14 @@ def _options(args: argparse.Namespace) -> dict:
         raise ValueError(
             "--flow-window / --flow-protocols set options of the flow protocol: add `flow` to the protocols"
         )
+    if "heads" in chosen:
+        out["heads"] = {}
+        if args.heads_spec is not None:
+            out["heads"]["specs"] = args.heads_spec
+        if args.top_k is not None:
+            out["heads"]["top_k"] = args.top_k
+    elif args.heads_spec is not None or args.top_k is not None:
+        raise ValueError("--heads-spec / --top-k set options of the heads protocol: add `heads` to the protocols")
     return out
 
 
@@ -374,12 +385,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--site from the clean into a corrupted run at every layer × position group; lens = logit lens "
         "and question→frame attention per layer; flow = map-the-flow's pathways (query ← key, e.g. last ← video) "
         "knocked out in the centred window of --flow-window layers around every layer, its effective pathway, and "
-        "the attention flow from last and question to every frame and role, docs/flow.md). Results go to an append-only "
+        "the attention flow from last and question to every frame and role, docs/flow.md; heads = every "
+        "--heads-spec knockout on each layer × query head alone, estimated from one backward, the --top-k "
+        "largest re-run exactly, docs/knockouts.md). Results go to an append-only "
         "store in --out; an interrupted run resumes where it stopped.",
     )
     run.add_argument(
         "protocol",
-        help="global1, global2, windows, patching, lens, flow (or a comma-separated list), efficient, "
+        help="global1, global2, windows, patching, lens, flow, heads (or a comma-separated list), efficient, "
         "or attribution (the whole knockout study estimated from one backward per sample)",
     )
     run.add_argument(
@@ -473,6 +486,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--seed", type=_whole("--seed"), default=0, help="--controls: the first control's seed (then seed+1, …)"
+    )
+    run.add_argument(
+        "--heads-spec",
+        default=None,
+        metavar="A,B",
+        help="heads: the knockouts attributed per layer × query head (default lv,vt,vs; unions as lv+vt, or all)",
+    )
+    run.add_argument(
+        "--top-k",
+        type=int,
+        default=None,
+        metavar="K",
+        help="heads: per sample and spec, the K heads with the largest estimate re-run exactly (default 5; "
+        "1 … layers × query heads)",
     )
     run.add_argument("--no-report", action="store_true", help="don't write report.md at the end")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -638,6 +665,7 @@ def main(argv: list[str] | None = None) -> int:
     # imported after parsing: `vlens --help` and `vlens <command> --help` never load torch
     from vlens.data import DatasetError
     from vlens.experiments.flow_protocol import FlowError
+    from vlens.experiments.heads_protocol import HeadsError
     from vlens.experiments.store import StoreError
     from vlens.interventions.patching import PatchingError
     from vlens.run import RunError
@@ -649,7 +677,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("vlens.run").setLevel(logging.INFO)
     try:
         return args.func(args)
-    except (DatasetError, StoreError, PatchingError, RunError, FlowError, FileNotFoundError) as e:
+    except (DatasetError, StoreError, PatchingError, RunError, FlowError, HeadsError, FileNotFoundError) as e:
         print(f"vlens {args.command}: {e}", file=sys.stderr)
         return 2
 

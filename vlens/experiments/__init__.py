@@ -6,6 +6,8 @@
 | `protocols` | what the per-sample loop computes for one sample (knockouts, prior, patching, lens, ...) |
 | `study` | the study's three knockout protocols as configurations (`configs_for`) |
 | `flow_protocol` | `vlens run flow`: map-the-flow's protocols |
+| `heads_protocol` | `vlens run heads`: heads ranked by attribution, the top K verified exactly |
+| `heads_analysis` | `vlens run heads` records → layer × head summaries and agreement |
 | `runner` | the one per-sample loop every protocol runs in |
 | `store` | the append-only, resumable JSONL result store |
 | `analysis` | store records → typed summaries (the layer the figures and report read) |

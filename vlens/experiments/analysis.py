@@ -452,6 +452,7 @@ class StudyAnalysis:
     flow_effective: FlowPoint | None = None
     attention_flow: AttentionFlowSummary | None = None
     controls: dict[str, ControlSummary] = field(default_factory=dict)  # `--controls`: configuration → pairing
+    heads: dict = field(default_factory=dict)  # `vlens run heads`: name → heads_analysis.HeadsSummary
 
     @property
     def n_scored(self) -> int:
@@ -545,6 +546,8 @@ def analyse(out_dir: str | Path) -> StudyAnalysis:
     Raises:
         StoreError: not a run directory. CorruptStoreError: a bad line, naming file and line.
     """
+    from vlens.experiments.heads_analysis import summarise_heads
+
     settings, records = load_results(out_dir)
     key = run_key(settings)
     summary = summarise(records, key)
@@ -561,4 +564,5 @@ def analyse(out_dir: str | Path) -> StudyAnalysis:
         flow_effective=effective,
         attention_flow=aggregate_attention_flow(records),
         controls=aggregate_controls(records, key),
+        heads=summarise_heads(records, settings.get("heads", {}).get("specs", ())),
     )

@@ -17,7 +17,8 @@ loop, store, resume, sharding and report as the study's protocols.
 
 Built in: the knockout protocols `global1`, `global2`, `windows` (one `KnockoutProtocol` running
 all their configurations through the sweep engine, plus the language prior), `patching`, `lens`,
-`efficient`, `attribution` and `flow` (map-the-flow's protocols, vlens.experiments.flow_protocol).
+`efficient`, `attribution`, `flow` (map-the-flow's protocols, vlens.experiments.flow_protocol) and `heads`
+(vlens.experiments.heads_protocol).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The protocols `vlens run` knows, by name: the built-in ones and those added with
 `register_protocol` (see vlens.experiments.protocols for what a protocol is).
 
-This module sits above every protocol's own module (protocols.py, flow.py), so it can import
+This module sits above every protocol's own module (protocols.py, flow_protocol.py, heads_protocol.py), so it can import
 them all; the protocols never import it.
 """
 
@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 
 from vlens.data import Sample
 from vlens.experiments import flow_protocol as flow
+from vlens.experiments import heads_protocol as heads
 from vlens.experiments.protocols import (
     AttributionProtocol,
     EfficientProtocol,
@@ -61,9 +62,10 @@ _REGISTRY: dict[str, ProtocolFactory] = {
     "efficient": _efficient,
     "attribution": _attribution,
     "flow": flow.factory,
+    "heads": heads.factory,
 }
 # options checked when a RunConfig is built (before any model loads): protocol → check(options[protocol])
-_OPTION_CHECKS: dict[str, Callable] = {"flow": flow.check_options}
+_OPTION_CHECKS: dict[str, Callable] = {"flow": flow.check_options, "heads": heads.check_options}
 
 
 def register_protocol(name: str, factory: ProtocolFactory, *, exclusive: bool = False) -> None:
