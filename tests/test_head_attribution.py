@@ -145,3 +145,22 @@ def test_bad_inputs_are_clear_errors(model, sample, est):
         exact_heads(model, sample, ko.LV(), [3], LETTERS, ANSWER)
     with pytest.raises(AttributionError, match=r"heads are query heads 0\.\.3"):
         est.attribution.change(ko.LV(), [0], heads=[4])
+
+
+def test_qwen3_vl_deepstack_and_mrope(tmp_path):
+    """Qwen3-VL (M-RoPE, DeepStack additions after blocks 0 and 1): the resumed exact per-head
+    runs equal full forwards, and the estimate ranks the heads as the exact runs do."""
+    path = testing.make_tiny_qwen3_vl(tmp_path / "ckpt", n_layers=3, deepstack_visual_indexes=(0, 2))
+    model = HookedVideoLLM.from_pretrained(path)
+    x = model.to_inputs(frames(4, seed=3), mc_question("what moves", ["a", "b", "c", "d"]), n_frames=4, fps=2.0)
+    letters = model.answer_letter_ids(4)
+    cells = [(0, 0), (1, 1), (2, model.cfg.n_heads - 1)]
+    exact = exact_heads(model, x, ko.LV(), cells, letters, ANSWER)
+    for layer, head in cells:
+        with torch.no_grad():
+            hooks = ko.LV().hooks(x, layers=[layer], heads=[head])
+            full = model.run_with_hooks(x, fwd_hooks=hooks)[0, -1, letters]
+        got = exact[(layer, head)]["letter_logits"]
+        assert max(abs(a - b) for a, b in zip(got, full.tolist())) <= 1e-5, (layer, head)
+    e = attribute_heads(model, x, [ko.LV()], letters, ANSWER)
+    assert agreement(e.map(ko.LV()), exact_head_map(model, x, ko.LV(), letters, ANSWER))["spearman"] >= 0.8

@@ -245,8 +245,17 @@ def _clean_forward_backward(model, inputs, letter_ids, answer, readout):
     direction giving ∂y/∂z_l. Returns (clean logits, C, names, acts[l] = (q, k, v), grads[l] =
     [direction, pos, head, d_head])."""
     L = model.cfg.n_layers
+    n_deep = model.cfg.deepstack_layers
+    deep: dict[int, Tensor] = {}
     with torch.no_grad():  # the vision tower and embedding: no gradient needed below block 0
-        x0 = model(inputs, stop_at_layer=0)
+        if n_deep:  # Qwen3-VL: the DeepStack additions come from the vision tower, constants here
+            wanted = {"blocks.0.hook_resid_pre"} | {f"blocks.{l}.hook_deepstack" for l in range(n_deep)}
+            _, cache = model.run_with_cache(
+                inputs, names_filter=lambda n: n in wanted, logits_to_keep=1, return_cache_object=False
+            )
+            x0, deep = cache["blocks.0.hook_resid_pre"], {l: cache[f"blocks.{l}.hook_deepstack"] for l in range(n_deep)}
+        else:
+            x0 = model(inputs, stop_at_layer=0)
     step = {"input_ids": inputs["input_ids"], "position_ids": model.position_ids(inputs)}
     if inputs.get("attention_mask") is not None:
         step["attention_mask"] = inputs["attention_mask"]
@@ -260,7 +269,12 @@ def _clean_forward_backward(model, inputs, letter_ids, answer, readout):
     with torch.enable_grad(), frozen_parameters(model):
         x = x0.detach().requires_grad_(True)
         logits = model.run_with_hooks(
-            step, start_at_layer=0, resid=x, logits_to_keep=1, fwd_hooks=[(lambda n: n in names, keep)]
+            step,
+            start_at_layer=0,
+            resid=x,
+            logits_to_keep=1,
+            fwd_hooks=[(lambda n: n in names, keep)],
+            deepstack_adds=deep,
         )
         letters = logits[0, -1, list(letter_ids)].float()
         C, dir_names = _directions(letters.detach().cpu(), answer, readout)
