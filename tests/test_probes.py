@@ -1,0 +1,154 @@
+"""Linear probes: a planted linear label is recovered, a random one stays at chance, the split is
+by sample, pooling, the figure, and bad labels / groups / stores refused with what is allowed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vlens.arguments import ArgumentError
+from vlens.data import load_dataset
+from vlens.features.cache import cache_activations
+from vlens.features.probes import (
+    ProbeError,
+    available_labels,
+    evaluate_probe,
+    fit_probe,
+    probe_store,
+    results_table,
+    split_samples,
+)
+from vlens.features.store import ActivationStore, ActivationStoreError
+from vlens.figures.probes import plot_probes
+from vlens.model.hooked_video_llm import HookedVideoLLM
+from vlens.organism import checkpoint_dir
+
+HOOKS = ["blocks.0.hook_resid_post", "blocks.7.hook_resid_post"]
+
+
+def _planted(seed: int, n: int, d: int, c: int, rows: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`rows` rows per sample, label = argmax of a fixed linear map of the row, with a margin."""
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(d, c, generator=g)
+    x = torch.randn(n * rows * 4, d, generator=g) * torch.rand(d, generator=g).add(0.2)
+    logits = x @ w
+    top2 = logits.topk(2, dim=1).values
+    x = x[(top2[:, 0] - top2[:, 1]) > 0.5 * logits.std()][: n * rows]  # keep rows away from the boundary
+    return x, (x @ w).argmax(1), torch.arange(len(x)) // rows
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    d=st.integers(2, 24),
+    c=st.integers(2, 5),
+    rows=st.integers(1, 3),
+)
+def test_a_planted_linear_label_is_recovered(seed, d, c, rows):
+    x, y, samples = _planted(seed, 400, d, c, rows)
+    r = evaluate_probe(x, y, samples, weight_decay=1e-4, key=str(seed))
+    assert r["accuracy"] >= 0.95, r
+    assert r["ci"][0] <= r["accuracy"] <= r["ci"][1]
+    assert r["n_test"] == 100 and r["n_train"] == 300
+
+
+@settings(max_examples=12, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), d=st.integers(2, 24), c=st.integers(2, 5))
+def test_a_random_label_stays_at_chance(seed, d, c):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(400, d, generator=g)
+    y = torch.randint(0, c, (400,), generator=g)
+    r = evaluate_probe(x, y, torch.arange(400), key=str(seed))
+    assert r["accuracy"] < 1 / c + 0.2, r  # 100 test samples: ~4 standard deviations
+    assert r["ci"][0] < 1 / c + 0.1, r
+
+
+def test_the_split_is_by_sample_seeded_and_the_same_across_calls():
+    samples = torch.arange(50).repeat_interleave(7)
+    test = split_samples(samples, key="a")
+    assert torch.equal(test, split_samples(samples, key="a"))
+    assert not torch.equal(test, split_samples(samples, key="b"))
+    for s in range(50):  # a sample is wholly in or wholly out
+        assert test[samples == s].all() or not test[samples == s].any()
+    assert int(torch.unique(samples[test]).numel()) == round(0.25 * 50)
+    with pytest.raises(ProbeError, match="at least 2 samples"):
+        split_samples(torch.zeros(5, dtype=torch.long))
+    with pytest.raises(ProbeError, match="test_fraction=1"):
+        split_samples(samples, test_fraction=1)
+    with pytest.raises(ProbeError, match="n_classes=2"):
+        fit_probe(torch.zeros(3, 2), torch.tensor([0, 1, 2]), 2)
+    assert issubclass(ProbeError, ArgumentError)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return HookedVideoLLM.from_pretrained(checkpoint_dir())
+
+
+@pytest.fixture(scope="module")
+def store_dir(model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("probe_store") / "acts"
+    cache_activations(model, load_dataset("synthetic:1,n=12"), out, hooks=HOOKS, positions="video,last", n_frames=8)
+    return out
+
+
+def test_probe_store_labels_pooling_and_determinism(store_dir, model):
+    store = ActivationStore(store_dir)
+    assert {"answer", "answer_text", "kind", "color", "direction", "frame"} <= set(available_labels(store))
+    a = probe_store(store, ["kind", "answer"], groups=["last"], model=model)
+    assert [(r.label, r.hook) for r in a] == [(lab, h) for lab in ("kind", "answer") for h in HOOKS]
+    assert a == probe_store(store_dir, ["kind", "answer"], groups="last")  # deterministic
+    assert all(r.n_train + r.n_test == 12 and r.n_test_rows == r.n_test for r in a)
+    ids = {s["sample"]: s["labels"]["kind"] for s in store.samples}
+    assert probe_store(store, "kind", groups="last", values=ids) == a[:2]  # values= reads the same labels
+    per_frame = probe_store(store, "frame", groups="video", pool="frame", hooks=HOOKS[:1])[0]
+    assert per_frame.n_train_rows + per_frame.n_test_rows == 12 * 8  # one example per frame
+    per_row = probe_store(store, "frame", groups="video", hooks=HOOKS[:1])[0]
+    assert per_row.n_train_rows + per_row.n_test_rows == 12 * 128  # every video patch
+    colour = probe_store(store, "color", groups="video", pool="sample", hooks=HOOKS[:1])[0]
+    with_colour = [s for s in load_dataset("synthetic:1,n=12") if "color" in s.meta]
+    assert colour.n_train + colour.n_test == len(with_colour)  # samples without the label are left out
+    table = results_table(a)
+    assert "kind @ last" in table and "blocks.7.hook_resid_post" in table
+
+
+def test_the_figure_is_written(store_dir, tmp_path):
+    results = probe_store(store_dir, "kind", groups=["last", "video"], pool="sample")
+    assert probe_store(store_dir, "kind", groups="video+last", pool="sample", hooks=HOOKS[:1])[0].n_train == 9
+    path = plot_probes(results, tmp_path / "probes.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+    with pytest.raises(ValueError, match="no results"):
+        plot_probes([], tmp_path / "x.png")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"labels": "colour"}, r"label='colour' is not a label of .*'color'.*'frame'"),
+        ({"labels": "kind", "groups": "question"}, r"groups: 'question' has no rows .*'video\+last'"),
+        ({"labels": "kind", "groups": "vidoe"}, r"groups: 'vidoe' is not a position group; use one of"),
+        ({"labels": "frame", "groups": "last"}, "set on no row of group 'last'"),
+        ({"labels": "row", "groups": "video", "pool": "frame"}, "differs between the rows of one frame"),
+        ({"labels": "kind", "pool": "clip"}, r"pool='clip' is not a pooling"),
+        ({"labels": []}, "labels: none given"),
+        ({"labels": "kind", "hooks": ["blocks.3.hook_resid_post"]}, "not in this store"),
+    ],
+)
+def test_bad_probes_are_refused_with_what_is_allowed(store_dir, kwargs, message):
+    with pytest.raises((ProbeError, ActivationStoreError), match=message):
+        probe_store(store_dir, **kwargs)
+
+
+def test_a_store_of_another_model_is_refused(store_dir, model, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(store_dir, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    (other / "manifest.json").write_text(json.dumps({**manifest, "revision": "sha256:another"}))
+    assert probe_store(other, "kind", groups="last")  # without model= it reads
+    with pytest.raises(ActivationStoreError, match="belong to another checkpoint"):
+        probe_store(other, "kind", groups="last", model=model)
