@@ -101,35 +101,50 @@ def chunked_attention(
     q_index, k_index = ctx.q_index.to(q.device), k_index.to(q.device)
     padding = None if ctx.key_padding is None else ctx.key_padding.to(q.device)
     gqa = attn.cfg.n_groups > 1
+    key = tuple(e.mask_key(layer) for e in edits)
     out = []
     for i0 in range(0, Q, ctx.chunk):
         rows = q_index[i0 : i0 + ctx.chunk]
         first, last = int(rows[0]), int(rows[-1])
         n_keys = min(len(k_index), last + 1) if k_contiguous else len(k_index)
         k_sel = slice(0, n_keys) if k_contiguous else k_index
-        base = (k_index[:n_keys][None, :] <= rows[:, None])[None]  # causal by sequence index
-        if padding is not None:
-            base = base & index_rows(padding, 1, k_sel)[:, None, :]
+        qc, kc, vc = q[:, :, i0 : i0 + ctx.chunk], k[:, :, :n_keys], v[:, :, :n_keys]
+        # rows first..last against keys 0..last, unpadded: plain causal is the lower-right triangle
+        triangle = padding is None and n_keys == last + 1 and last + 1 - first == len(rows) and k_contiguous
+        untouched = ("chunk untouched", key, ctx.rows_version, first, n_keys)  # memo for the next layers
+        if triangle and ctx.masks.get(untouched):
+            out.append(_causal(qc, kc, vc, attn.scale, gqa))
+            continue
         touched = []
         for e in edits:
             b = blocked_rows(e, layer, slice(first, last + 1), ctx.n_pos, q.device)
             if last + 1 - first != len(rows):  # rows left the sequence (vlens.interventions.efficient)
                 b = b.index_select(1, rows - first)
             touched.append(index_rows(b, 2, k_sel))
+        if triangle and not any(bool(b.any()) for b in touched):  # no edit in these rows: no mask at all
+            ctx.masks[untouched] = True
+            out.append(_causal(qc, kc, vc, attn.scale, gqa))
+            continue
+        base = (k_index[:n_keys][None, :] <= rows[:, None])[None]  # causal by sequence index
+        if padding is not None:
+            base = base & index_rows(padding, 1, k_sel)[:, None, :]
         allowed, _, bias, post = combine_edits(base, edits, touched, H)
         if post is not None:  # check_chunked refuses these before the forward
             raise InterventionError("a scaling with renormalise=False cannot run on the 'chunked' path")
         mask = allowed if not bias else torch.where(allowed, sum(bias.values()), float("-inf")).to(q.dtype)
-        z = F.scaled_dot_product_attention(
-            q[:, :, i0 : i0 + ctx.chunk],
-            k[:, :, :n_keys],
-            v[:, :, :n_keys],
-            attn_mask=mask,
-            scale=attn.scale,
-            enable_gqa=gqa,
-        )
+        z = F.scaled_dot_product_attention(qc, kc, vc, attn_mask=mask, scale=attn.scale, enable_gqa=gqa)
         empty = ~allowed.any(-1)
         if bool(empty.any()):  # one outcome for rows with no key: 0
             z = z.masked_fill(empty[..., None], 0.0)
         out.append(z)
     return torch.cat(out, dim=2)
+
+
+def _causal(q: QKV, k: QKV, v: QKV, scale: float, gqa: bool) -> QKV:
+    """The last q rows of causal attention over k keys (the lower-right triangle): the fused
+    kernels without a materialised mask."""
+    from torch.nn.attention.bias import causal_lower_right
+
+    return F.scaled_dot_product_attention(
+        q, k, v, attn_mask=causal_lower_right(q.shape[2], k.shape[2]), scale=scale, enable_gqa=gqa
+    )
