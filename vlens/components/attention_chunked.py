@@ -102,8 +102,17 @@ def chunked_attention(
     padding = None if ctx.key_padding is None else ctx.key_padding.to(q.device)
     gqa = attn.cfg.n_groups > 1
     key = tuple(e.mask_key(layer) for e in edits)
-    out = []
-    for i0 in range(0, Q, ctx.chunk):
+    out, start = [], 0
+    if padding is None and k_contiguous and ctx.q_start == 0 and ctx.rows_version == 0 and len(k_index) == Q:
+        # rows 0..start−1 lose no edge (LV-K: up to the question): one causal kernel call, no mask
+        start = _untouched_prefix(ctx, layer, key, Q, q.device)
+        if start:
+            out.append(
+                F.scaled_dot_product_attention(
+                    q[:, :, :start], k[:, :, :start], v[:, :, :start], is_causal=True, scale=attn.scale, enable_gqa=gqa
+                )
+            )
+    for i0 in range(start, Q, ctx.chunk):
         rows = q_index[i0 : i0 + ctx.chunk]
         first, last = int(rows[0]), int(rows[-1])
         n_keys = min(len(k_index), last + 1) if k_contiguous else len(k_index)
@@ -148,3 +157,19 @@ def _causal(q: QKV, k: QKV, v: QKV, scale: float, gqa: bool) -> QKV:
     return F.scaled_dot_product_attention(
         q, k, v, attn_mask=causal_lower_right(q.shape[2], k.shape[2]), scale=scale, enable_gqa=gqa
     )
+
+
+def _untouched_prefix(ctx: AttentionContext, layer: int, key: tuple, Q: int, device: torch.device) -> int:
+    """The rows 0..p−1 (p a multiple of the chunk, or Q) in which no intervention of `layer`
+    removes or scales an edge, read chunk by chunk and remembered for the layers with the same
+    interventions (`key`)."""
+    memo = ("untouched prefix", key, Q)
+    if memo not in ctx.masks:
+        edits, prefix = ctx.interventions.at(layer), Q
+        for i0 in range(0, Q, ctx.chunk):
+            rows = slice(i0, min(Q, i0 + ctx.chunk))
+            if any(bool(blocked_rows(e, layer, rows, ctx.n_pos, device)[..., :Q].any()) for e in edits):
+                prefix = i0
+                break
+        ctx.masks[memo] = prefix
+    return ctx.masks[memo]
