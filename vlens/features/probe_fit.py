@@ -1,5 +1,5 @@
 """Fitting one linear probe on tensors: softmax regression with an L2 penalty (L-BFGS from zeros),
-the held-out split by sample, and the score with its bootstrap interval. `vlens.features.probes`
+cross-validated by sample, and the score with its bootstrap interval. `vlens.features.probes`
 runs it over an activation store."""
 
 from __future__ import annotations
@@ -87,22 +87,28 @@ def fit_probe(
     return LinearProbe(w.detach().float(), b.detach().float(), mean.float(), std.float(), names)
 
 
-def split_samples(samples: Int[Tensor, " n"], *, test_fraction: float = 0.25, key: str = "") -> Tensor:
-    """`[n]` True for rows of the held-out samples: a seeded `test_fraction` of the distinct
-    samples (at least one; at least one left to train on), the same for the same `key`.
+def assign_folds(samples: Int[Tensor, " n"], folds: int = 4, *, key: str = "") -> Int[Tensor, " n"]:
+    """`[n]` the fold (0..folds-1) of each row: the distinct samples, in a seeded order, dealt
+    round-robin into `folds` folds (sizes differ by at most one; every row of a sample in its
+    sample's fold), the same for the same `key`.
 
     Raises:
-        ProbeError: fewer than 2 distinct samples, or test_fraction outside (0, 1).
+        ProbeError: folds < 2, or fewer distinct samples than folds.
     """
-    if not 0 < test_fraction < 1:
-        raise ProbeError(f"test_fraction={test_fraction!r} must lie strictly between 0 and 1")
-    ids = torch.unique(samples)
-    if len(ids) < 2:
-        raise ProbeError(f"a held-out probe needs at least 2 samples with the label, got {len(ids)}")
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise ProbeError(
+            f"folds={folds!r} must be an integer >= 2 (each sample is scored by a probe fitted without it)"
+        )
+    ids, inverse = torch.unique(samples, return_inverse=True)
+    if len(ids) < folds:
+        raise ProbeError(
+            f"a {folds}-fold probe needs at least {folds} samples with the label, got {len(ids)}; "
+            "cache more samples or pass fewer folds"
+        )
     gen = torch.Generator().manual_seed(seed_from(key) % (2**63))
-    order = ids[torch.randperm(len(ids), generator=gen)]
-    n_test = min(len(ids) - 1, max(1, round(test_fraction * len(ids))))
-    return torch.isin(samples, order[:n_test])
+    fold_of_id = torch.empty(len(ids), dtype=torch.long)
+    fold_of_id[torch.randperm(len(ids), generator=gen)] = torch.arange(len(ids)) % folds
+    return fold_of_id[inverse]
 
 
 def _per_sample_accuracy(correct: Tensor, samples: Tensor) -> list[float]:
@@ -117,36 +123,47 @@ def evaluate_probe(
     y: Int[Tensor, " n"],
     samples: Int[Tensor, " n"],
     *,
-    test_fraction: float = 0.25,
+    folds: int = 4,
     weight_decay: float = 1e-3,
     key: str = "",
 ) -> dict:
-    """Fit on the training samples' rows, score on the held-out samples' (module docstring).
+    """Cross-validated by sample: for each fold, a probe fitted on the other folds' rows scores
+    this fold's, so every sample is scored once by a probe that never saw it (module docstring).
 
     Args:
-        x: `[n, d]` rows. y: `[n]` class indices. samples: `[n]` each row's sample (the split's unit).
-        key: seeds the split and the bootstrap (the same key, the same split across layers).
+        x: `[n, d]` rows. y: `[n]` class indices. samples: `[n]` each row's sample (the folds' unit).
+        folds: the number of folds. weight_decay: the L2 penalty.
+        key: seeds the folds and the bootstrap (the same key, the same folds across layers).
 
     Returns:
-        `{"accuracy", "ci", "chance", "n_classes", "n_train", "n_test", "n_train_rows", "n_test_rows", "probe"}`.
+        `{"accuracy", "ci", "chance", "n_classes", "n_samples", "n_rows", "probes"}` (`probes`:
+        the fitted probe of each fold).
+
+    Raises:
+        ProbeError: rows that do not line up, or too few samples for the folds.
     """
     if not (len(x) == len(y) == len(samples)):
         raise ProbeError(f"x, y and samples must have the same rows, got {len(x)}, {len(y)}, {len(samples)}")
-    test = split_samples(samples, test_fraction=test_fraction, key=key)
-    train = ~test
+    fold = assign_folds(samples, folds, key=key)
     n_classes = int(y.max()) + 1
-    probe = fit_probe(x[train], y[train], n_classes, weight_decay=weight_decay)
-    per_sample = _per_sample_accuracy(probe.predict(x[test]) == y[test], samples[test])
-    majority = int(torch.bincount(y[train], minlength=n_classes).argmax())
-    chance = _per_sample_accuracy(y[test] == majority, samples[test])
+    correct = torch.zeros(len(y), dtype=torch.bool)
+    guess = torch.zeros(len(y), dtype=torch.bool)
+    probes = []
+    for f in range(folds):
+        test = fold == f
+        train = ~test
+        probe = fit_probe(x[train], y[train], n_classes, weight_decay=weight_decay)
+        correct[test] = probe.predict(x[test]) == y[test]
+        guess[test] = y[test] == int(torch.bincount(y[train], minlength=n_classes).argmax())
+        probes.append(probe)
+    per_sample = _per_sample_accuracy(correct, samples)
+    chance = _per_sample_accuracy(guess, samples)
     return {
         "accuracy": sum(per_sample) / len(per_sample),
         "ci": bootstrap_mean_ci(per_sample, key=f"probe/{key}"),
         "chance": sum(chance) / len(chance),
-        "n_classes": int(torch.unique(y[train]).numel()),
-        "n_train": int(torch.unique(samples[train]).numel()),
-        "n_test": len(per_sample),
-        "n_train_rows": int(train.sum()),
-        "n_test_rows": int(test.sum()),
-        "probe": probe,
+        "n_classes": int(torch.unique(y).numel()),
+        "n_samples": len(per_sample),
+        "n_rows": len(y),
+        "probes": probes,
     }

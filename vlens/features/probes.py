@@ -10,12 +10,13 @@ A probe is softmax regression (logistic regression for two classes) on standardi
 with an L2 penalty, fitted full-batch with L-BFGS from zeros: a convex problem with one answer,
 the same on every run. Labels are a sample's (`answer`, `answer_text`, `kind`, `color`,
 `direction`, ... as `vlens cache-activations` stored them; samples without the label are left
-out) or a row's own (`frame`, `row`, `col`: video rows only). **Held out by sample**: the test
-samples (a seeded quarter) never contribute a training row, so the many rows of one clip cannot
-leak its answer. Accuracy is the mean over test samples of each sample's accuracy over its rows
-(one row per sample at `last`: the plain accuracy); the interval is the percentile bootstrap of
-that mean over samples (`vlens.metrics.bootstrap_mean_ci`). `chance` is the same score for
-always guessing the training set's most common class.
+out) or a row's own (`frame`, `row`, `col`: video rows only). **Cross-validated by sample**: the
+samples are dealt into `folds` (4) seeded folds; each fold is scored by a probe fitted on the
+others, so every sample is scored once by a probe that never saw any of its rows (the many rows
+of one clip cannot leak its answer). Accuracy is the mean over samples of each sample's accuracy
+over its rows (one row per sample at `last`: the plain accuracy); the interval is the percentile
+bootstrap of that mean over samples (`vlens.metrics.bootstrap_mean_ci`). `chance` is the same
+score for always guessing the most common class of the fold's training samples.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from vlens.features.probe_fit import LinearProbe, ProbeError, evaluate_probe, fit_probe, split_samples
+from vlens.features.probe_fit import LinearProbe, ProbeError, assign_folds, evaluate_probe, fit_probe
 from vlens.features.store import ActivationBatch, ActivationStore
 from vlens.inputs.layout import ROLES, SEGMENTS, VISION_SEGMENTS
 
@@ -44,6 +45,7 @@ __all__ = [
     "LinearProbe",
     "ProbeError",
     "ProbeResult",
+    "assign_folds",
     "available_labels",
     "evaluate_probe",
     "fit_probe",
@@ -51,7 +53,6 @@ __all__ = [
     "hook_layer",
     "probe_store",
     "results_table",
-    "split_samples",
 ]
 
 
@@ -62,10 +63,11 @@ class ProbeResult:
     Attributes:
         hook: the store's hook. layer: its block (None for hooks outside the blocks).
         group: the position group. label: the label probed.
-        accuracy: mean over test samples of the per-sample accuracy. ci: its 95% bootstrap interval.
-        chance: the same score for always guessing the training set's most common class.
-        n_classes: classes seen in training. n_train, n_test: samples. n_train_rows, n_test_rows:
-            examples (rows, or pooled rows with `pool`).
+        accuracy: mean over samples of the per-sample accuracy (each scored by a probe fitted
+            without it). ci: its 95% bootstrap interval.
+        chance: the same score for always guessing the most common class of the training folds.
+        n_classes: the classes. n_samples: samples scored. n_examples: rows (or pooled rows with
+            `pool`). folds: the cross-validation folds.
         pool: None (every row), "sample" or "frame" (the mean of a sample's / a frame's rows).
     """
 
@@ -77,10 +79,9 @@ class ProbeResult:
     ci: tuple[float, float]
     chance: float
     n_classes: int
-    n_train: int
-    n_test: int
-    n_train_rows: int
-    n_test_rows: int
+    n_samples: int
+    n_examples: int
+    folds: int
     pool: str | None = None
 
 
@@ -186,7 +187,7 @@ def probe_store(
     *,
     hooks: Sequence[str] | None = None,
     groups: str | Sequence[str] = ("all",),
-    test_fraction: float = 0.25,
+    folds: int = 4,
     weight_decay: float = 1e-3,
     seed: int = 0,
     model: Any = None,
@@ -200,7 +201,7 @@ def probe_store(
         labels: label names (`available_labels`): sample labels or the row labels `frame`, `row`, `col`.
         hooks: which of the store's hooks (default all, in the store's order).
         groups: position groups (`group_mask`), each probed on its own rows.
-        test_fraction: the held-out share of samples. weight_decay: the L2 penalty. seed: the split's.
+        folds: cross-validation folds (by sample). weight_decay: the L2 penalty. seed: the folds'.
         model: if given, the store must have been written by this model at this revision.
         values: your own labels, `{sample id: value}` (then `labels` is one name for them).
         pool: None: every row is an example; "sample": the mean of a sample's rows in the group
@@ -210,8 +211,8 @@ def probe_store(
         One `ProbeResult` per (label, group, hook), in that nesting order.
 
     Raises:
-        ProbeError: an unknown label or group, a group with no rows in the store, fewer than two
-            samples with the label. ActivationStoreError: not a finished store, a hook it lacks,
+        ProbeError: an unknown label or group, a group with no rows in the store, fewer samples
+            with the label than folds. ActivationStoreError: not a finished store, a hook it lacks,
             or (with `model`) a store written by another model.
     """
     store = store if isinstance(store, ActivationStore) else ActivationStore(store)
@@ -255,7 +256,7 @@ def probe_store(
                     _pooled(b.acts[keep], unit),
                     y,
                     unit_sample,
-                    test_fraction=test_fraction,
+                    folds=folds,
                     weight_decay=weight_decay,
                     key=key,
                 )
@@ -269,10 +270,9 @@ def probe_store(
                         ci=(float(r["ci"][0]), float(r["ci"][1])),
                         chance=r["chance"],
                         n_classes=r["n_classes"],
-                        n_train=r["n_train"],
-                        n_test=r["n_test"],
-                        n_train_rows=r["n_train_rows"],
-                        n_test_rows=r["n_test_rows"],
+                        n_samples=r["n_samples"],
+                        n_examples=r["n_rows"],
+                        folds=folds,
                         pool=pool,
                     )
                 )
@@ -288,7 +288,8 @@ def results_table(results: Sequence[ProbeResult]) -> str:
     cols = list(dict.fromkeys((r.label, _where(r)) for r in results))
     hooks = list(dict.fromkeys(r.hook for r in results))
     cell = {(r.hook, r.label, _where(r)): r for r in results}
-    head = "| hook | " + " | ".join(f"{lab} @ {g}" for lab, g in cols) + " |"
+    n = {(r.label, _where(r)): r.n_samples for r in results}
+    head = "| hook | " + " | ".join(f"{lab} @ {g}, n = {n[lab, g]}" for lab, g in cols) + " |"
     lines = [head, "|" + "---|" * (len(cols) + 1)]
     for h in hooks:
         parts = []

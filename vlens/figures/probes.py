@@ -51,7 +51,7 @@ def plot_probes(results: Sequence[ProbeResult], path: str | Path, *, title: str 
             color = LINE_COLORS[k % len(LINE_COLORS)]
             rows = sorted(rows, key=lambda r: x_of[r.hook] if r.layer is None else r.layer)
             x = [x_of[r.hook] if r.layer is None else r.layer for r in rows]
-            ax.plot(x, [r.accuracy for r in rows], marker="o", color=color, label=f"{name} (n = {rows[0].n_test})")
+            ax.plot(x, [r.accuracy for r in rows], marker="o", color=color, label=f"{name} (n = {rows[0].n_samples})")
             ax.fill_between(x, [r.ci[0] for r in rows], [r.ci[1] for r in rows], color=color, alpha=0.15, lw=0)
             ax.plot(x, [r.chance for r in rows], color=color, ls=":", lw=1)
         ticks = [x_of[h] for h in extra] + layers
