@@ -135,6 +135,15 @@ def test_every_head_verified_gives_whole_map_agreement(onevision_dir, model, tmp
         spearman(s.estimate["logit_diff"].flatten().tolist(), s.exact["logit_diff"].flatten().tolist())
     )
     assert torch.allclose(s.estimate_verified["logit_diff"], s.estimate["logit_diff"])
+    # each sample's largest exact change among its 5 largest estimates, counted by hand
+    _, records = load_results(out)
+    hits = 0
+    for r in (r for r in records if r["config"] == "heads/vs"):
+        best = max(r["verified"], key=lambda v: abs(v["exact"]))
+        est = torch.tensor(r["estimate"]).abs().flatten()
+        hits += best["layer"] * 4 + best["head"] in est.argsort(descending=True)[:5].tolist()
+    assert a["top1_in_top_k"] == pytest.approx(hits / 2)
+    assert "the largest exact change of a sample among its top-5 estimates" in (out / "report.md").read_text()
 
 
 def test_summarise_heads_means_and_counts():

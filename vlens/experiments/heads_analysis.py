@@ -53,7 +53,8 @@ class HeadsSummary:
         agreement: metric → over every verified (sample, head) pair: `spearman`, `pearson`,
             `sign_agreement` (same sign where the exact |change| ≥ 1e-6), `n_pairs`; and, only when
             every head was verified in every sample, `map_spearman` and `map_top_k_overlap` of the
-            mean maps (k = `overlap_k`).
+            mean maps (k = `overlap_k`) and `top1_in_top_k`: the fraction of samples whose
+            largest exact change is among their k largest estimates.
         top_k: heads verified per sample (the run's K); overlap_k: k of `map_top_k_overlap`.
         clean_logit_diff, clean_p_correct: the clean means.
     """
@@ -106,6 +107,18 @@ def _pair_agreement(est: list[float], exact: list[float]) -> dict[str, float]:
     return {"spearman": spearman(a, b) if n else math.nan, "pearson": pearson, "sign_agreement": signs, "n_pairs": n}
 
 
+def _top1_recall(rows: Sequence[dict], metric: str, k: int) -> float:
+    """The fraction of samples whose head with the largest exact |change| is among the k largest
+    |estimates| of that sample (every head verified: each sample's exact map is whole)."""
+    hits = []
+    for r in rows:
+        exact = {(v["layer"], v["head"]): abs(v[_EXACT[metric]]) for v in r["verified"]}
+        best = min(exact, key=lambda c: (-exact[c], c))
+        est = [(-abs(x), (l, h)) for l, row in enumerate(r[_EST[metric]]) for h, x in enumerate(row)]
+        hits.append(best in {c for _, c in sorted(est)[:k]})
+    return math.fsum(hits) / len(hits)
+
+
 def summarise_heads(records: Sequence[dict], order: Sequence[str] = (), overlap_k: int = 5) -> dict[str, HeadsSummary]:
     """Per `heads/<spec>` record name: `HeadsSummary`.
 
@@ -155,6 +168,7 @@ def summarise_heads(records: Sequence[dict], order: Sequence[str] = (), overlap_
                 a, b = estimate[m].flatten().tolist(), ex.flatten().tolist()
                 agreement[m]["map_spearman"] = spearman(a, b)
                 agreement[m]["map_top_k_overlap"] = top_k_overlap(a, b, k)
+                agreement[m]["top1_in_top_k"] = _top1_recall(rows, m, k)
         out[name] = HeadsSummary(
             name=name,
             spec=rows[0]["spec"],

@@ -216,7 +216,8 @@ def _agreement_line(a: dict) -> str:
     if "map_spearman" in a:
         text += (
             f"; every head verified, mean maps: Spearman {fmt_value(a['map_spearman'])}, "
-            f"top-k overlap {fmt_value(a['map_top_k_overlap'], True)}"
+            f"top-k overlap {fmt_value(a['map_top_k_overlap'], True)}; the largest exact change of a sample "
+            f"among its top-k estimates in {fmt_value(a['top1_in_top_k'], True)} of samples"
         )
     return text
 
