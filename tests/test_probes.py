@@ -156,3 +156,13 @@ def test_a_store_of_another_model_is_refused(store_dir, model, tmp_path):
     assert probe_store(other, "kind", groups="last")  # without model= it reads
     with pytest.raises(ActivationStoreError, match="belong to another checkpoint"):
         probe_store(other, "kind", groups="last", model=model)
+
+
+def test_hooks_outside_the_blocks_are_probed_and_drawn_before_layer_0(model, tmp_path):
+    out = tmp_path / "acts"
+    hooks = "hook_video_features,blocks.0.hook_resid_post"
+    cache_activations(model, load_dataset("synthetic:1,n=4"), out, hooks=hooks, positions="video", n_frames=8)
+    results = probe_store(out, "frame", groups="video", pool="frame", folds=2)
+    assert [(r.hook, r.layer) for r in results] == [("hook_video_features", None), ("blocks.0.hook_resid_post", 0)]
+    assert all(r.n_examples == 4 * 8 for r in results)
+    assert plot_probes(results, tmp_path / "p.svg").read_text().count("<svg") == 1
