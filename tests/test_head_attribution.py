@@ -142,7 +142,7 @@ def test_bad_inputs_are_clear_errors(model, sample, est):
     with pytest.raises(ArgumentError, match="layer=-1 is negative"):
         exact_heads(model, sample, ko.LV(), [(-1, 0)], LETTERS, ANSWER)
     with pytest.raises(ArgumentError, match="pairs"):
-        exact_heads(model, sample, ko.LV(), [3], LETTERS, ANSWER)
+        exact_heads(model, sample, ko.LV(), [3], LETTERS, ANSWER)  # type: ignore[list-item]
     with pytest.raises(AttributionError, match=r"heads are query heads 0\.\.3"):
         est.attribution.change(ko.LV(), [0], heads=[4])
 
@@ -159,7 +159,7 @@ def test_qwen3_vl_deepstack_and_mrope(tmp_path):
     for layer, head in cells:
         with torch.no_grad():
             hooks = ko.LV().hooks(x, layers=[layer], heads=[head])
-            full = model.run_with_hooks(x, fwd_hooks=hooks)[0, -1, letters]
+            full = model.run_with_hooks(x, fwd_hooks=hooks)[0, -1, letters]  # pyright: ignore[reportArgumentType]
         got = exact[(layer, head)]["letter_logits"]
         assert max(abs(a - b) for a, b in zip(got, full.tolist())) <= 1e-5, (layer, head)
     e = attribute_heads(model, x, [ko.LV()], letters, ANSWER)

@@ -15,6 +15,7 @@ import torch
 from vlens import knockout as ko
 from vlens.cli import main
 from vlens.data import load_dataset
+from vlens.experiments.analysis import analyse
 from vlens.experiments.heads_analysis import summarise_heads
 from vlens.experiments.heads_protocol import HeadsError, resolve_specs
 from vlens.experiments.runner import sample_inputs
@@ -63,6 +64,7 @@ def test_records_equal_a_direct_attribution_and_exact_knockouts(full, model):
     assert settings["heads"] == {"specs": ["lv", "vt"], "top_k": 3, "rank_by": "logit_diff", "readout": "letters"}
     assert {r["config"] for r in records} == {"clean", "heads/lv", "heads/vt"} and len(records) == 9
     sample = load_dataset(DATA)[0]
+    assert sample.answer is not None
     inputs = sample_inputs(model, sample, 8)
     letters = letter_token_ids(model.tokenizer, len(sample.options))
     rec = {r["config"]: r for r in records if r["sample"] == sample.id}
@@ -78,8 +80,10 @@ def test_records_equal_a_direct_attribution_and_exact_knockouts(full, model):
             clean = score(model(inputs, logits_to_keep=1)[0, -1], letters, sample.answer)
         for v in r["verified"]:
             with torch.no_grad():
-                hooks = spec.hooks(inputs, layers=[v["layer"]], heads=[v["head"]])
-                knocked = score(model.run_with_hooks(inputs, fwd_hooks=hooks)[0, -1], letters, sample.answer)
+                logits = model.run_with_hooks(
+                    inputs, fwd_hooks=spec.hooks(inputs, layers=[v["layer"]], heads=[v["head"]])
+                )
+                knocked = score(logits[0, -1], letters, sample.answer)
             assert v["exact"] == pytest.approx(knocked["logit_diff"] - clean["logit_diff"], abs=1e-4)
             assert v["exact_p_correct"] == pytest.approx(knocked["p_correct"] - clean["p_correct"], abs=1e-5)
             assert v["pred"] == knocked["pred"]
@@ -125,8 +129,8 @@ def test_resume_shards_and_record_order_give_the_same_report(full, onevision_dir
 
 def test_every_head_verified_gives_whole_map_agreement(onevision_dir, model, tmp_path):
     out = tmp_path / "all"
-    res = run(_cfg(onevision_dir, out, limit=2, options={"heads": {"specs": "vs", "top_k": 16}}), model=model)
-    s = res.analysis.heads["heads/vs"]
+    run(_cfg(onevision_dir, out, limit=2, options={"heads": {"specs": "vs", "top_k": 16}}), model=model)
+    s = analyse(out).heads["heads/vs"]
     assert int(s.n_verified.min()) == 2 and s.top_k == 16
     a = s.agreement["logit_diff"]
     assert a["n_pairs"] == 32 and a["map_top_k_overlap"] >= 0.6 and a["map_spearman"] >= 0.8

@@ -104,7 +104,12 @@ def _pair_agreement(est: list[float], exact: list[float]) -> dict[str, float]:
     pearson = float(np.corrcoef(a, b)[0, 1]) if n > 1 and a.std() > 0 and b.std() > 0 else math.nan
     moved = np.abs(b) >= 1e-6
     signs = float(np.mean(np.sign(a[moved]) == np.sign(b[moved]))) if moved.any() else math.nan
-    return {"spearman": spearman(a, b) if n else math.nan, "pearson": pearson, "sign_agreement": signs, "n_pairs": n}
+    return {
+        "spearman": spearman(est, exact) if n else math.nan,
+        "pearson": pearson,
+        "sign_agreement": signs,
+        "n_pairs": n,
+    }
 
 
 def _top1_recall(rows: Sequence[dict], metric: str, k: int) -> float:

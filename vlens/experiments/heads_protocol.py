@@ -24,6 +24,7 @@ Options (`RunConfig.options["heads"]`, CLI `--heads-spec`, `--top-k`):
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from vlens.arguments import ArgumentError
 from vlens.experiments.protocols import Cost, Protocol, clean_cost
@@ -169,7 +170,8 @@ class HeadsProtocol(Protocol):
     def cost(self, ctx: SampleContext) -> Cost:
         """One forward + one backward (≈ 3 forwards with the letter directions batched) for every
         map, then per spec one cached clean forward and K resumed forwards (at most K full ones)."""
-        one = clean_cost(ctx.model, ctx.inputs.layout)
+        inputs: Any = ctx.inputs  # VideoInputs
+        one = clean_cost(ctx.model, inputs.layout)
         n = 3 + len(self.specs) * (1 + self.top_k)
         return Cost(n, n * one.flops)
 

@@ -222,9 +222,9 @@ def agreement(estimate: Tensor, exact: Tensor, k: int = 5) -> dict[str, float]:
     signs = float(np.mean(np.sign(a[moved]) == np.sign(b[moved]))) if moved.any() else math.nan
     k = min(k, len(a))
     return {
-        "spearman": spearman(a, b),
+        "spearman": spearman(a.tolist(), b.tolist()),
         "pearson": pearson,
-        "top_k_overlap": top_k_overlap(a, b, k),
+        "top_k_overlap": top_k_overlap(a.tolist(), b.tolist(), k),
         "sign_agreement": signs,
         "k": k,
     }
