@@ -221,3 +221,18 @@ def test_bad_heads_options_are_clear_errors(onevision_dir, model, tmp_path, caps
     argv[1] = "global2"
     assert main([*argv, "--top-k", "3"]) == 2
     assert "add `heads` to the protocols" in capsys.readouterr().err
+
+
+def test_a_sample_without_an_answer_is_skipped_with_the_reason(model):
+    import dataclasses
+
+    from vlens.experiments.heads_protocol import HeadsProtocol
+    from vlens.experiments.runner import SampleContext
+
+    sample = dataclasses.replace(load_dataset(DATA)[0], answer=None)
+    inputs = sample_inputs(model, sample, 8)
+    ctx = SampleContext(model, sample, 0, [sample], 8, False, inputs, model.answer_letter_ids(len(sample.options)))
+    proto = HeadsProtocol(model.cfg.n_layers, model.cfg.n_heads, specs="lv,vs", top_k=2)
+    records = proto(ctx, proto.names())
+    assert [r["config"] for r in records] == ["heads/lv", "heads/vs"]
+    assert all("no answer key" in r["skipped"] for r in records)
