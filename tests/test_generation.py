@@ -14,7 +14,7 @@ from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogit
 
 from vlens import knockout as ko
 from vlens.arguments import ArgumentError
-from vlens.model.generation import Sampling
+from vlens.model.generation import Decoding
 
 QUESTION = "what color is the object"
 temperatures = st.sampled_from([0.5, 1.0, 1.7])
@@ -44,7 +44,7 @@ def test_warp_equals_hf_warpers(t, k, p, seed, spread):
         + ([TopKLogitsWarper(k)] if k > 0 else [])
         + ([TopPLogitsWarper(p)] if p < 1.0 else [])
     )
-    ours = Sampling(True, t, k, p).warp(logits)
+    ours = Decoding(True, t, k, p).warp(logits)
     ids = torch.zeros(3, 1, dtype=torch.long)  # unused by the warpers
     assert torch.equal(ours, hf(ids, logits.clone()))  # pyright: ignore[reportArgumentType]
     assert torch.isfinite(ours).any(-1).all(), "the most likely token is always kept"

@@ -20,6 +20,7 @@ examples:
     )
     run.add_argument(
   vlens run heads --model ckpt/ --data synthetic:1,n=16 --frames 8 --heads-spec lv,vt --top-k 8 --out runs/h   # heads by attribution, top K exact
+  vlens run global2,open --model ckpt/ --data synthetic:1 --frames 8 --open prompt=mc,match=starts --out runs/o   # open-ended answers
   vlens report runs/vm                         # report.md + global1.png, global2.png, windows.png
   vlens run global1,global2,windows --model ckpt/ --data videomme:/data/Video-MME --dry-run   # forwards, FLOPs, time
   torchrun --nproc-per-node 8 -m vlens run windows --model ckpt/ --data videomme:/data/Video-MME --device cuda --out runs/vm
@@ -116,6 +117,25 @@ def _options(args: argparse.Namespace) -> dict:
             out["heads"]["top_k"] = args.top_k
     elif args.heads_spec is not None or args.top_k is not None:
         raise ValueError("--heads-spec / --top-k set options of the heads protocol: add `heads` to the protocols")
+    if "open" in chosen:
+        out["open"] = _open_options(args.open)
+    elif args.open is not None:
+        raise ValueError("--open sets options of the open protocol: add `open` to the protocols")
+    return out
+
+
+def _open_options(text: str | None) -> dict:
+    """`--open prompt=mc,match=starts,max_new_tokens=4,temperature=0.7,seed=1` as a dict."""
+    kinds = {"max_new_tokens": int, "top_k": int, "seed": int, "temperature": float, "top_p": float}
+    out: dict = {}
+    for part in [p for p in (text or "").split(",") if p.strip()]:
+        key, eq, value = (x.strip() for x in part.partition("="))
+        if not eq:
+            raise ValueError(f"--open takes key=value pairs joined by commas, got {part!r}")
+        try:
+            out[key] = kinds[key](value) if key in kinds else value
+        except ValueError:
+            raise ValueError(f"--open {key} must be a number, got {value!r}") from None
     return out
 
 
@@ -392,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "protocol",
-        help="global1, global2, windows, patching, lens, flow, heads (or a comma-separated list), efficient, "
+        help="global1, global2, windows, patching, lens, flow, heads, open (or a comma-separated list), efficient, "
         "or attribution (the whole knockout study estimated from one backward per sample)",
     )
     run.add_argument(
@@ -500,6 +520,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="K",
         help="heads: per sample and spec, the K heads with the largest estimate re-run exactly (default 5; "
         "1 … layers × query heads)",
+    )
+    run.add_argument(
+        "--open",
+        default=None,
+        metavar="K=V,…",
+        help="open: prompt=question|mc, match=exact|contains|starts, max_new_tokens=16, temperature=0 (greedy; "
+        "> 0 samples), top_k, top_p, seed, protocols=global2 (knockout protocols joined by +; default: the run's); "
+        "docs/experiments.md#open-ended-answers",
     )
     run.add_argument("--no-report", action="store_true", help="don't write report.md at the end")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -666,6 +694,7 @@ def main(argv: list[str] | None = None) -> int:
     from vlens.data import DatasetError
     from vlens.experiments.flow_protocol import FlowError
     from vlens.experiments.heads_protocol import HeadsError
+    from vlens.experiments.open_protocol import OpenEndedError
     from vlens.experiments.store import StoreError
     from vlens.interventions.patching import PatchingError
     from vlens.run import RunError
@@ -677,7 +706,16 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("vlens.run").setLevel(logging.INFO)
     try:
         return args.func(args)
-    except (DatasetError, StoreError, PatchingError, RunError, FlowError, HeadsError, FileNotFoundError) as e:
+    except (
+        DatasetError,
+        StoreError,
+        PatchingError,
+        RunError,
+        FlowError,
+        HeadsError,
+        OpenEndedError,
+        FileNotFoundError,
+    ) as e:
         print(f"vlens {args.command}: {e}", file=sys.stderr)
         return 2
 

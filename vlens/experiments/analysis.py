@@ -266,13 +266,18 @@ def summarise(records: Sequence[dict], key: str) -> dict[str, ConfigSummary]:
     Returns:
         `{configuration: ConfigSummary}`; configurations with no scored sample are left out.
     """
-    by_sample_clean = {r["sample"]: r for r in records if r["config"] == "clean" and "correct" in r}
-    configs = sorted(
-        {r["config"] for r in records if "correct" in r}, key=lambda n: (n != "clean", n != "prior", _natural(n))
-    )
-    clean_acc = accuracy([r["correct"] for r in _by_sample(by_sample_clean.values())])
+    # a record's `baseline` names the configuration its ratio divides by (open-ended answers:
+    # "open/clean"); every other record's is the multiple-choice "clean"
+    baseline = {r["config"]: r.get("baseline", "clean") for r in records if "correct" in r}
+    clean_of = {
+        b: {r["sample"]: r for r in records if r["config"] == b and "correct" in r}
+        for b in {"clean", *baseline.values()}
+    }
+    configs = sorted(baseline, key=lambda n: (n != "clean", n != "prior", _natural(n)))
+    clean_acc = accuracy([r["correct"] for r in _by_sample(clean_of["clean"].values())])
     out = {}
     for name in configs:
+        by_sample_clean = clean_of[baseline[name]]
         rows = _by_sample(
             [r for r in records if r["config"] == name and "correct" in r and r["sample"] in by_sample_clean]
         )

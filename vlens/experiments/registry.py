@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from vlens.data import Sample
 from vlens.experiments import flow_protocol as flow
 from vlens.experiments import heads_protocol as heads
+from vlens.experiments import open_protocol
 from vlens.experiments.protocols import (
     AttributionProtocol,
     EfficientProtocol,
@@ -63,9 +64,14 @@ _REGISTRY: dict[str, ProtocolFactory] = {
     "attribution": _attribution,
     "flow": flow.factory,
     "heads": heads.factory,
+    "open": open_protocol.factory,
 }
 # options checked when a RunConfig is built (before any model loads): protocol → check(options[protocol])
-_OPTION_CHECKS: dict[str, Callable] = {"flow": flow.check_options, "heads": heads.check_options}
+_OPTION_CHECKS: dict[str, Callable] = {
+    "flow": flow.check_options,
+    "heads": heads.check_options,
+    "open": open_protocol.check_options,
+}
 
 
 def register_protocol(name: str, factory: ProtocolFactory, *, exclusive: bool = False) -> None:

@@ -204,6 +204,33 @@ def _controls_section(settings: dict, records: list[dict]) -> list[str]:
     return lines
 
 
+def _open_section(settings: dict, summary: dict) -> list[str]:
+    """`vlens run open`: each configuration's open-ended accuracy beside its multiple-choice one."""
+    names = [k for k in summary if k.startswith("open/")]
+    if not names:
+        return []
+    o = settings.get("open", {})
+    lines = [
+        "",
+        "## Open-ended answers",
+        "",
+        f"Generated answers (prompt `{o.get('prompt')}`, match `{o.get('match')}`, at most {o.get('max_new_tokens')} "
+        f"tokens, decoding {o.get('decoding')}), the knockout applied at every generated step; ratio: to the "
+        "open-ended clean accuracy.",
+        "",
+        "| configuration | multiple choice | open-ended | 95% CI | ratio | 95% CI |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in names:
+        s, mc = summary[name], summary.get(name.removeprefix("open/"))
+        lines.append(
+            f"| {name.removeprefix('open/')} | {fmt_value(mc['accuracy'], True) if mc else '–'} "
+            f"| {fmt_value(s['accuracy'], True)} | {fmt_value(s['accuracy_ci'][0], True)}–{fmt_value(s['accuracy_ci'][1], True)} "
+            f"| {fmt_value(s['ratio'])} | {fmt_value(s['ratio_ci'][0])}–{fmt_value(s['ratio_ci'][1])} |"
+        )
+    return lines
+
+
 def _signed3(v: float) -> str:
     return "–" if math.isnan(v) else f"{v:+.3f}"
 
@@ -336,8 +363,8 @@ def write_report(out_dir: str | Path, format: str = "png") -> Path:
         )
     lines += [f"- vlens {settings.get('vlens_version')}, prompt format {settings.get('prompt_format')}", ""]
     lines += [line for fig in figs if fig is not None for line in (_embed(fig), "")]
-    # flow and control rows: their own sections
-    main = {k: v for k, v in summary.items() if not k.startswith(("flow/", "control/"))}
+    # flow, control and open-ended rows: their own sections
+    main = {k: v for k, v in summary.items() if not k.startswith(("flow/", "control/", "open/"))}
     if main:
         lines += _table(main, chance)
     for field in ("kind", "task"):
@@ -379,6 +406,7 @@ def write_report(out_dir: str | Path, format: str = "png") -> Path:
                 f"- measured prefill speed-up (median over samples): {sorted(speedups)[len(speedups) // 2]:.2f}×"
             )
     lines += _controls_section(settings, records)
+    lines += _open_section(settings, summary)
     lines += _flow_section(out, settings, records, summary, n_layers, format, chance)
     lines += _heads_section(out, settings, records, format)
     lines += _mechanisms_section(out, records, summary, n_layers, format, chance)

@@ -31,7 +31,7 @@ from vlens.inputs.video_inputs import VideoInputs
 
 
 @dataclass(frozen=True)
-class Sampling:
+class Decoding:
     """How `generate` picks each next token, checked on construction.
 
     Args:
@@ -141,7 +141,7 @@ class Generation:
             fwd_hooks: hooks (knockouts included) applied at every step: the prefill and each new token.
             eos_token_id: stop a row at this token (default: the checkpoint's generation config).
             plan: a RowPlan (vlens.interventions.efficient) for the prompt's prefill.
-            do_sample, temperature, top_k, top_p: see `Sampling` (module docstring: HF's order).
+            do_sample, temperature, top_k, top_p: see `Decoding` (module docstring: HF's order).
             seed: an int (a fresh torch.Generator, reproducible), a torch.Generator (used and
                 advanced) or None (torch's global generator, as HF). Sampling only.
 
@@ -149,12 +149,12 @@ class Generation:
             The new tokens [batch, new]; rows that finished are padded with the pad token.
 
         Raises:
-            ArgumentError: a sampling setting out of range (see `Sampling`), a bad seed, or a
+            ArgumentError: a sampling setting out of range (see `Decoding`), a bad seed, or a
                 Generator on another device; ValueError: max_new_tokens < 1."""
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        sampling = Sampling(do_sample, temperature, top_k, top_p)
-        generator = _generator(seed, self.cfg.device) if not sampling.greedy else None
+        decoding = Decoding(do_sample, temperature, top_k, top_p)
+        generator = _generator(seed, self.cfg.device) if not decoding.greedy else None
         inputs = self._as_inputs(inputs)
         eos = eos_token_id if eos_token_id is not None else self._eos_id()
         pad = self.tokenizer.pad_token_id if self.processor is not None else 0
@@ -172,7 +172,7 @@ class Generation:
             logits = self.forward(inputs, kv_cache=kv, plan=plan)
             pos = N
             for _ in range(max_new_tokens):
-                tok = sampling.next_token(logits[:, -1], generator)
+                tok = decoding.next_token(logits[:, -1], generator)
                 tok = torch.where(done, torch.full_like(tok, pad), tok)
                 out.append(tok)
                 if eos is not None:
