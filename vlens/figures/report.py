@@ -10,6 +10,7 @@ from pathlib import Path
 from vlens.figures.flow import plot_flow
 from vlens.figures.heads import plot_heads
 from vlens.figures.layers import plot_layer_axis, plot_lens, plot_patching
+from vlens.figures.open_answers import open_section
 from vlens.figures.study import plot_global1, plot_global2, plot_windows
 from vlens.figures.style import FORMATS, config_label, fmt_value
 from vlens.figures.summary import chance_accuracy, load_summary
@@ -204,33 +205,6 @@ def _controls_section(settings: dict, records: list[dict]) -> list[str]:
     return lines
 
 
-def _open_section(settings: dict, summary: dict) -> list[str]:
-    """`vlens run open`: each configuration's open-ended accuracy beside its multiple-choice one."""
-    names = [k for k in summary if k.startswith("open/")]
-    if not names:
-        return []
-    o = settings.get("open", {})
-    lines = [
-        "",
-        "## Open-ended answers",
-        "",
-        f"Generated answers (prompt `{o.get('prompt')}`, match `{o.get('match')}`, at most {o.get('max_new_tokens')} "
-        f"tokens, decoding {o.get('decoding')}), the knockout applied at every generated step; ratio: to the "
-        "open-ended clean accuracy.",
-        "",
-        "| configuration | multiple choice | open-ended | 95% CI | ratio | 95% CI |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name in names:
-        s, mc = summary[name], summary.get(name.removeprefix("open/"))
-        lines.append(
-            f"| {name.removeprefix('open/')} | {fmt_value(mc['accuracy'], True) if mc else '–'} "
-            f"| {fmt_value(s['accuracy'], True)} | {fmt_value(s['accuracy_ci'][0], True)}–{fmt_value(s['accuracy_ci'][1], True)} "
-            f"| {fmt_value(s['ratio'])} | {fmt_value(s['ratio_ci'][0])}–{fmt_value(s['ratio_ci'][1])} |"
-        )
-    return lines
-
-
 def _signed3(v: float) -> str:
     return "–" if math.isnan(v) else f"{v:+.3f}"
 
@@ -406,7 +380,7 @@ def write_report(out_dir: str | Path, format: str = "png") -> Path:
                 f"- measured prefill speed-up (median over samples): {sorted(speedups)[len(speedups) // 2]:.2f}×"
             )
     lines += _controls_section(settings, records)
-    lines += _open_section(settings, summary)
+    lines += open_section(settings, summary)
     lines += _flow_section(out, settings, records, summary, n_layers, format, chance)
     lines += _heads_section(out, settings, records, format)
     lines += _mechanisms_section(out, records, summary, n_layers, format, chance)

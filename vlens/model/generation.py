@@ -181,7 +181,7 @@ class Generation:
                     break
                 mask = torch.cat([mask, torch.ones(B, 1, dtype=mask.dtype, device=mask.device)], dim=1)
                 step = {"input_ids": tok[:, None], "attention_mask": mask, "position_ids": next_pos[:, None]}
-                logits = self.forward(step, kv_cache=kv, q_start=pos)
+                logits = self.forward(step, kv_cache=kv, q_start=pos, generated=True)
                 next_pos = next_pos + 1
                 pos += 1
         return torch.stack(out, dim=1)

@@ -107,7 +107,7 @@ class HookedVideoLLM(Loading, InputBuilder, Generation, HookedRootModule):
         return self.embed_with_deepstack(inputs)[0]
 
     def embed_with_deepstack(
-        self, inputs: dict
+        self, inputs: dict, *, generated: bool = False
     ) -> tuple[Float[Tensor, "batch pos d_model"], list[Float[Tensor, "batch pos d_model"]]]:
         """`embed_inputs` plus the family's DeepStack additions (Qwen3-VL): one [batch, pos,
         d_model] tensor per block 0, 1, … that gets it, zero outside the vision positions (an
@@ -117,7 +117,9 @@ class HookedVideoLLM(Loading, InputBuilder, Generation, HookedRootModule):
         (vlens.model.hf_merge), so images, several media per row and mixed resolutions land exactly
         where HF puts them; the others use their family's vision path. `hook_video_features` sees
         the features at the video and separator positions, [batch, n_vision, d_model] (rows with
-        fewer are zero-padded at the end; only real positions are written back)."""
+        fewer are zero-padded at the end; only real positions are written back). `generated`: the
+        ids are tokens a decoding step produced, text even where one is a placeholder id (a
+        sampled `<video>` token is embedded as the token, as HF's generate does)."""
         ids = inputs["input_ids"]  # on the model's device (forward checks; never moved silently)
         has_pixels = any(k.startswith("pixel_values") for k in inputs)
         if has_pixels and getattr(self.family, "hf_merge", False):
@@ -163,7 +165,7 @@ class HookedVideoLLM(Loading, InputBuilder, Generation, HookedRootModule):
                 torch.zeros_like(x).masked_scatter(vision_mask[..., None], d.to(x.dtype))
                 for d in deep[: self.cfg.deepstack_layers]
             ]
-        elif vision_mask.any():
+        elif vision_mask.any() and not generated:
             raise ValueError("input_ids contain vision placeholders but no pixel values were given")
         return x, adds
 
@@ -203,6 +205,7 @@ class HookedVideoLLM(Loading, InputBuilder, Generation, HookedRootModule):
         interventions: Interventions | None = None,
         deepstack: bool = True,
         deepstack_adds: dict[int, Tensor] | None = None,
+        generated: bool = False,
     ) -> Tensor | None:
         """Logits [batch, pos, d_vocab] (return_type="logits"), the residual stream before block
         `stop_at_layer` (TransformerLens semantics), or None (return_type=None).
@@ -224,6 +227,7 @@ class HookedVideoLLM(Loading, InputBuilder, Generation, HookedRootModule):
             deepstack_adds: for a forward resumed with `start_at_layer` over rows with vision
                 positions, {layer: [batch, pos, d_model]} for every DeepStack layer ≥ start (what
                 `blocks.{layer}.hook_deepstack` cached on the full run, these rows).
+            generated: the input ids are generated tokens (`generate`'s steps): text, whatever their ids.
 
         Raises:
             InterventionError: an intervention was not built for this batch.
@@ -255,7 +259,7 @@ class HookedVideoLLM(Loading, InputBuilder, Generation, HookedRootModule):
         # dense masks that would not fit are refused here, not by an out-of-memory error halfway
         mask_memory.check(self, B, N, q_start + N, active, key_padding is not None)
         if start_at_layer is None:
-            x, computed = self.embed_with_deepstack(inputs)
+            x, computed = self.embed_with_deepstack(inputs, generated=generated)
             adds = dict(enumerate(computed))
             x = self.hook_embed(x)
         else:
