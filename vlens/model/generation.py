@@ -141,7 +141,10 @@ class Generation:
             fwd_hooks: hooks (knockouts included) applied at every step: the prefill and each new token.
             eos_token_id: stop a row at this token (default: the checkpoint's generation config).
             plan: a RowPlan (vlens.interventions.efficient) for the prompt's prefill.
-            do_sample, temperature, top_k, top_p: see `Decoding` (module docstring: HF's order).
+            do_sample: sample; False is greedy (`Decoding`; the module docstring gives HF's order).
+            temperature: divides the logits (0: greedy).
+            top_k: keep the k most likely tokens (0: all).
+            top_p: keep the most likely tokens up to probability p (1: all).
             seed: an int (a fresh torch.Generator, reproducible), a torch.Generator (used and
                 advanced) or None (torch's global generator, as HF). Sampling only.
 
