@@ -120,6 +120,8 @@ def test_roles_errors_are_clear(model):
         with_roles(model, inputs, "another question", OPTIONS)
     with pytest.raises(ValueError, match="not one of the options' letters"):
         with_roles(model, inputs, QUESTION, OPTIONS, answer="E")
+    with pytest.raises(ValueError, match="not one of the options' letters"):  # an index out of range
+        with_roles(model, inputs, QUESTION, OPTIONS, answer=len(OPTIONS))
     with pytest.raises(LayoutError, match="unknown role"):
         dataclasses.replace(inputs.layout, role=("nope",) * len(inputs.layout))
 

@@ -118,6 +118,10 @@ class RowPlan(Protocol):
         """Rows that stay from `exit_layer` on; every batch row keeps the same number."""
         ...
 
+    def edge_removals(self) -> Sequence[EdgeRemoval]:
+        """The plan's own attention interventions (merged into the forward's), possibly none."""
+        ...
+
 
 @dataclass(frozen=True)
 class Interventions:

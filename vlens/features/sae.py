@@ -63,6 +63,13 @@ class SAEConfig:
 class SAE(nn.Module):
     """An SAE's weights and its encode / decode, as sae-lens and sparsify compute them."""
 
+    # buffers registered in __init__ (threshold: jumprelu only), declared for the type checker
+    W_enc: Tensor
+    b_enc: Tensor
+    W_dec: Tensor
+    b_dec: Tensor
+    threshold: Tensor
+
     def __init__(self, cfg: SAEConfig, weights: dict[str, Tensor]):
         super().__init__()
         if cfg.architecture not in ARCHITECTURES:

@@ -30,6 +30,13 @@ CHILDREN = ("hook_sae_input", "hook_sae_acts_post", "hook_sae_recons", "hook_sae
 class _Splice(nn.Module):
     """The SAE's pass at one hook point, through its own hook points."""
 
+    # the CHILDREN hook points, set in __init__ (declared for the type checker)
+    hook_sae_input: HookPoint
+    hook_sae_acts_post: HookPoint
+    hook_sae_recons: HookPoint
+    hook_sae_error: HookPoint
+    hook_sae_output: HookPoint
+
     def __init__(self, sae: SAE, hook_name: str, splice: bool, error_term: bool):
         super().__init__()
         self.sae, self.hook_name, self.splice, self.error_term = sae, hook_name, splice, error_term

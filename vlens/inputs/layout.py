@@ -87,6 +87,7 @@ class VideoLayout:
         for name in ("role", "option_letter"):
             if len(getattr(self, name)) != n:
                 raise LayoutError(f"layout.{name} has {len(getattr(self, name))} entries, expected {n}")
+        assert self.role is not None  # filled by __post_init__
         bad_roles = set(self.role) - set(ROLES) - {""}
         if bad_roles:
             raise LayoutError(f"unknown role names {sorted(bad_roles)}; roles are {ROLES}")
@@ -188,6 +189,7 @@ class VideoLayout:
         unknown = set(roles) - set(ROLES)
         if unknown:
             raise LayoutError(f"unknown role names {sorted(unknown)}; roles are {ROLES}")
+        assert self.role is not None  # filled by __post_init__
         return torch.tensor([r in roles for r in self.role], dtype=torch.bool)
 
     @property
@@ -213,6 +215,7 @@ class VideoLayout:
     @property
     def n_images(self) -> int:
         """Number of still images in the row."""
+        assert self.image is not None  # filled by __post_init__
         i = self.image[self.is_image]
         return int(i.max()) + 1 if i.numel() else 0
 
@@ -255,6 +258,8 @@ class VideoLayout:
         if n == 0:
             return self
         pad = torch.full((n,), -1, dtype=torch.long)
+        # filled by __post_init__
+        assert self.image is not None and self.role is not None and self.option_letter is not None
         return VideoLayout(
             self.segment + ("text",) * n,
             torch.cat([self.frame, pad]),
@@ -282,6 +287,8 @@ class VideoLayout:
         Returns:
             One string per position.
         """
+        # filled by __post_init__
+        assert self.image is not None and self.role is not None and self.option_letter is not None
         out = []
         for i, seg in enumerate(self.segment):
             if seg == "video":

@@ -104,6 +104,7 @@ def option(letter: str | None = None, *, correct: bool | None = None) -> Positio
 
     def fn(l: VideoLayout) -> Tensor:
         is_opt = l.role_mask("option")
+        assert l.option_letter is not None  # filled by VideoLayout.__post_init__
         if letter is not None:
             return is_opt & torch.tensor([x == letter for x in l.option_letter], dtype=torch.bool)
         if correct is not None:

@@ -93,7 +93,7 @@ def layout_roles(
     if answer is not None:
         n_opt = len(options or ())
         correct = LETTERS[answer] if isinstance(answer, int) and 0 <= answer < n_opt else answer
-        if correct not in LETTERS[:n_opt]:
+        if not isinstance(correct, str) or correct not in LETTERS[:n_opt]:  # an int out of range too
             raise ValueError(
                 f"answer {answer!r} is not one of the options' letters {tuple(LETTERS[:n_opt])} (or their indices)"
             )

@@ -164,6 +164,7 @@ def as_frames(layout: VideoLayout) -> VideoLayout:
     if layout.n_images == 0:
         raise ValueError("images_as_frames: the row has no image positions to read as frames")
     img = layout.is_image
+    assert layout.image is not None  # filled by VideoLayout.__post_init__
     segment = tuple("video" if s == "image" else s for s in layout.segment)
     frame = torch.where(img, layout.image, layout.frame)
     return VideoLayout(

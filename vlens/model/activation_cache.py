@@ -31,7 +31,7 @@ class VideoActivationCache(ActivationCache):
         n_deep = getattr(self.model.cfg, "deepstack_layers", 0)
         if not n_deep or mode != "all":
             return super().decompose_resid(layer, mlp_input, mode, apply_ln, pos_slice, incl_embeds, return_labels)
-        from transformer_lens.utilities import Slice
+        from transformer_lens.utilities.slice import Slice
 
         comps, labels = super().decompose_resid(layer, mlp_input, mode, False, pos_slice, incl_embeds, True)
         stop = self.model.cfg.n_layers if layer is None or layer == -1 else layer

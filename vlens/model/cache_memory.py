@@ -134,7 +134,7 @@ def _filter(names_filter: Any) -> Callable[[str], bool]:
     if isinstance(names_filter, list):
         return lambda name: name in names_filter
     if callable(names_filter):
-        return names_filter
+        return lambda name: bool(names_filter(name))
     raise ValueError("names_filter must be a string, list of strings, or function")
 
 

@@ -14,9 +14,10 @@ on which rows finished). `seed=` an int seeds a fresh `torch.Generator` on the m
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Float, Int
@@ -117,11 +118,17 @@ class Generation:
     family: Family
     processor: Any
     hf_model: nn.Module
+    if TYPE_CHECKING:  # the host's own (InputBuilder, HookedRootModule, HookedVideoLLM.forward)
+        tokenizer: Any
+        _as_inputs: Callable[..., dict]
+        position_ids: Callable[..., Tensor]
+        hooks: Callable[..., AbstractContextManager[Any]]
+        forward: Callable[..., Any]
 
     @torch.no_grad()
     def generate(
         self,
-        inputs: VideoInputs,
+        inputs: VideoInputs | dict,
         max_new_tokens: int = 20,
         *,
         fwd_hooks: Sequence = (),
@@ -136,7 +143,7 @@ class Generation:
         """Decode up to `max_new_tokens` tokens with a KV cache, greedy (the default) or sampled.
 
         Args:
-            inputs: the prompt (VideoInputs).
+            inputs: the prompt (VideoInputs, or a dict of the same HF kwargs).
             max_new_tokens: at most this many new tokens (≥ 1).
             fwd_hooks: hooks (knockouts included) applied at every step: the prefill and each new token.
             eos_token_id: stop a row at this token (default: the checkpoint's generation config).

@@ -40,7 +40,7 @@ def language_model_inputs(hf_model: nn.Module, inputs: Mapping[str, Any]) -> dic
     """
     inner = getattr(hf_model, "model", None)
     lm = getattr(inner, "language_model", None)
-    if lm is None:
+    if inner is None or lm is None:
         raise TypeError(f"{type(hf_model).__name__} has no model.language_model: vlens cannot run its multimodal merge")
     captured: dict[str, Any] = {}
 

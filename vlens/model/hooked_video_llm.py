@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import torch
 from jaxtyping import Float, Int
@@ -242,7 +242,11 @@ class HookedVideoLLM(Loading, InputBuilder, Generation, HookedRootModule):
             raise ValueError("start_at_layer needs resid=, the residual stream entering that block")
         if kv_cache is not None and not isinstance(kv_cache, KVCache):
             raise TypeError(f"kv_cache must be a vlens.components.kv_cache.KVCache, got {type(kv_cache).__name__}")
-        B, N = resid.shape[:2] if start_at_layer is not None else inputs["input_ids"].shape
+        if start_at_layer is not None:
+            assert resid is not None  # refused above otherwise
+            B, N = resid.shape[:2]
+        else:
+            B, N = inputs["input_ids"].shape
         layouts = getattr(inputs, "layouts", None) if q_start == 0 else None
         # every intervention must belong to this batch: checked before anything runs
         active.check(BatchRows(B, q_start + N, q_start, layouts))
@@ -263,6 +267,7 @@ class HookedVideoLLM(Loading, InputBuilder, Generation, HookedRootModule):
             adds = dict(enumerate(computed))
             x = self.hook_embed(x)
         else:
+            assert resid is not None  # start_at_layer needs resid (refused above otherwise)
             x = resid
             adds = dict(deepstack_adds or {})
             self._check_deepstack_resume(inputs, start_at_layer, deepstack, adds)
@@ -285,11 +290,12 @@ class HookedVideoLLM(Loading, InputBuilder, Generation, HookedRootModule):
         for layer in range(start, stop):
             if plan is not None and layer == plan.exit_layer:
                 x, cos, sin, adds = self._leave(plan, ctx, x, cos, sin, adds)
-            device = self.blocks[layer].ln1.w.device
+            block = cast(TransformerBlock, self.blocks[layer])  # __init__ fills self.blocks with these
+            device = block.ln1.w.device
             if x.device != device:  # a model split across devices (device_map): blocks run where their weights are
                 x, cos, sin = x.to(device), cos.to(device), sin.to(device)
             add = adds.get(layer)
-            x = self.blocks[layer](x, (cos, sin), ctx, None if add is None else add.to(device))
+            x = block(x, (cos, sin), ctx, None if add is None else add.to(device))
         if plan is not None and plan.exit_layer == self.cfg.n_layers and stop == self.cfg.n_layers:
             x, cos, sin, adds = self._leave(plan, ctx, x, cos, sin, adds)
         self.last_attention_path = "+".join(sorted(ctx.paths_taken)) or None

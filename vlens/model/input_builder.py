@@ -99,13 +99,12 @@ class InputBuilder:
             if bad:
                 raise TypeError(f"every question must be a str; row(s) {bad} are not")
             videos = list(video)
-        if sampling is None:
-            sampling = getattr(self.family, "default_sampling", "centres")
+        policy: Sampling = getattr(self.family, "default_sampling", "centres") if sampling is None else sampling
         row_images = load_images(images, len(questions))
         sampled = [
             None
             if v is None
-            else load_video(v, n_frames, start=start, end=end, fps=fps, allow_repeat=allow_repeat, sampling=sampling)
+            else load_video(v, n_frames, start=start, end=end, fps=fps, allow_repeat=allow_repeat, sampling=policy)
             for v in videos
         ]
         if all(v is None for v in sampled) and not any(row_images):
@@ -259,6 +258,7 @@ class InputBuilder:
         if flat_images:
             # one list per row: processors that tile single images (OneVision's batch_num_images)
             # count images per row from this nesting
+            assert images is not None  # flat_images came from it
             call["images"] = [list(r) for r in images] if all(images) else flat_images
         tensors = dict(self.processor(**call))
         return self._with_layouts(tensors, list(videos), list(prompts)).to(self.cfg.device, self.cfg.dtype)

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 from typing_extensions import Self
 
+from vlens.components.embed import Embed
 from vlens.config import HookedVideoLLMConfig
 from vlens.families import Family, check_weight_coverage, family_for, resolve
 from vlens.families.base import hf_parameter
@@ -28,6 +30,14 @@ class Loading:
     family: Family
     processor: Any
     hf_model: nn.Module
+    embed: Embed
+    rotary: nn.Module
+    if TYPE_CHECKING:  # HookedVideoLLM's (cfg, family, hf_model, processor) and nn.Module's (this is its mixin)
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
+
+        named_parameters: Callable[..., Iterator[tuple[str, nn.Parameter]]]
+        get_submodule: Callable[[str], nn.Module]
 
     def _share_weights(self, hf_model: nn.Module) -> None:
         """Point our parameters at the HF tensors named in the family's weight table, strictly:
@@ -136,12 +146,13 @@ class Loading:
             config_dict = json.loads(config_file.read_text())
             entry = resolve(config_dict, where=str(config_file))  # clear error before loading any weights
         if isinstance(dtype, str):
-            name, dtype = dtype, getattr(torch, dtype, None)
-            if not isinstance(dtype, torch.dtype):
+            name, found = dtype, getattr(torch, dtype, None)
+            if not isinstance(found, torch.dtype):
                 raise TypeError(
                     f"dtype={name!r} is not a torch dtype; pass one of 'float32', 'bfloat16', 'float16' "
                     "(or torch.float32, ...)"
                 )
+            dtype = found
         hf_model, processor, family = entry.load(
             path,
             config_dict,

@@ -241,8 +241,10 @@ def _hooked_attention(
             scores = scores + attention_mask[..., : key.shape[-2]]
     if hooks is not None and owner is not None:
         call = TowerCall(group, owner.window_ids, layer)
-        hooks.hook_attn_scores.tower = call  # read by vision knockouts (vlens.interventions.vision_knockout)
-        hooks.hook_pattern.tower = call
+        # read by vision knockouts (vlens.interventions.vision_knockout); the ignores: torch's stub types
+        # Module.__setattr__ for tensors and modules only, any value works at runtime
+        hooks.hook_attn_scores.tower = call  # pyright: ignore[reportArgumentType]
+        hooks.hook_pattern.tower = call  # pyright: ignore[reportArgumentType]
         scores = hooks.hook_attn_scores(scores)
     pattern = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
     if hooks is not None and owner is not None:
@@ -358,6 +360,7 @@ class VisionHooks:
         try:
             need_attention = False
             for l, (b, h) in enumerate(zip(tower.blocks, self.blocks)):
+                assert isinstance(h, VisionBlockHooks)  # __init__ fills self.blocks with these only
                 if _has_hooks(h.hook_resid_pre):
                     handles.append(
                         b.block.register_forward_pre_hook(_pre_hook(h.hook_resid_pre), with_kwargs=True, prepend=True)
@@ -405,10 +408,13 @@ class VisionHooks:
 
     def _windows_hook(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         """Qwen2.5-VL: every token's window, in the tower's window order (HF's own window index)."""
+        from transformers import PretrainedConfig
         from transformers.vision_utils import get_vision_window_index
 
         grid = kwargs.get("grid_thw", args[1] if len(args) > 1 else None)
+        assert grid is not None, "Qwen2.5-VL's tower forward always takes grid_thw"
         cfg = module.config
+        assert isinstance(cfg, PretrainedConfig)  # the tower root is an HF PreTrainedModel
         _, cu = get_vision_window_index(grid, cfg.spatial_merge_size, cfg.window_size, cfg.patch_size)
         cu = torch.unique_consecutive(torch.as_tensor(cu))
         self.window_ids = torch.repeat_interleave(torch.arange(len(cu) - 1), (cu[1:] - cu[:-1]).long())
