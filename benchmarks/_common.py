@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -134,3 +136,40 @@ def family_checkpoint(family: str, root: Path | None = None) -> tuple[Path, dict
     if not (root / "config.json").exists():
         build(root, **kwargs)
     return root, to_inputs
+
+
+class PeakRSS:
+    """Peak resident memory above the level at entry, sampled every millisecond (CPU), or
+    torch's peak allocation (CUDA)."""
+
+    def __init__(self, device):
+        self.device = torch.device(device)
+
+    @staticmethod
+    def rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated()
+            return self
+        self.base = self.peak = self.rss()
+        self.running = True
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+        self.thread.start()
+        return self
+
+    def _poll(self):
+        while self.running:
+            self.peak = max(self.peak, self.rss())
+            time.sleep(0.001)
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            self.extra = torch.cuda.max_memory_allocated() - self.base
+            return
+        self.running = False
+        self.thread.join()
+        self.extra = max(self.peak, self.rss()) - self.base

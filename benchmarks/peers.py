@@ -29,11 +29,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -42,7 +40,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import SHAPES, checkpoint, clip, sync, timeit_interleaved
+from _common import SHAPES, PeakRSS, checkpoint, clip, sync, timeit_interleaved
 from sweep import study_configs
 
 from vlens import HookedVideoLLM
@@ -387,43 +385,6 @@ def task_patching(model, hf, nn, bridge, clean, device, t_hf, why) -> list[str]:
 
 
 # --- memory: each contender in its own process, RSS sampled every millisecond ---------------------
-
-
-class PeakRSS:
-    """Peak resident memory above the level at entry, sampled every millisecond (CPU), or
-    torch's peak allocation (CUDA)."""
-
-    def __init__(self, device):
-        self.device = torch.device(device)
-
-    @staticmethod
-    def rss() -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-    def __enter__(self):
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-            self.base = torch.cuda.memory_allocated()
-            return self
-        self.base = self.peak = self.rss()
-        self.running = True
-        self.thread = threading.Thread(target=self._poll, daemon=True)
-        self.thread.start()
-        return self
-
-    def _poll(self):
-        while self.running:
-            self.peak = max(self.peak, self.rss())
-            time.sleep(0.001)
-
-    def __exit__(self, *exc):
-        if self.device.type == "cuda":
-            self.extra = torch.cuda.max_memory_allocated() - self.base
-            return
-        self.running = False
-        self.thread.join()
-        self.extra = max(self.peak, self.rss()) - self.base
 
 
 MEMORY_CONTENDERS = {

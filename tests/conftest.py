@@ -35,5 +35,24 @@ def hf_models(onevision_dir):
     }
 
 
+@pytest.fixture(scope="session")
+def realistic_checkpoint(tmp_path_factory):
+    """`realistic_checkpoint(name)`: the realistic tiny checkpoint of `name`
+    (vlens.testing.realistic), built once per session (~30 s each) for every test file that uses it."""
+    from real_vocab import real_tokenizer
+
+    from vlens.testing.realistic import make_realistic, realistic_spec
+
+    built = {}
+
+    def get(name: str):
+        if name not in built:
+            spec = realistic_spec(name)
+            built[name] = make_realistic(name, tmp_path_factory.mktemp(name) / "ckpt", real_tokenizer(spec.vocab))
+        return built[name]
+
+    return get
+
+
 def frames(n: int, h: int = 32, w: int = 32, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, size=(n, h, w, 3), dtype=np.uint8)

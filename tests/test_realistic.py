@@ -38,9 +38,9 @@ def video(spec, n=N_FRAMES, seed=0):
 
 
 @pytest.fixture(scope="module", params=NAMES)
-def realistic(request, tmp_path_factory):
+def realistic(request, realistic_checkpoint):
     spec = realistic_spec(request.param)
-    path = make_realistic(request.param, tmp_path_factory.mktemp(request.param) / "ckpt", real_tokenizer(spec.vocab))
+    path = realistic_checkpoint(request.param)
     return spec, path, HookedVideoLLM.from_pretrained(path)
 
 
