@@ -59,7 +59,14 @@ def _blocked(spec, inputs) -> torch.Tensor:
     return spec.hooks(inputs, layers=ko.layers([0]))[0][1].blocked_full(inputs.seq_len, "cpu")
 
 
-@pytest.mark.parametrize("name", ["llava-onevision-qwen2-0.5b-ov-hf", "Qwen2.5-VL-7B-Instruct"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "llava-onevision-qwen2-0.5b-ov-hf",
+        # the 1280x720 groups are 720 tokens: 37k patches through the tower (~1 min on 2 cores)
+        pytest.param("Qwen2.5-VL-7B-Instruct", marks=pytest.mark.slow),
+    ],
+)
 def test_real_h264_at_real_resolution(name, clips, realistic_checkpoint):
     import transformers
     from hf_reference import hf_knockout
