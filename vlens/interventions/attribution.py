@@ -62,8 +62,6 @@ from vlens.interventions.sweep import SweepConfig
 from vlens.metrics import kl_letters, score
 
 METRICS = ("logit_diff", "log_p_correct", "p_correct")
-
-
 READOUTS = ("letters", "metrics", "logit_diff")
 
 
