@@ -98,3 +98,86 @@ def test_queries_and_sites_are_named(setup):
     refused(lambda: attention_to_frames(model, inputs, query="everything"), "query")
     refused(lambda: patch_sweep(model, inputs, inputs, letters, 0, site="resid_mid_post"), "site")
     refused(lambda: attribute_knockouts(model, inputs, [ko.LV()], letters, 0, readout="probs"), "readout")
+
+
+# --- the run API (RunConfig: what `vlens run` builds from its flags) and the flow helpers --------
+
+RUN_FIELDS = {
+    "frames": st.one_of(st.integers(-3, 0), st.floats(allow_nan=True), st.text(max_size=2), st.booleans()),
+    "window": st.one_of(st.integers(-3, 0), st.floats(), st.none()),
+    "limit": st.one_of(st.integers(-3, 0), st.floats(), st.text(max_size=2)),
+    "shard": st.one_of(
+        st.tuples(st.integers(-2, 5), st.integers(-2, 5)).filter(lambda s: not 0 <= s[0] < s[1]),
+        st.tuples(st.floats(), st.integers(1, 3)),
+        st.lists(st.integers(0, 3), max_size=1),
+        st.integers(),
+        st.text(max_size=3),
+    ),
+    "dtype": st.text(max_size=6).filter(lambda s: s not in ("float32", "float16", "bfloat16")),
+    "engine": st.text(max_size=6).filter(lambda s: s not in ("fast", "naive")),
+    "max_memory_gib": st.one_of(
+        st.floats(max_value=0), st.floats(allow_nan=True).filter(lambda x: x != x), st.text(max_size=2)
+    ),
+    "controls": st.one_of(st.integers(-5, -1), st.floats(), st.text(max_size=2)),
+    "protocols": st.one_of(st.text(max_size=8), st.lists(st.integers(), min_size=1, max_size=2), st.integers()),
+    "data": st.one_of(st.just(""), st.integers(), st.none()),
+    "options": st.one_of(st.integers(), st.text(max_size=3), st.lists(st.integers(), max_size=2)),
+}
+
+
+@FUZZ
+@given(data=st.data())
+def test_run_config_fields(data, tmp_path):
+    from vlens.experiments.registry import available
+    from vlens.run import RunConfig
+
+    name = data.draw(st.sampled_from(sorted(RUN_FIELDS)))
+    value = data.draw(RUN_FIELDS[name])
+    if name == "protocols" and isinstance(value, str):
+        names = [p.strip() for p in value.split(",") if p.strip()]
+        if names and all(p in available() for p in names) and len(set(names)) == len(names):
+            return  # a valid list of protocols: not a bad argument
+    kwargs = {"model": str(tmp_path), "data": "synthetic:0", "out": str(tmp_path / "run"), name: value}
+    refused(lambda: RunConfig(**kwargs), name, "protocol")
+
+
+@FUZZ
+@given(
+    layer=st.one_of(st.integers(-5, -1), st.integers(4, 50), st.floats(), st.text(max_size=2), st.booleans()),
+    k=st.one_of(st.integers(-3, 0), st.integers(5, 50), st.floats(), st.none(), st.booleans()),
+)
+def test_flow_windows(layer, k):
+    from vlens.interventions.flow import flow_window
+
+    refused(lambda: flow_window(layer, 3, 4), "centre")
+    refused(lambda: flow_window(1, k, 4), "k=")
+
+
+@FUZZ
+@given(
+    ranges=st.one_of(
+        st.integers(),
+        st.text(max_size=3),
+        st.dictionaries(st.text(max_size=6), st.tuples(st.integers(0, 4), st.integers(0, 4)), min_size=1, max_size=2),
+        st.fixed_dictionaries(
+            {
+                "cross_frame": st.one_of(
+                    st.tuples(st.integers(-3, 6), st.integers(-3, 6)).filter(lambda v: not 0 <= v[0] < v[1] <= 4),
+                    st.text(max_size=2),
+                    st.lists(st.integers(0, 3), max_size=1),
+                )
+            }
+        ),
+    )
+)
+def test_effective_pathway_ranges(ranges):
+    from vlens.interventions.flow import effective_ranges
+
+    refused(lambda: effective_ranges(4, ranges), "effective")
+
+
+def test_attention_flow_sources(setup):
+    from vlens.interventions.flow import attention_flow
+
+    model, inputs, _ = setup
+    refused(lambda: attention_flow(model, inputs, sources=("option",)), "source")

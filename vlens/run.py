@@ -113,29 +113,37 @@ class RunConfig:
         protocols = self.protocols
         if isinstance(protocols, str):
             protocols = tuple(p.strip() for p in protocols.split(",") if p.strip())
+        elif not isinstance(protocols, Sequence):
+            raise ArgumentError(f"protocols must be names or a comma-separated string, got {protocols!r}")
         object.__setattr__(self, "protocols", tuple(protocols))
         check_names(self.protocols)
         if not isinstance(self.options, Mapping):
-            raise TypeError(f"options must be a dict {{protocol: {{...}}}}, got {self.options!r}")
+            raise ArgumentError(f"options must be a dict {{protocol: {{...}}}}, got {self.options!r}")
         check_options(self.protocols, self.options)
         if not isinstance(self.data, str) or not self.data:
-            raise TypeError(f"data must be a dataset spec like 'videomme:/data/Video-MME', got {self.data!r}")
+            raise ArgumentError(f"data must be a dataset spec like 'videomme:/data/Video-MME', got {self.data!r}")
         for name, lo in (("frames", 1), ("window", 1), ("limit", 1)):
             v = getattr(self, name)
             if name == "limit" and v is None:
                 continue
             if not isinstance(v, int) or isinstance(v, bool) or v < lo:
-                raise ValueError(f"{name} must be an integer ≥ {lo}, got {v!r}")
-        shard = tuple(self.shard)
-        if len(shard) != 2 or shard[1] < 1 or not 0 <= shard[0] < shard[1]:
-            raise ValueError(f"shard must be (i, n) with 0 <= i < n (0-based), got {self.shard!r}")
+                raise ArgumentError(f"{name} must be an integer ≥ {lo}, got {v!r}")
+        shard = tuple(self.shard) if isinstance(self.shard, Sequence) and not isinstance(self.shard, str) else ()
+        if not (
+            len(shard) == 2
+            and all(isinstance(x, int) and not isinstance(x, bool) for x in shard)
+            and shard[1] >= 1
+            and 0 <= shard[0] < shard[1]
+        ):
+            raise ArgumentError(f"shard must be (i, n) with integers 0 <= i < n (0-based), got {self.shard!r}")
         object.__setattr__(self, "shard", shard)
         if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+            raise ArgumentError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.engine not in ENGINES:
-            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
-        if self.max_memory_gib is not None and not self.max_memory_gib > 0:
-            raise ValueError(f"max_memory_gib must be > 0 GiB, got {self.max_memory_gib!r}")
+            raise ArgumentError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        mem = self.max_memory_gib
+        if mem is not None and (isinstance(mem, bool) or not isinstance(mem, (int, float)) or not mem > 0):
+            raise ArgumentError(f"max_memory_gib must be a number > 0 GiB, got {mem!r}")
         self._check_controls()
 
     def _check_controls(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from vlens.arguments import ArgumentError
 from vlens.data import Sample
 from vlens.experiments import flow_protocol as flow
 from vlens.experiments import heads_protocol as heads
@@ -131,16 +132,16 @@ def check_options(protocols: Sequence[str], options) -> None:
 
 
 def check_names(protocols: Sequence[str]) -> None:
-    """Raises ValueError for an unknown name, a duplicate, or an exclusive protocol with others."""
-    unknown = [p for p in protocols if p not in available()]
+    """Raises ArgumentError (a ValueError) for an unknown name, a duplicate, or an exclusive protocol with others."""
+    unknown = [p for p in protocols if not isinstance(p, str) or p not in available()]
     if unknown:
-        raise ValueError(f"unknown protocol(s) {unknown}; choose from {', '.join(available())}")
+        raise ArgumentError(f"unknown protocol(s) {unknown}; choose from {', '.join(available())}")
     if not protocols:
-        raise ValueError(f"no protocol given; choose from {', '.join(available())}")
+        raise ArgumentError(f"no protocol given; choose from {', '.join(available())}")
     if len(set(protocols)) != len(protocols):
-        raise ValueError(f"protocol listed twice in {list(protocols)}")
+        raise ArgumentError(f"protocol listed twice in {list(protocols)}")
     for p in protocols:
         if p in EXCLUSIVE and len(protocols) > 1:
-            raise ValueError(
+            raise ArgumentError(
                 f"run `{p}` on its own (it has its own settings), not with {[q for q in protocols if q != p]}"
             )

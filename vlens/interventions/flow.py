@@ -39,6 +39,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
+from vlens.arguments import ArgumentError
 from vlens.inputs.layout import VideoLayout
 from vlens.inputs.positions import option
 from vlens.interventions.knockout import (
@@ -104,7 +105,7 @@ def flow_window(layer: int, k: int, n_layers: int) -> LayerSelection:
     """
     if not is_window_size(k) or k > n_layers:
         raise KnockoutError(f"flow window k={k!r} must be an integer between 1 and the model's {n_layers} layers")
-    if not 0 <= layer < n_layers:
+    if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < n_layers:
         raise KnockoutError(f"flow window centre {layer} is outside the model's layers 0..{n_layers - 1}")
     lo = layer - k // 2
     return layers(range(max(0, lo), min(n_layers, lo + k)))
@@ -122,7 +123,7 @@ def effective_ranges(n_layers: int, ranges: Mapping[str, Sequence[int]] | None =
     or `ranges` as given. Either way every range is checked.
 
     Raises:
-        ValueError: a range that is not [start, end) with 0 <= start < end <= n_layers (a scaled
+        ArgumentError (a ValueError): a range that is not [start, end) with 0 <= start < end <= n_layers (a scaled
             range can be empty on a very shallow model: then pass `effective_ranges`), or an
             unknown key.
     """
@@ -132,10 +133,12 @@ def effective_ranges(n_layers: int, ranges: Mapping[str, Sequence[int]] | None =
             k: (round(a * n_layers / EFFECTIVE_DEPTH), round(b * n_layers / EFFECTIVE_DEPTH))
             for k, (a, b) in EFFECTIVE_7B.items()
         }
+    if not isinstance(ranges, Mapping):
+        raise ArgumentError(f"effective_ranges must be a dict {{pathway: [start, end)}}, got {ranges!r}")
     out = {}
     for k, v in ranges.items():
         if k not in EFFECTIVE_7B:
-            raise ValueError(f"effective-pathway range {k!r} is unknown; give {', '.join(EFFECTIVE_7B)}")
+            raise ArgumentError(f"effective-pathway range {k!r} is unknown; give {', '.join(EFFECTIVE_7B)}")
         if not (
             isinstance(v, (list, tuple))
             and len(v) == 2
@@ -150,11 +153,11 @@ def effective_ranges(n_layers: int, ranges: Mapping[str, Sequence[int]] | None =
                 if scaled
                 else (f"effective-pathway range {k}={v!r} must be [start, end) with 0 <= start < end <= {n_layers}")
             )
-            raise ValueError(how)
+            raise ArgumentError(how)
         out[k] = (v[0], v[1])
     missing = set(EFFECTIVE_7B) - set(out)
     if missing:
-        raise ValueError(f"effective-pathway ranges miss {sorted(missing)}; give all of {', '.join(EFFECTIVE_7B)}")
+        raise ArgumentError(f"effective-pathway ranges miss {sorted(missing)}; give all of {', '.join(EFFECTIVE_7B)}")
     return out
 
 
@@ -284,12 +287,12 @@ def attention_flow(model, inputs, sources: tuple[str, ...] = ("last", "question"
         source's row sums to 1 in every layer (0 where a knockout emptied its rows).
 
     Raises:
-        ValueError: a batch of more than one row, or a source with no positions.
+        ArgumentError (a ValueError): a batch of more than one row, or a source with no positions.
     """
     from vlens.inputs.positions import as_positions
 
     if len(inputs.layouts) != 1:
-        raise ValueError(f"attention_flow takes one row, got {len(inputs.layouts)}; index the batch first")
+        raise ArgumentError(f"attention_flow takes one row, got {len(inputs.layouts)}; index the batch first")
     layout = inputs.layout
     names, index = key_groups(layout)
     onehot = torch.zeros(len(layout), len(names))
@@ -298,7 +301,7 @@ def attention_flow(model, inputs, sources: tuple[str, ...] = ("last", "question"
     for s in sources:
         r = as_positions(s)(layout)
         if not r.any():
-            raise ValueError(
+            raise ArgumentError(
                 f"source {s!r} has no positions in this layout (roles derived? see vlens.inputs.roles.with_roles)"
             )
         rows.append(r)
