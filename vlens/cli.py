@@ -17,8 +17,6 @@ examples:
   vlens run flow --model ckpt/ --data mvbench:/data/MVBench --flow-window 9 --out runs/flow   # map-the-flow's protocols
   vlens run flow --model ckpt/ --data synthetic:1 --frames 8 --flow-window 3 --flow-protocols vql-to-ql,effective_pathway --out runs/f
   vlens run global2 --model ckpt/ --data synthetic:1 --frames 8 --controls 3 --out runs/c   # spec − random-edge control
-    )
-    run.add_argument(
   vlens run heads --model ckpt/ --data synthetic:1,n=16 --frames 8 --heads-spec lv,vt --top-k 8 --out runs/h   # heads by attribution, top K exact
   vlens run global2,open --model ckpt/ --data synthetic:1 --frames 8 --open prompt=mc,match=starts --out runs/o   # open-ended answers
   vlens report runs/vm                         # report.md + global1.png, global2.png, windows.png

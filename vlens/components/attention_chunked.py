@@ -88,7 +88,8 @@ def chunked_attention(
 
     Args:
         q: queries [batch, head, q, d_head] of the rows `ctx.q_index`.
-        k, v: keys and values [batch, kv_head, k, d_head] at sequence indices `k_index`.
+        k: keys [batch, kv_head, k, d_head] at sequence indices `k_index`.
+        v: values, as `k`.
         ctx: the forward's attention context (rows, padding, interventions, chunk size).
         layer: the layer (whose interventions apply).
         k_contiguous: the keys are 0..K−1 (then keys after a chunk's last row are not read).

@@ -5,7 +5,7 @@ For every sample and every spec of `--heads-spec` (default `lv,vt,vs`):
 
 * the spec knocked out on each (layer, query head) alone, estimated from one forward and one
   backward for all specs together (`vlens.interventions.head_attribution.attribute_heads`): the
-  [layer][head] maps of the estimated change of the logit difference and of p(correct);
+  layer × head maps of the estimated change of the logit difference and of p(correct);
 * the `--top-k` heads of that sample with the largest estimated |Δ logit diff| knocked out exactly
   (`exact_heads`: one forward each, resumed at the head's layer).
 

@@ -113,7 +113,8 @@ def cache_activations(
         positions: the position group (`"video"`, `"video,last"`, `"all"`, ...).
         dtype: the stored dtype ("float32", "float16", "bfloat16").
         shard: `(i, n)`: this process writes samples i, i+n, ... (0-based).
-        n_frames, allow_repeat: how each clip is sampled (`model.to_inputs`).
+        n_frames: frames sampled per clip (`model.to_inputs`).
+        allow_repeat: allow clips shorter than `n_frames` (`model.to_inputs`).
         chunk_rows: rows buffered before a chunk is written (the memory bound).
         settings: what else changes the rows (the dataset spec, ...): recorded in the manifest, and
             a resumed run must give the same.
