@@ -230,7 +230,9 @@ class HookedVideoLLM(Loading, InputBuilder, Generation, HookedRootModule):
             generated: the input ids are generated tokens (`generate`'s steps): text, whatever their ids.
 
         Raises:
-            InterventionError: an intervention was not built for this batch.
+            InterventionError: an intervention was not built for this batch (or, on the chunked path,
+                a hook on attn_scores/pattern or a renormalise=False scaling).
+            MaskMemoryError: the dense attention masks would not fit (vlens.model.mask_memory).
             ValueError: inputs on another device, inconsistent masks or positions.
         """
         inputs = self._as_inputs(inputs)
