@@ -138,6 +138,11 @@ def test_blocked_rows_equal_the_rows_of_the_dense_mask(models, family, batch):
         dense = hook.blocked_full(n + 3, "cpu")  # 3 generated tokens beyond the layout
         for rows in (slice(0, 1), slice(5, 17), slice(n - 4, n + 3)):
             assert torch.equal(hook.blocked_rows(0, rows, n + 3, "cpu"), dense[:, rows]), (spec, rows)
+        touched = dense.any(dim=(0, 2)).nonzero()
+        first = hook.first_touched_row(0, n + 3)  # read from the layout's vectors where the spec can
+        assert first is None or first == (int(touched[0]) if len(touched) else n + 3), spec
+        if spec in (ko.LV(), ko.Edges("text", "video")):  # frames="any": told without any rows
+            assert first is not None
 
 
 @torch.no_grad()

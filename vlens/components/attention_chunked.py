@@ -161,16 +161,21 @@ def _causal(q: QKV, k: QKV, v: QKV, scale: float, gqa: bool) -> QKV:
 
 
 def _untouched_prefix(ctx: AttentionContext, layer: int, key: tuple, Q: int, device: torch.device) -> int:
-    """The rows 0..p−1 (p a multiple of the chunk, or Q) in which no intervention of `layer`
-    removes or scales an edge, read chunk by chunk and remembered for the layers with the same
-    interventions (`key`)."""
+    """The rows 0..p−1 in which no intervention of `layer` removes or scales an edge, remembered
+    for the layers with the same interventions (`key`): from an intervention's
+    `first_touched_row(layer, n_pos)` when it can tell from the layout's vectors (LV-K), else read
+    chunk by chunk (p a multiple of the chunk)."""
     memo = ("untouched prefix", key, Q)
     if memo not in ctx.masks:
-        edits, prefix = ctx.interventions.at(layer), Q
-        for i0 in range(0, Q, ctx.chunk):
-            rows = slice(i0, min(Q, i0 + ctx.chunk))
-            if any(bool(blocked_rows(e, layer, rows, ctx.n_pos, device)[..., :Q].any()) for e in edits):
-                prefix = i0
-                break
+        prefix = Q
+        for e in ctx.interventions.at(layer):
+            first = getattr(e, "first_touched_row", lambda layer, n: None)(layer, ctx.n_pos)
+            if first is None:
+                first = Q
+                for i0 in range(0, min(Q, prefix), ctx.chunk):
+                    if bool(blocked_rows(e, layer, slice(i0, min(Q, i0 + ctx.chunk)), ctx.n_pos, device).any()):
+                        first = i0
+                        break
+            prefix = min(prefix, first)
         ctx.masks[memo] = prefix
     return ctx.masks[memo]

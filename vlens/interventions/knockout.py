@@ -78,6 +78,11 @@ class Spec:
         one layout."""
         return self.blocked(layout)[rows]
 
+    def first_touched_row(self, layout: VideoLayout, memo: dict | None = None) -> int | None:
+        """The first query row that loses an edge (len(layout) when none does), read from the
+        layout's vectors without any [q, k] tensor; None when this spec cannot tell that way."""
+        return None
+
     def __or__(self, other: Spec) -> Spec:
         if not isinstance(other, Spec):
             return NotImplemented
@@ -250,6 +255,16 @@ class Edges(Spec):
             out &= video[rows][:, None] & video[None, :] & rel
         return out
 
+    def first_touched_row(self, layout: VideoLayout, memo: dict | None = None) -> int | None:
+        """For `frames="any"`: the first query with a key before it (or at it, with the diagonal)."""
+        if self.frames != "any":
+            return None
+        memo = {} if memo is None else memo
+        queries, keys = _memo(memo, self.queries, layout), _memo(memo, self.keys, layout)
+        seen = keys.long().cumsum(0) - (0 if self.diagonal else keys.long())  # keys before q (and q)
+        rows = (queries & (seen > 0)).nonzero()
+        return int(rows[0]) if len(rows) else len(layout)
+
 
 def _memo(memo: dict, selector: Positions | str, layout: VideoLayout) -> Bool[Tensor, " pos"]:
     """A selector's positions on `layout` ("video": the video positions), computed once per memo."""
@@ -333,6 +348,12 @@ class Union(Spec):
         for p in self.parts[1:]:
             out = out | p.blocked_rows(layout, rows, memo)
         return out
+
+    def first_touched_row(self, layout: VideoLayout, memo: dict | None = None) -> int | None:
+        """The earliest of the parts' first rows (None if a part cannot tell)."""
+        memo = {} if memo is None else memo
+        firsts = [p.first_touched_row(layout, memo) for p in self.parts]
+        return None if any(f is None for f in firsts) else min(firsts)
 
 
 SPECS: dict[str, Callable[[], Spec]] = {"lv": LV, "vt": VT, "vs": VS}
@@ -530,6 +551,17 @@ class KnockoutHook:
             extended, memo = self._memos[(i, n_pos)]
             out.append(self.spec.blocked_rows(extended, rows, memo))
         return torch.stack(out).to(device)
+
+    def first_touched_row(self, layer: int, n_pos: int) -> int | None:
+        """The first query row (sequence index) in which any batch row loses an edge (`n_pos` when
+        none does), from the layouts' vectors; None when the spec cannot tell without its rows."""
+        firsts = []
+        for i, layout in enumerate(self.layouts):
+            if n_pos < len(layout):
+                return None
+            memo = self._memos.setdefault((i, n_pos), (layout.extend(n_pos - len(layout)), {}))
+            firsts.append(self.spec.first_touched_row(*memo))
+        return None if any(f is None for f in firsts) else min(firsts)
 
     def __repr__(self) -> str:
         where = str(self.selection)
