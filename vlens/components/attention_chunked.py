@@ -92,6 +92,7 @@ def chunked_attention(
         v: values, as `k`.
         ctx: the forward's attention context (rows, padding, interventions, chunk size).
         layer: the layer (whose interventions apply).
+        k_index: the keys' sequence indices.
         k_contiguous: the keys are 0..K−1 (then keys after a chunk's last row are not read).
         attn: the calling module (scale, grouped-query config).
 
