@@ -214,3 +214,20 @@ def test_ties_go_to_the_lower_sample_and_a_silent_feature_has_density_zero(store
     (v,) = feature_views(store_dir, torch.zeros(2, 128), 1, hook=HOOK, k=3)
     assert [t.sample for t in v.top] == [0, 1, 2] and all(t.activation == 0 for t in v.top)
     assert v.density == 0 and v.n_active == 0
+
+
+def test_a_group_restricts_density_and_peaks_to_its_rows(model, store_dir):
+    sae = random_sae(model.cfg.d_model, seed=5)
+    batch = ActivationStore(store_dir).all(HOOK)
+    video = batch.segment_mask("video")
+    acts = by_hand(sae, batch.acts)[:, 2]
+    (v,) = feature_views(store_dir, sae, 2, hook=HOOK, group="video", k=5)
+    assert v.n_rows == int(video.sum()) and v.n_active == int((acts[video] > 0).sum())
+    for t in v.top:
+        assert t.frame >= 0 and t.activation == pytest.approx(float(acts[video & (batch.sample == t.sample)].max()))
+    (last,) = feature_views(store_dir, sae, 2, hook=HOOK, group="last")
+    assert last.n_rows == len(ActivationStore(store_dir).samples) and all(t.heatmap is None for t in last.top)
+    with pytest.raises(FeatureViewError, match=r"group=.*'nowhere' is not a position group"):
+        feature_views(store_dir, sae, 2, hook=HOOK, group="nowhere")
+    with pytest.raises(FeatureViewError, match=r"group='question': .* holds no such rows .*video\+last"):
+        feature_views(store_dir, sae, 2, hook=HOOK, group="question")

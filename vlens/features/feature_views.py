@@ -9,8 +9,8 @@
 A feature is one row of an SAE (`vlens.features.sae.SAE`: its activation is `sae.encode(x)[f]`,
 its direction the decoder row `W_dec[f]`) or of any direction matrix `[d_sae, d_model]` (a probe's
 weights, difference-of-means directions: its activation is the projection `x · D[f]`, its
-direction `D[f]`). Over every stored row of the hook (streamed from the activation store, one
-chunk at a time):
+direction `D[f]`). Over every stored row of the hook, or of one position group (`group="video"`:
+the patches alone), streamed from the activation store one chunk at a time:
 
 - **top samples**: the samples with the largest activation over their stored rows (ties: the
   lower sample index first), each with where it peaks;
@@ -42,6 +42,8 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from vlens.arguments import ArgumentError, as_index, as_positive_int
+from vlens.features.probe_fit import ProbeError
+from vlens.features.probes import group_mask
 from vlens.features.sae import SAE
 from vlens.features.store import ActivationStore
 
@@ -262,6 +264,7 @@ def feature_views(
     features: int | Sequence[int],
     *,
     hook: str | None = None,
+    group: str = "all",
     k: int = 8,
     model: Any = None,
     samples: Sequence[Any] | None = None,
@@ -276,6 +279,8 @@ def feature_views(
         encoder: an SAE, or a `[d_sae, d_model]` direction matrix.
         features: feature index or indices (0..d_sae-1).
         hook: the store's hook to read (default: the SAE's own hook, or the store's only hook).
+        group: the stored rows that count (`"video"`, `"last"`, `"video,last"`, ...; default every
+            stored row): the density, the top samples and their peaks are over these rows only.
         k: how many top samples.
         model: the `HookedVideoLLM` the store was written by (checked): needed for the logit lens
             and for frame images.
@@ -315,12 +320,18 @@ def feature_views(
         )
     parts: dict[str, list[Tensor]] = {k_: [] for k_ in ("act", "sample", "position", "frame", "row", "col")}
     for b in store.batches(hook, batch_size=batch_size):
+        try:
+            b = b.where(group_mask(b, group))
+        except ProbeError as e:
+            raise FeatureViewError(str(e).replace("groups:", "group=", 1)) from None
         parts["act"].append(feature_activations(encoder, b.acts, feats))
         for name in ("sample", "position", "frame", "row", "col"):
             parts[name].append(getattr(b, name))
-    if not parts["act"]:
-        raise FeatureViewError(f"{store.dir} holds no rows of {hook}")
-    acts: Tensor = torch.cat(parts["act"])
+    acts: Tensor = torch.cat(parts["act"]) if parts["act"] else torch.zeros(0, len(feats))
+    if not len(acts):
+        raise FeatureViewError(
+            f"group={group!r}: {store.dir} holds no such rows of {hook} (its positions: {store.manifest['positions']})"
+        )
     meta: dict[str, Int[Tensor, " n"]] = {k_: torch.cat(v) for k_, v in parts.items() if k_ != "act"}
     n_samples = len(store.samples)
     by_id = {s.id: s for s in samples} if samples is not None else {}
