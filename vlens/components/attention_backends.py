@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import Literal, Protocol
+from typing import Literal, Protocol, cast
 
 import einops
 import torch
@@ -109,12 +109,14 @@ def _flex(q: QKV, k: QKV, v: QKV, mask: LayerMask, attn: HookedAttention) -> QKV
         mask.block_mask = create_block_mask(mask_mod, B, heads, Q, K, device=q.device)
     score_mod = None
     if mask.bias:
-        bias = sum(mask.bias.values()).to(q.dtype)
+        bias = cast(Tensor, sum(mask.bias.values())).to(q.dtype)  # a non-empty sum of tensors
         bias = bias.expand(B, bias.shape[1], Q, K).contiguous()
         per_head = bias.shape[1] > 1
 
-        def score_mod(score, b, h, q_idx, kv_idx):
+        def renormalised(score, b, h, q_idx, kv_idx):
             return score + bias[b, h if per_head else 0, q_idx, kv_idx]
+
+        score_mod = renormalised
 
     return _flex_attention(q, k, v, mask.block_mask, attn.scale, attn.cfg.n_groups > 1, score_mod)
 

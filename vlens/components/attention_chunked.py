@@ -25,6 +25,7 @@ results are the same, but that one [batch, pos, pos] tensor exists.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, cast
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +35,9 @@ from torch import Tensor, nn
 from vlens.components.attention_backends import HookedAttention
 from vlens.components.attention_mask import AttentionContext, combine_edits
 from vlens.components.per_call import InterventionError, Interventions, blocked_rows, index_rows
+
+if TYPE_CHECKING:
+    from vlens.components.attention import Attention
 
 QKV = Float[Tensor, "batch head pos d_head"]
 
@@ -52,7 +56,7 @@ def check_chunked(blocks: Iterable[nn.Module], interventions: Interventions, chu
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise InterventionError(f"chunk must be an int ≥ 1 (query rows per chunk), got {chunk!r}")
     for block in blocks:
-        attn = block.attn
+        attn = cast("Attention", block.attn)  # every decoder block's attention is vlens' Attention
         for name in ("hook_attn_scores", "hook_pattern"):
             point = getattr(attn, name)
             if point._forward_hooks or point._backward_hooks:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -59,9 +59,11 @@ class LayerMask:
     def additive(self, dtype: torch.dtype) -> Float[Tensor, "batch head q k"] | Bool[Tensor, "batch head q k"]:
         """The mask for a fused kernel: `allowed` (bool) without scalings, else log α on the
         scaled edges and −∞ where nothing may be read (a float mask)."""
+        assert self.allowed is not None, "additive(): a mask with edits (plain causal rows need none)"
         if not self.bias:
             return self.allowed
-        return torch.where(self.allowed, sum(self.bias.values()), float("-inf")).to(dtype)
+        bias = cast(Tensor, sum(self.bias.values()))  # a non-empty sum of tensors
+        return torch.where(self.allowed, bias, float("-inf")).to(dtype)
 
     def causal_or_base(self, Q: int, K: int, device: torch.device) -> Bool[Tensor, "batch q k"]:
         """`base` as a tensor (plain causal rows: the last Q rows of a K×K triangle), built once

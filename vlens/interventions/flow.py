@@ -261,6 +261,7 @@ def key_groups(layout: VideoLayout) -> tuple[list[str], list[int]]:
     """
     names: list[str] = []
     index = []
+    assert layout.role is not None  # filled by VideoLayout.__post_init__
     for i, seg in enumerate(layout.segment):
         g = f"frame {int(layout.frame[i])}" if seg == "video" else (layout.role[i] or seg)
         if g not in names:

@@ -155,6 +155,7 @@ def _nothing_removed(spec: Spec, layout: VideoLayout) -> str:
     """Why a spec may remove nothing, for the warning: the usual mistakes first."""
     hints = []
     named_roles = [r for r in ROLES if r != "last" and r in spec.label]
+    assert layout.role is not None  # filled by VideoLayout.__post_init__
     if named_roles and set(layout.role) <= {"", "last"}:
         hints.append(
             f"it names text roles ({', '.join(named_roles)}) and these inputs have none: build them with "
