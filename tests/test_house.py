@@ -185,3 +185,10 @@ def test_every_public_definition_has_a_docstring():
     assert not new, "public definitions without a docstring (say what it is, its args, returns with shapes):\n" + (
         "\n".join(new)
     )
+
+
+def test_the_top_level_all_is_the_lazy_namespace():
+    import vlens
+
+    # `__all__` is written out for type checkers; it must name exactly the lazily imported names
+    assert sorted(vlens.__all__) == sorted(vlens._LAZY)

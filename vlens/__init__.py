@@ -28,9 +28,23 @@ _LAZY = {
     "VisionHookError": ("vlens.model.vision_hooks", "VisionHookError"),
 }
 
-__all__ = list(_LAZY)
+# written out (not list(_LAZY)) so type checkers read it; tests/test_house.py checks it names _LAZY's keys
+__all__ = [
+    "ArgumentError",
+    "CheckpointNotFoundError",
+    "HookedVideoLLM",
+    "HookedVideoLLMConfig",
+    "LayoutError",
+    "VideoInputs",
+    "VideoLayout",
+    "VisionHookError",
+    "knockout",
+    "vision_knockout",
+    "vision_lens",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from vlens.arguments import ArgumentError as ArgumentError
     from vlens.config import HookedVideoLLMConfig as HookedVideoLLMConfig
     from vlens.inputs.layout import LayoutError as LayoutError
     from vlens.inputs.layout import VideoLayout as VideoLayout

@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vlens.arguments import ArgumentError, as_index
 from vlens.experiments import distributed
@@ -37,6 +38,9 @@ from vlens.experiments.runner import (
     sample_inputs,
     shard_of,
 )
+
+if TYPE_CHECKING:
+    from vlens.experiments.analysis import StudyAnalysis
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +236,7 @@ class RunResult:
     out: Path
     counts: Counts
     totals: Counts
-    analysis: object
+    analysis: StudyAnalysis
     report: Path | None
     rank: int = 0
     world_size: int = 1

@@ -17,10 +17,10 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from jaxtyping import Float
@@ -41,6 +41,7 @@ class _ByKey:
             raise KeyError(key) from None
 
     def __contains__(self, key: str) -> bool:
+        assert is_dataclass(self)  # mixed into dataclasses only
         return key in {f.name for f in fields(self)}
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -242,7 +243,7 @@ def aggregate_controls(records: Sequence[dict], key: str) -> dict[str, ControlSu
     return out
 
 
-def _by_sample(rows: Sequence[dict]) -> list[dict]:
+def _by_sample(rows: Iterable[dict]) -> list[dict]:
     return sorted(rows, key=lambda r: r["sample"])
 
 
@@ -334,12 +335,12 @@ def aggregate_lens(records: Sequence[dict]) -> LensSummary | None:
         return None
     n_frames = min(len(r["frame_mass"][0]) for r in rows)
     rows_f = [r for r in rows if len(r["frame_mass"][0]) == n_frames]
-    f64 = dict(dtype=torch.float64)
+    f64 = torch.float64
     return LensSummary(
         labels=rows[0]["labels"],
-        p_correct=torch.tensor([r["p_correct"] for r in rows], **f64).mean(0).float(),
-        top1=torch.tensor([[x == 0 for x in r["rank"]] for r in rows], **f64).mean(0).float(),
-        frame_mass=torch.tensor([r["frame_mass"] for r in rows_f], **f64).mean(0).float(),
+        p_correct=torch.tensor([r["p_correct"] for r in rows], dtype=f64).mean(0).float(),
+        top1=torch.tensor([[x == 0 for x in r["rank"]] for r in rows], dtype=f64).mean(0).float(),
+        frame_mass=torch.tensor([r["frame_mass"] for r in rows_f], dtype=f64).mean(0).float(),
         n=len(rows),
     )
 
@@ -398,9 +399,9 @@ def aggregate_flow(
     rank = {p: i for i, p in enumerate(order)}
     for pathway, items in sorted(by_pathway.items(), key=lambda kv: rank.get(kv[0], len(rank))):
         items.sort()
-        curves[pathway] = FlowCurve(
-            pathway, [c for c, _ in items], [flow_point(records, n, summary, key) for _, n in items]
-        )
+        points = [flow_point(records, n, summary, key) for _, n in items]
+        # every name came from summary, so flow_point gave a point for each
+        curves[pathway] = FlowCurve(pathway, [c for c, _ in items], cast(list[FlowPoint], points))
     return curves, flow_point(records, "flow/effective_pathway", summary, key)
 
 

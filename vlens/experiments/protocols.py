@@ -149,6 +149,7 @@ class PriorProtocol(Protocol):
         pred, answer = self.preds[ctx.index], ctx.sample.answer
         if pred is None:  # no answer key: nothing to score, but the record marks the sample done
             return [{"config": "prior", "pred": None, "answer": None}]
+        assert answer is not None  # language_prior predicts only for samples with an answer key
         return [{"config": "prior", "pred": LETTERS[pred], "answer": LETTERS[answer], "correct": pred == answer}]
 
 

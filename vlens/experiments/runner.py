@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 from jaxtyping import Float
@@ -25,6 +26,10 @@ from vlens.data import Sample
 from vlens.inputs.prompts import mc_question
 from vlens.inputs.sampling import VideoError
 from vlens.metrics import score
+
+if TYPE_CHECKING:
+    from vlens.inputs.video_inputs import VideoInputs
+    from vlens.model.hooked_video_llm import HookedVideoLLM
 
 
 def sample_inputs(model, sample: Sample, n_frames: int, allow_repeat: bool = False):
@@ -44,7 +49,10 @@ def sample_inputs(model, sample: Sample, n_frames: int, allow_repeat: bool = Fal
     )
 
 
-def shard_of(samples: Sequence[Sample], shard: tuple[int, int]) -> list[Sample]:
+T = TypeVar("T")
+
+
+def shard_of(samples: Sequence[T], shard: tuple[int, int]) -> list[T]:
     """Samples i, i+n, i+2n, … of `samples` for shard (i, n), 0-based.
 
     Raises:
@@ -70,13 +78,13 @@ class SampleContext:
     dataset (`dataset`), not in this process's share, so anything derived from it (the next
     sample's clip, a corruption seed) does not depend on sharding."""
 
-    model: object
+    model: HookedVideoLLM
     sample: Sample
     index: int
     dataset: Sequence[Sample]
     n_frames: int
     allow_repeat: bool
-    inputs: object
+    inputs: VideoInputs
     letters: list[int]
     _clean: Tensor | None = None
     clean_seconds: float | None = None  # set when the clean logits came from a timed plain forward
@@ -86,9 +94,10 @@ class SampleContext:
         """Last-position logits of the clean forward, computed once per sample (timed)."""
         if self._clean is None:
             t0 = time.perf_counter()
-            self._clean = self.model(self.inputs, logits_to_keep=1)[0, -1]
-            if self._clean.is_cuda:
-                torch.cuda.synchronize(self._clean.device)
+            clean: Tensor = self.model(self.inputs, logits_to_keep=1)[0, -1]
+            if clean.is_cuda:
+                torch.cuda.synchronize(clean.device)
+            self._clean = clean
             self.clean_seconds = time.perf_counter() - t0
         return self._clean
 
@@ -198,6 +207,7 @@ def run_samples(
             counts.reasons[sample.id] = reason
             bar.set_postfix(counts.postfix(), refresh=False)
             continue
+        assert inputs is not None  # built above (a failure set reason and continued)
         n_opt = len(sample.options)
         if n_opt not in letter_cache:
             letter_cache[n_opt] = model.answer_letter_ids(n_opt)  # the ids written after its own generation prompt
