@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import random
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -235,4 +236,23 @@ def test_a_sample_without_an_answer_is_skipped_with_the_reason(model):
     proto = HeadsProtocol(model.cfg.n_layers, model.cfg.n_heads, specs="lv,vs", top_k=2)
     records = proto(ctx, proto.names())
     assert [r["config"] for r in records] == ["heads/lv", "heads/vs"]
+    assert all("no answer key" in r["skipped"] for r in records)
+
+
+@pytest.mark.parametrize("name", ["patching", "attribution"])
+def test_patching_and_attribution_skip_a_sample_without_an_answer_with_the_reason(model, name):
+    import dataclasses
+
+    from vlens.experiments.registry import build_protocols
+    from vlens.experiments.runner import SampleContext
+
+    samples = load_dataset(DATA)
+    sample = dataclasses.replace(samples[0], answer=None)
+    inputs = sample_inputs(model, sample, 8)
+    ctx = SampleContext(model, sample, 0, samples, 8, False, inputs, model.answer_letter_ids(len(sample.options)))
+    (proto,) = build_protocols(
+        RunConfig(model=Path("unused"), data=DATA, out=Path("unused"), protocols=(name,)), model, samples
+    )
+    records = proto(ctx, proto.names())
+    assert [r["config"] for r in records] == proto.names()
     assert all("no answer key" in r["skipped"] for r in records)

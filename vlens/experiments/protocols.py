@@ -187,6 +187,9 @@ class PatchingProtocol(Protocol):
         return {"site": self.site, "corruption": self.corruption}
 
     def __call__(self, ctx: SampleContext, todo: Sequence[str]) -> list[dict]:
+        answer = ctx.sample.answer
+        if answer is None:  # no answer: no logit difference to patch (patch_sweep would refuse it)
+            return [{"config": self.name, "skipped": "the sample has no answer key: there is no logit difference"}]
         other, other_id = None, None
         if self.corruption == "video":
             other_sample = ctx.dataset[(ctx.index + 1) % len(ctx.dataset)]
@@ -197,7 +200,7 @@ class PatchingProtocol(Protocol):
                 return [{"config": self.name, "skipped": f"the corrupting clip ({other_id}) is unusable: {e}"}]
         corrupted = corrupt(ctx.model, ctx.inputs, self.corruption, other=other, seed=ctx.index)
         res = patch_sweep(
-            ctx.model, ctx.inputs, corrupted, ctx.letters, ctx.sample.answer, site=self.site, batch_size=self.batch_size
+            ctx.model, ctx.inputs, corrupted, ctx.letters, answer, site=self.site, batch_size=self.batch_size
         )
         return [
             {
@@ -319,12 +322,14 @@ class AttributionProtocol(Protocol):
 
         todo_set = set(todo)
         sub = [c for c in self.configs if c.name in todo_set]
-        recs = attribute_sample(ctx.model, ctx.inputs, sub, ctx.letters, ctx.sample.answer, readout=self.readout)
+        answer = ctx.sample.answer
+        if answer is None:  # no answer: no logit difference to attribute (attribute_sample would refuse it)
+            why = "the sample has no answer key: there is no logit difference to attribute"
+            return [{"config": c.name, "skipped": why} for c in sub]
+        recs = attribute_sample(ctx.model, ctx.inputs, sub, ctx.letters, answer, readout=self.readout)
         records = [{"config": c.name, **recs[c.name]} for c in sub]
         if self.verify_top:
-            exact = verify_top(
-                ctx.model, ctx.inputs, recs, sub, min(self.verify_top, len(sub)), ctx.letters, ctx.sample.answer
-            )
+            exact = verify_top(ctx.model, ctx.inputs, recs, sub, min(self.verify_top, len(sub)), ctx.letters, answer)
             records += [{"config": f"verified/{name}", **r} for name, r in exact.items()]
         return records
 
