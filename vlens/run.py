@@ -88,7 +88,7 @@ class RunConfig:
     model: str | Path
     data: str
     out: str | Path
-    protocols: tuple[str, ...] = ("global1", "global2", "windows")
+    protocols: Sequence[str] = ("global1", "global2", "windows")  # a str too (split on commas); a tuple once built
     frames: int = 32
     allow_repeat: bool = False
     limit: int | None = None

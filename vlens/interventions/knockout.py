@@ -354,7 +354,8 @@ class Union(Spec):
         """The earliest of the parts' first rows (None if a part cannot tell)."""
         memo = {} if memo is None else memo
         firsts = [p.first_touched_row(layout, memo) for p in self.parts]
-        return None if any(f is None for f in firsts) else min(firsts)
+        known = [f for f in firsts if f is not None]
+        return min(known) if len(known) == len(firsts) else None
 
 
 SPECS: dict[str, Callable[[], Spec]] = {"lv": LV, "vt": VT, "vs": VS}
