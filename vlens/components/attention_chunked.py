@@ -25,7 +25,6 @@ results are the same, but that one [batch, pos, pos] tensor exists.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, cast
 
 import torch
 import torch.nn.functional as F
@@ -35,9 +34,6 @@ from torch import Tensor, nn
 from vlens.components.attention_backends import HookedAttention
 from vlens.components.attention_mask import AttentionContext, combine_edits
 from vlens.components.per_call import InterventionError, Interventions, blocked_rows, index_rows
-
-if TYPE_CHECKING:
-    from vlens.components.attention import Attention
 
 QKV = Float[Tensor, "batch head pos d_head"]
 
@@ -55,13 +51,12 @@ def check_chunked(blocks: Iterable[nn.Module], interventions: Interventions, chu
     """
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise InterventionError(f"chunk must be an int ≥ 1 (query rows per chunk), got {chunk!r}")
-    for block in blocks:
-        attn = cast("Attention", block.attn)  # every decoder block's attention is vlens' Attention
+    for layer, block in enumerate(blocks):
         for name in ("hook_attn_scores", "hook_pattern"):
-            point = getattr(attn, name)
+            point = getattr(block.attn, name)
             if point._forward_hooks or point._backward_hooks:
                 raise InterventionError(
-                    f"blocks.{attn.layer}.attn.{name} is hooked, but the 'chunked' attention path never builds the "
+                    f"blocks.{layer}.attn.{name} is hooked, but the 'chunked' attention path never builds the "
                     "[batch, head, pos, pos] scores/pattern it would see; hook or cache it on the 'explicit' path "
                     "(model.attention_path_as('explicit')) at a length where it fits, or leave it out of the "
                     f"hooks/names_filter (e.g. {_NO_NXN})"
