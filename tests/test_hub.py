@@ -76,6 +76,8 @@ def test_load_by_id_offline_equals_the_local_directory(offline, model):
     assert by_id.cfg.n_layers == model.cfg.n_layers == 4
     torch.testing.assert_close(_logits(by_id), _logits(model), rtol=0, atol=0)
     assert by_id.processor is not None and by_id.tokenizer.padding_side == "left"
+    # a dtype given by name is not the model's name (it overwrote model_name before)
+    assert HookedVideoLLM.from_pretrained(REPO, dtype="float32").cfg.model_name == REPO
 
 
 def test_revision_branch_and_commit(offline):

@@ -146,10 +146,10 @@ class Loading:
             config_dict = json.loads(config_file.read_text())
             entry = resolve(config_dict, where=str(config_file))  # clear error before loading any weights
         if isinstance(dtype, str):
-            name, found = dtype, getattr(torch, dtype, None)
+            found = getattr(torch, dtype, None)
             if not isinstance(found, torch.dtype):
                 raise TypeError(
-                    f"dtype={name!r} is not a torch dtype; pass one of 'float32', 'bfloat16', 'float16' "
+                    f"dtype={dtype!r} is not a torch dtype; pass one of 'float32', 'bfloat16', 'float16' "
                     "(or torch.float32, ...)"
                 )
             dtype = found
