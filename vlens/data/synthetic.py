@@ -18,6 +18,7 @@ n, and the same whether frames stay in memory or are written as mp4 files (`writ
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -74,7 +75,7 @@ def _draw(frame: np.ndarray, shape: str, color: str, x: int, y: int, size: int) 
 
 
 def _options(
-    rng: np.random.Generator, answer: str, pool: list[str], n: int, shuffle: bool
+    rng: np.random.Generator, answer: str, pool: Sequence[str], n: int, shuffle: bool
 ) -> tuple[tuple[str, ...], int]:
     others = [p for p in pool if p != answer]
     picked = [answer, *list(rng.choice(others, size=n - 1, replace=False))]

@@ -33,23 +33,25 @@ def load(root: str, *, task=None, duration=None, domain=None, task_type=None) ->
         bad = [v for v in values if v not in known]
         if bad:
             raise DatasetError(f"Video-MME has no {col} {bad}; known: {known}")
-        df = df[df[col].astype(str).isin(values)]
+        df = df.loc[df[col].astype(str).isin(values)]
     video_dirs = [root_p / "data", root_p / "video"]
     samples = []
-    for row in df.itertuples(index=False):
-        vid = str(row.videoID)
-        where = f"Video-MME question {row.question_id}"
+    for row in df.to_dict("records"):
+        vid = str(row["videoID"])
+        where = f"Video-MME question {row['question_id']}"
         candidates = [inside(d, f"{vid}.mp4", where) for d in video_dirs]
         path = next((c for c in candidates if c.exists()), candidates[0])
-        options = tuple(_strip_letter(o) for o in row.options)
-        answer = ord(str(row.answer).strip()[0]) - ord("A")
+        options = tuple(_strip_letter(o) for o in row["options"])
+        answer = ord(str(row["answer"]).strip()[0]) - ord("A")
         meta = {
-            "duration": row.duration,
-            "domain": row.domain,
-            "sub_category": row.sub_category,
-            "task_type": row.task_type,
+            "duration": row["duration"],
+            "domain": row["domain"],
+            "sub_category": row["sub_category"],
+            "task_type": row["task_type"],
         }
         if not path.exists():
             meta["missing"] = f"video not found: {path} (or {video_dirs[1] / (vid + '.mp4')})"
-        samples.append(Sample(f"videomme/{row.question_id}", str(path), str(row.question), options, answer, meta=meta))
+        samples.append(
+            Sample(f"videomme/{row['question_id']}", str(path), str(row["question"]), options, answer, meta=meta)
+        )
     return samples

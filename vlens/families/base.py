@@ -4,17 +4,21 @@ helpers for Qwen2/Llama-style decoders, and the weight-coverage check."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, cast
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
+from typing_extensions import dataclass_transform
 
 from vlens.components.rotary import Rotary
 from vlens.config import HookedVideoLLMConfig
 from vlens.inputs.layout import LayoutError, VideoLayout, VisionToken
 
 if TYPE_CHECKING:  # pragma: no cover
+    from transformers import LlavaNextVideoForConditionalGeneration, VideoLlavaForConditionalGeneration
+    from transformers.modeling_outputs import BaseModelOutputWithPooling
+
     from vlens.inputs.sampling import SampledVideo
     from vlens.inputs.video_inputs import VideoInputs
 
@@ -23,6 +27,7 @@ class UnsupportedModelError(ValueError):
     """The checkpoint's architecture has no vlens family."""
 
 
+@dataclass_transform(frozen_default=True)  # tells type checkers what __init_subclass__ does
 @dataclass(frozen=True)
 class Family:
     """A family's frozen spec: how one HF architecture maps onto the hooked decoder.
@@ -64,6 +69,7 @@ class Family:
         """The rotary module the family's attention needs: 1-D RoPE by default (over
         `cfg.rotary_dim` dims, in `cfg.rotary_adjacent_pairs` pairing). Its forward takes
         `position_ids(...)`'s positions and a dtype and returns cos/sin [batch, pos, rotary_dim]."""
+        assert cfg.rotary_dim is not None  # HookedVideoLLMConfig.__post_init__ fills it (d_head when unset)
         return Rotary(cfg.rotary_dim, cfg.rope_theta, adjacent_pairs=cfg.rotary_adjacent_pairs)
 
     def vision_modules(self, hf_model: nn.Module) -> dict[str, nn.Module]:
@@ -229,6 +235,16 @@ def decoder_weight_table(
     return table
 
 
+def pooler_output(out: tuple | BaseModelOutputWithPooling) -> Tensor:
+    """The features of an HF `get_*_features(..., return_dict=True)` call. HF types the call as a
+    tuple or an output with an optional `pooler_output`; with return_dict=True it is the output,
+    filled."""
+    from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+    assert isinstance(out, BaseModelOutputWithPooling) and out.pooler_output is not None, type(out)
+    return out.pooler_output
+
+
 def per_row(features: Tensor, batch: int) -> Float[Tensor, "batch n_vision d_model"]:
     """[batch*frames, tokens, d] (or any split of the same rows) -> [batch, n_vision, d]; every
     row of a vlens batch has the same frame count and size, so rows are equal-length."""
@@ -255,8 +271,10 @@ class LlavaVideoFamily(Family):
     def video_features(self, hf_model: nn.Module, inputs) -> Float[Tensor, "batch n_vision d_model"]:
         # The checkpoint's own path (tower, feature layer, CLS handling, pooling, projector).
         pixels = inputs["pixel_values_videos"]
-        out = hf_model.model.get_video_features(pixels, return_dict=True)  # [batch*frames, tokens, d]
-        return per_row(out.pooler_output, pixels.shape[0])
+        # the HF classes of the families that use this (PerceptionLM has its own)
+        hf = cast("LlavaNextVideoForConditionalGeneration | VideoLlavaForConditionalGeneration", hf_model)
+        out = hf.model.get_video_features(pixels, return_dict=True)  # [batch*frames, tokens, d]
+        return per_row(pooler_output(out), pixels.shape[0])
 
     def video_tokens(self, hf_config, n_frames: int, height: int, width: int) -> list[VisionToken]:
         """The vision positions of `n_frames` frames of height×width pixels, in sequence order."""

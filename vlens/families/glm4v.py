@@ -106,6 +106,7 @@ class Glm4V(Qwen25VL):
     def rotary(self, cfg: HookedVideoLLMConfig) -> nn.Module:
         """M-RoPE over the first `rotary_dim` dims, contiguous sections, adjacent-pair tables
         (HF's Glm4vTextRotaryEmbedding: frequencies from the rotary width, repeat_interleave)."""
+        assert cfg.rotary_dim is not None  # HookedVideoLLMConfig.__post_init__ fills it (d_head when unset)
         return MRotary(
             cfg.rotary_dim, cfg.rope_theta, cfg.extra["mrope_section"], interleaved=False, adjacent_pairs=True
         )

@@ -51,6 +51,7 @@ block of frame k are `video` positions of temporal group k // 4 (`frames_per_gro
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import torch
 from jaxtyping import Float
@@ -67,6 +68,9 @@ from vlens.families.release_common import (
     take,
 )
 from vlens.inputs.layout import LayoutError, VideoLayout
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import InternVLForConditionalGeneration
 
 ARCHITECTURE = "InternVLChatModel"
 LOCAL_NUM_FRAMES = 4  # modeling_internvl_chat_hico2.py: self.local_num_frames = 4
@@ -143,7 +147,8 @@ class InternVideo25(InternVL):
     def video_features(self, hf_model: nn.Module, inputs) -> Float[Tensor, "batch n_vision d_model"]:
         if not self.token_compression:
             return super().video_features(hf_model, inputs)
-        m, cfg = hf_model.model, hf_model.config
+        hf = cast("InternVLForConditionalGeneration", hf_model)  # what build() makes
+        m, cfg = hf.model, hf.config
         px = inputs["pixel_values"]
         if px.shape[0] % LOCAL_NUM_FRAMES:
             raise ValueError(
@@ -373,7 +378,7 @@ def build(
         num_key_value_heads=lc.get("num_key_value_heads", lc["num_attention_heads"]),
         max_position_embeddings=lc.get("max_position_embeddings", 32768),
         rms_norm_eps=lc.get("rms_norm_eps", 1e-5),
-        rope_theta=lc.get("rope_theta", 10000.0),
+        rope_parameters={"rope_type": "default", "rope_theta": lc.get("rope_theta", 10000.0)},
         hidden_act=lc.get("hidden_act", "silu"),
         tie_word_embeddings=lc.get("tie_word_embeddings", False),
         attention_bias=False,

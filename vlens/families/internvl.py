@@ -29,14 +29,17 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import Tensor, nn
 
 from vlens.config import HookedVideoLLMConfig
-from vlens.families.base import Family, decoder_config, decoder_weight_table, per_row
+from vlens.families.base import Family, decoder_config, decoder_weight_table, per_row, pooler_output
 from vlens.inputs.layout import LayoutError, VideoLayout, VisionToken
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import InternVLForConditionalGeneration
 
 # What InternVLProcessor.replace_video_token writes before each frame's <img> (frames are
 # joined by "\n", so every frame after the first has the newline in front of its label).
@@ -74,8 +77,7 @@ class InternVL(Family):
         return decoder_weight_table(cfg)
 
     def vision_modules(self, hf_model: nn.Module) -> dict[str, nn.Module]:
-        m = hf_model.model
-        return {"vision_tower": m.vision_tower, "multi_modal_projector": m.multi_modal_projector}
+        return {n: hf_model.get_submodule(f"model.{n}") for n in ("vision_tower", "multi_modal_projector")}
 
     def video_token_id(self, hf_config) -> int:
         return hf_config.image_token_id  # <IMG_CONTEXT>: frames are images to InternVL
@@ -83,8 +85,10 @@ class InternVL(Family):
     def video_features(self, hf_model: nn.Module, inputs) -> Tensor:
         # The checkpoint's own path, as its forward runs `pixel_values` (all rows' frames, in
         # order): tower, feature layer, CLS drop, pixel shuffle, projector.
-        out = hf_model.model.get_image_features(pixel_values=inputs["pixel_values"], return_dict=True)
-        return per_row(out.pooler_output, inputs["input_ids"].shape[0])
+        # InternVL's HF class, which InternVideo2.5 is built on too
+        hf = cast("InternVLForConditionalGeneration", hf_model)
+        out = hf.model.get_image_features(pixel_values=inputs["pixel_values"], return_dict=True)
+        return per_row(pooler_output(out), inputs["input_ids"].shape[0])
 
     # prompt -----------------------------------------------------------------------------------
     def bind(self, processor) -> InternVL:

@@ -22,12 +22,8 @@ class LlavaNextVideo(LlavaVideoFamily):
     hf_inputs = ("pixel_values", "image_sizes", "pixel_values_videos")
 
     def vision_modules(self, hf_model: nn.Module) -> dict[str, nn.Module]:
-        m = hf_model.model
-        return {
-            "vision_tower": m.vision_tower,
-            "vision_resampler": m.vision_resampler,
-            "multi_modal_projector": m.multi_modal_projector,
-        }
+        names = ("vision_tower", "vision_resampler", "multi_modal_projector")
+        return {n: hf_model.get_submodule(f"model.{n}") for n in names}
 
     def pooled_grid(self, hf_config, height: int, width: int) -> tuple[int, int]:
         patch, stride = hf_config.vision_config.patch_size, hf_config.spatial_pool_stride

@@ -54,8 +54,10 @@ token, like a CLS); a "one_token" newline is a `separator`.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -73,12 +75,15 @@ from vlens.families.release_common import (
 )
 from vlens.inputs.layout import LayoutError, VideoLayout, VisionToken
 
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import LlavaOnevisionForConditionalGeneration
+
 ARCHITECTURE = "LlavaQwenForCausalLM"
 PLACEHOLDER = "<|vlens_video|>"
 
 # The towers the releases name in `mm_vision_tower` (their public HF configs). A local directory
 # with the tower's config.json (absolute, or relative to the checkpoint) is read instead.
-KNOWN_TOWERS = {
+KNOWN_TOWERS: dict[str, tuple[str, dict[str, Any]]] = {  # name -> (kind, the HF vision config's kwargs)
     "openai/clip-vit-large-patch14-336": (
         "clip",
         dict(
@@ -285,7 +290,8 @@ class LlavaQwenRelease(OneVision):
 
     # the release's video path ---------------------------------------------------------------
     def video_features(self, hf_model: nn.Module, inputs) -> Float[Tensor, "batch n_vision d_model"]:
-        m, s = hf_model.model, self.settings
+        hf = cast("LlavaOnevisionForConditionalGeneration", hf_model)  # what build() makes
+        m, s = hf.model, self.settings
         px = inputs["pixel_values_videos"]
         B, T = px.shape[:2]
         out = m.vision_tower(px.flatten(0, 1).to(m.vision_tower.dtype), output_hidden_states=True)
@@ -448,18 +454,18 @@ def build(
         num_attention_heads=config["num_attention_heads"],
         num_key_value_heads=config.get("num_key_value_heads", config["num_attention_heads"]),
         max_position_embeddings=config.get("max_position_embeddings", 32768),
-        rope_theta=config.get("rope_theta", 10000.0),
+        # the authors' loader (LLaVA builder) forces rope_scaling=None whatever config.json says: plain RoPE
+        rope_parameters={"rope_type": "default", "rope_theta": config.get("rope_theta", 10000.0)},
         rms_norm_eps=config.get("rms_norm_eps", 1e-6),
         hidden_act=config.get("hidden_act", "silu"),
         tie_word_embeddings=config.get("tie_word_embeddings", False),
         use_sliding_window=config.get("use_sliding_window", False),
-        rope_scaling=None,  # the authors' loader (LLaVA builder) forces rope_scaling=None whatever config.json says
     )
     hf_config = LlavaOnevisionConfig(
         text_config=text.to_dict(),
         vision_config=vcfg.to_dict(),
-        video_token_id=placeholder_id,
-        image_token_id=placeholder_id,
+        video_token_index=placeholder_id,  # the fields behind video_token_id / image_token_id
+        image_token_index=placeholder_id,
         vision_feature_layer=-1 if kind == "siglip" else settings["mm_vision_select_layer"],
         vision_feature_select_strategy="full" if kind == "siglip" else "default",
         projector_hidden_act="gelu",
@@ -481,7 +487,8 @@ def build(
     )
     family = LlavaQwenRelease(release, settings, kind)
 
-    size = vcfg.image_size
+    size, patch = vcfg.image_size, vcfg.patch_size
+    assert isinstance(size, int) and isinstance(patch, int)  # LLaVA's towers are square: one int each
     if kind == "clip":  # CLIPImageProcessor: shortest edge, centre crop, CLIP statistics
         vp = LlavaOnevisionVideoProcessor(
             size={"shortest_edge": size},
@@ -499,7 +506,7 @@ def build(
         video_processor=vp,
         tokenizer=tokenizer,
         chat_template=QWEN_1_5_TEMPLATE,
-        num_image_tokens=(size // vcfg.patch_size) ** 2,
+        num_image_tokens=(size // patch) ** 2,
         video_token=PLACEHOLDER,
         image_token="<image>",  # images unsupported
         vision_feature_select_strategy="full",
@@ -516,6 +523,8 @@ def _processor_class():
     class ReleaseProcessor(LlavaOnevisionProcessor):
         """LlavaOnevisionProcessor whose video placeholder count is the release's layout (HF's
         counts ⌈P/2⌉² per frame + 1, which the releases do not lay out)."""
+
+        vlens_tokens_per_video: Callable[[int], int]  # set by build(): the release's tokens for n frames
 
         def replace_video_token(self, video_inputs: dict, video_idx: int, **kwargs) -> str:
             video = video_inputs["pixel_values_videos"][video_idx]

@@ -8,12 +8,16 @@ SigLIP tower → 2-layer MLP projector → 2×2 bilinear pooling per frame (P×P
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, cast
 
 from torch import Tensor, nn
 
 from vlens.config import HookedVideoLLMConfig
-from vlens.families.base import Family, decoder_config, decoder_weight_table
+from vlens.families.base import Family, decoder_config, decoder_weight_table, pooler_output
 from vlens.inputs.layout import LayoutError, VideoLayout, VisionToken
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import LlavaOnevisionForConditionalGeneration
 
 
 class OneVision(Family):
@@ -29,19 +33,20 @@ class OneVision(Family):
         return decoder_weight_table(cfg)
 
     def vision_modules(self, hf_model: nn.Module) -> dict[str, nn.Module]:
-        m = hf_model.model
-        return {"vision_tower": m.vision_tower, "multi_modal_projector": m.multi_modal_projector}
+        return {n: hf_model.get_submodule(f"model.{n}") for n in ("vision_tower", "multi_modal_projector")}
 
     def vision_parameters(self, hf_model: nn.Module) -> dict[str, nn.Parameter]:
-        return {"image_newline": hf_model.model.image_newline}
+        return {"image_newline": hf_model.get_parameter("model.image_newline")}
 
     def video_token_id(self, hf_config) -> int:
         return hf_config.video_token_id
 
     def video_features(self, hf_model: nn.Module, inputs) -> Tensor:
         # The checkpoint's own path (tower, feature layer, projector, pooling, newline).
-        out = hf_model.model.get_video_features(inputs["pixel_values_videos"], return_dict=True)
-        return out.pooler_output
+        # this family (and the LLaVA-Qwen releases built on it) runs only on this HF class
+        hf = cast("LlavaOnevisionForConditionalGeneration", hf_model)
+        out = hf.model.get_video_features(inputs["pixel_values_videos"], return_dict=True)
+        return pooler_output(out)
 
     def pooled_grid(self, hf_config) -> int:
         v = hf_config.vision_config

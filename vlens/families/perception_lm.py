@@ -25,13 +25,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import TYPE_CHECKING, cast
 
 from torch import Tensor, nn
 
 from vlens.components.rotary import Rotary
 from vlens.config import HookedVideoLLMConfig
-from vlens.families.base import LlavaVideoFamily, decoder_config, per_row
+from vlens.families.base import LlavaVideoFamily, decoder_config, per_row, pooler_output
 from vlens.inputs.layout import LayoutError, VisionToken
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import PerceptionLMForConditionalGeneration
 
 ROPE_TYPES = ("default", "llama3")  # llama3 rescales frequencies only (attention scaling 1)
 
@@ -95,14 +99,14 @@ class PerceptionLM(LlavaVideoFamily):
         return rot
 
     def vision_modules(self, hf_model: nn.Module) -> dict[str, nn.Module]:
-        m = hf_model.model
-        return {"vision_tower": m.vision_tower, "multi_modal_projector": m.multi_modal_projector}
+        return {n: hf_model.get_submodule(f"model.{n}") for n in ("vision_tower", "multi_modal_projector")}
 
     def video_features(self, hf_model: nn.Module, inputs) -> Tensor:
         # The checkpoint's own path (tower, CLS drop, projector, pooling): frames are tiles to it.
         pixels = inputs["pixel_values_videos"]
-        out = hf_model.model.get_image_features(pixel_values=pixels, return_dict=True)  # [batch*frames, tokens, d]
-        return per_row(out.pooler_output, pixels.shape[0])
+        hf = cast("PerceptionLMForConditionalGeneration", hf_model)  # this family's one HF class
+        out = hf.model.get_image_features(pixel_values=pixels, return_dict=True)  # [batch*frames, tokens, d]
+        return per_row(pooler_output(out), pixels.shape[0])
 
     def messages(self, question: str, system_prompt: str | None) -> list[dict]:
         """As every family, except the system message's content is a plain string: PerceptionLM's

@@ -17,13 +17,33 @@ are an error here: the time axis would be a guess.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 import torch
 from torch import Tensor, nn
 
 from vlens.components.rotary import MRotary
 from vlens.config import HookedVideoLLMConfig
-from vlens.families.base import Family, decoder_config, decoder_weight_table, per_row
+from vlens.families.base import Family, decoder_config, decoder_weight_table, per_row, pooler_output
 from vlens.inputs.layout import LayoutError, VideoLayout, VisionToken
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import (
+        Glm4vForConditionalGeneration,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2VLForConditionalGeneration,
+        Qwen3VLForConditionalGeneration,
+        Qwen3VLMoeForConditionalGeneration,
+    )
+
+    # the HF classes position_ids runs on: this family's and its subclasses' (Qwen2-VL, Qwen3-VL(-MoE), GLM-4.1V)
+    QwenVLFamilyModel = (
+        Qwen2_5_VLForConditionalGeneration
+        | Qwen2VLForConditionalGeneration
+        | Qwen3VLForConditionalGeneration
+        | Qwen3VLMoeForConditionalGeneration
+        | Glm4vForConditionalGeneration
+    )
 
 
 class Qwen25VL(Family):
@@ -59,16 +79,19 @@ class Qwen25VL(Family):
         return MRotary(cfg.d_head, cfg.rope_theta, cfg.extra["mrope_section"], interleaved=False)
 
     def vision_modules(self, hf_model: nn.Module) -> dict[str, nn.Module]:
-        return {"visual": hf_model.model.visual}
+        return {"visual": hf_model.get_submodule("model.visual")}
 
     def video_token_id(self, hf_config) -> int:
         return hf_config.video_token_id
 
     def video_features(self, hf_model: nn.Module, inputs) -> Tensor:
-        out = hf_model.model.get_video_features(
-            inputs["pixel_values_videos"], inputs["video_grid_thw"], return_dict=True
+        # this family's HF class and its subclasses' that keep this method (Qwen2-VL, GLM-4.1V)
+        hf = cast(
+            "Qwen2_5_VLForConditionalGeneration | Qwen2VLForConditionalGeneration | Glm4vForConditionalGeneration",
+            hf_model,
         )
-        feats = torch.cat(list(out.pooler_output), dim=0)  # one [tokens, d] per video, in order
+        out = hf.model.get_video_features(inputs["pixel_values_videos"], inputs["video_grid_thw"], return_dict=True)
+        feats = torch.cat(list(pooler_output(out)), dim=0)  # one [tokens, d] per video, in order
         return per_row(feats[None], inputs["input_ids"].shape[0])
 
     # prompt -----------------------------------------------------------------------------------
@@ -103,7 +126,8 @@ class Qwen25VL(Family):
             return super().position_ids(hf_model, inputs, batch=batch, n=n, q_start=q_start, device=device)
         if q_start != 0 or n != ids.shape[1]:
             raise ValueError(f"{self.title}'s 3-D positions are computed for a whole prompt (q_start=0)")
-        pos, _ = hf_model.model.get_rope_index(
+        hf = cast("QwenVLFamilyModel", hf_model)  # this family's HF class or a subclass's
+        pos, _ = hf.model.get_rope_index(
             ids,
             mm_token_type_ids=types,
             image_grid_thw=inputs.get("image_grid_thw"),

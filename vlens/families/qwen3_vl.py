@@ -33,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -44,6 +44,9 @@ from vlens.families.base import decoder_config, decoder_weight_table, per_row
 from vlens.families.qwen2_5_vl import Qwen25VL
 from vlens.families.timestamps import text_ids, video_metadata
 from vlens.inputs.layout import LayoutError, VideoLayout, VisionToken
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import Qwen3VLForConditionalGeneration, Qwen3VLMoeForConditionalGeneration
 
 # what Qwen3VLProcessor writes before every group, "<1.2 seconds>", compared without whitespace
 # (decoders differ in the spaces they put back between pieces)
@@ -94,9 +97,11 @@ class Qwen3VL(Qwen25VL):
         return MRotary(cfg.d_head, cfg.rope_theta, cfg.extra["mrope_section"], interleaved=True)
 
     def vision_outputs(self, hf_model: nn.Module, inputs) -> tuple[Tensor, list[Tensor]]:
-        out = hf_model.model.get_video_features(
-            inputs["pixel_values_videos"], inputs["video_grid_thw"], return_dict=True
-        )
+        # this family's HF class and Qwen3-VL-MoE's
+        hf = cast("Qwen3VLForConditionalGeneration | Qwen3VLMoeForConditionalGeneration", hf_model)
+        out = hf.model.get_video_features(inputs["pixel_values_videos"], inputs["video_grid_thw"], return_dict=True)
+        # return_dict=True: the output (HF types it as a tuple or the output, fields optional)
+        assert not isinstance(out, tuple) and out.pooler_output is not None and out.deepstack_features is not None
         batch = inputs["input_ids"].shape[0]
         feats = per_row(torch.cat(list(out.pooler_output), dim=0)[None], batch)
         deep = [per_row(torch.cat(list(d), dim=0)[None], batch) for d in out.deepstack_features]

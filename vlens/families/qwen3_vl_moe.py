@@ -35,6 +35,7 @@ class Qwen3VLMoe(Qwen3VL):
 
     def weight_table(self, cfg: HookedVideoLLMConfig) -> dict[str, str]:
         table = super().weight_table(cfg)
+        assert cfg.moe is not None  # this family's config() always sets it
         for l in cfg.moe.layers:
             ours, hf = f"blocks.{l}.mlp", f"model.language_model.layers.{l}.mlp"
             for p in ("gate", "up", "down"):

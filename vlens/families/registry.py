@@ -84,6 +84,7 @@ class Registration:
         import transformers
         from transformers import AutoProcessor
 
+        assert self.family is not None  # an entry without a converter is HF-native and holds its spec
         self.family.check_requirements()  # a missing package (timm) named with its pip install
         hf_cls = getattr(transformers, config["architectures"][0])
         placement = {"device_map": device_map, "max_memory": max_memory} if device_map is not None else {}

@@ -25,14 +25,17 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import Tensor, nn
 
 from vlens.config import HookedVideoLLMConfig
-from vlens.families.base import Family, decoder_config, decoder_weight_table
+from vlens.families.base import Family, decoder_config, decoder_weight_table, pooler_output
 from vlens.inputs.layout import LayoutError, VideoLayout, VisionToken
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import SmolVLMForConditionalGeneration
 
 FRAME_TEXT = re.compile(r"\s*Frame\s*from\s*[\d\s]+:[\d\s]+:\s*")  # "\nFrame from 00:01:", however tokenized
 
@@ -53,20 +56,20 @@ class SmolVLM(Family):
         return decoder_weight_table(cfg, lm="model.text_model")
 
     def vision_modules(self, hf_model: nn.Module) -> dict[str, nn.Module]:
-        m = hf_model.model
-        return {"vision_model": m.vision_model, "connector": m.connector}
+        return {n: hf_model.get_submodule(f"model.{n}") for n in ("vision_model", "connector")}
 
     def video_token_id(self, hf_config) -> int:
         return hf_config.image_token_id  # frames are images to SmolVLM
 
     def video_features(self, hf_model: nn.Module, inputs) -> Tensor:
         # The checkpoint's own path (tower, pixel shuffle, projection), row by row as its forward.
-        out = hf_model.model.get_image_features(
+        hf = cast("SmolVLMForConditionalGeneration", hf_model)  # this family's one HF class
+        out = hf.model.get_image_features(
             pixel_values=inputs["pixel_values"],
             pixel_attention_mask=inputs.get("pixel_attention_mask"),
             return_dict=True,
         )
-        rows = list(out.pooler_output)
+        rows = list(pooler_output(out))
         if len({r.shape[0] for r in rows}) != 1:
             raise ValueError(
                 "rows of the batch have different numbers of frames after HF dropped all-zero frames "

@@ -34,16 +34,19 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import Tensor, nn
 
 from vlens.config import HookedVideoLLMConfig
-from vlens.families.base import Family, decoder_config, decoder_weight_table
+from vlens.families.base import Family, decoder_config, decoder_weight_table, pooler_output
 from vlens.families.timestamps import video_metadata
 from vlens.inputs.layout import LayoutError, VideoLayout, VisionToken
 from vlens.inputs.media_layout import assign_to_rows
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import VideoLlama3ForConditionalGeneration
 
 STAMP = re.compile(r",?Time(\d+\.\d)s:")  # one frame's announcement, whitespace removed
 
@@ -68,8 +71,7 @@ class VideoLlama3(Family):
         return decoder_weight_table(cfg)
 
     def vision_modules(self, hf_model: nn.Module) -> dict[str, nn.Module]:
-        m = hf_model.model
-        return {"vision_model": m.vision_model, "projector": m.projector}
+        return {n: hf_model.get_submodule(f"model.{n}") for n in ("vision_model", "projector")}
 
     def video_token_id(self, hf_config) -> int:
         return hf_config.video_token_id
@@ -77,10 +79,11 @@ class VideoLlama3(Family):
     def video_features(self, hf_model: nn.Module, inputs) -> Tensor:
         """The kept tokens' features [batch, n_vision, d_model] (rows must keep equal counts;
         the hooked model itself places features with HF's merge, which has no such limit)."""
-        out = hf_model.model.get_video_features(
+        hf = cast("VideoLlama3ForConditionalGeneration", hf_model)  # this family's one HF class
+        out = hf.model.get_video_features(
             inputs["pixel_values_videos"], inputs["video_grid_thw"], inputs["video_merge_sizes"], return_dict=True
         )
-        feats = torch.cat(list(out.pooler_output), dim=0)
+        feats = torch.cat(list(pooler_output(out)), dim=0)
         keep = inputs.get("video_compression_mask")
         if keep is not None:
             feats = feats[keep.to(feats.device)]

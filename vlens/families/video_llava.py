@@ -23,8 +23,8 @@ class VideoLlava(LlavaVideoFamily):
     image_key = "pixel_values_images"
 
     def vision_modules(self, hf_model: nn.Module) -> dict[str, nn.Module]:
-        m = hf_model.model  # the image tower is not used for videos
-        return {"video_tower": m.video_tower, "multi_modal_projector": m.multi_modal_projector}
+        # the image tower is not used for videos
+        return {n: hf_model.get_submodule(f"model.{n}") for n in ("video_tower", "multi_modal_projector")}
 
     def video_tokens(self, hf_config, n_frames: int, height: int, width: int) -> list[VisionToken]:
         patch = hf_config.vision_config.patch_size

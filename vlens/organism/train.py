@@ -27,6 +27,7 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import torch
@@ -45,7 +46,15 @@ ARCH = dict(
     vision_layers=2,
     vision_d=64,
 )
-DATA = dict(n_frames=8, size=32, shuffle=False)
+
+
+class _DataSettings(TypedDict):  # synthetic.generate's clip settings
+    n_frames: int
+    size: int
+    shuffle: bool
+
+
+DATA: _DataSettings = {"n_frames": 8, "size": 32, "shuffle": False}
 # Training mix (sample i gets KIND_MIX[i % 10]); evaluation uses every kind equally often.
 KIND_MIX = ("color", "shape", "direction", "shape", "first", "count", "shape", "direction", "color_change", "count")
 
@@ -57,12 +66,14 @@ def build(seed: int):
     from transformers import (
         AutoConfig,
         AutoProcessor,
+        LlavaOnevisionConfig,
         LlavaOnevisionForConditionalGeneration,
     )
 
     from vlens.organism import checkpoint_dir
 
     config = AutoConfig.from_pretrained(checkpoint_dir(), local_files_only=True)
+    assert isinstance(config, LlavaOnevisionConfig)  # the shipped organism is a LLaVA-OneVision checkpoint
     processor = AutoProcessor.from_pretrained(checkpoint_dir(), local_files_only=True)
     torch.manual_seed(seed)
     return LlavaOnevisionForConditionalGeneration(config).float(), processor

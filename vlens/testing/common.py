@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -22,7 +23,7 @@ def randomise(model: torch.nn.Module, std: float = 0.08) -> None:
 
 def lm_kwargs(
     tokenizer, *, n_layers: int, d_model: int, n_heads: int, n_kv_heads: int, d_mlp: int, vocab_size: int | None = None
-) -> dict:
+) -> dict[str, Any]:
     """The tiny LM's shape and special-token ids as HF text-config kwargs. `vocab_size` larger
     than the tokenizer adds unused embedding rows."""
     return dict(
@@ -44,10 +45,17 @@ def text_config(kind: str, tokenizer, *, tie: bool = False, **sizes):
     attention biases); `sizes` as `lm_kwargs` takes them."""
     from transformers import LlamaConfig, Qwen2Config
 
-    common = dict(lm_kwargs(tokenizer, **sizes), tie_word_embeddings=tie)
+    common: dict[str, Any] = {**lm_kwargs(tokenizer, **sizes), "tie_word_embeddings": tie}
     if kind == "llama":
         return LlamaConfig(**common, rms_norm_eps=1e-5, attention_bias=False)
-    return Qwen2Config(**common, rope_theta=10000.0, rms_norm_eps=1e-6)
+    return Qwen2Config(**common, rope_parameters={"rope_type": "default", "rope_theta": 10000.0}, rms_norm_eps=1e-6)
+
+
+def token_id(tokenizer, token: str) -> int:
+    """The id of one token (HF types `convert_tokens_to_ids` as int | list[int]; one string gives an int)."""
+    i = tokenizer.convert_tokens_to_ids(token)
+    assert isinstance(i, int), i
+    return i
 
 
 def vision_config(config_cls, vision_d: int, vision_layers: int, image_size: int, patch_size: int, **extra):

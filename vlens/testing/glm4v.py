@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from vlens.testing.common import lm_kwargs, save_checkpoint
+from vlens.testing.common import lm_kwargs, save_checkpoint, token_id
 from vlens.testing.tokenizer import word_tokenizer_with
 
 # GLM-4.1V's own template, shortened: "[gMASK]<sop>", role tags, the video item as
@@ -104,7 +104,10 @@ def make_tiny_glm4v(
         temporal_patch_size=2,
         out_hidden_size=d_model,
     )
-    ids = tokenizer.convert_tokens_to_ids
+
+    def ids(token: str) -> int:
+        return token_id(tokenizer, token)
+
     config = Glm4vConfig(
         text_config=text,
         vision_config=vision,

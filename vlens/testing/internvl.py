@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from vlens.families.base import chatml_template
-from vlens.testing.common import save_checkpoint, text_config, vision_config
+from vlens.testing.common import save_checkpoint, text_config, token_id, vision_config
 from vlens.testing.tokenizer import word_tokenizer_with
 
 INTERNVL_CHAT_TEMPLATE = chatml_template("<video>\n", image="<image>\n", system="You are a helpful assistant.")
@@ -78,7 +78,7 @@ def make_tiny_internvl(
     config = InternVLConfig(
         text_config=text.to_dict(),
         vision_config=vision.to_dict(),
-        image_token_id=tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"),
+        image_token_id=token_id(tokenizer, "<IMG_CONTEXT>"),
         image_seq_length=tokens_per_frame,
         downsample_ratio=0.5,
         vision_feature_layer=-1,

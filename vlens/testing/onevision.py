@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from vlens.families.base import chatml_template
-from vlens.testing.common import save_checkpoint, text_config, vision_config
+from vlens.testing.common import save_checkpoint, text_config, token_id, vision_config
 from vlens.testing.tokenizer import build_word_tokenizer
 
 # ChatML as LLaVA-OneVision/Qwen2 checkpoints use it, with HF content lists ({"type": "video"}).
@@ -70,8 +70,8 @@ def make_tiny_onevision(
     config = LlavaOnevisionConfig(
         text_config=text.to_dict(),
         vision_config=vision.to_dict(),
-        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
-        video_token_id=tokenizer.convert_tokens_to_ids("<video>"),
+        image_token_index=token_id(tokenizer, "<image>"),  # the fields behind image/video_token_id
+        video_token_index=token_id(tokenizer, "<video>"),
         vision_feature_select_strategy="full",  # SigLIP has no CLS token
         vision_feature_layer=-1,
         tie_word_embeddings=False,

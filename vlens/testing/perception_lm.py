@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from vlens.testing.common import save_checkpoint, text_config
+from vlens.testing.common import save_checkpoint, text_config, token_id
 from vlens.testing.tokenizer import word_tokenizer_with
 
 # The released checkpoints' chat template (transformers' convert_perception_lm_weights_to_hf.py):
@@ -136,8 +136,8 @@ def make_tiny_perception_lm(
         vision_config=vision.to_dict(),
         vision_use_cls_token=True,
         projector_pooling_ratio=pooling_ratio,
-        image_token_id=tokenizer.convert_tokens_to_ids("<|image|>"),
-        video_token_id=tokenizer.convert_tokens_to_ids("<|video|>"),
+        image_token_id=token_id(tokenizer, "<|image|>"),
+        video_token_id=token_id(tokenizer, "<|video|>"),
         tie_word_embeddings=False,
     )
     config.architectures = ["PerceptionLMForConditionalGeneration"]

@@ -21,6 +21,12 @@ Qwen2.5-VL-7B-Instruct: see QWEN2_5_VL_7B_* below.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import PretrainedConfig
+
 SIGLIP_SO400M_26 = {
     "hidden_size": 1152,
     "image_size": 384,
@@ -77,7 +83,8 @@ def llava_onevision(text: dict):
     return config
 
 
-REAL = {
+# checkpoint name -> (its HF config, built on call; its text config's published numbers)
+REAL: dict[str, tuple[Callable[[], PretrainedConfig], dict]] = {
     "llava-onevision-qwen2-7b-ov-hf": (lambda: llava_onevision(QWEN2_7B), QWEN2_7B),
     "llava-onevision-qwen2-0.5b-ov-hf": (lambda: llava_onevision(QWEN2_0_5B), QWEN2_0_5B),
 }

@@ -89,7 +89,9 @@ def _ov_pinpoints() -> list[list[int]]:
     # LLaVA-OneVision's anyres grids (384 × 1..6 in each direction) are its HF config's default.
     from transformers import LlavaOnevisionConfig
 
-    return [list(p) for p in LlavaOnevisionConfig().image_grid_pinpoints]
+    pinpoints = LlavaOnevisionConfig().image_grid_pinpoints
+    assert pinpoints is not None  # the class default is the anyres grid list
+    return [list(p) for p in pinpoints]
 
 
 def _with_video_branch(template: str) -> str:

@@ -55,6 +55,7 @@ def tiny_llava_qwen_release(
     from transformers import (
         CLIPVisionConfig,
         CLIPVisionModel,
+        Qwen2Config,
         Qwen2ForCausalLM,
         SiglipVisionConfig,
         SiglipVisionModel,
@@ -74,6 +75,7 @@ def tiny_llava_qwen_release(
         d_mlp=d_mlp,
         vocab_size=vocab,
     )
+    assert isinstance(text, Qwen2Config)  # text_config("qwen2", ...)
     state = dict(Qwen2ForCausalLM(text).state_dict())  # model.embed_tokens / model.layers / model.norm / lm_head
     # the vision tower as the hub publishes it: its config in a folder that mm_vision_tower names
     if tower == "clip":

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from vlens.testing.common import save_checkpoint, text_config, vision_config
+from vlens.testing.common import save_checkpoint, text_config, token_id, vision_config
 from vlens.testing.tokenizer import word_tokenizer_with
 
 # SmolVLM2's chat template for videos (transformers' processing_smolvlm.DEFAULT_CHAT_TEMPLATE).
@@ -68,7 +68,7 @@ def make_tiny_smolvlm(
     config = SmolVLMConfig(
         text_config=text.to_dict(),
         vision_config=vision.to_dict(),
-        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        image_token_id=token_id(tokenizer, "<image>"),
         scale_factor=scale_factor,
         tie_word_embeddings=False,
     )

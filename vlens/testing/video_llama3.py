@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from vlens.families.base import chatml_template
-from vlens.testing.common import save_checkpoint, text_config
+from vlens.testing.common import save_checkpoint, text_config, token_id
 from vlens.testing.qwen2_5_vl import qwen_vl_tokenizer
 
 # ChatML with the video placeholder on its own line, as VideoLLaMA3's HF template writes a video
@@ -68,7 +68,10 @@ def make_tiny_video_llama3(
         num_attention_heads=2,
         patch_size=patch_size,
     )
-    ids = tokenizer.convert_tokens_to_ids
+
+    def ids(token: str) -> int:
+        return token_id(tokenizer, token)
+
     config = VideoLlama3Config(
         text_config=text.to_dict(),
         vision_config=vision,
