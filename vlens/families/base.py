@@ -82,11 +82,15 @@ class Family:
     def video_token_id(self, hf_config) -> int:
         raise NotImplementedError
 
-    def video_features(self, hf_model: nn.Module, inputs: VideoInputs) -> Float[Tensor, "batch n_vision d_model"]:
+    def video_features(
+        self, hf_model: nn.Module, inputs: VideoInputs | dict
+    ) -> Float[Tensor, "batch n_vision d_model"]:
+        """The projected vision features of `inputs` (VideoInputs, or the processor's dict of HF
+        kwargs that the forward passes on)."""
         raise NotImplementedError
 
     def vision_outputs(
-        self, hf_model: nn.Module, inputs: VideoInputs
+        self, hf_model: nn.Module, inputs: VideoInputs | dict
     ) -> tuple[Float[Tensor, "batch n_vision d_model"], list[Float[Tensor, "batch n_vision d_model"]]]:
         """`video_features` and the DeepStack features added after blocks 0, 1, … at the same
         vision positions (Qwen3-VL; none by default). One vision-tower run gives both."""
