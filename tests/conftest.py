@@ -54,5 +54,24 @@ def realistic_checkpoint(tmp_path_factory):
     return get
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module's tests (`pytestmark = pytest.mark.usefixtures("one_thread")`):
+    the run API's small forwards are faster so on a busy 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def run_config(model, out, **settings):
+    """The run API's settings for the protocol tests: 3 synthetic clips at 8 frames, no progress
+    bar; `settings` (protocols, options, …) add to or override those."""
+    from vlens.run import RunConfig
+
+    base = dict(model=model, data="synthetic:0,n=3", out=out, frames=8, progress=False)
+    return RunConfig(**{**base, **settings})
+
+
 def frames(n: int, h: int = 32, w: int = 32, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, size=(n, h, w, 3), dtype=np.uint8)

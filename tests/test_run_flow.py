@@ -9,6 +9,7 @@ import shutil
 
 import pytest
 import torch
+from conftest import run_config
 
 from vlens.cli import main
 from vlens.data import load_dataset
@@ -32,25 +33,15 @@ DATA = "synthetic:0,n=3"
 CHOSEN = "vql-to-ql,last<-true_option,effective_pathway,attention_flow"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cfg(onevision_dir, out, **kw) -> RunConfig:
-    base = dict(
-        model=onevision_dir,
-        data=DATA,
-        out=out,
-        protocols="flow",
-        frames=8,
-        progress=False,
-        options={"flow": {"window": 3, "protocols": CHOSEN}},
+    return run_config(
+        onevision_dir,
+        out,
+        **{"data": DATA, "protocols": "flow", "options": {"flow": {"window": 3, "protocols": CHOSEN}}, **kw},
     )
-    return RunConfig(**{**base, **kw})
 
 
 @pytest.fixture(scope="module")

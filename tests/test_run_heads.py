@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_config
 
 from vlens import knockout as ko
 from vlens.cli import main
@@ -31,25 +32,15 @@ from vlens.run import RunConfig, dry_run, run
 DATA = "synthetic:0,n=3"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cfg(onevision_dir, out, **kw) -> RunConfig:
-    base = dict(
-        model=onevision_dir,
-        data=DATA,
-        out=out,
-        protocols="heads",
-        frames=8,
-        progress=False,
-        options={"heads": {"specs": "lv,vt", "top_k": 3}},
+    return run_config(
+        onevision_dir,
+        out,
+        **{"data": DATA, "protocols": "heads", "options": {"heads": {"specs": "lv,vt", "top_k": 3}}, **kw},
     )
-    return RunConfig(**{**base, **kw})
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ resume gives the same report, sampled runs reproduce, a user scoring function, c
 from __future__ import annotations
 
 import pytest
-import torch
+from conftest import run_config
 
 from vlens.cli import main
 from vlens.data import Sample, load_dataset
@@ -19,25 +19,20 @@ from vlens.run import RunConfig, dry_run, run
 DATA = "synthetic:0,n=3"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cfg(onevision_dir, out, **kw) -> RunConfig:
-    base = dict(
-        model=onevision_dir,
-        data=DATA,
-        out=out,
-        protocols="global2,open",
-        frames=8,
-        progress=False,
-        options={"open": {"max_new_tokens": 3, "match": "contains"}},
+    return run_config(
+        onevision_dir,
+        out,
+        **{
+            "data": DATA,
+            "protocols": "global2,open",
+            "options": {"open": {"max_new_tokens": 3, "match": "contains"}},
+            **kw,
+        },
     )
-    return RunConfig(**{**base, **kw})
 
 
 @pytest.fixture(scope="module")
