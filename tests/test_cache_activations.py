@@ -87,6 +87,8 @@ def test_cache_shards_together_make_the_store(model, tmp_path, capsys):
         (["--hooks", " , "], "no hook given"),
         (["--hooks", "blocks.0.hook_resid_post", "--positions", "vidoe"], "unknown position selector 'vidoe'"),
         (["--hooks", "blocks.0.hook_resid_post", "--shard", "0/2", "--limit", "0"], "selects no sample"),
+        (["--hooks", "blocks.0.attn.hook_pattern"], r"\[batch, head, query, key\].*hook_z"),
+        (["--hooks", "blocks.0.hook_resid_post", "--positions", " "], "names no position group"),
     ],
 )
 def test_bad_flags_are_refused_with_what_is_allowed(tmp_path, capsys, flags, message):
@@ -94,6 +96,7 @@ def test_bad_flags_are_refused_with_what_is_allowed(tmp_path, capsys, flags, mes
     err = capsys.readouterr().err
     assert err.startswith("vlens cache-activations: ")
     assert re.search(message, err), err
+    assert not (tmp_path / "acts" / "manifest.json").exists()  # nothing left that a good run would trip on
 
 
 def test_other_settings_in_the_same_directory_are_refused(tmp_path, capsys):

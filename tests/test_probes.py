@@ -139,13 +139,22 @@ def test_the_figure_is_written(store_dir, tmp_path):
         ({"labels": "kind", "pool": "clip"}, r"pool='clip' is not a pooling"),
         ({"labels": []}, "labels: none given"),
         ({"labels": "kind", "hooks": ["blocks.3.hook_resid_post"]}, "not in this store"),
-        ({"labels": "direction", "groups": "last"}, "needs at least 4 samples with the label, got 2"),
+        ({"labels": "direction", "groups": "last"}, "label=.direction. takes one value"),  # 2 clips, both down
         ({"labels": "kind", "groups": "last", "folds": 0}, "folds=0 must be an integer >= 2"),
     ],
 )
 def test_bad_probes_are_refused_with_what_is_allowed(store_dir, kwargs, message):
     with pytest.raises((ProbeError, ActivationStoreError), match=message):
         probe_store(store_dir, **kwargs)
+
+
+def test_a_label_with_one_class_is_refused_not_scored_100(store_dir):
+    """One class everywhere would give a 'perfect' probe; refused, naming the label and its value."""
+    ids = {s["sample"]: "down" for s in ActivationStore(store_dir).samples}
+    with pytest.raises(ProbeError, match=r"label='same' takes one value, 'down'.*100%"):
+        probe_store(store_dir, "same", groups="last", values=ids)
+    with pytest.raises(ProbeError, match="every row has the same class"):
+        evaluate_probe(torch.randn(8, 3), torch.zeros(8, dtype=torch.long), torch.arange(8), folds=2)
 
 
 def test_a_store_of_another_model_is_refused(store_dir, model, tmp_path):

@@ -140,10 +140,15 @@ def evaluate_probe(
         the fitted probe of each fold).
 
     Raises:
-        ProbeError: rows that do not line up, or too few samples for the folds.
+        ProbeError: rows that do not line up, one class only, or too few samples for the folds.
     """
     if not (len(x) == len(y) == len(samples)):
         raise ProbeError(f"x, y and samples must have the same rows, got {len(x)}, {len(y)}, {len(samples)}")
+    if torch.unique(y).numel() < 2:
+        raise ProbeError(
+            f"every row has the same class ({int(y[0]) if len(y) else 'no rows'}): a probe would score 100% and mean "
+            "nothing; probe a label with two or more classes in the rows probed"
+        )
     fold = assign_folds(samples, folds, key=key)
     n_classes = int(y.max()) + 1
     correct = torch.zeros(len(y), dtype=torch.bool)

@@ -132,10 +132,16 @@ def _labels(
         if all(v is None for v in values):
             raise ProbeError(
                 f"label={label!r} is not a label of {store.dir}'s samples; its samples carry {available_labels(store)} "
-                "(or pass labels={sample id: value})"
+                "(or pass values={sample id: value})"
             )
         per_row = [values[i] for i in batch.sample.tolist()]
     keys = sorted({str(v) for v in per_row if v is not None}, key=_natural)
+    if len(keys) < 2:
+        raise ProbeError(
+            f"label={label!r} takes {'one value, ' + repr(keys[0]) if keys else 'no value'} on these samples: a probe "
+            "of it would score 100% and mean nothing; probe a label with two or more classes (more samples, or "
+            "another label)"
+        )
     code = {k: i for i, k in enumerate(keys)}
     y = torch.tensor([code[str(v)] if v is not None else -1 for v in per_row], dtype=torch.long)
     return y, tuple(keys)

@@ -72,6 +72,10 @@ def parse_positions(spec: str | Positions | Sequence[str]) -> tuple[Positions, s
     """
     if isinstance(spec, str):
         parts = [p.strip() for p in spec.replace("|", ",").split(",") if p.strip()]
+        if not parts:
+            raise ActivationStoreError(
+                f"positions={spec!r} names no position group; pass e.g. 'video', 'video,last' or 'all'"
+            )
         sel = as_positions(tuple(parts))
     else:
         sel = as_positions(spec)
@@ -222,6 +226,13 @@ class ActivationWriter:
             raise ActivationStoreError(
                 f"hooks={list(hooks)!r}: {unknown or 'none given'} not hook points of this model; "
                 f"pick from model.hook_dict, e.g. 'blocks.0.hook_resid_post' or 'hook_video_features'"
+            )
+        square = [h for h in hooks if h.endswith(("attn.hook_pattern", "attn.hook_attn_scores"))]
+        if square:
+            raise ActivationStoreError(
+                f"hooks={list(hooks)!r}: {square} are [batch, head, query, key] (a row per pair of positions, not per "
+                "position), which the store does not keep; store 'blocks.L.attn.hook_z' (each head's output per "
+                "position) or summarise the pattern with vlens.interventions.lens.attention_to_frames"
             )
         if dtype not in DTYPES:
             raise ActivationStoreError(f"dtype={dtype!r} is not a stored dtype; use one of {tuple(DTYPES)}")
