@@ -181,3 +181,15 @@ def test_attention_flow_sources(setup):
 
     model, inputs, _ = setup
     refused(lambda: attention_flow(model, inputs, sources=("option",)), "source")
+
+
+def test_misspelt_hook_names_are_named_with_the_closest(setup):
+    """TransformerLens raises a bare KeyError for these in run_with_hooks and caches nothing for
+    them in a names_filter list; vlens names the argument and the hook points it may have meant."""
+    model, inputs, _ = setup
+    with pytest.raises(ValueError, match=r"fwd_hooks: 'blocks.0.hook_resid_pots' .*'blocks.0.hook_resid_post'"):
+        model.run_with_hooks(inputs, fwd_hooks=[("blocks.0.hook_resid_pots", lambda x, hook: x)])
+    refused(lambda: model.run_with_cache(inputs, names_filter=["blocks.0.hook_resid_pots"]), "names_filter")
+    refused(lambda: model.run_with_cache(inputs, names_filter="hook_embedd"), "names_filter")
+    _, cache = model.run_with_cache(inputs, names_filter=["blocks.0.hook_resid_post"])  # a right name still works
+    assert list(cache.keys()) == ["blocks.0.hook_resid_post"]

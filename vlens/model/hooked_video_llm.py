@@ -40,6 +40,7 @@ from vlens.families import Family
 from vlens.inputs.video_inputs import VideoInputs
 from vlens.model import mask_memory
 from vlens.model.generation import Generation
+from vlens.model.hook_names import check_hook_names
 from vlens.model.input_builder import InputBuilder
 from vlens.model.loading import Loading
 from vlens.model.vision_hooks import VisionHooks, find_tower
@@ -387,7 +388,9 @@ class HookedVideoLLM(Loading, InputBuilder, Generation, HookedRootModule):
 
         names = kwargs.get("names_filter")
         if isinstance(names, (str, list, tuple)):  # explicit names are cached as named, vision ones too
-            self.vision_hooks.check_names([names] if isinstance(names, str) else list(names), self.hook_dict)
+            listed = [names] if isinstance(names, str) else list(names)
+            check_hook_names(listed, self.hook_dict, "names_filter")
+            self.vision_hooks.check_names(listed, self.hook_dict)
         elif not vision:
             # the tower's hook points are opt-in (caching their pattern switches the tower to the
             # hooked eager attention): a filter function or None sees only the other hooks
@@ -429,6 +432,8 @@ class HookedVideoLLM(Loading, InputBuilder, Generation, HookedRootModule):
             KnockoutError / InterventionError: a layer out of range (nothing is installed).
         """
         fwd_hooks, bwd_hooks = list(fwd_hooks), list(bwd_hooks)
+        check_hook_names([n for n, _ in fwd_hooks], self.hook_dict, "fwd_hooks")
+        check_hook_names([n for n, _ in bwd_hooks], self.hook_dict, "bwd_hooks")
         self.vision_hooks.check_names([n for n, _ in fwd_hooks + bwd_hooks], self.hook_dict)
         if not vision:
             fwd_hooks = [(_language_only(n), h) for n, h in fwd_hooks]
