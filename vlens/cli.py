@@ -394,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser(
         "run",
-        help="run protocols (global1, global2, windows, patching, lens, efficient) on a dataset",
+        help="run protocols (global1, global2, windows, patching, lens, flow, heads, open, attribution, efficient) on a dataset",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Score every sample clean and under every knockout configuration of PROTOCOL "
